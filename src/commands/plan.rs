@@ -1,0 +1,53 @@
+//! `rankprobe plan FILE`: the run matrix as a table.
+
+use std::path::Path;
+
+use crate::plan::cost::{param_count, steps_and_tokens, training_flops};
+use crate::plan::diff::{differing_fields, shown_value};
+use crate::plan::Plan;
+use crate::text_table::{human_count, TextTable};
+
+use super::{load_plan, Failure};
+
+pub fn plan(file: &Path) -> Result<(), Failure> {
+    let plan = load_plan(file)?;
+    print!("{}", render_plan(&plan));
+    Ok(())
+}
+
+/// The header lines and the table: label, run id, the fields that differ between runs,
+/// tokens, steps, parameters and estimated training FLOPs.
+pub fn render_plan(plan: &Plan) -> String {
+    let configs: Vec<_> = plan.runs.iter().map(|r| &r.config).collect();
+    let differing = differing_fields(&configs);
+    let mut header: Vec<String> = ["#", "label", "run id"].map(String::from).to_vec();
+    header.extend(differing.iter().cloned());
+    header.extend(["tokens", "steps", "params", "train FLOPs"].map(String::from));
+    let mut table = TextTable::new(header);
+    let mut total_flops = Some(0.0);
+    for run in &plan.runs {
+        let (steps, tokens) = steps_and_tokens(&run.config);
+        let vocab = run.config.data.tokenizer.known_vocab();
+        let params = vocab.map(|v| param_count(&run.config.model, v as u64).total());
+        let flops = training_flops(&run.config, tokens);
+        total_flops = total_flops.zip(flops).map(|(sum, f)| sum + f);
+        let mut row = vec![run.index.to_string(), run.label.clone(), run.id.clone()];
+        row.extend(differing.iter().map(|path| shown_value(&run.config, path)));
+        row.push(human_count(tokens));
+        row.push(steps.to_string());
+        row.push(params.map_or_else(|| "?".to_owned(), human_count));
+        row.push(flops.map_or_else(|| "?".to_owned(), |f| format!("{f:.2e}")));
+        table.push(row);
+    }
+    let mut out = format!("study {} ({})\n", plan.study, plan.source.display());
+    if !plan.description.trim().is_empty() {
+        out += &format!("  {}\n", plan.description.trim());
+    }
+    let total = total_flops.map_or_else(|| "unknown".to_owned(), |f| format!("{f:.2e}"));
+    out += &format!(
+        "{} runs, device {}, total training FLOPs {total}\n\n",
+        plan.runs.len(),
+        plan.execution.device
+    );
+    out + &table.render()
+}

@@ -1,0 +1,11 @@
+//! rankprobe: training studies as data.
+//!
+//! Data flows one way: `spec` (RON -> validated study) -> `plan` (run matrix, run ids)
+//! -> `store` (results layout) -> `commands` (what the CLI does). Each module reads only
+//! from the ones before it.
+
+pub mod commands;
+pub mod plan;
+pub mod spec;
+pub mod store;
+pub mod text_table;

@@ -1,0 +1,79 @@
+//! Command line of rankprobe. Argument parsing only; the work is in `rankprobe::commands`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use rankprobe::commands::{self, sweep::SweepOptions, Failure};
+use rankprobe::spec::Device;
+
+/// Turn training studies (RON files) into trained, probed runs and comparison reports.
+///
+/// Exit codes: 0 success, 1 a run or the results store failed, 2 bad input.
+#[derive(Parser)]
+#[command(name = "rankprobe", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the run matrix: labels, run ids, differing fields, tokens, FLOPs.
+    Plan {
+        /// Study file (.ron).
+        file: PathBuf,
+    },
+    /// Run every run of a study (now: prepare results/<study>/ with each resolved run.ron).
+    Sweep {
+        /// Study file (.ron).
+        file: PathBuf,
+        /// Results root directory.
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+        /// Only the runs with these labels.
+        #[arg(long, num_args = 1..)]
+        only: Vec<String>,
+        /// auto, cpu, cuda or cuda:N (overrides the study's execution.device).
+        #[arg(long)]
+        device: Option<Device>,
+    },
+    /// Check study files (syntax, schema, shapes, sweep) without running anything.
+    Validate {
+        /// Study files (.ron).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Plan { file } => commands::plan::plan(file),
+        Command::Sweep {
+            file,
+            results,
+            only,
+            device,
+        } => commands::sweep::sweep(
+            file,
+            &SweepOptions {
+                results: results.clone(),
+                only: only.clone(),
+                device: *device,
+            },
+        ),
+        Command::Validate { files } => commands::validate::validate(files),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("{failure}");
+            exit_code(&failure)
+        }
+    }
+}
+
+fn exit_code(failure: &Failure) -> ExitCode {
+    ExitCode::from(failure.exit_code() as u8)
+}

@@ -1,0 +1,290 @@
+//! Sweep axes -> points -> the run matrix (cartesian product, first axis outermost).
+
+use crate::spec::source::Location;
+use crate::spec::study::{Axis, GridAxis, RonValue};
+use crate::spec::suggest::quoted_list;
+use crate::spec::{is_safe_name, Diagnostic, LoadedStudy};
+
+/// One override: set `path` to `value`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assignment {
+    pub path: String,
+    pub value: RonValue,
+    /// Where it is written, for error messages.
+    pub location: Option<Location>,
+}
+
+/// One value of an axis: a label piece and the overrides it applies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    pub label: String,
+    pub assignments: Vec<Assignment>,
+}
+
+/// The points of every axis, in order, or what is wrong with the axes.
+pub fn axis_points(loaded: &LoadedStudy) -> Result<Vec<Vec<Point>>, Vec<Diagnostic>> {
+    let mut all = Vec::new();
+    let mut diagnostics = Vec::new();
+    for (index, axis) in loaded.study.sweep.iter().enumerate() {
+        let at = AxisSite { loaded, index };
+        match points_of(axis, &at) {
+            Ok(points) => all.push(points),
+            Err(mut errs) => diagnostics.append(&mut errs),
+        }
+    }
+    diagnostics.extend(conflicting_paths(loaded, &all));
+    if diagnostics.is_empty() {
+        Ok(all)
+    } else {
+        Err(diagnostics)
+    }
+}
+
+/// Every combination of one point per axis, first axis outermost. No axes: one run.
+pub fn product(axes: &[Vec<Point>]) -> Vec<Vec<&Point>> {
+    axes.iter().fold(vec![Vec::new()], |combos, points| {
+        combos
+            .iter()
+            .flat_map(|combo| {
+                points.iter().map(move |point| {
+                    let mut next = combo.clone();
+                    next.push(point);
+                    next
+                })
+            })
+            .collect()
+    })
+}
+
+/// The label of a run: its points' labels joined with `_` ("base" when there are none).
+pub fn run_label(points: &[&Point]) -> String {
+    if points.is_empty() {
+        return "base".to_owned();
+    }
+    points
+        .iter()
+        .map(|p| p.label.as_str())
+        .collect::<Vec<_>>()
+        .join("_")
+}
+
+/// Locates things written inside one axis of the sweep.
+struct AxisSite<'a> {
+    loaded: &'a LoadedStudy,
+    index: usize,
+}
+
+impl AxisSite<'_> {
+    fn axis(&self) -> &Axis {
+        &self.loaded.study.sweep[self.index]
+    }
+
+    /// The axis's variant name (`Grid`, ...) in the file.
+    fn location(&self) -> Option<Location> {
+        let source = &self.loaded.source;
+        let sweep = source.find_key_path(&["sweep"]);
+        let kind = self.axis().kind();
+        let same_kind_before = self.loaded.study.sweep[..self.index]
+            .iter()
+            .filter(|a| a.kind() == kind)
+            .count();
+        source.find_ident(kind, same_kind_before, sweep.as_ref())
+    }
+
+    /// A string literal inside this axis, after `after` when given.
+    fn string(&self, content: &str, after: Option<&Location>) -> Option<Location> {
+        let start = after.cloned().or_else(|| self.location());
+        self.loaded.source.find_string(content, start.as_ref())
+    }
+
+    fn error(&self, message: String, at: Option<Location>, help: &str) -> Diagnostic {
+        Diagnostic::new(format!("sweep axis {} ({}): {message}", self.index + 1, self.axis().kind()))
+            .at(at.or_else(|| self.location()))
+            .in_file(self.loaded.source.path())
+            .help(help)
+    }
+}
+
+fn points_of(axis: &Axis, at: &AxisSite) -> Result<Vec<Point>, Vec<Diagnostic>> {
+    let points = match axis {
+        Axis::Conditions(conditions) => conditions
+            .iter()
+            .map(|condition| {
+                let name_at = at.string(&condition.name, None);
+                let mut assignments: Vec<Assignment> = condition
+                    .set
+                    .iter()
+                    .map(|(path, value)| Assignment {
+                        path: path.clone(),
+                        value: value.clone(),
+                        location: at.string(path, name_at.as_ref()),
+                    })
+                    .collect();
+                // A whole value before the fields inside it: "optimizer" before "optimizer.lr".
+                assignments.sort_by_key(|a| a.path.matches('.').count());
+                Point {
+                    label: condition.name.clone(),
+                    assignments,
+                }
+            })
+            .collect(),
+        Axis::Grid(grid) => grid_points(grid, at)?,
+        Axis::Zip(members) => zip_points(members, at)?,
+        Axis::Seeds(seeds) => seeds
+            .iter()
+            .map(|seed| Point {
+                label: format!("s{seed}"),
+                assignments: vec![Assignment {
+                    path: "seed".to_owned(),
+                    value: RonValue(seed.to_string()),
+                    location: at.location(),
+                }],
+            })
+            .collect(),
+    };
+    check_points(&points, at)?;
+    Ok(points)
+}
+
+fn grid_points(grid: &GridAxis, at: &AxisSite) -> Result<Vec<Point>, Vec<Diagnostic>> {
+    let path_at = at.string(&grid.path, None);
+    if let Some(labels) = &grid.labels {
+        if labels.len() != grid.values.len() {
+            return Err(vec![at.error(
+                format!(
+                    "`{}` has {} values but {} labels",
+                    grid.path,
+                    grid.values.len(),
+                    labels.len()
+                ),
+                path_at,
+                "give one label per value, or leave `labels` out to generate them",
+            )]);
+        }
+    }
+    let leaf = grid.path.rsplit('.').next().unwrap_or(&grid.path);
+    Ok(grid
+        .values
+        .iter()
+        .enumerate()
+        .map(|(i, value)| Point {
+            label: match &grid.labels {
+                Some(labels) => labels[i].clone(),
+                None => generated_label(leaf, value),
+            },
+            assignments: vec![Assignment {
+                path: grid.path.clone(),
+                value: value.clone(),
+                location: path_at.clone(),
+            }],
+        })
+        .collect())
+}
+
+fn zip_points(members: &[GridAxis], at: &AxisSite) -> Result<Vec<Point>, Vec<Diagnostic>> {
+    let columns: Vec<Vec<Point>> = members
+        .iter()
+        .map(|grid| grid_points(grid, at))
+        .collect::<Result<_, _>>()?;
+    let lengths: Vec<usize> = columns.iter().map(Vec::len).collect();
+    if lengths.windows(2).any(|pair| pair[0] != pair[1]) {
+        let described: Vec<String> = members
+            .iter()
+            .map(|m| format!("`{}` has {}", m.path, m.values.len()))
+            .collect();
+        return Err(vec![at.error(
+            format!("zipped axes must have equal lengths: {}", described.join(", ")),
+            None,
+            "give every zipped path the same number of values, or use separate Grid axes for a product",
+        )]);
+    }
+    let len = lengths.first().copied().unwrap_or(0);
+    Ok((0..len)
+        .map(|i| Point {
+            label: columns
+                .iter()
+                .map(|column| column[i].label.as_str())
+                .collect::<Vec<_>>()
+                .join("_"),
+            assignments: columns
+                .iter()
+                .flat_map(|column| column[i].assignments.clone())
+                .collect(),
+        })
+        .collect())
+}
+
+/// `lr0.012`, `qk_normNone`: the field name and the value with unsafe characters dropped.
+fn generated_label(leaf: &str, value: &RonValue) -> String {
+    let value: String = value
+        .as_str()
+        .chars()
+        .filter(|&c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+' | '_'))
+        .collect();
+    format!("{leaf}{value}")
+}
+
+fn check_points(points: &[Point], at: &AxisSite) -> Result<(), Vec<Diagnostic>> {
+    let mut diagnostics = Vec::new();
+    if points.is_empty() {
+        diagnostics.push(at.error(
+            "has no values".to_owned(),
+            None,
+            "give the axis at least one value, or remove it",
+        ));
+    }
+    for (i, point) in points.iter().enumerate() {
+        if !is_safe_name(&point.label) {
+            diagnostics.push(at.error(
+                format!("label `{}` cannot be part of a directory name", point.label),
+                at.string(&point.label, None),
+                "use letters, digits, `_`, `-`, `.` or `+` (at most 64 characters)",
+            ));
+        }
+        if points[..i].iter().any(|p| p.label == point.label) {
+            diagnostics.push(at.error(
+                format!("label `{}` is used twice", point.label),
+                at.string(&point.label, None),
+                "give every value of an axis its own label",
+            ));
+        }
+    }
+    if diagnostics.is_empty() {
+        Ok(())
+    } else {
+        Err(diagnostics)
+    }
+}
+
+/// Two axes setting the same path would make the later one silently win.
+fn conflicting_paths(loaded: &LoadedStudy, axes: &[Vec<Point>]) -> Vec<Diagnostic> {
+    let paths_of = |points: &Vec<Point>| -> Vec<String> {
+        let mut paths: Vec<String> = points
+            .iter()
+            .flat_map(|p| p.assignments.iter().map(|a| a.path.clone()))
+            .collect();
+        paths.sort();
+        paths.dedup();
+        paths
+    };
+    let per_axis: Vec<Vec<String>> = axes.iter().map(paths_of).collect();
+    let mut diagnostics = Vec::new();
+    for (later, later_paths) in per_axis.iter().enumerate() {
+        for (earlier, earlier_paths) in per_axis[..later].iter().enumerate() {
+            let shared: Vec<&str> = later_paths
+                .iter()
+                .filter(|p| earlier_paths.contains(p))
+                .map(String::as_str)
+                .collect();
+            if !shared.is_empty() {
+                let at = AxisSite { loaded, index: later };
+                diagnostics.push(at.error(
+                    format!("sets {} which axis {} sets too", quoted_list(&shared), earlier + 1),
+                    None,
+                    "set each path in one axis only (a Zip axis varies several paths together)",
+                ));
+            }
+        }
+    }
+    diagnostics
+}

@@ -1,0 +1,339 @@
+//! Semantic checks of one resolved run config: shapes that cannot be built, values out
+//! of range, probe points outside the budget. Each problem names its field and a fix.
+
+use super::run_config::{
+    AdamWConfig, Corpus, DataConfig, EmbeddingScale, LrSchedule, ModelConfig, MuonConfig,
+    MuonVariant, OptimizerConfig, ProbeConfig, RunConfig, ScheduleConfig, Stage, Tensor,
+    Tokenizer, UpdateScale,
+};
+
+/// Polar Express has coefficients for this many Newton-Schulz steps.
+pub const POLAR_EXPRESS_STEPS: usize = 5;
+
+/// One thing wrong with a run config.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Problem {
+    /// Dotted path of the field at fault, relative to the run config (`model.d_model`).
+    pub field: String,
+    pub message: String,
+    pub help: String,
+}
+
+/// Every problem of `config`, in field order.
+pub fn check_run(config: &RunConfig) -> Vec<Problem> {
+    let mut problems = Problems::default();
+    check_data(&config.data, &mut problems);
+    check_model(&config.model, &mut problems);
+    match &config.optimizer {
+        OptimizerConfig::AdamW(adamw) => check_adamw(adamw, "optimizer", &mut problems),
+        OptimizerConfig::Muon(muon) => check_muon(muon, &mut problems),
+    }
+    let tokens_per_step = (config.data.batch_size * config.data.seq_len) as u64;
+    check_schedule(&config.schedule, tokens_per_step, &mut problems);
+    check_probes(config, &mut problems);
+    problems.0
+}
+
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn push(&mut self, field: &str, message: String, help: impl Into<String>) {
+        self.0.push(Problem {
+            field: field.to_owned(),
+            message,
+            help: help.into(),
+        });
+    }
+
+    fn positive(&mut self, field: &str, value: usize) {
+        if value == 0 {
+            self.push(field, format!("`{field}` must be at least 1"), "use a positive size");
+        }
+    }
+
+    fn positive_finite(&mut self, field: &str, value: f64) {
+        if !(value.is_finite() && value > 0.0) {
+            self.push(
+                field,
+                format!("`{field}` must be a positive finite number, got {value}"),
+                "use a value > 0",
+            );
+        }
+    }
+
+    fn in_unit_interval(&mut self, field: &str, value: f64, open_top: bool) {
+        let ok = value >= 0.0 && if open_top { value < 1.0 } else { value <= 1.0 };
+        if !ok {
+            let range = if open_top { "[0, 1)" } else { "[0, 1]" };
+            self.push(
+                field,
+                format!("`{field}` must be in {range}, got {value}"),
+                format!("use a value in {range}"),
+            );
+        }
+    }
+
+    fn non_empty(&mut self, field: &str, text: &str, example: &str) {
+        if text.trim().is_empty() {
+            self.push(field, format!("`{field}` is empty"), format!("e.g. {example}"));
+        }
+    }
+}
+
+fn check_data(data: &DataConfig, p: &mut Problems) {
+    p.positive("data.seq_len", data.seq_len);
+    p.positive("data.batch_size", data.batch_size);
+    p.positive("data.eval_sequences", data.eval_sequences);
+    if !(data.val_fraction > 0.0 && data.val_fraction < 1.0) {
+        p.push(
+            "data.val_fraction",
+            format!("`data.val_fraction` must be in (0, 1), got {}", data.val_fraction),
+            "the seed study holds out 0.1",
+        );
+    }
+    match &data.corpus {
+        Corpus::Sotu | Corpus::Mix => {}
+        Corpus::Text(glob) | Corpus::LlmcBin(glob) => {
+            p.non_empty("data.corpus", glob, "Text(\"data/*.txt\")");
+        }
+        Corpus::Jsonl { glob, field } => {
+            p.non_empty("data.corpus", glob, "Jsonl(glob: \"data/*.jsonl\", field: \"text\")");
+            p.non_empty("data.corpus", field, "Jsonl(glob: \"data/*.jsonl\", field: \"text\")");
+        }
+        Corpus::Parquet { glob, column } => {
+            let example = "Parquet(glob: \"data/*.parquet\", column: \"text\")";
+            p.non_empty("data.corpus", glob, example);
+            p.non_empty("data.corpus", column, example);
+        }
+    }
+    match &data.tokenizer {
+        Tokenizer::Bpe { vocab } if !(257..=1 << 20).contains(vocab) => p.push(
+            "data.tokenizer",
+            format!("a byte-level BPE needs 257 to 1048576 tokens, got {vocab}"),
+            "use e.g. Bpe(vocab: 4096) (256 byte tokens + merges + <|endoftext|>)",
+        ),
+        Tokenizer::File(path) => p.non_empty("data.tokenizer", path, "File(\"tokenizer.json\")"),
+        _ => {}
+    }
+    if matches!(data.corpus, Corpus::LlmcBin(_)) && matches!(data.tokenizer, Tokenizer::Bpe { .. }) {
+        p.push(
+            "data.tokenizer",
+            "llm.c `.bin` shards are already tokenized; a BPE cannot be trained on them".to_owned(),
+            "use tokenizer: Gpt2 (llm.c shards hold GPT-2 tokens) or the File their tokens come from",
+        );
+    }
+}
+
+fn check_model(model: &ModelConfig, p: &mut Problems) {
+    p.positive("model.n_layers", model.n_layers);
+    p.positive("model.d_model", model.d_model);
+    p.positive("model.n_heads", model.n_heads);
+    p.positive("model.n_kv_heads", model.n_kv_heads);
+    p.positive("model.head_dim", model.head_dim);
+    p.positive("model.d_ff", model.d_ff);
+    if model.n_heads > 0 && model.head_dim > 0 && model.d_model != model.n_heads * model.head_dim {
+        p.push(
+            "model.d_model",
+            format!(
+                "d_model ({}) must equal n_heads * head_dim ({} * {} = {})",
+                model.d_model,
+                model.n_heads,
+                model.head_dim,
+                model.n_heads * model.head_dim
+            ),
+            format!(
+                "set d_model: {}, or change n_heads / head_dim so that they multiply to {}",
+                model.n_heads * model.head_dim,
+                model.d_model
+            ),
+        );
+    }
+    if model.n_kv_heads > 0 && model.n_heads % model.n_kv_heads != 0 {
+        let divisors: Vec<String> = (1..=model.n_heads)
+            .filter(|d| model.n_heads % d == 0)
+            .map(|d| d.to_string())
+            .collect();
+        p.push(
+            "model.n_kv_heads",
+            format!(
+                "n_heads ({}) must be divisible by n_kv_heads ({})",
+                model.n_heads, model.n_kv_heads
+            ),
+            format!("n_kv_heads can be one of {}", divisors.join(", ")),
+        );
+    }
+    if model.head_dim % 2 == 1 {
+        p.push(
+            "model.head_dim",
+            format!("head_dim ({}) must be even: RoPE rotates pairs of dimensions", model.head_dim),
+            format!("use head_dim: {}", model.head_dim + 1),
+        );
+    }
+    if !(model.rope_base.is_finite() && model.rope_base > 1.0) {
+        p.push(
+            "model.rope_base",
+            format!("rope_base must be a finite number > 1, got {}", model.rope_base),
+            "the seed study uses 10000.0",
+        );
+    }
+    p.positive_finite("model.init_std", model.init_std);
+    p.positive_finite("model.norm_eps", model.norm_eps);
+    if let EmbeddingScale::Factor(factor) = model.embedding_scale {
+        p.positive_finite("model.embedding_scale", factor);
+    }
+}
+
+fn check_adamw(adamw: &AdamWConfig, at: &str, p: &mut Problems) {
+    p.positive_finite(&format!("{at}.lr"), adamw.lr);
+    p.in_unit_interval(&format!("{at}.betas"), adamw.betas.0, true);
+    p.in_unit_interval(&format!("{at}.betas"), adamw.betas.1, true);
+    p.positive_finite(&format!("{at}.eps"), adamw.eps);
+    check_weight_decay(&format!("{at}.weight_decay"), adamw.weight_decay, p);
+}
+
+fn check_weight_decay(field: &str, value: f64, p: &mut Problems) {
+    if !(value.is_finite() && value >= 0.0) {
+        p.push(field, format!("`{field}` must be >= 0, got {value}"), "use 0.0 for none");
+    }
+}
+
+fn check_muon(muon: &MuonConfig, p: &mut Problems) {
+    p.positive_finite("optimizer.lr", muon.lr);
+    p.in_unit_interval("optimizer.momentum", muon.momentum, true);
+    p.positive("optimizer.ns_steps", muon.ns_steps);
+    if muon.variant == MuonVariant::PolarExpress && muon.ns_steps > POLAR_EXPRESS_STEPS {
+        p.push(
+            "optimizer.ns_steps",
+            format!(
+                "Polar Express has coefficients for {POLAR_EXPRESS_STEPS} steps, ns_steps is {}",
+                muon.ns_steps
+            ),
+            format!("use ns_steps: {POLAR_EXPRESS_STEPS} or fewer, or variant: Ns5"),
+        );
+    }
+    if let UpdateScale::AdamRms(factor) = muon.update_scale {
+        p.positive_finite("optimizer.update_scale", factor);
+    }
+    check_weight_decay("optimizer.weight_decay", muon.weight_decay, p);
+    check_adamw(&muon.adamw, "optimizer.adamw", p);
+}
+
+fn check_schedule(schedule: &ScheduleConfig, tokens_per_step: u64, p: &mut Problems) {
+    if tokens_per_step > 0 && schedule.tokens < tokens_per_step {
+        p.push(
+            "schedule.tokens",
+            format!(
+                "the budget of {} tokens is less than one step ({} tokens = batch_size * seq_len)",
+                schedule.tokens, tokens_per_step
+            ),
+            format!("use tokens: {tokens_per_step} or more"),
+        );
+    }
+    let warmup = match schedule.lr {
+        LrSchedule::Constant => None,
+        LrSchedule::WarmupCosine {
+            warmup_tokens,
+            min_lr_ratio,
+        } => {
+            p.in_unit_interval("schedule.lr", min_lr_ratio, false);
+            Some(warmup_tokens)
+        }
+        LrSchedule::Wsd {
+            warmup_tokens,
+            decay_fraction,
+            min_lr_ratio,
+        } => {
+            p.in_unit_interval("schedule.lr", min_lr_ratio, false);
+            if !(decay_fraction > 0.0 && decay_fraction <= 1.0) {
+                p.push(
+                    "schedule.lr",
+                    format!("decay_fraction must be in (0, 1], got {decay_fraction}"),
+                    "e.g. decay_fraction: 0.2 decays over the last 20% of the budget",
+                );
+            }
+            let decay_tokens = (decay_fraction * schedule.tokens as f64) as u64;
+            if warmup_tokens.saturating_add(decay_tokens) > schedule.tokens {
+                p.push(
+                    "schedule.lr",
+                    "warmup and decay together are longer than the budget".to_owned(),
+                    "shorten warmup_tokens or decay_fraction",
+                );
+            }
+            Some(warmup_tokens)
+        }
+    };
+    if let Some(warmup) = warmup.filter(|&w| w >= schedule.tokens) {
+        p.push(
+            "schedule.lr",
+            format!("warmup_tokens ({warmup}) must be less than the budget ({})", schedule.tokens),
+            "shorten the warmup",
+        );
+    }
+    if schedule.eval_every_tokens == Some(0) {
+        p.push(
+            "schedule.eval_every_tokens",
+            "eval_every_tokens must be at least 1".to_owned(),
+            "use None to evaluate at probe points only",
+        );
+    }
+}
+
+fn check_probes(config: &RunConfig, p: &mut Problems) {
+    let probes: &ProbeConfig = &config.probes;
+    let budget = config.schedule.tokens;
+    for &point in probes.at_tokens.iter().filter(|&&point| point > budget) {
+        p.push(
+            "probes.at_tokens",
+            format!("probe point {point} is beyond the budget of {budget} tokens"),
+            format!("remove it or raise schedule.tokens to at least {point}"),
+        );
+    }
+    if probes.every_tokens == Some(0) {
+        p.push(
+            "probes.every_tokens",
+            "every_tokens must be at least 1".to_owned(),
+            "use None to probe at `at_tokens` only",
+        );
+    }
+    if probes.sites.is_empty() {
+        p.push(
+            "probes.sites",
+            "no probe sites".to_owned(),
+            "e.g. sites: [(tensor: K, after: Rope)]",
+        );
+    }
+    if probes.metrics.is_empty() {
+        p.push("probes.metrics", "no rank metrics".to_owned(), "e.g. metrics: [StudyPr]");
+    }
+    for site in &probes.sites {
+        if site.tensor == Tensor::V && site.after != Stage::Projection {
+            p.push(
+                "probes.sites",
+                format!("V has no {:?} stage: values are neither QK-normed nor rotated", site.after),
+                "use (tensor: V, after: Projection)",
+            );
+        }
+    }
+    for (i, site) in probes.sites.iter().enumerate() {
+        if probes.sites[..i].contains(site) {
+            p.push("probes.sites", format!("site {site:?} is listed twice"), "list each site once");
+        }
+    }
+    for (i, metric) in probes.metrics.iter().enumerate() {
+        if probes.metrics[..i].contains(metric) {
+            p.push("probes.metrics", format!("metric {metric:?} is listed twice"), "list each metric once");
+        }
+    }
+    p.positive("probes.eval_sequences", probes.eval_sequences);
+    if probes.eval_sequences > config.data.eval_sequences {
+        p.push(
+            "probes.eval_sequences",
+            format!(
+                "probes use {} eval sequences but the eval batch has {} (data.eval_sequences)",
+                probes.eval_sequences, config.data.eval_sequences
+            ),
+            format!("use at most {} or raise data.eval_sequences", config.data.eval_sequences),
+        );
+    }
+}

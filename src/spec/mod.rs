@@ -1,0 +1,68 @@
+//! The study as data: RON schema, parsing with positioned errors, semantic checks and
+//! field-path overrides. Everything downstream starts from a `LoadedStudy`.
+
+pub mod check;
+pub mod diagnostic;
+pub mod inputs;
+pub mod load;
+pub mod patch;
+pub mod run_config;
+pub mod source;
+pub mod study;
+pub mod suggest;
+
+pub use diagnostic::{Diagnostic, Diagnostics};
+pub use load::{load_study, parse_study, LoadedStudy};
+pub use run_config::RunConfig;
+pub use study::{Axis, Device, Study};
+
+use ron::extensions::Extensions;
+
+/// The RON dialect of study files: `Some(..)` may be left out around optional values, and
+/// an enum variant wrapping a struct is written `Muon(lr: 0.02, ...)`, not `Muon((...))`.
+pub fn ron_options() -> ron::Options {
+    ron::Options::default()
+        .with_default_extension(Extensions::IMPLICIT_SOME)
+        .with_default_extension(Extensions::UNWRAP_VARIANT_NEWTYPES)
+}
+
+/// Characters allowed in study names and run labels: they become directory names.
+pub fn is_safe_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '+'))
+        && !name.starts_with('.')
+}
+
+/// Problems of the study as written: its name and its base config, each located.
+pub fn study_diagnostics(loaded: &LoadedStudy) -> Vec<Diagnostic> {
+    let source = &loaded.source;
+    let mut diagnostics = Vec::new();
+    if !is_safe_name(&loaded.study.name) {
+        diagnostics.push(
+            Diagnostic::new(format!("study name `{}` cannot be a directory name", loaded.study.name))
+                .at(source.find_key_path(&["name"]))
+                .help("use letters, digits, `_`, `-`, `.` or `+` (at most 64, not starting with `.`)"),
+        );
+    }
+    for problem in check::check_run(&loaded.study.base) {
+        diagnostics.push(base_problem(loaded, &problem));
+    }
+    diagnostics
+}
+
+/// A problem of the base config, pointing at its field in the file.
+pub fn base_problem(loaded: &LoadedStudy, problem: &check::Problem) -> Diagnostic {
+    let mut path = vec!["base"];
+    path.extend(problem.field.split('.'));
+    // Enum fields (optimizer.lr) sit inside a variant: fall back to shorter paths.
+    let location = (2..=path.len())
+        .rev()
+        .find_map(|n| loaded.source.find_key_path(&path[..n]));
+    Diagnostic::new(problem.message.clone())
+        .at(location)
+        .in_file(loaded.source.path())
+        .help(problem.help.clone())
+}

