@@ -9,9 +9,9 @@ use crate::spec::RunConfig;
 /// Values longer than this are shown by their variant name only.
 const MAX_SHOWN_LEN: usize = 32;
 
-/// The fields (dotted paths) whose values are not the same in every run, shortest first
-/// in config order; a field inside a differing field (`optimizer.lr` inside a differing
-/// `optimizer`) is covered by its parent.
+/// The fields (dotted paths) whose values are not the same in every run, in config order.
+/// A field inside a differing enum is listed only if every run has it: with Muon and
+/// AdamW runs, `optimizer.lr` is listed but Muon's `optimizer.momentum` is not.
 pub fn differing_fields(configs: &[&RunConfig]) -> Vec<String> {
     let flat: Vec<Vec<(String, String)>> = configs.iter().map(|c| flatten_config(c)).collect();
     let maps: Vec<BTreeMap<&str, &str>> = flat
@@ -26,7 +26,8 @@ pub fn differing_fields(configs: &[&RunConfig]) -> Vec<String> {
         }
         let first = maps[0].get(path.as_str());
         let varies = maps.iter().any(|m| m.get(path.as_str()) != first);
-        let covered = differing.iter().any(|parent| is_within(path, parent));
+        let everywhere = maps.iter().all(|m| m.contains_key(path.as_str()));
+        let covered = differing.iter().any(|parent| is_within(path, parent)) && !everywhere;
         if varies && !covered {
             differing.push(path.clone());
         }

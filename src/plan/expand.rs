@@ -58,14 +58,17 @@ pub fn product(axes: &[Vec<Point>]) -> Vec<Vec<&Point>> {
 
 /// The label of a run: its points' labels joined with `_` ("base" when there are none).
 pub fn run_label(points: &[&Point]) -> String {
-    if points.is_empty() {
-        return "base".to_owned();
+    let label = join_labels(points.iter().map(|p| p.label.as_str()));
+    if label.is_empty() {
+        "base".to_owned()
+    } else {
+        label
     }
-    points
-        .iter()
-        .map(|p| p.label.as_str())
-        .collect::<Vec<_>>()
-        .join("_")
+}
+
+/// Joins label pieces with `_`, skipping empty ones (a zipped axis may leave its part out).
+fn join_labels<'a>(pieces: impl Iterator<Item = &'a str>) -> String {
+    pieces.filter(|p| !p.is_empty()).collect::<Vec<_>>().join("_")
 }
 
 /// Locates things written inside one axis of the sweep.
@@ -201,11 +204,7 @@ fn zip_points(members: &[GridAxis], at: &AxisSite) -> Result<Vec<Point>, Vec<Dia
     let len = lengths.first().copied().unwrap_or(0);
     Ok((0..len)
         .map(|i| Point {
-            label: columns
-                .iter()
-                .map(|column| column[i].label.as_str())
-                .collect::<Vec<_>>()
-                .join("_"),
+            label: join_labels(columns.iter().map(|column| column[i].label.as_str())),
             assignments: columns
                 .iter()
                 .flat_map(|column| column[i].assignments.clone())

@@ -156,7 +156,11 @@ fn run_problem(loaded: &LoadedStudy, points: &[&Point], problem: &Problem) -> Di
         let (field, path) = (problem.field.as_str(), a.path.as_str());
         field == path || field.starts_with(&format!("{path}.")) || path.starts_with(&format!("{field}."))
     };
-    match points.iter().flat_map(|p| &p.assignments).find(related) {
+    // Else an override in the same section: `model.n_heads` makes `model.d_model` wrong.
+    let section = |path: &str| path.split('.').next().unwrap_or("").to_owned();
+    let same_section = |a: &&Assignment| section(&a.path) == section(&problem.field);
+    let assignments = || points.iter().flat_map(|p| &p.assignments);
+    match assignments().find(related).or_else(|| assignments().find(same_section)) {
         Some(assignment) => Diagnostic::new(problem.message.clone())
             .at(assignment.location.clone())
             .in_file(loaded.source.path())

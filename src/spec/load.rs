@@ -87,8 +87,8 @@ fn describe(code: &RonError) -> (String, Option<String>) {
             Some("keep one of them".to_owned()),
         ),
         RonError::ExpectedComma => (
-            code.to_string(),
-            Some("separate fields and list items with `,`".to_owned()),
+            "expected `,` before this".to_owned(),
+            Some("separate fields and list items with `,` (look at the end of the line above)".to_owned()),
         ),
         RonError::ExpectedMapColon => (
             code.to_string(),

@@ -1,0 +1,46 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use rankprobe::plan::{build_plan, Plan};
+use rankprobe::spec::source::SourceText;
+use rankprobe::spec::{parse_study, Diagnostics};
+
+/// The repository root (tests run with it as the working directory too).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The quickstart study's text, a valid base for variations.
+pub fn quickstart_text() -> String {
+    std::fs::read_to_string(root().join("experiments/quickstart.ron")).unwrap()
+}
+
+/// The quickstart study with its `sweep: [...]` replaced by `sweep`.
+pub fn quickstart_with_sweep(sweep: &str) -> String {
+    let text = quickstart_text();
+    let start = text.find("    sweep: [").expect("quickstart has a sweep");
+    format!("{}    sweep: [\n{sweep}\n    ],\n)\n", &text[..start])
+}
+
+/// Parses and plans study text.
+pub fn plan_text(text: &str) -> Result<Plan, Diagnostics> {
+    let loaded = parse_study(SourceText::new("inline.ron", text.to_owned()))?;
+    build_plan(&loaded)
+}
+
+pub fn labels(plan: &Plan) -> Vec<&str> {
+    plan.runs.iter().map(|r| r.label.as_str()).collect()
+}
+
+/// Every `.ron` file in a directory, sorted.
+pub fn ron_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "ron"))
+        .collect();
+    files.sort();
+    files
+}
