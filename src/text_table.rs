@@ -16,7 +16,11 @@ impl TextTable {
     }
 
     pub fn push(&mut self, row: Vec<String>) {
-        debug_assert_eq!(row.len(), self.header.len(), "row width must match the header");
+        debug_assert_eq!(
+            row.len(),
+            self.header.len(),
+            "row width must match the header"
+        );
         self.rows.push(row);
     }
 

@@ -9,7 +9,9 @@ use rankprobe::plan::build_plan;
 use rankprobe::spec::load_study;
 
 fn expectations(text: &str) -> Vec<&str> {
-    text.lines().filter_map(|l| l.strip_prefix("// expect: ")).collect()
+    text.lines()
+        .filter_map(|l| l.strip_prefix("// expect: "))
+        .collect()
 }
 
 #[test]
@@ -19,7 +21,11 @@ fn every_bad_file_fails_with_its_expected_messages() {
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
         let expected = expectations(&text);
-        assert!(!expected.is_empty(), "{} has no `// expect:` lines", file.display());
+        assert!(
+            !expected.is_empty(),
+            "{} has no `// expect:` lines",
+            file.display()
+        );
         let shown = match load_study(&file) {
             Err(diagnostics) => diagnostics.to_string(),
             Ok(loaded) => match build_plan(&loaded) {
@@ -36,7 +42,11 @@ fn every_bad_file_fails_with_its_expected_messages() {
         }
         // Every diagnostic names the file, and every one has a fix.
         assert!(shown.contains(&file.display().to_string()), "{shown}");
-        assert_eq!(shown.matches("error: ").count(), shown.matches("= help: ").count(), "{shown}");
+        assert_eq!(
+            shown.matches("error: ").count(),
+            shown.matches("= help: ").count(),
+            "{shown}"
+        );
     }
 }
 
@@ -54,20 +64,29 @@ fn cli_rejects(subcommand: &str, file: &str) -> String {
 #[test]
 fn cli_exits_2_with_file_line_col_for_syntax_error() {
     let stderr = cli_rejects("plan", "tests/bad/syntax_missing_comma.ron");
-    assert!(stderr.contains("--> tests/bad/syntax_missing_comma.ron:11:13"), "{stderr}");
+    assert!(
+        stderr.contains("--> tests/bad/syntax_missing_comma.ron:11:13"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn cli_exits_2_with_suggestion_for_misspelled_field() {
     let stderr = cli_rejects("sweep", "tests/bad/misspelled_field.ron");
-    assert!(stderr.contains("--> tests/bad/misspelled_field.ron:15:13"), "{stderr}");
+    assert!(
+        stderr.contains("--> tests/bad/misspelled_field.ron:15:13"),
+        "{stderr}"
+    );
     assert!(stderr.contains("did you mean `d_model`?"), "{stderr}");
 }
 
 #[test]
 fn cli_exits_2_for_impossible_shape_and_names_the_fix() {
     let stderr = cli_rejects("validate", "tests/bad/impossible_shape.ron");
-    assert!(stderr.contains("--> tests/bad/impossible_shape.ron:15:13"), "{stderr}");
+    assert!(
+        stderr.contains("--> tests/bad/impossible_shape.ron:15:13"),
+        "{stderr}"
+    );
     assert!(stderr.contains("set d_model: 64"), "{stderr}");
 }
 

@@ -27,7 +27,8 @@ fn grid_axis_with_generated_and_given_labels() {
         })
         .collect();
     assert_eq!(lrs, [0.01, 0.02, 0.04]);
-    let given = plan(r#"Grid(path: "model.n_layers", values: [2, 4], labels: ["shallow", "deep"]),"#);
+    let given =
+        plan(r#"Grid(path: "model.n_layers", values: [2, 4], labels: ["shallow", "deep"]),"#);
     assert_eq!(labels(&given), ["shallow", "deep"]);
     assert_eq!(given.runs[1].config.model.n_layers, 4);
 }
@@ -40,7 +41,14 @@ fn grids_multiply_first_axis_outermost() {
     );
     assert_eq!(
         labels(&plan),
-        ["lr0.01_n_layers1", "lr0.01_n_layers2", "lr0.01_n_layers3", "lr0.02_n_layers1", "lr0.02_n_layers2", "lr0.02_n_layers3"]
+        [
+            "lr0.01_n_layers1",
+            "lr0.01_n_layers2",
+            "lr0.01_n_layers3",
+            "lr0.02_n_layers1",
+            "lr0.02_n_layers2",
+            "lr0.02_n_layers3"
+        ]
     );
     let indices: Vec<usize> = plan.runs.iter().map(|r| r.index).collect();
     assert_eq!(indices, [0, 1, 2, 3, 4, 5]);
@@ -67,7 +75,10 @@ fn named_conditions_apply_whole_values_then_fields() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(plan.runs[2].config.model.qk_norm, rankprobe::spec::run_config::QkNorm::None);
+    assert_eq!(
+        plan.runs[2].config.model.qk_norm,
+        rankprobe::spec::run_config::QkNorm::None
+    );
     assert_eq!(plan.runs[2].config.model.norm_eps, 1e-5);
 }
 
@@ -106,7 +117,10 @@ fn all_axis_kinds_combine() {
     assert_eq!(plan.runs[0].label, "A_lr0.01_narrow_s7");
     assert_eq!(plan.runs[15].label, "B_lr0.02_wide_s8");
     let last = &plan.runs[15].config;
-    assert_eq!((last.model.d_ff, last.data.batch_size, last.seed), (512, 16, 8));
+    assert_eq!(
+        (last.model.d_ff, last.data.batch_size, last.seed),
+        (512, 16, 8)
+    );
 }
 
 #[test]
@@ -121,7 +135,10 @@ fn expansion_is_deterministic() {
 fn a_run_specific_error_names_the_run() {
     let text = quickstart_with_sweep(r#"Grid(path: "model.n_kv_heads", values: [2, 3]),"#);
     let shown = plan_text(&text).unwrap_err().to_string();
-    assert!(shown.contains("n_heads (4) must be divisible by n_kv_heads (3)"), "{shown}");
+    assert!(
+        shown.contains("n_heads (4) must be divisible by n_kv_heads (3)"),
+        "{shown}"
+    );
     assert!(shown.contains("in run: n_kv_heads3"), "{shown}");
     assert!(!shown.contains("n_kv_heads2"), "{shown}");
 }

@@ -2,15 +2,18 @@
 
 mod common;
 
+use rankprobe::plan::build_plan;
 use rankprobe::plan::cost::param_count;
 use rankprobe::plan::diff::differing_fields;
 use rankprobe::spec::load_study;
-use rankprobe::plan::build_plan;
 
 #[test]
 fn every_experiment_parses_validates_and_plans() {
     let files = common::ron_files(&common::root().join("experiments"));
-    assert!(files.len() >= 3, "expected at least 3 studies, found {files:?}");
+    assert!(
+        files.len() >= 3,
+        "expected at least 3 studies, found {files:?}"
+    );
     for file in files {
         let loaded = load_study(&file).unwrap_or_else(|d| panic!("{}:\n{d}", file.display()));
         let plan = build_plan(&loaded).unwrap_or_else(|d| panic!("{}:\n{d}", file.display()));
@@ -30,7 +33,10 @@ fn qk_study_has_the_four_seed_conditions() {
     let configs: Vec<_> = plan.runs.iter().map(|r| &r.config).collect();
     let differing = differing_fields(&configs);
     assert!(differing.contains(&"optimizer".to_owned()), "{differing:?}");
-    assert!(differing.contains(&"model.qk_norm".to_owned()), "{differing:?}");
+    assert!(
+        differing.contains(&"model.qk_norm".to_owned()),
+        "{differing:?}"
+    );
     let base = &loaded.study.base;
     assert_eq!(base.seed, 42);
     assert_eq!(base.schedule.tokens, 25_000_000);

@@ -97,10 +97,17 @@ fn changing_any_field_changes_the_id() {
             other => panic!("unexpected leaf {other:?} at {path:?}"),
         };
         let config: RunConfig = serde_json::from_value(mutated).unwrap();
-        assert_ne!(run_id(&config), base_id, "changing {path:?} kept the run id");
+        assert_ne!(
+            run_id(&config),
+            base_id,
+            "changing {path:?} kept the run id"
+        );
         changed_numbers_and_bools += 1;
     }
-    assert!(changed_numbers_and_bools > 30, "only {changed_numbers_and_bools} leaves");
+    assert!(
+        changed_numbers_and_bools > 30,
+        "only {changed_numbers_and_bools} leaves"
+    );
 }
 
 #[test]
@@ -118,7 +125,10 @@ fn changing_any_variant_changes_the_id() {
         ("optimizer.update_scale", "AdamRms(0.2)"),
         ("optimizer.precision", "Bf16"),
         ("optimizer.matrices", "Separate"),
-        ("schedule.lr", "WarmupCosine(warmup_tokens: 1000, min_lr_ratio: 0.1)"),
+        (
+            "schedule.lr",
+            "WarmupCosine(warmup_tokens: 1000, min_lr_ratio: 0.1)",
+        ),
         ("probes.sites", "[(tensor: K, after: QkNorm)]"),
         ("probes.metrics", "[StudyPr, CovariancePr]"),
         ("probes.spectra", "true"),
@@ -128,6 +138,10 @@ fn changing_any_variant_changes_the_id() {
         let segments: Vec<&str> = path.split('.').collect();
         config.patch(&segments, 0, value).unwrap();
         assert_ne!(config, base, "{path} = {value} changed nothing");
-        assert_ne!(run_id(&config), run_id(&base), "{path} = {value} kept the run id");
+        assert_ne!(
+            run_id(&config),
+            run_id(&base),
+            "{path} = {value} kept the run id"
+        );
     }
 }

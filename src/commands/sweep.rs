@@ -27,14 +27,18 @@ pub fn sweep(file: &Path, options: &SweepOptions) -> Result<(), Failure> {
     let device = resolve_device(options.device.unwrap_or(plan.execution.device))?;
     let runs = select_runs(&plan, &options.only)?;
     let dir = study_dir(&options.results, &plan.study);
-    let source = fs::read(&plan.source)
-        .map_err(|err| Failure::RunFailed(format!("cannot re-read {}: {err}", plan.source.display())))?;
+    let source = fs::read(&plan.source).map_err(|err| {
+        Failure::RunFailed(format!("cannot re-read {}: {err}", plan.source.display()))
+    })?;
     create_dir(&dir)?;
     write(&dir.join("study.ron"), &source)?;
     for run in &runs {
         let run_dir = dir.join(run_dir_name(run));
         create_dir(&run_dir)?;
-        write(&run_dir.join("run.ron"), resolved_run_ron(&plan, run).as_bytes())?;
+        write(
+            &run_dir.join("run.ron"),
+            resolved_run_ron(&plan, run).as_bytes(),
+        )?;
         println!("prepared {}", run_dir.display());
     }
     println!(

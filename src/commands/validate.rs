@@ -20,6 +20,9 @@ pub fn validate(files: &[PathBuf]) -> Result<(), Failure> {
     if bad == 0 {
         Ok(())
     } else {
-        Err(Failure::BadInput(format!("{bad} of {} study files have errors", files.len())))
+        Err(Failure::BadInput(format!(
+            "{bad} of {} study files have errors",
+            files.len()
+        )))
     }
 }

@@ -1,6 +1,6 @@
 //! Model size and training compute of a run, from its shape alone.
 
-use crate::spec::run_config::{Activation, ModelConfig, QkNorm, Gain, RunConfig};
+use crate::spec::run_config::{Activation, Gain, ModelConfig, QkNorm, RunConfig};
 
 /// Parameter counts of a model, split the way the optimizers split them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +32,9 @@ pub fn param_count(model: &ModelConfig, vocab: u64) -> ParamCount {
     let ffn = ffn_matrices * d * model.d_ff as u64;
     let layers = model.n_layers as u64;
     let qk_gains = match model.qk_norm {
-        QkNorm::RmsNorm { gain: Gain::Learnable } => 2 * model.head_dim as u64,
+        QkNorm::RmsNorm {
+            gain: Gain::Learnable,
+        } => 2 * model.head_dim as u64,
         QkNorm::RmsNorm { gain: Gain::Frozen } | QkNorm::None => 0,
     };
     let embedding_tables = if model.tied_embeddings { 1 } else { 2 };
@@ -68,4 +70,51 @@ pub fn steps_and_tokens(config: &RunConfig) -> (u64, u64) {
     }
     let steps = config.schedule.tokens / per_step;
     (steps, steps * per_step)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::study::Study;
+
+    fn quickstart() -> RunConfig {
+        let text = include_str!("../../experiments/quickstart.ron");
+        crate::spec::ron_options()
+            .from_str::<Study>(text)
+            .unwrap()
+            .base
+    }
+
+    #[test]
+    fn swiglu_has_three_ffn_matrices_and_untied_head_doubles_embeddings() {
+        let mut model = quickstart().model;
+        let squared = param_count(&model, 1000);
+        model.activation = Activation::SwiGlu;
+        model.tied_embeddings = false;
+        let swiglu = param_count(&model, 1000);
+        let ffn_matrix = (model.d_model * model.d_ff * model.n_layers) as u64;
+        assert_eq!(swiglu.block_matrices - squared.block_matrices, ffn_matrix);
+        assert_eq!(swiglu.embeddings, 2 * squared.embeddings);
+    }
+
+    #[test]
+    fn flops_are_about_six_per_parameter_per_token() {
+        let config = quickstart();
+        let (_, tokens) = steps_and_tokens(&config);
+        let flops = training_flops(&config, tokens).unwrap();
+        let params = param_count(&config.model, 2048);
+        let six_nd = 6.0 * (params.block_matrices + params.embeddings) as f64 * tokens as f64;
+        // Attention scores add a little on top of 6ND.
+        assert!(
+            flops > six_nd && flops < 1.3 * six_nd,
+            "{flops} vs {six_nd}"
+        );
+    }
+
+    #[test]
+    fn budget_rounds_down_to_whole_steps() {
+        let mut config = quickstart();
+        config.schedule.tokens = 10_000;
+        assert_eq!(steps_and_tokens(&config), (4, 8192));
+    }
 }

@@ -16,7 +16,12 @@ pub fn differing_fields(configs: &[&RunConfig]) -> Vec<String> {
     let flat: Vec<Vec<(String, String)>> = configs.iter().map(|c| flatten_config(c)).collect();
     let maps: Vec<BTreeMap<&str, &str>> = flat
         .iter()
-        .map(|pairs| pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect())
+        .map(|pairs| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect()
+        })
         .collect();
     let mut seen = BTreeSet::new();
     let mut differing: Vec<String> = Vec::new();

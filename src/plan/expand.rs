@@ -68,7 +68,10 @@ pub fn run_label(points: &[&Point]) -> String {
 
 /// Joins label pieces with `_`, skipping empty ones (a zipped axis may leave its part out).
 fn join_labels<'a>(pieces: impl Iterator<Item = &'a str>) -> String {
-    pieces.filter(|p| !p.is_empty()).collect::<Vec<_>>().join("_")
+    pieces
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join("_")
 }
 
 /// Locates things written inside one axis of the sweep.
@@ -101,10 +104,14 @@ impl AxisSite<'_> {
     }
 
     fn error(&self, message: String, at: Option<Location>, help: &str) -> Diagnostic {
-        Diagnostic::new(format!("sweep axis {} ({}): {message}", self.index + 1, self.axis().kind()))
-            .at(at.or_else(|| self.location()))
-            .in_file(self.loaded.source.path())
-            .help(help)
+        Diagnostic::new(format!(
+            "sweep axis {} ({}): {message}",
+            self.index + 1,
+            self.axis().kind()
+        ))
+        .at(at.or_else(|| self.location()))
+        .in_file(self.loaded.source.path())
+        .help(help)
     }
 }
 
@@ -276,9 +283,16 @@ fn conflicting_paths(loaded: &LoadedStudy, axes: &[Vec<Point>]) -> Vec<Diagnosti
                 .map(String::as_str)
                 .collect();
             if !shared.is_empty() {
-                let at = AxisSite { loaded, index: later };
+                let at = AxisSite {
+                    loaded,
+                    index: later,
+                };
                 diagnostics.push(at.error(
-                    format!("sets {} which axis {} sets too", quoted_list(&shared), earlier + 1),
+                    format!(
+                        "sets {} which axis {} sets too",
+                        quoted_list(&shared),
+                        earlier + 1
+                    ),
                     None,
                     "set each path in one axis only (a Zip axis varies several paths together)",
                 ));

@@ -12,7 +12,9 @@ use crate::spec::inputs::check_inputs;
 use crate::spec::patch::{Patch, PatchError};
 use crate::spec::study::Execution;
 use crate::spec::suggest::closest;
-use crate::spec::{base_problem, study_diagnostics, Diagnostic, Diagnostics, LoadedStudy, RunConfig};
+use crate::spec::{
+    base_problem, study_diagnostics, Diagnostic, Diagnostics, LoadedStudy, RunConfig,
+};
 
 use expand::{Assignment, Point};
 
@@ -74,7 +76,7 @@ pub fn build_plan(loaded: &LoadedStudy) -> Result<Plan, Diagnostics> {
                         .collect(),
                 });
             }
-            Err(diagnostic) => per_run.push((diagnostic, label)),
+            Err(diagnostic) => per_run.push((*diagnostic, label)),
         }
     }
     diagnostics.extend(group_by_runs(per_run));
@@ -93,13 +95,13 @@ pub fn build_plan(loaded: &LoadedStudy) -> Result<Plan, Diagnostics> {
 }
 
 /// The base config with the points' overrides applied in order.
-fn resolve(loaded: &LoadedStudy, points: &[&Point]) -> Result<RunConfig, Diagnostic> {
+fn resolve(loaded: &LoadedStudy, points: &[&Point]) -> Result<RunConfig, Box<Diagnostic>> {
     let mut config = loaded.study.base.clone();
     for assignment in points.iter().flat_map(|p| &p.assignments) {
         let path: Vec<&str> = assignment.path.split('.').collect();
         config
             .patch(&path, 0, assignment.value.as_str())
-            .map_err(|err| patch_diagnostic(loaded, assignment, &path, err))?;
+            .map_err(|err| Box::new(patch_diagnostic(loaded, assignment, &path, err)))?;
     }
     Ok(config)
 }
@@ -117,7 +119,11 @@ fn patch_diagnostic(
             expected,
             note,
         } => {
-            let parent = if depth == 0 { "the run config".to_owned() } else { format!("`{}`", path[..depth].join(".")) };
+            let parent = if depth == 0 {
+                "the run config".to_owned()
+            } else {
+                format!("`{}`", path[..depth].join("."))
+            };
             let note = note.map(|n| format!(" ({n})")).unwrap_or_default();
             let help = match closest(path[depth], expected) {
                 Some(best) => {
@@ -125,9 +131,18 @@ fn patch_diagnostic(
                     fixed[depth] = best;
                     format!("did you mean `{}`?", fixed.join("."))
                 }
-                None => format!("fields of {parent}: {}", crate::spec::suggest::quoted_list(expected)),
+                None => format!(
+                    "fields of {parent}: {}",
+                    crate::spec::suggest::quoted_list(expected)
+                ),
             };
-            (format!("override path `{full}`: {parent} has no field `{}`{note}", path[depth]), help)
+            (
+                format!(
+                    "override path `{full}`: {parent} has no field `{}`{note}",
+                    path[depth]
+                ),
+                help,
+            )
         }
         PatchError::NotAStruct { depth } => {
             let parent = path[..depth].join(".");
@@ -137,7 +152,10 @@ fn patch_diagnostic(
             )
         }
         PatchError::BadValue { message } => (
-            format!("override `{full}` = `{}`: {message}", assignment.value.as_str()),
+            format!(
+                "override `{full}` = `{}`: {message}",
+                assignment.value.as_str()
+            ),
             format!(
                 "write it as the base config does, e.g. `{}`",
                 diff::shown_value(&loaded.study.base, full)
@@ -154,13 +172,18 @@ fn patch_diagnostic(
 fn run_problem(loaded: &LoadedStudy, points: &[&Point], problem: &Problem) -> Diagnostic {
     let related = |a: &&Assignment| {
         let (field, path) = (problem.field.as_str(), a.path.as_str());
-        field == path || field.starts_with(&format!("{path}.")) || path.starts_with(&format!("{field}."))
+        field == path
+            || field.starts_with(&format!("{path}."))
+            || path.starts_with(&format!("{field}."))
     };
     // Else an override in the same section: `model.n_heads` makes `model.d_model` wrong.
     let section = |path: &str| path.split('.').next().unwrap_or("").to_owned();
     let same_section = |a: &&Assignment| section(&a.path) == section(&problem.field);
     let assignments = || points.iter().flat_map(|p| &p.assignments);
-    match assignments().find(related).or_else(|| assignments().find(same_section)) {
+    match assignments()
+        .find(related)
+        .or_else(|| assignments().find(same_section))
+    {
         Some(assignment) => Diagnostic::new(problem.message.clone())
             .at(assignment.location.clone())
             .in_file(loaded.source.path())
@@ -173,7 +196,12 @@ fn run_problem(loaded: &LoadedStudy, points: &[&Point], problem: &Problem) -> Di
 fn group_by_runs(per_run: Vec<(Diagnostic, String)>) -> Vec<Diagnostic> {
     let mut grouped: Vec<Diagnostic> = Vec::new();
     for (diagnostic, label) in per_run {
-        match grouped.iter_mut().find(|d| Diagnostic { runs: Vec::new(), ..(*d).clone() } == diagnostic) {
+        match grouped.iter_mut().find(|d| {
+            Diagnostic {
+                runs: Vec::new(),
+                ..(*d).clone()
+            } == diagnostic
+        }) {
             Some(existing) => existing.runs.push(label),
             None => grouped.push(diagnostic.for_runs(vec![label])),
         }

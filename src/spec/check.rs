@@ -3,8 +3,8 @@
 
 use super::run_config::{
     AdamWConfig, Corpus, DataConfig, EmbeddingScale, LrSchedule, ModelConfig, MuonConfig,
-    MuonVariant, OptimizerConfig, ProbeConfig, RunConfig, ScheduleConfig, Stage, Tensor,
-    Tokenizer, UpdateScale,
+    MuonVariant, OptimizerConfig, ProbeConfig, RunConfig, ScheduleConfig, Stage, Tensor, Tokenizer,
+    UpdateScale,
 };
 
 /// Polar Express has coefficients for this many Newton-Schulz steps.
@@ -48,7 +48,11 @@ impl Problems {
 
     fn positive(&mut self, field: &str, value: usize) {
         if value == 0 {
-            self.push(field, format!("`{field}` must be at least 1"), "use a positive size");
+            self.push(
+                field,
+                format!("`{field}` must be at least 1"),
+                "use a positive size",
+            );
         }
     }
 
@@ -76,7 +80,11 @@ impl Problems {
 
     fn non_empty(&mut self, field: &str, text: &str, example: &str) {
         if text.trim().is_empty() {
-            self.push(field, format!("`{field}` is empty"), format!("e.g. {example}"));
+            self.push(
+                field,
+                format!("`{field}` is empty"),
+                format!("e.g. {example}"),
+            );
         }
     }
 }
@@ -88,7 +96,10 @@ fn check_data(data: &DataConfig, p: &mut Problems) {
     if !(data.val_fraction > 0.0 && data.val_fraction < 1.0) {
         p.push(
             "data.val_fraction",
-            format!("`data.val_fraction` must be in (0, 1), got {}", data.val_fraction),
+            format!(
+                "`data.val_fraction` must be in (0, 1), got {}",
+                data.val_fraction
+            ),
             "the seed study holds out 0.1",
         );
     }
@@ -98,8 +109,16 @@ fn check_data(data: &DataConfig, p: &mut Problems) {
             p.non_empty("data.corpus", glob, "Text(\"data/*.txt\")");
         }
         Corpus::Jsonl { glob, field } => {
-            p.non_empty("data.corpus", glob, "Jsonl(glob: \"data/*.jsonl\", field: \"text\")");
-            p.non_empty("data.corpus", field, "Jsonl(glob: \"data/*.jsonl\", field: \"text\")");
+            p.non_empty(
+                "data.corpus",
+                glob,
+                "Jsonl(glob: \"data/*.jsonl\", field: \"text\")",
+            );
+            p.non_empty(
+                "data.corpus",
+                field,
+                "Jsonl(glob: \"data/*.jsonl\", field: \"text\")",
+            );
         }
         Corpus::Parquet { glob, column } => {
             let example = "Parquet(glob: \"data/*.parquet\", column: \"text\")";
@@ -116,7 +135,8 @@ fn check_data(data: &DataConfig, p: &mut Problems) {
         Tokenizer::File(path) => p.non_empty("data.tokenizer", path, "File(\"tokenizer.json\")"),
         _ => {}
     }
-    if matches!(data.corpus, Corpus::LlmcBin(_)) && matches!(data.tokenizer, Tokenizer::Bpe { .. }) {
+    if matches!(data.corpus, Corpus::LlmcBin(_)) && matches!(data.tokenizer, Tokenizer::Bpe { .. })
+    {
         p.push(
             "data.tokenizer",
             "llm.c `.bin` shards are already tokenized; a BPE cannot be trained on them".to_owned(),
@@ -166,14 +186,20 @@ fn check_model(model: &ModelConfig, p: &mut Problems) {
     if model.head_dim % 2 == 1 {
         p.push(
             "model.head_dim",
-            format!("head_dim ({}) must be even: RoPE rotates pairs of dimensions", model.head_dim),
+            format!(
+                "head_dim ({}) must be even: RoPE rotates pairs of dimensions",
+                model.head_dim
+            ),
             format!("use head_dim: {}", model.head_dim + 1),
         );
     }
     if !(model.rope_base.is_finite() && model.rope_base > 1.0) {
         p.push(
             "model.rope_base",
-            format!("rope_base must be a finite number > 1, got {}", model.rope_base),
+            format!(
+                "rope_base must be a finite number > 1, got {}",
+                model.rope_base
+            ),
             "the seed study uses 10000.0",
         );
     }
@@ -194,7 +220,11 @@ fn check_adamw(adamw: &AdamWConfig, at: &str, p: &mut Problems) {
 
 fn check_weight_decay(field: &str, value: f64, p: &mut Problems) {
     if !(value.is_finite() && value >= 0.0) {
-        p.push(field, format!("`{field}` must be >= 0, got {value}"), "use 0.0 for none");
+        p.push(
+            field,
+            format!("`{field}` must be >= 0, got {value}"),
+            "use 0.0 for none",
+        );
     }
 }
 
@@ -266,7 +296,10 @@ fn check_schedule(schedule: &ScheduleConfig, tokens_per_step: u64, p: &mut Probl
     if let Some(warmup) = warmup.filter(|&w| w >= schedule.tokens) {
         p.push(
             "schedule.lr",
-            format!("warmup_tokens ({warmup}) must be less than the budget ({})", schedule.tokens),
+            format!(
+                "warmup_tokens ({warmup}) must be less than the budget ({})",
+                schedule.tokens
+            ),
             "shorten the warmup",
         );
     }
@@ -304,25 +337,40 @@ fn check_probes(config: &RunConfig, p: &mut Problems) {
         );
     }
     if probes.metrics.is_empty() {
-        p.push("probes.metrics", "no rank metrics".to_owned(), "e.g. metrics: [StudyPr]");
+        p.push(
+            "probes.metrics",
+            "no rank metrics".to_owned(),
+            "e.g. metrics: [StudyPr]",
+        );
     }
     for site in &probes.sites {
         if site.tensor == Tensor::V && site.after != Stage::Projection {
             p.push(
                 "probes.sites",
-                format!("V has no {:?} stage: values are neither QK-normed nor rotated", site.after),
+                format!(
+                    "V has no {:?} stage: values are neither QK-normed nor rotated",
+                    site.after
+                ),
                 "use (tensor: V, after: Projection)",
             );
         }
     }
     for (i, site) in probes.sites.iter().enumerate() {
         if probes.sites[..i].contains(site) {
-            p.push("probes.sites", format!("site {site:?} is listed twice"), "list each site once");
+            p.push(
+                "probes.sites",
+                format!("site {site:?} is listed twice"),
+                "list each site once",
+            );
         }
     }
     for (i, metric) in probes.metrics.iter().enumerate() {
         if probes.metrics[..i].contains(metric) {
-            p.push("probes.metrics", format!("metric {metric:?} is listed twice"), "list each metric once");
+            p.push(
+                "probes.metrics",
+                format!("metric {metric:?} is listed twice"),
+                "list each metric once",
+            );
         }
     }
     p.positive("probes.eval_sequences", probes.eval_sequences);
@@ -333,7 +381,79 @@ fn check_probes(config: &RunConfig, p: &mut Problems) {
                 "probes use {} eval sequences but the eval batch has {} (data.eval_sequences)",
                 probes.eval_sequences, config.data.eval_sequences
             ),
-            format!("use at most {} or raise data.eval_sequences", config.data.eval_sequences),
+            format!(
+                "use at most {} or raise data.eval_sequences",
+                config.data.eval_sequences
+            ),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::patch::Patch;
+    use crate::spec::study::Study;
+
+    fn quickstart() -> RunConfig {
+        let text = include_str!("../../experiments/quickstart.ron");
+        crate::spec::ron_options()
+            .from_str::<Study>(text)
+            .unwrap()
+            .base
+    }
+
+    fn problems_after(path: &str, value: &str) -> Vec<Problem> {
+        let mut config = quickstart();
+        let segments: Vec<&str> = path.split('.').collect();
+        config.patch(&segments, 0, value).unwrap();
+        check_run(&config)
+    }
+
+    #[test]
+    fn quickstart_base_has_no_problems() {
+        assert_eq!(check_run(&quickstart()), vec![]);
+    }
+
+    #[test]
+    fn each_bad_value_is_reported_on_its_field() {
+        let cases = [
+            ("data.val_fraction", "1.0", "data.val_fraction"),
+            ("data.tokenizer", "Bpe(vocab: 100)", "data.tokenizer"),
+            ("model.init_std", "-0.02", "model.init_std"),
+            ("model.rope_base", "1.0", "model.rope_base"),
+            ("optimizer.momentum", "1.0", "optimizer.momentum"),
+            (
+                "optimizer.adamw.betas",
+                "(0.9, 1.5)",
+                "optimizer.adamw.betas",
+            ),
+            (
+                "optimizer.update_scale",
+                "AdamRms(0.0)",
+                "optimizer.update_scale",
+            ),
+            ("schedule.tokens", "100", "schedule.tokens"),
+            (
+                "schedule.eval_every_tokens",
+                "0",
+                "schedule.eval_every_tokens",
+            ),
+            ("probes.eval_sequences", "17", "probes.eval_sequences"),
+            ("probes.metrics", "[StudyPr, StudyPr]", "probes.metrics"),
+            ("probes.every_tokens", "0", "probes.every_tokens"),
+        ];
+        for (path, value, field) in cases {
+            let problems = problems_after(path, value);
+            assert!(
+                problems.iter().any(|p| p.field == field),
+                "{path} = {value}: {problems:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn probe_at_exactly_the_budget_is_allowed() {
+        assert_eq!(problems_after("probes.at_tokens", "[0, 1_000_000]"), vec![]);
     }
 }

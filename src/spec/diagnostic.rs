@@ -57,7 +57,13 @@ impl fmt::Display for Diagnostic {
             Some(loc) => {
                 let number = loc.line.to_string();
                 let gutter = " ".repeat(number.len());
-                writeln!(f, "{gutter}--> {}:{}:{}", loc.file.display(), loc.line, loc.col)?;
+                writeln!(
+                    f,
+                    "{gutter}--> {}:{}:{}",
+                    loc.file.display(),
+                    loc.line,
+                    loc.col
+                )?;
                 writeln!(f, "{gutter} |")?;
                 writeln!(f, "{number} | {}", loc.line_text)?;
                 let pad: String = loc
@@ -75,7 +81,12 @@ impl fmt::Display for Diagnostic {
             }
         }
         if !self.runs.is_empty() {
-            writeln!(f, "  = in run{}: {}", plural(self.runs.len()), self.runs.join(", "))?;
+            writeln!(
+                f,
+                "  = in run{}: {}",
+                plural(self.runs.len()),
+                self.runs.join(", ")
+            )?;
         }
         if let Some(help) = &self.help {
             writeln!(f, "  = help: {help}")?;

@@ -19,9 +19,11 @@ pub struct LoadedStudy {
 /// Reads and parses a study file. Syntax and schema errors stop here, with a position.
 pub fn load_study(path: &Path) -> Result<LoadedStudy, Diagnostics> {
     let text = std::fs::read_to_string(path).map_err(|err| {
-        Diagnostics(vec![Diagnostic::new(format!("cannot read study file: {err}"))
-            .in_file(path)
-            .help("pass the path of a .ron study, e.g. experiments/quickstart.ron")])
+        Diagnostics(vec![Diagnostic::new(format!(
+            "cannot read study file: {err}"
+        ))
+        .in_file(path)
+        .help("pass the path of a .ron study, e.g. experiments/quickstart.ron")])
     })?;
     parse_study(SourceText::new(path, text))
 }

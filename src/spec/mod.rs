@@ -42,9 +42,12 @@ pub fn study_diagnostics(loaded: &LoadedStudy) -> Vec<Diagnostic> {
     let mut diagnostics = Vec::new();
     if !is_safe_name(&loaded.study.name) {
         diagnostics.push(
-            Diagnostic::new(format!("study name `{}` cannot be a directory name", loaded.study.name))
-                .at(source.find_key_path(&["name"]))
-                .help("use letters, digits, `_`, `-`, `.` or `+` (at most 64, not starting with `.`)"),
+            Diagnostic::new(format!(
+                "study name `{}` cannot be a directory name",
+                loaded.study.name
+            ))
+            .at(source.find_key_path(&["name"]))
+            .help("use letters, digits, `_`, `-`, `.` or `+` (at most 64, not starting with `.`)"),
         );
     }
     for problem in check::check_run(&loaded.study.base) {

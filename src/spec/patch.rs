@@ -171,7 +171,9 @@ mod tests {
         let mut outer = sample();
         outer.patch(&["inner", "lr"], 0, "0.5").unwrap();
         assert_eq!(outer.inner.lr, 0.5);
-        outer.patch(&["inner"], 0, "(lr: 2.0, steps: [3, 4])").unwrap();
+        outer
+            .patch(&["inner"], 0, "(lr: 2.0, steps: [3, 4])")
+            .unwrap();
         assert_eq!(outer.inner.steps, vec![3, 4]);
         assert_eq!(outer.inner.lr, 2.0);
     }

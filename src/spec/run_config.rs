@@ -131,7 +131,9 @@ pub enum EmbeddingScale {
 pub enum QkNorm {
     None,
     /// RMSNorm over `head_dim`, one gain vector shared by the heads of Q and one of K.
-    RmsNorm { gain: Gain },
+    RmsNorm {
+        gain: Gain,
+    },
 }
 
 /// Whether a norm's gain is trained.
@@ -269,7 +271,10 @@ spec_struct! {
 pub enum LrSchedule {
     Constant,
     /// Linear warmup, then cosine decay to `min_lr_ratio` * lr at the end.
-    WarmupCosine { warmup_tokens: u64, min_lr_ratio: f64 },
+    WarmupCosine {
+        warmup_tokens: u64,
+        min_lr_ratio: f64,
+    },
     /// Warmup, stable, then linear decay over the last `decay_fraction` of the budget.
     Wsd {
         warmup_tokens: u64,

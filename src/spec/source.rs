@@ -75,7 +75,10 @@ impl SourceText {
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
         let col = self.text[line_start..start].chars().count() + 1;
-        let len = self.text[start..end].chars().take_while(|&c| c != '\n').count();
+        let len = self.text[start..end]
+            .chars()
+            .take_while(|&c| c != '\n')
+            .count();
         self.location(line, col, len)
     }
 
@@ -148,7 +151,9 @@ fn tokenize(text: &str) -> Vec<Token> {
         } else if text[i..].starts_with("//") {
             i = text[i..].find('\n').map_or(bytes.len(), |n| i + n);
         } else if text[i..].starts_with("/*") {
-            i = text[i + 2..].find("*/").map_or(bytes.len(), |n| i + 2 + n + 2);
+            i = text[i + 2..]
+                .find("*/")
+                .map_or(bytes.len(), |n| i + 2 + n + 2);
         } else if c == b'"' {
             i += 1;
             let mut content = String::new();
@@ -159,18 +164,34 @@ fn tokenize(text: &str) -> Vec<Token> {
                 i = end;
             }
             i = (i + 1).min(bytes.len());
-            tokens.push(Token { kind: TokenKind::Str(content), start, end: i });
+            tokens.push(Token {
+                kind: TokenKind::Str(content),
+                start,
+                end: i,
+            });
         } else if c.is_ascii_alphabetic() || c == b'_' {
             while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
                 i += 1;
             }
             let name = text[start..i].to_owned();
-            tokens.push(Token { kind: TokenKind::Ident(name), start, end: i });
+            tokens.push(Token {
+                kind: TokenKind::Ident(name),
+                start,
+                end: i,
+            });
         } else {
-            let kind = if c == b':' { TokenKind::Colon } else { TokenKind::Other };
+            let kind = if c == b':' {
+                TokenKind::Colon
+            } else {
+                TokenKind::Other
+            };
             // Step over a whole UTF-8 character.
             i += text[i..].chars().next().map_or(1, char::len_utf8);
-            tokens.push(Token { kind, start, end: i });
+            tokens.push(Token {
+                kind,
+                start,
+                end: i,
+            });
         }
     }
     tokens

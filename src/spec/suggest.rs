@@ -51,8 +51,13 @@ mod tests {
 
     #[test]
     fn help_lists_choices_when_nothing_is_close() {
-        assert_eq!(help_for("xyz", &["Ns5", "PolarExpress"], "variant"),
-            "valid variants: `Ns5`, `PolarExpress`");
-        assert_eq!(help_for("Ns6", &["Ns5", "PolarExpress"], "variant"), "did you mean `Ns5`?");
+        assert_eq!(
+            help_for("xyz", &["Ns5", "PolarExpress"], "variant"),
+            "valid variants: `Ns5`, `PolarExpress`"
+        );
+        assert_eq!(
+            help_for("Ns6", &["Ns5", "PolarExpress"], "variant"),
+            "did you mean `Ns5`?"
+        );
     }
 }

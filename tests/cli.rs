@@ -1,0 +1,196 @@
+//! The command line as a user runs it: plan, sweep, validate, exit codes.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use rankprobe::plan::run_id::run_id;
+use rankprobe::spec::{ron_options, RunConfig};
+
+fn rankprobe(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rankprobe"))
+        .args(args)
+        .current_dir(common::root())
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn temp_results(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("rankprobe-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn plan_lists_the_four_seed_runs_with_differing_fields() {
+    let output = rankprobe(&["plan", "experiments/qk_study.ron"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    let header = text
+        .lines()
+        .find(|l| l.starts_with("#  label"))
+        .expect(&text);
+    for column in [
+        "run id",
+        "model.qk_norm",
+        "optimizer",
+        "tokens",
+        "train FLOPs",
+    ] {
+        assert!(header.contains(column), "{header}");
+    }
+    let rows: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("-  "))
+        .skip(1)
+        .collect();
+    assert_eq!(rows.len(), 4, "{text}");
+    for (row, label) in rows.iter().zip(["A1", "A2", "B1", "B2"]) {
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cells[1], label, "{row}");
+        assert_eq!(cells[2].len(), 12, "{row}");
+    }
+    assert!(rows[0].contains("RmsNorm(gain: Learnable)") && rows[0].contains("Muon"));
+    assert!(rows[1].contains("None") && rows[1].contains("Muon"));
+    assert!(rows[3].contains("None") && rows[3].contains("AdamW"));
+}
+
+#[test]
+fn sweep_writes_resolved_run_configs_that_read_back_to_the_same_ids() {
+    let results = temp_results("sweep");
+    let output = rankprobe(&[
+        "sweep",
+        "experiments/qk_study.ron",
+        "--results",
+        results.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let study_dir = results.join("qk_study");
+    assert!(study_dir.join("study.ron").is_file());
+    let mut run_dirs: Vec<_> = std::fs::read_dir(&study_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    run_dirs.sort();
+    assert_eq!(run_dirs.len(), 4);
+    for dir in &run_dirs {
+        let name = dir.file_name().unwrap().to_str().unwrap().to_owned();
+        let (label, id) = name.strip_prefix("run=").unwrap().rsplit_once('-').unwrap();
+        assert!(["A1", "A2", "B1", "B2"].contains(&label), "{name}");
+        let text = std::fs::read_to_string(dir.join("run.ron")).unwrap();
+        let config: RunConfig = ron_options()
+            .from_str(&text)
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(
+            run_id(&config),
+            id,
+            "run.ron of {name} hashes to another id"
+        );
+    }
+    // Nothing half-written is left behind.
+    assert!(!walk_names(&study_dir).iter().any(|n| n.contains(".tmp-")));
+    std::fs::remove_dir_all(&results).unwrap();
+}
+
+fn walk_names(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flat_map(|e| {
+            let path = e.unwrap().path();
+            let mut names = vec![path.file_name().unwrap().to_string_lossy().into_owned()];
+            if path.is_dir() {
+                names.extend(walk_names(&path));
+            }
+            names
+        })
+        .collect()
+}
+
+#[test]
+fn sweep_only_selects_runs_and_rejects_unknown_labels() {
+    let results = temp_results("only");
+    let root = results.to_str().unwrap();
+    let output = rankprobe(&[
+        "sweep",
+        "experiments/qk_study.ron",
+        "--results",
+        root,
+        "--only",
+        "A1",
+        "B2",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let count = std::fs::read_dir(results.join("qk_study"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().is_dir())
+        .count();
+    assert_eq!(count, 2);
+    let output = rankprobe(&[
+        "sweep",
+        "experiments/qk_study.ron",
+        "--results",
+        root,
+        "--only",
+        "a1",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("did you mean `A1`?"),
+        "{}",
+        stderr(&output)
+    );
+    std::fs::remove_dir_all(&results).unwrap();
+}
+
+#[test]
+fn asking_for_cuda_without_cuda_support_is_bad_input() {
+    let results = temp_results("cuda");
+    let output = rankprobe(&[
+        "sweep",
+        "experiments/quickstart.ron",
+        "--results",
+        results.to_str().unwrap(),
+        "--device",
+        "cuda:0",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("no CUDA support"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!results.exists(), "nothing may be written for bad input");
+    let output = rankprobe(&["sweep", "experiments/quickstart.ron", "--device", "tpu"]);
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn validate_checks_many_files_and_fails_if_any_is_bad() {
+    let good = rankprobe(&[
+        "validate",
+        "experiments/qk_study.ron",
+        "experiments/quickstart.ron",
+    ]);
+    assert!(good.status.success(), "{}", stderr(&good));
+    assert_eq!(stdout(&good).matches("ok ").count(), 2);
+    let mixed = rankprobe(&[
+        "validate",
+        "experiments/qk_study.ron",
+        "tests/bad/impossible_shape.ron",
+    ]);
+    assert_eq!(mixed.status.code(), Some(2));
+    assert!(stdout(&mixed).contains("FAIL  tests/bad/impossible_shape.ron"));
+    assert!(stderr(&mixed).contains("1 of 2 study files have errors"));
+}
