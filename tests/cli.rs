@@ -24,6 +24,13 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// `rankprobe sweep STUDY --results RESULTS ARGS...`
+fn sweep(study: &str, results: &Path, args: &[&str]) -> Output {
+    let mut all = vec!["sweep", study, "--results", results.to_str().unwrap()];
+    all.extend(args);
+    rankprobe(&all)
+}
+
 fn temp_results(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("rankprobe-cli-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -67,14 +74,7 @@ fn plan_lists_the_four_seed_runs_with_differing_fields() {
 #[test]
 fn sweep_writes_resolved_run_configs_that_read_back_to_the_same_ids() {
     let results = temp_results("sweep");
-    let output = rankprobe(&[
-        "sweep",
-        "experiments/qk_study.ron",
-        "--results",
-        results.to_str().unwrap(),
-        "--device",
-        "cpu",
-    ]);
+    let output = sweep("experiments/qk_study.ron", &results, &["--device", "cpu"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let study_dir = results.join("qk_study");
     assert!(study_dir.join("study.ron").is_file());
@@ -121,30 +121,18 @@ fn walk_names(dir: &Path) -> Vec<String> {
 #[test]
 fn sweep_only_selects_runs_and_rejects_unknown_labels() {
     let results = temp_results("only");
-    let root = results.to_str().unwrap();
-    let output = rankprobe(&[
-        "sweep",
+    let output = sweep(
         "experiments/qk_study.ron",
-        "--results",
-        root,
-        "--only",
-        "A1",
-        "B2",
-    ]);
+        &results,
+        &["--only", "A1", "B2"],
+    );
     assert!(output.status.success(), "{}", stderr(&output));
     let count = std::fs::read_dir(results.join("qk_study"))
         .unwrap()
         .filter(|e| e.as_ref().unwrap().path().is_dir())
         .count();
     assert_eq!(count, 2);
-    let output = rankprobe(&[
-        "sweep",
-        "experiments/qk_study.ron",
-        "--results",
-        root,
-        "--only",
-        "a1",
-    ]);
+    let output = sweep("experiments/qk_study.ron", &results, &["--only", "a1"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(
         stderr(&output).contains("did you mean `A1`?"),
@@ -157,14 +145,11 @@ fn sweep_only_selects_runs_and_rejects_unknown_labels() {
 #[test]
 fn asking_for_cuda_without_cuda_support_is_bad_input() {
     let results = temp_results("cuda");
-    let output = rankprobe(&[
-        "sweep",
+    let output = sweep(
         "experiments/quickstart.ron",
-        "--results",
-        results.to_str().unwrap(),
-        "--device",
-        "cuda:0",
-    ]);
+        &results,
+        &["--device", "cuda:0"],
+    );
     assert_eq!(output.status.code(), Some(2));
     assert!(
         stderr(&output).contains("no CUDA support"),

@@ -75,15 +75,8 @@ pub fn steps_and_tokens(config: &RunConfig) -> (u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::study::Study;
 
-    fn quickstart() -> RunConfig {
-        let text = include_str!("../../experiments/quickstart.ron");
-        crate::spec::ron_options()
-            .from_str::<Study>(text)
-            .unwrap()
-            .base
-    }
+    use crate::spec::test_fixtures::quickstart;
 
     #[test]
     fn swiglu_has_three_ffn_matrices_and_untied_head_doubles_embeddings() {

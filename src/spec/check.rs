@@ -393,15 +393,8 @@ fn check_probes(config: &RunConfig, p: &mut Problems) {
 mod tests {
     use super::*;
     use crate::spec::patch::Patch;
-    use crate::spec::study::Study;
 
-    fn quickstart() -> RunConfig {
-        let text = include_str!("../../experiments/quickstart.ron");
-        crate::spec::ron_options()
-            .from_str::<Study>(text)
-            .unwrap()
-            .base
-    }
+    use crate::spec::test_fixtures::quickstart;
 
     fn problems_after(path: &str, value: &str) -> Vec<Problem> {
         let mut config = quickstart();

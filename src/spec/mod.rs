@@ -69,3 +69,15 @@ pub fn base_problem(loaded: &LoadedStudy, problem: &check::Problem) -> Diagnosti
         .in_file(loaded.source.path())
         .help(problem.help.clone())
 }
+
+/// Configs shared by the unit tests of several modules.
+#[cfg(test)]
+pub mod test_fixtures {
+    use super::{ron_options, RunConfig, Study};
+
+    /// The base config of `experiments/quickstart.ron`.
+    pub fn quickstart() -> RunConfig {
+        let text = include_str!("../../experiments/quickstart.ron");
+        ron_options().from_str::<Study>(text).unwrap().base
+    }
+}
