@@ -4,7 +4,10 @@
 //! -> `store` (results layout) -> `commands` (what the CLI does). Each module reads only
 //! from the ones before it.
 
+pub mod atomic_file;
 pub mod commands;
+pub mod data;
+pub mod model;
 pub mod plan;
 pub mod spec;
 pub mod store;

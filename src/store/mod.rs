@@ -4,10 +4,9 @@
 //! `results/<study>/run=<label>-<run id>/` (hive-style, so dataframe tools can read the
 //! run as a column). A changed config changes the id, so old results stay beside new ones.
 
-use std::fs;
-use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+pub use crate::atomic_file::write_atomic;
 use crate::plan::PlannedRun;
 
 /// `results/<study>`.
@@ -18,49 +17,4 @@ pub fn study_dir(results_root: &Path, study: &str) -> PathBuf {
 /// `run=<label>-<id>`.
 pub fn run_dir_name(run: &PlannedRun) -> String {
     format!("run={}-{}", run.label, run.id)
-}
-
-/// Writes `contents` to `path` so that readers see the old file or the whole new one,
-/// never a part: write a temporary sibling, flush it to disk, rename it into place.
-pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let temp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut file = fs::File::create(&temp)?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        fs::rename(&temp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    result
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn atomic_write_replaces_whole_file_and_leaves_no_temp() {
-        let dir = std::env::temp_dir().join(format!("rankprobe-store-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("x.ron");
-        write_atomic(&path, b"first").unwrap();
-        write_atomic(&path, b"second").unwrap();
-        assert_eq!(fs::read_to_string(&path).unwrap(), "second");
-        let names: Vec<_> = fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("x.ron")]);
-        fs::remove_dir_all(&dir).unwrap();
-    }
 }

@@ -1,0 +1,45 @@
+//! Reading a text column of a parquet file (user corpora), through polars.
+
+use std::fs::File;
+use std::path::Path;
+
+use polars::prelude::{ParquetReader, SerReader};
+
+use super::DataError;
+
+/// Every non-null string of `column` in `file`, in row order.
+pub fn read_text_column(file: &Path, column: &str) -> Result<Vec<String>, DataError> {
+    let handle = File::open(file).map_err(|e| DataError::io(file, e))?;
+    let frame = ParquetReader::new(handle)
+        .finish()
+        .map_err(|e| DataError::Input(format!("{}: cannot read parquet: {e}", file.display())))?;
+    let names: Vec<String> = frame
+        .get_column_names()
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    let series = frame.column(column).map_err(|_| {
+        DataError::Input(format!(
+            "{}: no column `{column}` (columns: {})",
+            file.display(),
+            names.join(", ")
+        ))
+    })?;
+    let strings = series.str().map_err(|_| {
+        DataError::Input(format!(
+            "{}: column `{column}` is {}, not text",
+            file.display(),
+            series.dtype()
+        ))
+    })?;
+    Ok(strings
+        .downcast_iter()
+        .flat_map(|array| {
+            array
+                .iter()
+                .flatten()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect())
+}

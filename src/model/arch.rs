@@ -1,0 +1,65 @@
+//! What the forward pass needs beyond the weights: the run-time choices of the model spec.
+
+use crate::spec::run_config::{Activation, EmbeddingScale, Gain, ModelConfig, QkNorm, Site};
+
+/// Run-time architecture switches of one model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Architecture {
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    pub activation: Activation,
+    /// QK-norm on, and whether its gains are trained.
+    pub qk_norm: Option<Gain>,
+    pub tied_embeddings: bool,
+    pub embedding_scale: f32,
+    pub rope_base: f64,
+    pub norm_eps: f32,
+}
+
+impl Architecture {
+    pub fn from_config(model: &ModelConfig) -> Self {
+        Architecture {
+            n_heads: model.n_heads,
+            n_kv_heads: model.n_kv_heads,
+            head_dim: model.head_dim,
+            activation: model.activation,
+            qk_norm: match model.qk_norm {
+                QkNorm::None => None,
+                QkNorm::RmsNorm { gain } => Some(gain),
+            },
+            tied_embeddings: model.tied_embeddings,
+            embedding_scale: match model.embedding_scale {
+                EmbeddingScale::SqrtDModel => (model.d_model as f32).sqrt(),
+                EmbeddingScale::Unscaled => 1.0,
+                EmbeddingScale::Factor(f) => f as f32,
+            },
+            rope_base: model.rope_base,
+            norm_eps: model.norm_eps as f32,
+        }
+    }
+
+    /// Query heads per key/value head.
+    pub fn group(&self) -> usize {
+        self.n_heads / self.n_kv_heads
+    }
+}
+
+/// Activations captured during a forward pass, for rank probes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Capture {
+    pub layer: usize,
+    pub site: Site,
+    /// [batch * seq, heads, head_dim], row-major.
+    pub rows: usize,
+    pub heads: usize,
+    pub head_dim: usize,
+    pub values: Vec<f32>,
+}
+
+/// Which sites to capture, and what was captured.
+#[derive(Debug, Clone, Default)]
+pub struct Taps {
+    pub sites: Vec<Site>,
+    pub captured: Vec<Capture>,
+}
