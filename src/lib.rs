@@ -12,3 +12,4 @@ pub mod plan;
 pub mod spec;
 pub mod store;
 pub mod text_table;
+pub mod train;

@@ -4,8 +4,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use mimalloc::MiMalloc;
 use rankprobe::commands::{self, sweep::SweepOptions, Failure};
 use rankprobe::spec::Device;
+
+/// dfdx allocates a fresh buffer for every tensor op; mimalloc reuses freed memory where
+/// the system allocator returns large blocks to the OS and faults them in again
+/// (measured: 2.8K -> see README benchmark for tokens/s on the quickstart model).
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
 
 /// Turn training studies (RON files) into trained, probed runs and comparison reports.
 ///

@@ -2,10 +2,10 @@
 
 mod common;
 
-use common::{labels, plan_text, quickstart_with_sweep};
+use common::{labels, plan_text, tiny_with_sweep};
 
 fn plan(sweep: &str) -> rankprobe::plan::Plan {
-    plan_text(&quickstart_with_sweep(sweep)).unwrap_or_else(|d| panic!("{d}"))
+    plan_text(&tiny_with_sweep(sweep)).unwrap_or_else(|d| panic!("{d}"))
 }
 
 #[test]
@@ -133,7 +133,7 @@ fn expansion_is_deterministic() {
 
 #[test]
 fn a_run_specific_error_names_the_run() {
-    let text = quickstart_with_sweep(r#"Grid(path: "model.n_kv_heads", values: [2, 3]),"#);
+    let text = tiny_with_sweep(r#"Grid(path: "model.n_kv_heads", values: [2, 3]),"#);
     let shown = plan_text(&text).unwrap_err().to_string();
     assert!(
         shown.contains("n_heads (4) must be divisible by n_kv_heads (3)"),

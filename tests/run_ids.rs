@@ -6,8 +6,8 @@ use rankprobe::plan::run_id::{canonical_json, run_id};
 use rankprobe::spec::{ron_options, RunConfig};
 use serde_json::Value;
 
-fn quickstart_base() -> RunConfig {
-    let plan = common::plan_text(&common::quickstart_with_sweep("")).unwrap();
+fn tiny_base() -> RunConfig {
+    let plan = common::plan_text(&common::tiny_with_sweep("")).unwrap();
     plan.runs[0].config.clone()
 }
 
@@ -77,7 +77,7 @@ fn leaf_mut<'a>(value: &'a mut Value, path: &[String]) -> &'a mut Value {
 
 #[test]
 fn changing_any_field_changes_the_id() {
-    let base = quickstart_base();
+    let base = tiny_base();
     let base_id = run_id(&base);
     let json: Value = serde_json::from_str(&canonical_json(&base)).unwrap();
     let mut paths = Vec::new();
@@ -113,7 +113,7 @@ fn changing_any_field_changes_the_id() {
 #[test]
 fn changing_any_variant_changes_the_id() {
     use rankprobe::spec::patch::Patch;
-    let base = quickstart_base();
+    let base = tiny_base();
     let overrides = [
         ("data.corpus", "Mix"),
         ("data.tokenizer", "Gpt2"),

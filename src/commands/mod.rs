@@ -1,6 +1,8 @@
 //! What each CLI subcommand does. `main.rs` only parses arguments and calls these.
 
 pub mod plan;
+pub mod progress;
+pub mod recorder;
 pub mod sweep;
 pub mod validate;
 

@@ -1,14 +1,24 @@
-//! `rankprobe sweep FILE`: plan the study and prepare every run's directory with its
-//! resolved config. (Training arrives with the CPU training issue.)
+//! `rankprobe sweep FILE`: check everything, prepare the data, then train every run and
+//! record its metrics and manifest under `results/<study>/`.
 
+use std::collections::HashMap;
 use std::fs;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
+use crate::data::{prepare_dataset, Dataset};
+use crate::plan::cost::steps_and_tokens;
 use crate::plan::{Plan, PlannedRun};
 use crate::spec::suggest::help_for;
 use crate::spec::{ron_options, Device};
+use crate::store::manifest::{git_state, now, versions, DataSummary, Manifest, RunStatus};
 use crate::store::{run_dir_name, study_dir, write_atomic};
+use crate::train::run::check_trainable;
+use crate::train::{train_run, Outcome};
 
+use super::progress::Progress;
+use super::recorder::RunRecorder;
 use super::{load_plan, Failure};
 
 /// Options of `sweep`.
@@ -23,35 +33,53 @@ pub struct SweepOptions {
 }
 
 pub fn sweep(file: &Path, options: &SweepOptions) -> Result<(), Failure> {
+    let started = Instant::now();
     let plan = load_plan(file)?;
     let device = resolve_device(options.device.unwrap_or(plan.execution.device))?;
     let runs = select_runs(&plan, &options.only)?;
+    let datasets = prepare_datasets(&runs)?;
     let dir = study_dir(&options.results, &plan.study);
     let source = fs::read(&plan.source).map_err(|err| {
         Failure::RunFailed(format!("cannot re-read {}: {err}", plan.source.display()))
     })?;
     create_dir(&dir)?;
     write(&dir.join("study.ron"), &source)?;
+    let mut progress = Progress::new(runs.len());
+    let mut results = Vec::new();
     for run in &runs {
-        let run_dir = dir.join(run_dir_name(run));
-        create_dir(&run_dir)?;
-        write(
-            &run_dir.join("run.ron"),
-            resolved_run_ron(&plan, run).as_bytes(),
-        )?;
-        println!("prepared {}", run_dir.display());
+        let dataset = &datasets[&data_key(run)];
+        let (status, summary) = train_one(&plan, run, dataset, &dir, device, &mut progress)?;
+        results.push((run.label.clone(), status, summary));
+    }
+    progress.finish();
+    println!("study {} in {}:", plan.study, dir.display());
+    for (label, status, summary) in &results {
+        println!(
+            "  {label:<12} {:<9} {summary}",
+            format!("{status:?}").to_lowercase()
+        );
     }
     println!(
-        "{} of {} runs of study {} prepared in {} (device {device}); training is not part of this version yet",
-        runs.len(),
-        plan.runs.len(),
-        plan.study,
-        dir.display()
+        "wall time {:.1} s for {} runs",
+        started.elapsed().as_secs_f64(),
+        runs.len()
     );
-    Ok(())
+    let failed: Vec<&str> = results
+        .iter()
+        .filter(|(_, status, _)| *status != RunStatus::Done)
+        .map(|(label, _, _)| label.as_str())
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::RunFailed(format!(
+            "runs that did not finish: {}",
+            failed.join(", ")
+        )))
+    }
 }
 
-/// The device runs will use. This build has no CUDA support.
+/// The device runs will use. This build trains on the CPU only.
 fn resolve_device(requested: Device) -> Result<Device, Failure> {
     match requested {
         Device::Auto | Device::Cpu => Ok(Device::Cpu),
@@ -81,6 +109,158 @@ fn select_runs(plan: &Plan, only: &[String]) -> Result<Vec<PlannedRun>, Failure>
         .filter(|run| only.contains(&run.label))
         .cloned()
         .collect())
+}
+
+/// Runs with equal data configs share one prepared dataset.
+fn data_key(run: &PlannedRun) -> String {
+    serde_json::to_string(&run.config.data).expect("data configs serialise")
+}
+
+/// Prepares the data of every selected run and checks that each can train, before any
+/// training starts: bad input must not surface after hours of work.
+fn prepare_datasets(runs: &[PlannedRun]) -> Result<HashMap<String, Dataset>, Failure> {
+    let mut datasets = HashMap::new();
+    let mut problems = Vec::new();
+    for run in runs {
+        let key = data_key(run);
+        if !datasets.contains_key(&key) {
+            match prepare_dataset(&run.config.data) {
+                Ok(dataset) => {
+                    datasets.insert(key.clone(), dataset);
+                }
+                Err(err) => {
+                    problems.push(format!("run {}: data: {err}", run.label));
+                    continue;
+                }
+            }
+        }
+        let dataset = &datasets[&key];
+        if let Err(err) = check_trainable(&run.config, dataset.tokenizer.vocab_size) {
+            problems.push(format!("run {}: {err}", run.label));
+        }
+        let eval_tokens = run.config.data.eval_sequences * run.config.data.seq_len + 1;
+        if dataset.splits.val.len() < eval_tokens {
+            problems.push(format!(
+                "run {}: the validation split has {} tokens; the eval batch needs {eval_tokens}",
+                run.label,
+                dataset.splits.val.len()
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(datasets)
+    } else {
+        Err(Failure::BadInput(format!(
+            "nothing was trained:\n  {}",
+            problems.join("\n  ")
+        )))
+    }
+}
+
+/// Trains one run into its directory. A failure or divergence of the run is recorded
+/// and reported; only a results store that cannot be written stops the sweep.
+fn train_one(
+    plan: &Plan,
+    run: &PlannedRun,
+    dataset: &Dataset,
+    study_dir: &Path,
+    device: Device,
+    progress: &mut Progress,
+) -> Result<(RunStatus, String), Failure> {
+    let run_dir = study_dir.join(run_dir_name(run));
+    create_dir(&run_dir)?;
+    write(
+        &run_dir.join("run.ron"),
+        resolved_run_ron(plan, run).as_bytes(),
+    )?;
+    let started = Instant::now();
+    let meta = &dataset.splits.meta;
+    let mut manifest = Manifest {
+        study: plan.study.clone(),
+        label: run.label.clone(),
+        run_id: run.id.clone(),
+        index: run.index,
+        seed: run.config.seed,
+        status: RunStatus::Running,
+        error: None,
+        config: run.config.clone(),
+        overrides: run.overrides.clone(),
+        device: device.to_string(),
+        git: git_state(),
+        versions: versions(),
+        data: Some(DataSummary {
+            corpus: meta.corpus.clone(),
+            tokenizer: meta.tokenizer.clone(),
+            vocab_size: meta.vocab_size,
+            train_tokens: meta.train_tokens,
+            val_tokens: meta.val_tokens,
+        }),
+        started_at: now(),
+        ended_at: None,
+        wall_seconds: None,
+        steps: None,
+        tokens: None,
+        final_val_loss: None,
+    };
+    manifest
+        .write(&run_dir)
+        .map_err(|e| store_failure(&run_dir, e))?;
+    let (_, tokens) = steps_and_tokens(&run.config);
+    progress.start_run(&run.label, tokens);
+    let mut recorder = RunRecorder::new(format!("{}-{}", run.label, run.id), &run_dir, progress);
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        train_run(&run.config, dataset, &mut recorder)
+    }));
+    let saved = recorder.save();
+    let (status, summary) = match result {
+        Ok(Ok(Outcome::Done {
+            steps,
+            tokens,
+            final_val_loss,
+        })) => {
+            manifest.steps = Some(steps);
+            manifest.tokens = Some(tokens);
+            manifest.final_val_loss = Some(final_val_loss);
+            (
+                RunStatus::Done,
+                format!("val loss {final_val_loss:.4} after {tokens} tokens"),
+            )
+        }
+        Ok(Ok(Outcome::Diverged { step, loss })) => {
+            manifest.error = Some(format!("loss became {loss} at step {step}"));
+            (
+                RunStatus::Diverged,
+                format!("diverged at step {step} (loss {loss})"),
+            )
+        }
+        Ok(Err(err)) => {
+            manifest.error = Some(err.to_string());
+            (RunStatus::Failed, format!("failed: {err}"))
+        }
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            manifest.error = Some(format!("panic: {message}"));
+            (RunStatus::Failed, format!("failed: panic: {message}"))
+        }
+    };
+    manifest.status = status;
+    manifest.ended_at = Some(now());
+    manifest.wall_seconds = Some(started.elapsed().as_secs_f64());
+    manifest
+        .write(&run_dir)
+        .map_err(|e| store_failure(&run_dir, e))?;
+    saved.map_err(|e| store_failure(&run_dir, e))?;
+    let summary = format!("{summary}, {:.1} s", started.elapsed().as_secs_f64());
+    progress.finish_run(&summary);
+    Ok((status, summary))
+}
+
+fn store_failure(dir: &Path, err: std::io::Error) -> Failure {
+    Failure::RunFailed(format!("cannot write results in {}: {err}", dir.display()))
 }
 
 /// `run.ron`: the fully resolved config, readable as a `RunConfig`, with a header saying

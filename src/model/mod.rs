@@ -5,6 +5,7 @@ pub mod arch;
 pub mod forward;
 pub mod init;
 pub mod params;
+pub mod shapes;
 
 pub use arch::{Architecture, Capture, Taps};
 pub use forward::{cross_entropy, Constants, ModelTape};

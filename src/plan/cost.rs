@@ -76,11 +76,11 @@ pub fn steps_and_tokens(config: &RunConfig) -> (u64, u64) {
 mod tests {
     use super::*;
 
-    use crate::spec::test_fixtures::quickstart;
+    use crate::spec::test_fixtures::tiny;
 
     #[test]
     fn swiglu_has_three_ffn_matrices_and_untied_head_doubles_embeddings() {
-        let mut model = quickstart().model;
+        let mut model = tiny().model;
         let squared = param_count(&model, 1000);
         model.activation = Activation::SwiGlu;
         model.tied_embeddings = false;
@@ -92,7 +92,7 @@ mod tests {
 
     #[test]
     fn flops_are_about_six_per_parameter_per_token() {
-        let config = quickstart();
+        let config = tiny();
         let (_, tokens) = steps_and_tokens(&config);
         let flops = training_flops(&config, tokens).unwrap();
         let params = param_count(&config.model, 2048);
@@ -106,7 +106,7 @@ mod tests {
 
     #[test]
     fn budget_rounds_down_to_whole_steps() {
-        let mut config = quickstart();
+        let mut config = tiny();
         config.schedule.tokens = 10_000;
         assert_eq!(steps_and_tokens(&config), (4, 8192));
     }

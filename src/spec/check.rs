@@ -394,18 +394,18 @@ mod tests {
     use super::*;
     use crate::spec::patch::Patch;
 
-    use crate::spec::test_fixtures::quickstart;
+    use crate::spec::test_fixtures::tiny;
 
     fn problems_after(path: &str, value: &str) -> Vec<Problem> {
-        let mut config = quickstart();
+        let mut config = tiny();
         let segments: Vec<&str> = path.split('.').collect();
         config.patch(&segments, 0, value).unwrap();
         check_run(&config)
     }
 
     #[test]
-    fn quickstart_base_has_no_problems() {
-        assert_eq!(check_run(&quickstart()), vec![]);
+    fn tiny_base_has_no_problems() {
+        assert_eq!(check_run(&tiny()), vec![]);
     }
 
     #[test]
@@ -447,6 +447,6 @@ mod tests {
 
     #[test]
     fn probe_at_exactly_the_budget_is_allowed() {
-        assert_eq!(problems_after("probes.at_tokens", "[0, 1_000_000]"), vec![]);
+        assert_eq!(problems_after("probes.at_tokens", "[0, 20_480]"), vec![]);
     }
 }

@@ -75,9 +75,9 @@ pub fn base_problem(loaded: &LoadedStudy, problem: &check::Problem) -> Diagnosti
 pub mod test_fixtures {
     use super::{ron_options, RunConfig, Study};
 
-    /// The base config of `experiments/quickstart.ron`.
-    pub fn quickstart() -> RunConfig {
-        let text = include_str!("../../experiments/quickstart.ron");
+    /// The base config of `tests/studies/tiny.ron` (the quickstart shape, Muon base).
+    pub fn tiny() -> RunConfig {
+        let text = include_str!("../../tests/studies/tiny.ron");
         ron_options().from_str::<Study>(text).unwrap().base
     }
 }

@@ -4,6 +4,9 @@
 //! `results/<study>/run=<label>-<run id>/` (hive-style, so dataframe tools can read the
 //! run as a column). A changed config changes the id, so old results stay beside new ones.
 
+pub mod manifest;
+pub mod metrics;
+
 use std::path::{Path, PathBuf};
 
 pub use crate::atomic_file::write_atomic;

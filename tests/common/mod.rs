@@ -12,14 +12,14 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The quickstart study's text, a valid base for variations.
-pub fn quickstart_text() -> String {
-    std::fs::read_to_string(root().join("experiments/quickstart.ron")).unwrap()
+/// The tiny test study's text (quickstart shape, Muon base), a base for variations.
+pub fn tiny_text() -> String {
+    std::fs::read_to_string(root().join("tests/studies/tiny.ron")).unwrap()
 }
 
-/// The quickstart study with its `sweep: [...]` replaced by `sweep`.
-pub fn quickstart_with_sweep(sweep: &str) -> String {
-    let text = quickstart_text();
+/// The tiny study with its `sweep: [...]` replaced by `sweep`.
+pub fn tiny_with_sweep(sweep: &str) -> String {
+    let text = tiny_text();
     let start = text.find("    sweep: [").expect("quickstart has a sweep");
     format!("{}    sweep: [\n{sweep}\n    ],\n)\n", &text[..start])
 }

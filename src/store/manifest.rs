@@ -1,0 +1,113 @@
+//! `manifest.json`: what a run is, where and when it ran, and how it ended.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde::{Deserialize, Serialize};
+
+use crate::atomic_file::write_atomic;
+use crate::spec::RunConfig;
+
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Running,
+    Done,
+    Failed,
+    Diverged,
+}
+
+/// The source tree a binary ran from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GitState {
+    pub commit: String,
+    /// Uncommitted changes to tracked files.
+    pub dirty: bool,
+}
+
+/// Everything recorded about one run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub study: String,
+    pub label: String,
+    pub run_id: String,
+    pub index: usize,
+    pub seed: u64,
+    pub status: RunStatus,
+    /// Why it failed or diverged.
+    pub error: Option<String>,
+    pub config: RunConfig,
+    pub overrides: Vec<(String, String)>,
+    pub device: String,
+    pub git: Option<GitState>,
+    /// rankprobe and the versions of the crates that shape results.
+    pub versions: Vec<(String, String)>,
+    pub data: Option<DataSummary>,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub wall_seconds: Option<f64>,
+    pub steps: Option<u64>,
+    pub tokens: Option<u64>,
+    pub final_val_loss: Option<f64>,
+}
+
+/// The data a run trained on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataSummary {
+    pub corpus: String,
+    pub tokenizer: String,
+    pub vocab_size: usize,
+    pub train_tokens: usize,
+    pub val_tokens: usize,
+}
+
+impl Manifest {
+    pub fn write(&self, run_dir: &Path) -> std::io::Result<()> {
+        let json = serde_json::to_string_pretty(self).expect("manifests serialise");
+        write_atomic(&run_dir.join(MANIFEST_FILE), json.as_bytes())
+    }
+
+    pub fn read(run_dir: &Path) -> Option<Manifest> {
+        let text = std::fs::read_to_string(run_dir.join(MANIFEST_FILE)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+}
+
+/// The commit of the working directory's git checkout, if there is one.
+pub fn git_state() -> Option<GitState> {
+    let run = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let commit = run(&["rev-parse", "HEAD"])?;
+    let dirty =
+        run(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    Some(GitState { commit, dirty })
+}
+
+/// Versions recorded in manifests (set by build.rs from Cargo.lock).
+pub fn versions() -> Vec<(String, String)> {
+    vec![
+        ("rankprobe".to_owned(), env!("CARGO_PKG_VERSION").to_owned()),
+        ("dfdx".to_owned(), env!("RANKPROBE_DFDX_VERSION").to_owned()),
+        (
+            "polars".to_owned(),
+            env!("RANKPROBE_POLARS_VERSION").to_owned(),
+        ),
+        (
+            "tokenizers".to_owned(),
+            env!("RANKPROBE_TOKENIZERS_VERSION").to_owned(),
+        ),
+    ]
+}
+
+/// Now, as an RFC 3339 UTC timestamp.
+pub fn now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}

@@ -1,0 +1,42 @@
+//! What a training run reports while it runs.
+
+/// Which data a metric was measured on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    Val,
+}
+
+impl Split {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Val => "val",
+        }
+    }
+}
+
+/// One observation, in tidy form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricRow {
+    /// Optimizer steps taken when it was measured.
+    pub step: u64,
+    /// Training tokens consumed by then.
+    pub tokens: u64,
+    pub split: Split,
+    /// `loss`, `lr`, `tokens_per_s`, ...
+    pub metric: &'static str,
+    pub value: f64,
+    /// Seconds since the run started.
+    pub elapsed_s: f64,
+}
+
+/// Receives a run's observations as they happen.
+pub trait TrainObserver {
+    /// A new observation.
+    fn metric(&mut self, row: MetricRow);
+    /// After every step: a chance to update a progress display.
+    fn step_done(&mut self, step: u64, steps: u64, tokens: u64, loss: f32, tokens_per_s: f64);
+    /// After each evaluation: a good moment to persist what was observed so far.
+    fn evaluated(&mut self) {}
+}

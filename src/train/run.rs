@@ -1,0 +1,270 @@
+//! The training loop of one run on the CPU, for any compiled model shape.
+
+use std::fmt;
+use std::time::Instant;
+
+use dfdx::optim::{Adam, AdamConfig, WeightDecay};
+use dfdx::prelude::*;
+
+use crate::data::batches::{eval_batch, Batch, TrainBatches};
+use crate::data::Dataset;
+use crate::model::init::init_model;
+use crate::model::shapes::{dispatch, not_compiled_help, ModelShape, ShapeRunner};
+use crate::model::{cross_entropy, Architecture, Constants, Transformer};
+use crate::plan::cost::steps_and_tokens;
+use crate::spec::run_config::{OptimizerConfig, RunConfig};
+
+use super::observer::{MetricRow, Split, TrainObserver};
+use super::schedule::{eval_steps, lr_multiplier};
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Done {
+        steps: u64,
+        tokens: u64,
+        final_val_loss: f64,
+    },
+    /// The loss became NaN or infinite at `step`.
+    Diverged { step: u64, loss: f64 },
+}
+
+/// Why a run could not train.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainError(pub String);
+
+impl fmt::Display for TrainError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TrainError {}
+
+/// Whether this build can train `config` at all; checked for every run before a sweep
+/// starts, so that no work begins on a study that would fail later.
+pub fn check_trainable(config: &RunConfig, vocab: usize) -> Result<(), TrainError> {
+    if let OptimizerConfig::Muon(_) = config.optimizer {
+        return Err(TrainError(
+            "Muon is not implemented yet in this version; only AdamW runs can train \
+             (use --only to pick the AdamW runs)"
+                .to_owned(),
+        ));
+    }
+    let shape = ModelShape::of(config, vocab);
+    if !shape.is_compiled() {
+        return Err(TrainError(format!(
+            "the model shape ({shape}) is not compiled into this binary; {}",
+            not_compiled_help()
+        )));
+    }
+    Ok(())
+}
+
+/// Trains one run on `dataset`, reporting to `observer`.
+pub fn train_run(
+    config: &RunConfig,
+    dataset: &Dataset,
+    observer: &mut dyn TrainObserver,
+) -> Result<Outcome, TrainError> {
+    check_trainable(config, dataset.tokenizer.vocab_size)?;
+    let shape = ModelShape::of(config, dataset.tokenizer.vocab_size);
+    dispatch(
+        &shape,
+        Trainer {
+            config,
+            dataset,
+            observer,
+        },
+    )
+    .unwrap_or_else(|| Err(TrainError(format!("shape {shape} is not compiled in"))))
+}
+
+struct Trainer<'a> {
+    config: &'a RunConfig,
+    dataset: &'a Dataset,
+    observer: &'a mut dyn TrainObserver,
+}
+
+impl ShapeRunner for Trainer<'_> {
+    type Output = Result<Outcome, TrainError>;
+
+    fn run<
+        const V: usize,
+        const M: usize,
+        const HD: usize,
+        const KVW: usize,
+        const F: usize,
+        const L: usize,
+    >(
+        self,
+    ) -> Self::Output {
+        train_shape::<V, M, HD, KVW, F, L>(self.config, self.dataset, self.observer)
+    }
+}
+
+fn data_err(err: crate::data::DataError) -> TrainError {
+    TrainError(err.to_string())
+}
+
+/// Token ids of a batch: inputs [batch, seq] and targets flattened to [batch * seq].
+type TokenTensors = (
+    Tensor<(usize, usize), usize, Cpu>,
+    Tensor<(usize,), usize, Cpu>,
+);
+
+/// The batch's inputs as a [batch, seq] tensor and its targets flattened.
+fn batch_tensors(dev: &Cpu, batch: &Batch) -> TokenTensors {
+    let inputs = batch.inputs.iter().map(|&t| t as usize).collect();
+    let targets = batch.targets.iter().map(|&t| t as usize).collect();
+    (
+        dev.tensor_from_vec(inputs, (batch.batch_size, batch.seq_len)),
+        dev.tensor_from_vec(targets, (batch.batch_size * batch.seq_len,)),
+    )
+}
+
+fn train_shape<
+    const V: usize,
+    const M: usize,
+    const HD: usize,
+    const KVW: usize,
+    const F: usize,
+    const L: usize,
+>(
+    config: &RunConfig,
+    dataset: &Dataset,
+    observer: &mut dyn TrainObserver,
+) -> Result<Outcome, TrainError> {
+    let OptimizerConfig::AdamW(adamw) = &config.optimizer else {
+        unreachable!("check_trainable rejects other optimizers");
+    };
+    let started = Instant::now();
+    let dev = Cpu::seed_from_u64(config.seed);
+    let arch = Architecture::from_config(&config.model);
+    let data = &config.data;
+    let consts = Constants::<HD, Cpu>::new(&dev, &arch, data.seq_len);
+    let mut model: Transformer<V, M, HD, KVW, F, L, f32, Cpu> =
+        init_model(&dev, config.model.init_std);
+    let mut opt = Adam::new(
+        &model,
+        AdamConfig {
+            lr: adamw.lr,
+            betas: [adamw.betas.0, adamw.betas.1],
+            eps: adamw.eps,
+            weight_decay: Some(WeightDecay::Decoupled(adamw.weight_decay)),
+        },
+    );
+    let mut batches = TrainBatches::new(
+        &dataset.splits.train,
+        data.seq_len,
+        data.batch_size,
+        config.seed,
+    )
+    .map_err(data_err)?;
+    let eval =
+        eval_batch(&dataset.splits.val, data.seq_len, data.eval_sequences).map_err(data_err)?;
+    let (eval_inputs, eval_targets) = batch_tensors(&dev, &eval);
+    let (steps, _) = steps_and_tokens(config);
+    let tokens_per_step = (data.batch_size * data.seq_len) as u64;
+    let evals = eval_steps(config, steps);
+    let mut train_seconds = 0.0;
+    let mut last_val = f64::NAN;
+    let mut grads = model.alloc_grads();
+    for step in 0..=steps {
+        let tokens = step * tokens_per_step;
+        let elapsed = started.elapsed().as_secs_f64();
+        if evals.contains(&step) {
+            let logits = model.forward(
+                &arch,
+                &consts,
+                eval_inputs.clone(),
+                model.embed.clone(),
+                None,
+            );
+            last_val = f64::from(cross_entropy(logits, eval_targets.clone()).array());
+            observer.metric(MetricRow {
+                step,
+                tokens,
+                split: Split::Val,
+                metric: "loss",
+                value: last_val,
+                elapsed_s: elapsed,
+            });
+            observer.evaluated();
+            if !last_val.is_finite() {
+                return Ok(Outcome::Diverged {
+                    step,
+                    loss: last_val,
+                });
+            }
+        }
+        if step == steps {
+            break;
+        }
+        let step_started = Instant::now();
+        let lr = adamw.lr
+            * lr_multiplier(
+                &config.schedule.lr,
+                tokens,
+                tokens_per_step,
+                config.schedule.tokens,
+            );
+        opt.cfg.lr = lr;
+        let (inputs, targets) = batch_tensors(&dev, &batches.batch(step));
+        let logits = model.forward(
+            &arch,
+            &consts,
+            inputs,
+            model.embed.clone().traced(grads),
+            None,
+        );
+        let loss = cross_entropy(logits, targets);
+        let loss_value = loss.array();
+        grads = loss.backward();
+        if !loss_value.is_finite() {
+            observer.metric(MetricRow {
+                step: step + 1,
+                tokens: tokens + tokens_per_step,
+                split: Split::Train,
+                metric: "loss",
+                value: f64::from(loss_value),
+                elapsed_s: started.elapsed().as_secs_f64(),
+            });
+            return Ok(Outcome::Diverged {
+                step: step + 1,
+                loss: f64::from(loss_value),
+            });
+        }
+        match opt.update(&mut model, &grads) {
+            // Tensors of other architecture variants (an untied head, a SwiGLU gate) get
+            // no gradient; that is expected.
+            Ok(()) | Err(OptimizerUpdateError::UnusedParams(_)) => {}
+            Err(err) => return Err(TrainError(format!("optimizer update failed: {err:?}"))),
+        }
+        model.zero_grads(&mut grads);
+        train_seconds += step_started.elapsed().as_secs_f64();
+        let done = (step + 1) * tokens_per_step;
+        let tokens_per_s = done as f64 / train_seconds.max(1e-9);
+        let elapsed = started.elapsed().as_secs_f64();
+        for (metric, value) in [
+            ("loss", f64::from(loss_value)),
+            ("lr", lr),
+            ("tokens_per_s", tokens_per_s),
+        ] {
+            observer.metric(MetricRow {
+                step: step + 1,
+                tokens: done,
+                split: Split::Train,
+                metric,
+                value,
+                elapsed_s: elapsed,
+            });
+        }
+        observer.step_done(step + 1, steps, done, loss_value, tokens_per_s);
+    }
+    Ok(Outcome::Done {
+        steps,
+        tokens: steps * tokens_per_step,
+        final_val_loss: last_val,
+    })
+}
