@@ -45,6 +45,15 @@ enum Command {
         #[arg(long)]
         device: Option<Device>,
     },
+    /// Measure CPU training tokens/s of each study's first run, next to a plain matmul.
+    Bench {
+        /// Study files (.ron).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Optimizer steps to time per study.
+        #[arg(long, default_value_t = 20)]
+        steps: u64,
+    },
     /// Check study files (syntax, schema, shapes, sweep) without running anything.
     Validate {
         /// Study files (.ron).
@@ -71,6 +80,7 @@ fn main() -> ExitCode {
             },
         ),
         Command::Validate { files } => commands::validate::validate(files),
+        Command::Bench { files, steps } => commands::bench::bench(files, *steps),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

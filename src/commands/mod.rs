@@ -1,5 +1,6 @@
 //! What each CLI subcommand does. `main.rs` only parses arguments and calls these.
 
+pub mod bench;
 pub mod plan;
 pub mod progress;
 pub mod recorder;
