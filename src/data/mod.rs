@@ -5,6 +5,7 @@ pub mod cache;
 pub mod corpus;
 pub mod fetch;
 pub mod llmc;
+pub mod mix;
 pub mod parquet_text;
 pub mod shards;
 pub mod tokenizer;
