@@ -282,3 +282,32 @@ fn tiny_model_overfits_one_batch() {
     assert!(initial > 2.0, "initial loss {initial}");
     assert!(last < 0.05, "loss {initial} -> {last}");
 }
+
+#[test]
+fn taps_capture_requested_sites_without_changing_the_output() {
+    use super::arch::Taps;
+    use crate::spec::run_config::{Site, Stage, Tensor as Kind};
+    let dev = Cpu::seed_from_u64(8);
+    let a = arch(Some(Gain::Learnable), Activation::SquaredRelu);
+    let consts = Constants::<4, Cpu>::new(&dev, &a, 5);
+    let model: Tiny = init_model(&dev, 0.3);
+    let tokens = || dev.tensor_from_vec(vec![1usize, 2, 3, 4, 5, 6, 7, 8, 9, 10], (2, 5));
+    let plain = model.forward(&a, &consts, tokens(), model.embed.clone(), None).as_vec();
+    let k_rope = Site { tensor: Kind::K, after: Stage::Rope };
+    let v_proj = Site { tensor: Kind::V, after: Stage::Projection };
+    let mut taps = Taps { sites: vec![k_rope, v_proj], captured: Vec::new() };
+    let tapped = model.forward(&a, &consts, tokens(), model.embed.clone(), Some(&mut taps)).as_vec();
+    assert_eq!(plain, tapped);
+    // Two layers x two sites, K and V with the 2 KV heads, 10 rows each.
+    assert_eq!(taps.captured.len(), 4);
+    for capture in &taps.captured {
+        assert_eq!((capture.rows, capture.heads, capture.head_dim), (10, 2, 4));
+        assert_eq!(capture.values.len(), 10 * 2 * 4);
+    }
+    let k0 = taps.captured.iter().find(|c| c.layer == 0 && c.site == k_rope).unwrap();
+    // After QK-norm (gain 1 at init) and RoPE (a rotation), each head vector has RMS 1.
+    for head in k0.values.chunks(4) {
+        let rms = (head.iter().map(|v| v * v).sum::<f32>() / 4.0).sqrt();
+        assert!((rms - 1.0).abs() < 1e-3, "{rms}");
+    }
+}
