@@ -8,6 +8,7 @@ pub mod atomic_file;
 pub mod commands;
 pub mod data;
 pub mod model;
+pub mod optim;
 pub mod plan;
 pub mod spec;
 pub mod store;

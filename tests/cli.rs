@@ -180,18 +180,19 @@ fn validate_checks_many_files_and_fails_if_any_is_bad() {
 }
 
 #[test]
-fn muon_runs_are_refused_before_any_work() {
-    let results = temp_results("muon");
-    let output = sweep(TINY, &results, &["--only", "A1", "B1"]);
+fn a_shape_not_compiled_in_is_refused_before_any_work() {
+    let results = temp_results("shape");
+    let study = results.with_extension("ron");
+    let text = common::tiny_text()
+        .replace("d_model: 128,", "d_model: 96,")
+        .replace("n_heads: 4,", "n_heads: 3,")
+        .replace("n_kv_heads: 2,", "n_kv_heads: 1,");
+    std::fs::write(&study, text).unwrap();
+    let output = sweep(study.to_str().unwrap(), &results, &["--only", "B1"]);
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains("run A1: Muon is not implemented yet"),
-        "{}",
-        stderr(&output)
-    );
-    assert!(!stderr(&output).contains("run B1"), "{}", stderr(&output));
-    assert!(
-        !results.exists(),
-        "nothing may be written when a run cannot train"
-    );
+    let message = stderr(&output);
+    assert!(message.contains("run B1: the model shape (vocab 2048, d_model 96"), "{message}");
+    assert!(message.contains("put the study file there and rebuild"), "{message}");
+    assert!(!results.exists(), "nothing may be written when a run cannot train");
+    std::fs::remove_file(&study).unwrap();
 }

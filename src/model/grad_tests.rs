@@ -292,11 +292,24 @@ fn taps_capture_requested_sites_without_changing_the_output() {
     let consts = Constants::<4, Cpu>::new(&dev, &a, 5);
     let model: Tiny = init_model(&dev, 0.3);
     let tokens = || dev.tensor_from_vec(vec![1usize, 2, 3, 4, 5, 6, 7, 8, 9, 10], (2, 5));
-    let plain = model.forward(&a, &consts, tokens(), model.embed.clone(), None).as_vec();
-    let k_rope = Site { tensor: Kind::K, after: Stage::Rope };
-    let v_proj = Site { tensor: Kind::V, after: Stage::Projection };
-    let mut taps = Taps { sites: vec![k_rope, v_proj], captured: Vec::new() };
-    let tapped = model.forward(&a, &consts, tokens(), model.embed.clone(), Some(&mut taps)).as_vec();
+    let plain = model
+        .forward(&a, &consts, tokens(), model.embed.clone(), None)
+        .as_vec();
+    let k_rope = Site {
+        tensor: Kind::K,
+        after: Stage::Rope,
+    };
+    let v_proj = Site {
+        tensor: Kind::V,
+        after: Stage::Projection,
+    };
+    let mut taps = Taps {
+        sites: vec![k_rope, v_proj],
+        captured: Vec::new(),
+    };
+    let tapped = model
+        .forward(&a, &consts, tokens(), model.embed.clone(), Some(&mut taps))
+        .as_vec();
     assert_eq!(plain, tapped);
     // Two layers x two sites, K and V with the 2 KV heads, 10 rows each.
     assert_eq!(taps.captured.len(), 4);
@@ -304,7 +317,11 @@ fn taps_capture_requested_sites_without_changing_the_output() {
         assert_eq!((capture.rows, capture.heads, capture.head_dim), (10, 2, 4));
         assert_eq!(capture.values.len(), 10 * 2 * 4);
     }
-    let k0 = taps.captured.iter().find(|c| c.layer == 0 && c.site == k_rope).unwrap();
+    let k0 = taps
+        .captured
+        .iter()
+        .find(|c| c.layer == 0 && c.site == k_rope)
+        .unwrap();
     // After QK-norm (gain 1 at init) and RoPE (a rotation), each head vector has RMS 1.
     for head in k0.values.chunks(4) {
         let rms = (head.iter().map(|v| v * v).sum::<f32>() / 4.0).sqrt();

@@ -11,8 +11,10 @@ use crate::data::Dataset;
 use crate::model::init::init_model;
 use crate::model::shapes::{dispatch, not_compiled_help, ModelShape, ShapeRunner};
 use crate::model::{cross_entropy, Architecture, Constants, Transformer};
+use crate::optim::groups::AdamWGroup;
+use crate::optim::muon::Muon;
 use crate::plan::cost::steps_and_tokens;
-use crate::spec::run_config::{OptimizerConfig, RunConfig};
+use crate::spec::run_config::{AdamWConfig, OptimizerConfig, RunConfig};
 
 use super::observer::{MetricRow, Split, TrainObserver};
 use super::schedule::{eval_steps, lr_multiplier};
@@ -44,13 +46,6 @@ impl std::error::Error for TrainError {}
 /// Whether this build can train `config` at all; checked for every run before a sweep
 /// starts, so that no work begins on a study that would fail later.
 pub fn check_trainable(config: &RunConfig, vocab: usize) -> Result<(), TrainError> {
-    if let OptimizerConfig::Muon(_) = config.optimizer {
-        return Err(TrainError(
-            "Muon is not implemented yet in this version; only AdamW runs can train \
-             (use --only to pick the AdamW runs)"
-                .to_owned(),
-        ));
-    }
     let shape = ModelShape::of(config, vocab);
     if !shape.is_compiled() {
         return Err(TrainError(format!(
@@ -135,9 +130,6 @@ fn train_shape<
     dataset: &Dataset,
     observer: &mut dyn TrainObserver,
 ) -> Result<Outcome, TrainError> {
-    let OptimizerConfig::AdamW(adamw) = &config.optimizer else {
-        unreachable!("check_trainable rejects other optimizers");
-    };
     let started = Instant::now();
     let dev = Cpu::seed_from_u64(config.seed);
     let arch = Architecture::from_config(&config.model);
@@ -145,15 +137,7 @@ fn train_shape<
     let consts = Constants::<HD, Cpu>::new(&dev, &arch, data.seq_len);
     let mut model: Transformer<V, M, HD, KVW, F, L, f32, Cpu> =
         init_model(&dev, config.model.init_std);
-    let mut opt = Adam::new(
-        &model,
-        AdamConfig {
-            lr: adamw.lr,
-            betas: [adamw.betas.0, adamw.betas.1],
-            eps: adamw.eps,
-            weight_decay: Some(WeightDecay::Decoupled(adamw.weight_decay)),
-        },
-    );
+    let mut optimizers = Optimizers::new(&config.optimizer, &model);
     let mut batches = TrainBatches::new(
         &dataset.splits.train,
         data.seq_len,
@@ -202,14 +186,12 @@ fn train_shape<
             break;
         }
         let step_started = Instant::now();
-        let lr = adamw.lr
-            * lr_multiplier(
-                &config.schedule.lr,
-                tokens,
-                tokens_per_step,
-                config.schedule.tokens,
-            );
-        opt.cfg.lr = lr;
+        let multiplier = lr_multiplier(
+            &config.schedule.lr,
+            tokens,
+            tokens_per_step,
+            config.schedule.tokens,
+        );
         let (inputs, targets) = batch_tensors(&dev, &batches.batch(step));
         let logits = model.forward(
             &arch,
@@ -235,22 +217,17 @@ fn train_shape<
                 loss: f64::from(loss_value),
             });
         }
-        match opt.update(&mut model, &grads) {
-            // Tensors of other architecture variants (an untied head, a SwiGLU gate) get
-            // no gradient; that is expected.
-            Ok(()) | Err(OptimizerUpdateError::UnusedParams(_)) => {}
-            Err(err) => return Err(TrainError(format!("optimizer update failed: {err:?}"))),
-        }
+        let lrs = optimizers.step(&mut model, &grads, &arch, multiplier)?;
         model.zero_grads(&mut grads);
         train_seconds += step_started.elapsed().as_secs_f64();
         let done = (step + 1) * tokens_per_step;
         let tokens_per_s = done as f64 / train_seconds.max(1e-9);
         let elapsed = started.elapsed().as_secs_f64();
-        for (metric, value) in [
+        let rows = [
             ("loss", f64::from(loss_value)),
-            ("lr", lr),
             ("tokens_per_s", tokens_per_s),
-        ] {
+        ];
+        for (metric, value) in rows.into_iter().chain(lrs) {
             observer.metric(MetricRow {
                 step: step + 1,
                 tokens: done,
@@ -267,4 +244,103 @@ fn train_shape<
         tokens: steps * tokens_per_step,
         final_val_loss: last_val,
     })
+}
+
+/// The optimizers of a run: AdamW on everything, or Muon on the hidden matrices and
+/// AdamW on the rest, each owning exactly its parameters.
+enum Optimizers<
+    const V: usize,
+    const M: usize,
+    const HD: usize,
+    const KVW: usize,
+    const F: usize,
+    const L: usize,
+> {
+    AdamW {
+        config: AdamWConfig,
+        adam: Adam<Transformer<V, M, HD, KVW, F, L, f32, Cpu>, f32, Cpu>,
+    },
+    Muon {
+        muon: Muon,
+        lr: f64,
+        config: AdamWConfig,
+        adam: Adam<AdamWGroup<V, M, HD, KVW, F, L>, f32, Cpu>,
+    },
+}
+
+fn adam_config(adamw: &AdamWConfig) -> AdamConfig {
+    AdamConfig {
+        lr: adamw.lr,
+        betas: [adamw.betas.0, adamw.betas.1],
+        eps: adamw.eps,
+        weight_decay: Some(WeightDecay::Decoupled(adamw.weight_decay)),
+    }
+}
+
+/// Applies an Adam update; tensors of other architecture variants (an untied head, a
+/// SwiGLU gate, frozen gains) get no gradient, which is expected.
+fn adam_update<Mod: TensorCollection<f32, Cpu>>(
+    adam: &mut Adam<Mod, f32, Cpu>,
+    module: &mut Mod,
+    grads: &Gradients<f32, Cpu>,
+) -> Result<(), TrainError> {
+    match adam.update(module, grads) {
+        Ok(()) | Err(OptimizerUpdateError::UnusedParams(_)) => Ok(()),
+        Err(err) => Err(TrainError(format!("optimizer update failed: {err:?}"))),
+    }
+}
+
+impl<
+        const V: usize,
+        const M: usize,
+        const HD: usize,
+        const KVW: usize,
+        const F: usize,
+        const L: usize,
+    > Optimizers<V, M, HD, KVW, F, L>
+{
+    fn new(config: &OptimizerConfig, model: &Transformer<V, M, HD, KVW, F, L, f32, Cpu>) -> Self {
+        match config {
+            OptimizerConfig::AdamW(adamw) => Optimizers::AdamW {
+                config: adamw.clone(),
+                adam: Adam::new(model, adam_config(adamw)),
+            },
+            OptimizerConfig::Muon(muon) => Optimizers::Muon {
+                muon: Muon::new(muon),
+                lr: muon.lr,
+                config: muon.adamw.clone(),
+                adam: Adam::new(AdamWGroup::of(model), adam_config(&muon.adamw)),
+            },
+        }
+    }
+
+    /// One update at the schedule's `multiplier`; returns the learning rates used, as
+    /// metrics (`lr` is the main optimizer's, `adamw_lr` AdamW's in a Muon run).
+    fn step(
+        &mut self,
+        model: &mut Transformer<V, M, HD, KVW, F, L, f32, Cpu>,
+        grads: &Gradients<f32, Cpu>,
+        arch: &Architecture,
+        multiplier: f64,
+    ) -> Result<Vec<(&'static str, f64)>, TrainError> {
+        match self {
+            Optimizers::AdamW { config, adam } => {
+                adam.cfg.lr = config.lr * multiplier;
+                adam_update(adam, model, grads)?;
+                Ok(vec![("lr", adam.cfg.lr)])
+            }
+            Optimizers::Muon {
+                muon,
+                lr,
+                config,
+                adam,
+            } => {
+                let muon_lr = *lr * multiplier;
+                muon.step(model, grads, arch.activation, muon_lr);
+                adam.cfg.lr = config.lr * multiplier;
+                adam_update(adam, AdamWGroup::of_mut(model), grads)?;
+                Ok(vec![("lr", muon_lr), ("adamw_lr", adam.cfg.lr)])
+            }
+        }
+    }
 }

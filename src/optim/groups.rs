@@ -1,0 +1,207 @@
+//! Which optimizer owns which parameter in a Muon run: 2-D hidden matrices go to Muon,
+//! embeddings, the LM head and norm gains to AdamW. Each parameter belongs to exactly one.
+
+use dfdx::prelude::*;
+
+use crate::model::{Architecture, Transformer};
+use crate::spec::run_config::{Gain, MuonConfig};
+
+use super::muon::Muon;
+
+/// Parameter counts of each group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupSizes {
+    pub muon: u64,
+    pub adamw: u64,
+}
+
+/// Group sizes of a model with the given dimensions (no tensors are allocated).
+pub fn group_sizes(
+    arch: &Architecture,
+    muon: &MuonConfig,
+    vocab: usize,
+    d_model: usize,
+    d_ff: usize,
+    n_layers: usize,
+) -> GroupSizes {
+    let kv_width = arch.n_kv_heads * arch.head_dim;
+    let muon_params = Muon::matrices(muon, arch.activation, d_model, kv_width, d_ff, n_layers)
+        .iter()
+        .map(|m| (m.rows * m.cols) as u64)
+        .sum();
+    let tables = if arch.tied_embeddings { 1 } else { 2 };
+    let qk_gains = if arch.qk_norm == Some(Gain::Learnable) {
+        2 * arch.head_dim
+    } else {
+        0
+    };
+    let adamw = tables * vocab * d_model + n_layers * (2 * d_model + qk_gains) + d_model;
+    GroupSizes {
+        muon: muon_params,
+        adamw: adamw as u64,
+    }
+}
+
+/// The AdamW group of a Muon run as a dfdx `TensorCollection`: the same model, seen
+/// through a type that visits only the embeddings, the LM head and the norm gains, so
+/// that dfdx's `Adam` owns exactly those tensors (and keeps one step counter for them).
+#[repr(transparent)]
+pub struct AdamWGroup<
+    const V: usize,
+    const M: usize,
+    const HD: usize,
+    const KVW: usize,
+    const F: usize,
+    const L: usize,
+>(pub Transformer<V, M, HD, KVW, F, L, f32, Cpu>);
+
+impl<
+        const V: usize,
+        const M: usize,
+        const HD: usize,
+        const KVW: usize,
+        const F: usize,
+        const L: usize,
+    > AdamWGroup<V, M, HD, KVW, F, L>
+{
+    pub fn of(model: &Transformer<V, M, HD, KVW, F, L, f32, Cpu>) -> &Self {
+        // SAFETY: AdamWGroup is a repr(transparent) wrapper of exactly this type.
+        unsafe { &*(model as *const Transformer<V, M, HD, KVW, F, L, f32, Cpu> as *const Self) }
+    }
+
+    pub fn of_mut(model: &mut Transformer<V, M, HD, KVW, F, L, f32, Cpu>) -> &mut Self {
+        // SAFETY: as above.
+        unsafe { &mut *(model as *mut Transformer<V, M, HD, KVW, F, L, f32, Cpu> as *mut Self) }
+    }
+}
+
+fn ones<S: ConstShape>() -> TensorOptions<S, f32, Cpu> {
+    TensorOptions::reset_to_ones()
+}
+
+impl<
+        const V: usize,
+        const M: usize,
+        const HD: usize,
+        const KVW: usize,
+        const F: usize,
+        const L: usize,
+    > TensorCollection<f32, Cpu> for AdamWGroup<V, M, HD, KVW, F, L>
+{
+    /// A group is a view, never built on its own.
+    type To<E2: Dtype, D2: Device<E2>> = ();
+
+    fn iter_tensors<Vis: ModuleVisitor<Self, f32, Cpu>>(
+        visitor: &mut Vis,
+    ) -> Result<Option<Self::To<Vis::E2, Vis::D2>>, Vis::Err> {
+        let names: Vec<[String; 4]> = (0..L)
+            .map(|i| {
+                ["attn_norm", "ffn_norm", "q_gain", "k_gain"].map(|t| format!("blocks.{i}.{t}"))
+            })
+            .collect();
+        visitor.visit_fields(
+            (
+                (
+                    Self::tensor(
+                        "embed",
+                        |s| &s.0.embed,
+                        |s| &mut s.0.embed,
+                        TensorOptions::reset_to_zeros(),
+                    ),
+                    Self::tensor(
+                        "lm_head",
+                        |s| &s.0.lm_head,
+                        |s| &mut s.0.lm_head,
+                        TensorOptions::reset_to_zeros(),
+                    ),
+                    Self::tensor(
+                        "final_norm",
+                        |s| &s.0.final_norm,
+                        |s| &mut s.0.final_norm,
+                        ones(),
+                    ),
+                ),
+                (
+                    (0..L)
+                        .map(|i| {
+                            Self::tensor(
+                                &names[i][0],
+                                move |s| &s.0.blocks[i].attn_norm,
+                                move |s| &mut s.0.blocks[i].attn_norm,
+                                ones(),
+                            )
+                        })
+                        .collect::<Vec<_>>(),
+                    (0..L)
+                        .map(|i| {
+                            Self::tensor(
+                                &names[i][1],
+                                move |s| &s.0.blocks[i].ffn_norm,
+                                move |s| &mut s.0.blocks[i].ffn_norm,
+                                ones(),
+                            )
+                        })
+                        .collect::<Vec<_>>(),
+                    (0..L)
+                        .map(|i| {
+                            Self::tensor(
+                                &names[i][2],
+                                move |s| &s.0.blocks[i].q_gain,
+                                move |s| &mut s.0.blocks[i].q_gain,
+                                ones(),
+                            )
+                        })
+                        .collect::<Vec<_>>(),
+                    (0..L)
+                        .map(|i| {
+                            Self::tensor(
+                                &names[i][3],
+                                move |s| &s.0.blocks[i].k_gain,
+                                move |s| &mut s.0.blocks[i].k_gain,
+                                ones(),
+                            )
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+            ),
+            |_| (),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::cost::param_count;
+    use crate::spec::run_config::OptimizerConfig;
+    use crate::spec::study::Study;
+
+    fn seed_study() -> Study {
+        crate::spec::ron_options()
+            .from_str(include_str!("../../experiments/qk_study.ron"))
+            .unwrap()
+    }
+
+    #[test]
+    fn seed_shape_splits_into_the_published_groups_and_covers_every_parameter() {
+        let base = seed_study().base;
+        let OptimizerConfig::Muon(muon) = &base.optimizer else {
+            panic!("the seed base is Muon")
+        };
+        let arch = Architecture::from_config(&base.model);
+        let m = &base.model;
+        for (vocab, adamw) in [(49_152, 25_191_680), (50_257, 25_757_440)] {
+            let sizes = group_sizes(&arch, muon, vocab, m.d_model, m.d_ff, m.n_layers);
+            assert_eq!(sizes.muon, 63_438_848, "Muon ~63.4M");
+            assert_eq!(sizes.adamw, adamw, "AdamW with vocabulary {vocab}");
+            assert_eq!(
+                sizes.muon + sizes.adamw,
+                param_count(m, vocab as u64).total()
+            );
+        }
+        // The merged QKVO matrix of the seed is [1536 x 512].
+        let matrices = Muon::matrices(muon, arch.activation, 512, 256, 2048, 22);
+        assert_eq!((matrices[0].rows, matrices[0].cols), (1536, 512));
+        assert_eq!(matrices.len(), 22 * 3);
+    }
+}

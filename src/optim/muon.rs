@@ -1,0 +1,323 @@
+//! Muon on a transformer's hidden matrices (CPU reference): momentum, Newton-Schulz
+//! orthogonalisation, update scaling and decoupled weight decay, applied in place.
+
+use dfdx::prelude::*;
+
+use crate::model::Transformer;
+use crate::spec::run_config::{Activation, MuonConfig, MuonMatrices, UpdateScale};
+
+use super::newton_schulz::orthogonalize;
+
+/// Momentum step: buf = lerp(buf, g, 1 - beta); returns the direction to orthogonalise:
+/// Nesterov lerp(g, buf, beta), or buf itself.
+pub fn momentum(buf: &mut [f32], grad: &[f32], beta: f32, nesterov: bool) -> Vec<f32> {
+    for (b, g) in buf.iter_mut().zip(grad) {
+        *b += (1.0 - beta) * (g - *b);
+    }
+    if nesterov {
+        grad.iter()
+            .zip(buf.iter())
+            .map(|(g, b)| g + beta * (b - g))
+            .collect()
+    } else {
+        buf.to_vec()
+    }
+}
+
+/// The factor applied to the orthogonalised update of a [rows x cols] matrix.
+pub fn update_scale(rule: UpdateScale, rows: usize, cols: usize) -> f32 {
+    match rule {
+        UpdateScale::AspectRatio => (rows as f32 / cols as f32).max(1.0).sqrt(),
+        UpdateScale::AdamRms(factor) => factor as f32 * (rows.max(cols) as f32).sqrt(),
+    }
+}
+
+/// A Muon matrix: one or several weight tensors stacked by rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MuonMatrix {
+    pub name: String,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+/// The orthogonalised, scaled update of one matrix, updating its momentum buffer.
+pub fn matrix_update(
+    config: &MuonConfig,
+    dev: &Cpu,
+    buf: &mut [f32],
+    grad: &[f32],
+    rows: usize,
+    cols: usize,
+) -> Vec<f32> {
+    let direction = momentum(buf, grad, config.momentum as f32, config.nesterov);
+    let scale = update_scale(config.update_scale, rows, cols);
+    let mut update = orthogonalize(
+        dev,
+        &direction,
+        rows,
+        cols,
+        config.variant,
+        config.ns_steps,
+        config.precision,
+    );
+    update.iter_mut().for_each(|u| *u *= scale);
+    update
+}
+
+/// p = p * (1 - lr * wd) - lr * update.
+fn apply(param: &mut [f32], update: &[f32], lr: f32, weight_decay: f32) {
+    let decay = 1.0 - lr * weight_decay;
+    for (p, u) in param.iter_mut().zip(update) {
+        *p = *p * decay - lr * u;
+    }
+}
+
+fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; m.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = m[r * cols + c];
+        }
+    }
+    out
+}
+
+/// Muon over every hidden matrix of a model, with one momentum buffer per Muon matrix.
+pub struct Muon {
+    config: MuonConfig,
+    dev: Cpu,
+    buffers: Vec<Vec<f32>>,
+}
+
+/// A tensor's parameter values or gradient, row-major, with its row count.
+struct Part {
+    values: Vec<f32>,
+    rows: usize,
+}
+
+impl Muon {
+    pub fn new(config: &MuonConfig) -> Self {
+        Muon {
+            config: config.clone(),
+            dev: Cpu::default(),
+            buffers: Vec::new(),
+        }
+    }
+
+    /// The Muon matrices of a model: per layer the attention projections (merged as
+    /// [Q; K; V; O^T] or separate) and the feed-forward matrices in use.
+    pub fn matrices(
+        config: &MuonConfig,
+        activation: Activation,
+        d_model: usize,
+        kv_width: usize,
+        d_ff: usize,
+        n_layers: usize,
+    ) -> Vec<MuonMatrix> {
+        let m = |name: String, rows, cols| MuonMatrix { name, rows, cols };
+        let mut out = Vec::new();
+        for layer in 0..n_layers {
+            match config.matrices {
+                MuonMatrices::MergedQkvo => out.push(m(
+                    format!("blocks.{layer}.qkvo"),
+                    2 * d_model + 2 * kv_width,
+                    d_model,
+                )),
+                MuonMatrices::Separate => {
+                    out.push(m(format!("blocks.{layer}.wq"), d_model, d_model));
+                    out.push(m(format!("blocks.{layer}.wk"), kv_width, d_model));
+                    out.push(m(format!("blocks.{layer}.wv"), kv_width, d_model));
+                    out.push(m(format!("blocks.{layer}.wo"), d_model, d_model));
+                }
+            }
+            out.push(m(format!("blocks.{layer}.w_up"), d_ff, d_model));
+            if activation == Activation::SwiGlu {
+                out.push(m(format!("blocks.{layer}.w_gate"), d_ff, d_model));
+            }
+            out.push(m(format!("blocks.{layer}.w_down"), d_model, d_ff));
+        }
+        out
+    }
+
+    /// One Muon step on every hidden matrix of `model`, from `grads`, at learning rate `lr`.
+    pub fn step<
+        const V: usize,
+        const M: usize,
+        const HD: usize,
+        const KVW: usize,
+        const F: usize,
+        const L: usize,
+    >(
+        &mut self,
+        model: &mut Transformer<V, M, HD, KVW, F, L, f32, Cpu>,
+        grads: &Gradients<f32, Cpu>,
+        activation: Activation,
+        lr: f64,
+    ) {
+        let (lr, wd) = (lr as f32, self.config.weight_decay as f32);
+        let mut index = 0;
+        for block in model.blocks.iter_mut() {
+            let attention = [
+                (
+                    Part {
+                        values: block.wq.as_vec(),
+                        rows: M,
+                    },
+                    Part {
+                        values: grads.get(&block.wq).as_vec(),
+                        rows: M,
+                    },
+                ),
+                (
+                    Part {
+                        values: block.wk.as_vec(),
+                        rows: KVW,
+                    },
+                    Part {
+                        values: grads.get(&block.wk).as_vec(),
+                        rows: KVW,
+                    },
+                ),
+                (
+                    Part {
+                        values: block.wv.as_vec(),
+                        rows: KVW,
+                    },
+                    Part {
+                        values: grads.get(&block.wv).as_vec(),
+                        rows: KVW,
+                    },
+                ),
+                // O enters the stack transposed: its rows are the attention width.
+                (
+                    Part {
+                        values: transpose(&block.wo.as_vec(), M, M),
+                        rows: M,
+                    },
+                    Part {
+                        values: transpose(&grads.get(&block.wo).as_vec(), M, M),
+                        rows: M,
+                    },
+                ),
+            ];
+            let groups: Vec<Vec<usize>> = match self.config.matrices {
+                MuonMatrices::MergedQkvo => vec![vec![0, 1, 2, 3]],
+                MuonMatrices::Separate => vec![vec![0], vec![1], vec![2], vec![3]],
+            };
+            let mut new_values: Vec<Vec<f32>> =
+                attention.iter().map(|(p, _)| p.values.clone()).collect();
+            for group in groups {
+                let rows: usize = group.iter().map(|&i| attention[i].0.rows).sum();
+                let grad: Vec<f32> = group
+                    .iter()
+                    .flat_map(|&i| attention[i].1.values.iter().copied())
+                    .collect();
+                let update = self.update(index, &grad, rows, M);
+                index += 1;
+                let mut offset = 0;
+                for &i in &group {
+                    let len = attention[i].0.values.len();
+                    apply(&mut new_values[i], &update[offset..offset + len], lr, wd);
+                    offset += len;
+                }
+            }
+            block.wq.copy_from(&new_values[0]);
+            block.wk.copy_from(&new_values[1]);
+            block.wv.copy_from(&new_values[2]);
+            block.wo.copy_from(&transpose(&new_values[3], M, M));
+            let grad = grads.get(&block.w_up).as_vec();
+            self.step_matrix(index, &mut block.w_up, &grad, (F, M), lr, wd);
+            index += 1;
+            if activation == Activation::SwiGlu {
+                let grad = grads.get(&block.w_gate).as_vec();
+                self.step_matrix(index, &mut block.w_gate, &grad, (F, M), lr, wd);
+                index += 1;
+            }
+            let grad = grads.get(&block.w_down).as_vec();
+            self.step_matrix(index, &mut block.w_down, &grad, (M, F), lr, wd);
+            index += 1;
+        }
+    }
+
+    /// Updates one stand-alone matrix parameter in place.
+    fn step_matrix<S: ConstShape>(
+        &mut self,
+        index: usize,
+        param: &mut Tensor<S, f32, Cpu>,
+        grad: &[f32],
+        (rows, cols): (usize, usize),
+        lr: f32,
+        wd: f32,
+    ) {
+        let update = self.update(index, grad, rows, cols);
+        let mut values = param.as_vec();
+        apply(&mut values, &update, lr, wd);
+        param.copy_from(&values);
+    }
+
+    fn update(&mut self, index: usize, grad: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+        if self.buffers.len() <= index {
+            self.buffers.resize(index + 1, Vec::new());
+        }
+        if self.buffers[index].is_empty() {
+            self.buffers[index] = vec![0.0; grad.len()];
+        }
+        matrix_update(
+            &self.config,
+            &self.dev,
+            &mut self.buffers[index],
+            grad,
+            rows,
+            cols,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn momentum_matches_a_hand_computation() {
+        let mut buf = vec![0.0, 1.0];
+        // buf = 0.9 * buf + 0.1 * g = [0.2, 1.2]; nesterov = 0.1 * g + 0.9 * buf = [0.38, 1.38]
+        let nesterov = momentum(&mut buf, &[2.0, 3.0], 0.9, true);
+        assert!(
+            (buf[0] - 0.2).abs() < 1e-6 && (buf[1] - 1.2).abs() < 1e-6,
+            "{buf:?}"
+        );
+        assert!(
+            (nesterov[0] - 0.38).abs() < 1e-6 && (nesterov[1] - 1.38).abs() < 1e-6,
+            "{nesterov:?}"
+        );
+        let plain = momentum(&mut buf, &[2.0, 3.0], 0.9, false);
+        // buf = 0.9 * [0.2, 1.2] + 0.1 * [2, 3] = [0.38, 1.38]
+        assert!(
+            (plain[0] - 0.38).abs() < 1e-6 && (plain[1] - 1.38).abs() < 1e-6,
+            "{plain:?}"
+        );
+    }
+
+    #[test]
+    fn update_scales_follow_both_rules() {
+        assert_eq!(
+            update_scale(UpdateScale::AspectRatio, 1536, 512),
+            3f32.sqrt()
+        );
+        assert_eq!(update_scale(UpdateScale::AspectRatio, 512, 2048), 1.0);
+        assert!(
+            (update_scale(UpdateScale::AdamRms(0.2), 512, 2048) - 0.2 * 2048f32.sqrt()).abs()
+                < 1e-5
+        );
+    }
+
+    #[test]
+    fn weight_decay_is_decoupled() {
+        let mut p = vec![1.0, -2.0];
+        apply(&mut p, &[0.5, 0.5], 0.1, 0.2);
+        assert!(
+            (p[0] - (0.98 - 0.05)).abs() < 1e-6 && (p[1] - (-1.96 - 0.05)).abs() < 1e-6,
+            "{p:?}"
+        );
+    }
+}
