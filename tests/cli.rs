@@ -191,8 +191,17 @@ fn a_shape_not_compiled_in_is_refused_before_any_work() {
     let output = sweep(study.to_str().unwrap(), &results, &["--only", "B1"]);
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     let message = stderr(&output);
-    assert!(message.contains("run B1: the model shape (vocab 2048, d_model 96"), "{message}");
-    assert!(message.contains("put the study file there and rebuild"), "{message}");
-    assert!(!results.exists(), "nothing may be written when a run cannot train");
+    assert!(
+        message.contains("run B1: the model shape (vocab 2048, d_model 96"),
+        "{message}"
+    );
+    assert!(
+        message.contains("put the study file there and rebuild"),
+        "{message}"
+    );
+    assert!(
+        !results.exists(),
+        "nothing may be written when a run cannot train"
+    );
     std::fs::remove_file(&study).unwrap();
 }

@@ -85,9 +85,9 @@ fn column_str(frame: &DataFrame, name: &str) -> Vec<String> {
 
 #[test]
 fn sweep_writes_tidy_metrics_and_manifests_and_is_deterministic() {
-    let first = sweep_tiny("a", &["B1", "B2"]);
-    let second = sweep_tiny("b", &["B1"]);
-    for label in ["B1", "B2"] {
+    let first = sweep_tiny("a", &["A1", "B1", "B2"]);
+    let second = sweep_tiny("b", &["A1", "B1"]);
+    for label in ["A1", "B1", "B2"] {
         let dir = run_dir(&first, label);
         let frame = read_metrics(&dir);
         let schema = frame.schema();
@@ -135,11 +135,10 @@ fn sweep_writes_tidy_metrics_and_manifests_and_is_deterministic() {
         assert!(val[0].1 > 7.0 && val[3].1 < val[0].1 - 0.5, "{val:?}");
         assert!(manifest.final_val_loss.unwrap() < val[0].1);
     }
-    // Same spec and seed on the CPU: identical losses and learning rates.
-    let (a, b) = (
-        read_metrics(&run_dir(&first, "B1")),
-        read_metrics(&run_dir(&second, "B1")),
-    );
+    // A Muon run also records the learning rate of its AdamW group.
+    let muon_metrics = column_str(&read_metrics(&run_dir(&first, "A1")), "metric");
+    assert!(muon_metrics.iter().any(|m| m == "adamw_lr"));
+    // Same spec and seed on the CPU: identical losses and learning rates, Muon and AdamW.
     let deterministic = |frame: &DataFrame| -> Vec<(String, String, u64, f64)> {
         let (splits, metrics, steps, values) = (
             column_str(frame, "split"),
@@ -152,7 +151,11 @@ fn sweep_writes_tidy_metrics_and_manifests_and_is_deterministic() {
             .map(|i| (splits[i].clone(), metrics[i].clone(), steps[i], values[i]))
             .collect()
     };
-    assert_eq!(deterministic(&a), deterministic(&b));
+    for label in ["A1", "B1"] {
+        let a = read_metrics(&run_dir(&first, label));
+        let b = read_metrics(&run_dir(&second, label));
+        assert_eq!(deterministic(&a), deterministic(&b), "{label}");
+    }
     std::fs::remove_dir_all(&first).unwrap();
     std::fs::remove_dir_all(&second).unwrap();
 }

@@ -205,3 +205,99 @@ mod tests {
         assert_eq!(matrices.len(), 22 * 3);
     }
 }
+
+#[cfg(test)]
+mod ownership_tests {
+    use dfdx::optim::{Adam, AdamConfig, Optimizer};
+    use dfdx::prelude::*;
+
+    use super::AdamWGroup;
+    use crate::model::init::init_model;
+    use crate::model::{cross_entropy, Architecture, Constants, Transformer};
+    use crate::optim::muon::Muon;
+    use crate::spec::run_config::{Activation, Gain, MuonConfig, OptimizerConfig};
+
+    type Tiny = Transformer<11, 16, 4, 8, 24, 2, f32, Cpu>;
+
+    fn setup() -> (Cpu, Architecture, Tiny, Gradients<f32, Cpu>) {
+        let dev = Cpu::seed_from_u64(3);
+        let arch = Architecture {
+            n_heads: 4,
+            n_kv_heads: 2,
+            head_dim: 4,
+            activation: Activation::SquaredRelu,
+            qk_norm: Some(Gain::Learnable),
+            tied_embeddings: true,
+            embedding_scale: 4.0,
+            rope_base: 10000.0,
+            norm_eps: 1e-6,
+        };
+        let consts = Constants::<4, Cpu>::new(&dev, &arch, 4);
+        let model: Tiny = init_model(&dev, 0.2);
+        let tokens = dev.tensor_from_vec(vec![1usize, 2, 3, 4, 5, 6, 7, 8], (2, 4));
+        let targets = dev.tensor_from_vec(vec![2usize, 3, 4, 5, 6, 7, 8, 9], (8,));
+        let logits = model.forward(
+            &arch,
+            &consts,
+            tokens,
+            model.embed.clone().traced(model.alloc_grads()),
+            None,
+        );
+        let grads = cross_entropy(logits, targets).backward();
+        (dev, arch, model, grads)
+    }
+
+    fn muon_config() -> MuonConfig {
+        let study: crate::spec::Study = crate::spec::ron_options()
+            .from_str(include_str!("../../tests/studies/tiny.ron"))
+            .unwrap();
+        match study.base.optimizer {
+            OptimizerConfig::Muon(muon) => muon,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn adamw_group_touches_only_embeddings_and_gains() {
+        let (_, _, mut model, grads) = setup();
+        let before = model.clone();
+        let mut adam = Adam::new(
+            AdamWGroup::of(&model),
+            AdamConfig {
+                lr: 0.1,
+                ..Default::default()
+            },
+        );
+        let _ = adam.update(AdamWGroup::of_mut(&mut model), &grads);
+        assert_ne!(model.embed.as_vec(), before.embed.as_vec());
+        assert_ne!(
+            model.blocks[0].q_gain.as_vec(),
+            before.blocks[0].q_gain.as_vec()
+        );
+        for (after, was) in model.blocks.iter().zip(&before.blocks) {
+            assert_eq!(after.wq.as_vec(), was.wq.as_vec());
+            assert_eq!(after.w_up.as_vec(), was.w_up.as_vec());
+            assert_eq!(after.w_down.as_vec(), was.w_down.as_vec());
+        }
+    }
+
+    #[test]
+    fn muon_touches_only_hidden_matrices() {
+        let (_, arch, mut model, grads) = setup();
+        let before = model.clone();
+        let mut muon = Muon::new(&muon_config());
+        muon.step(&mut model, &grads, arch.activation, 0.05);
+        assert_eq!(model.embed.as_vec(), before.embed.as_vec());
+        assert_eq!(model.final_norm.as_vec(), before.final_norm.as_vec());
+        for (after, was) in model.blocks.iter().zip(&before.blocks) {
+            for (a, b) in [(&after.wq, &was.wq), (&after.wo, &was.wo)] {
+                assert_ne!(a.as_vec(), b.as_vec());
+            }
+            assert_ne!(after.wk.as_vec(), was.wk.as_vec());
+            assert_ne!(after.w_up.as_vec(), was.w_up.as_vec());
+            assert_ne!(after.w_down.as_vec(), was.w_down.as_vec());
+            assert_eq!(after.attn_norm.as_vec(), was.attn_norm.as_vec());
+            assert_eq!(after.q_gain.as_vec(), was.q_gain.as_vec());
+        }
+    }
+}
