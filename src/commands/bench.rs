@@ -24,7 +24,7 @@ struct Throughput {
 impl TrainObserver for Throughput {
     fn metric(&mut self, _row: MetricRow) {}
 
-    fn step_done(&mut self, _step: u64, _steps: u64, _tokens: u64, _loss: f32, tokens_per_s: f64) {
+    fn step_done(&mut self, _tokens: u64, _loss: f32, tokens_per_s: f64) {
         self.tokens_per_s = tokens_per_s;
     }
 }

@@ -75,9 +75,10 @@ impl Progress {
         });
     }
 
-    pub fn step(&mut self, tokens: u64, total: u64, loss: f32, tokens_per_s: f64) {
+    pub fn step(&mut self, tokens: u64, loss: f32, tokens_per_s: f64) {
         let interactive = self.interactive;
         let Some(run) = self.run.as_mut() else { return };
+        let total = run.bar.length().unwrap_or(tokens);
         let status = format!(
             "{}/{} tok  {} tok/s  loss {loss:.4}",
             human_count(tokens),
@@ -96,11 +97,6 @@ impl Progress {
                 HumanDuration(Duration::from_secs_f64(remaining))
             );
         }
-    }
-
-    /// Tokens of the run in progress.
-    pub fn run_total(&self) -> u64 {
-        self.run.as_ref().and_then(|r| r.bar.length()).unwrap_or(0)
     }
 
     pub fn finish_run(&mut self, summary: &str) {

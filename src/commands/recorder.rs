@@ -50,18 +50,11 @@ impl TrainObserver for RunRecorder<'_> {
         self.rows.push(row);
     }
 
-    fn step_done(&mut self, _step: u64, _steps: u64, tokens: u64, loss: f32, tokens_per_s: f64) {
-        let total = self.progress_total();
-        self.progress.step(tokens, total, loss, tokens_per_s);
+    fn step_done(&mut self, tokens: u64, loss: f32, tokens_per_s: f64) {
+        self.progress.step(tokens, loss, tokens_per_s);
     }
 
     fn evaluated(&mut self) {
         self.write();
-    }
-}
-
-impl RunRecorder<'_> {
-    fn progress_total(&self) -> u64 {
-        self.progress.run_total()
     }
 }

@@ -99,6 +99,21 @@ impl<
                 ["attn_norm", "ffn_norm", "q_gain", "k_gain"].map(|t| format!("blocks.{i}.{t}"))
             })
             .collect();
+        // One field per block for the gain `$field`, named `blocks.{i}.$field`.
+        macro_rules! per_block {
+            ($slot:expr, $field:ident) => {
+                (0..L)
+                    .map(|i| {
+                        Self::tensor(
+                            &names[i][$slot],
+                            move |s| &s.0.blocks[i].$field,
+                            move |s| &mut s.0.blocks[i].$field,
+                            ones(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            };
+        }
         visitor.visit_fields(
             (
                 (
@@ -122,46 +137,10 @@ impl<
                     ),
                 ),
                 (
-                    (0..L)
-                        .map(|i| {
-                            Self::tensor(
-                                &names[i][0],
-                                move |s| &s.0.blocks[i].attn_norm,
-                                move |s| &mut s.0.blocks[i].attn_norm,
-                                ones(),
-                            )
-                        })
-                        .collect::<Vec<_>>(),
-                    (0..L)
-                        .map(|i| {
-                            Self::tensor(
-                                &names[i][1],
-                                move |s| &s.0.blocks[i].ffn_norm,
-                                move |s| &mut s.0.blocks[i].ffn_norm,
-                                ones(),
-                            )
-                        })
-                        .collect::<Vec<_>>(),
-                    (0..L)
-                        .map(|i| {
-                            Self::tensor(
-                                &names[i][2],
-                                move |s| &s.0.blocks[i].q_gain,
-                                move |s| &mut s.0.blocks[i].q_gain,
-                                ones(),
-                            )
-                        })
-                        .collect::<Vec<_>>(),
-                    (0..L)
-                        .map(|i| {
-                            Self::tensor(
-                                &names[i][3],
-                                move |s| &s.0.blocks[i].k_gain,
-                                move |s| &mut s.0.blocks[i].k_gain,
-                                ones(),
-                            )
-                        })
-                        .collect::<Vec<_>>(),
+                    per_block!(0, attn_norm),
+                    per_block!(1, ffn_norm),
+                    per_block!(2, q_gain),
+                    per_block!(3, k_gain),
                 ),
             ),
             |_| (),

@@ -36,7 +36,7 @@ pub trait TrainObserver {
     /// A new observation.
     fn metric(&mut self, row: MetricRow);
     /// After every step: a chance to update a progress display.
-    fn step_done(&mut self, step: u64, steps: u64, tokens: u64, loss: f32, tokens_per_s: f64);
+    fn step_done(&mut self, tokens: u64, loss: f32, tokens_per_s: f64);
     /// After each evaluation: a good moment to persist what was observed so far.
     fn evaluated(&mut self) {}
 }

@@ -237,7 +237,7 @@ fn train_shape<
                 elapsed_s: elapsed,
             });
         }
-        observer.step_done(step + 1, steps, done, loss_value, tokens_per_s);
+        observer.step_done(done, loss_value, tokens_per_s);
     }
     Ok(Outcome::Done {
         steps,
