@@ -10,6 +10,7 @@ pub mod data;
 pub mod model;
 pub mod optim;
 pub mod plan;
+pub mod probe;
 pub mod spec;
 pub mod store;
 pub mod text_table;

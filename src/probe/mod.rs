@@ -1,0 +1,3 @@
+//! Rank probes: metrics of captured attention activations.
+
+pub mod rank;
