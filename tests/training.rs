@@ -159,3 +159,63 @@ fn sweep_writes_tidy_metrics_and_manifests_and_is_deterministic() {
     std::fs::remove_dir_all(&first).unwrap();
     std::fs::remove_dir_all(&second).unwrap();
 }
+
+#[test]
+fn probes_parquet_has_the_documented_schema_and_sane_ranks() {
+    let results = sweep_tiny("probes", &["A1"]);
+    let dir = run_dir(&results, "A1");
+    let file = std::fs::File::open(dir.join("probes.parquet")).unwrap();
+    let frame = ParquetReader::new(file).finish().unwrap();
+    let expected = [
+        ("run", DataType::String),
+        ("step", DataType::UInt64),
+        ("tokens", DataType::UInt64),
+        ("layer", DataType::UInt32),
+        ("head", DataType::UInt32),
+        ("site", DataType::String),
+        ("metric", DataType::String),
+        ("value", DataType::Float64),
+    ];
+    let schema = frame.schema();
+    let names: Vec<String> = schema.iter_names().map(|n| n.to_string()).collect();
+    assert_eq!(
+        names,
+        expected
+            .iter()
+            .map(|(n, _)| n.to_string())
+            .collect::<Vec<_>>()
+    );
+    for (name, dtype) in expected {
+        assert_eq!(schema.get(name).unwrap(), &dtype, "{name}");
+    }
+    // Probe points 0, 4096 (step 2) and 20480 (step 10); 4 layers x 2 KV heads x 3 metrics.
+    assert_eq!(frame.height(), 3 * 4 * 2 * 3);
+    let metrics = column_str(&frame, "metric");
+    let values = column_f64(&frame, "value");
+    let steps = column_u64(&frame, "step");
+    assert_eq!(
+        steps
+            .iter()
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>(),
+        [0, 2, 10]
+    );
+    assert!(column_str(&frame, "site").iter().all(|s| s == "k_rope"));
+    for (metric, value) in metrics.iter().zip(&values) {
+        match metric.as_str() {
+            "study_pr" => assert!(*value > 1.0 && *value <= 32.0, "{value}"),
+            "r90" => assert!(*value >= 1.0 && *value <= 32.0, "{value}"),
+            "condition_number" => assert!(*value >= 1.0, "{value}"),
+            other => panic!("unexpected metric {other}"),
+        }
+    }
+    let manifest = Manifest::read(&dir).unwrap();
+    assert!(
+        manifest.probe_share.unwrap() < 0.05,
+        "{:?}",
+        manifest.probe_share
+    );
+    std::fs::remove_dir_all(&results).unwrap();
+}

@@ -201,6 +201,8 @@ fn train_one(
         steps: None,
         tokens: None,
         final_val_loss: None,
+        probe_seconds: None,
+        probe_share: None,
     };
     manifest
         .write(&run_dir)
@@ -217,7 +219,10 @@ fn train_one(
             steps,
             tokens,
             final_val_loss,
+            probe_seconds,
         })) => {
+            manifest.probe_seconds = Some(probe_seconds);
+            manifest.probe_share = Some(probe_seconds / started.elapsed().as_secs_f64());
             manifest.steps = Some(steps);
             manifest.tokens = Some(tokens);
             manifest.final_val_loss = Some(final_val_loss);

@@ -44,7 +44,11 @@ impl Spectrum {
                 }
             }
         }
-        Spectrum { singular_values, cov_trace, cov_trace_sq }
+        Spectrum {
+            singular_values,
+            cov_trace,
+            cov_trace_sq,
+        }
     }
 
     /// From the rows of K directly (row-major [n x d]).
@@ -118,7 +122,9 @@ mod tests {
 
     fn gaussian(n: usize, d: usize, seed: u64) -> Vec<f32> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        (0..n * d).map(|_| StandardNormal.sample(&mut rng)).collect()
+        (0..n * d)
+            .map(|_| StandardNormal.sample(&mut rng))
+            .collect()
     }
 
     #[test]
@@ -126,13 +132,19 @@ mod tests {
         // K = [[1, 0], [0, 2], [0, 0]]: singular values 2 and 1.
         let k = [1.0, 0.0, 0.0, 2.0, 0.0, 0.0];
         let s = Spectrum::from_rows(&k, 3, 2);
-        assert!((s.singular_values[0] - 2.0).abs() < 1e-12 && (s.singular_values[1] - 1.0).abs() < 1e-12);
+        assert!(
+            (s.singular_values[0] - 2.0).abs() < 1e-12
+                && (s.singular_values[1] - 1.0).abs() < 1e-12
+        );
         assert!((s.metric(RankMetric::StudyPr) - 9.0 / 5.0).abs() < 1e-9);
         assert!((s.metric(RankMetric::StableRank) - 5.0 / 4.0).abs() < 1e-9);
         assert!((s.metric(RankMetric::ConditionNumber) - 2.0).abs() < 1e-9);
         assert_eq!(s.metric(RankMetric::R90), 2.0); // 4/5 < 0.9
         let (q1, q2) = (2.0f64 / 3.0, 1.0f64 / 3.0);
-        assert!((s.metric(RankMetric::EntropyRank) - (-(q1 * q1.ln()) - q2 * q2.ln()).exp()).abs() < 1e-9);
+        assert!(
+            (s.metric(RankMetric::EntropyRank) - (-(q1 * q1.ln()) - q2 * q2.ln()).exp()).abs()
+                < 1e-9
+        );
         // Centred: columns (1,0,0) and (0,2,0): means 1/3, 2/3; C = [[2/9, -2/9], [-2/9, 8/9]].
         let (c11, c12, c22) = (2.0 / 9.0, -2.0 / 9.0, 8.0 / 9.0);
         let expected = (c11 + c22) * (c11 + c22) / (c11 * c11 + 2.0 * c12 * c12 + c22 * c22);
@@ -162,7 +174,10 @@ mod tests {
         let s = Spectrum::from_rows(&m, n, d);
         assert!(s.metric(RankMetric::StudyPr) <= k as f64 + 1e-6);
         assert!(s.metric(RankMetric::R90) <= k as f64);
-        assert!(s.metric(RankMetric::ConditionNumber) > 1e3, "rank deficient");
+        assert!(
+            s.metric(RankMetric::ConditionNumber) > 1e3,
+            "rank deficient"
+        );
     }
 
     #[test]
@@ -177,9 +192,15 @@ mod tests {
             }
         }
         let s = Spectrum::from_rows(&k, n, d);
-        let (study, cov) = (s.metric(RankMetric::StudyPr), s.metric(RankMetric::CovariancePr));
+        let (study, cov) = (
+            s.metric(RankMetric::StudyPr),
+            s.metric(RankMetric::CovariancePr),
+        );
         // Centred variances grow like j^2: their PR is (sum j^2)^2 / sum j^4 = 9.18.
         assert!((cov - 9.18).abs() < 0.5, "{cov}");
-        assert!(study < cov / 2.0, "the mean direction dominates the uncentred PR: {study}");
+        assert!(
+            study < cov / 2.0,
+            "the mean direction dominates the uncentred PR: {study}"
+        );
     }
 }

@@ -51,6 +51,10 @@ pub struct Manifest {
     pub steps: Option<u64>,
     pub tokens: Option<u64>,
     pub final_val_loss: Option<f64>,
+    /// Seconds spent computing rank probes from captured activations (the forward pass
+    /// is shared with the validation loss), and their share of the wall time.
+    pub probe_seconds: Option<f64>,
+    pub probe_share: Option<f64>,
 }
 
 /// The data a run trained on.

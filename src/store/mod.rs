@@ -6,6 +6,7 @@
 
 pub mod manifest;
 pub mod metrics;
+pub mod probes;
 
 use std::path::{Path, PathBuf};
 

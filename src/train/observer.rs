@@ -37,6 +37,8 @@ pub trait TrainObserver {
     fn metric(&mut self, row: MetricRow);
     /// After every step: a chance to update a progress display.
     fn step_done(&mut self, tokens: u64, loss: f32, tokens_per_s: f64);
+    /// The rank probes of one probe point.
+    fn probes(&mut self, _rows: Vec<crate::probe::ProbeRow>) {}
     /// After each evaluation: a good moment to persist what was observed so far.
     fn evaluated(&mut self) {}
 }

@@ -10,14 +10,15 @@ use crate::data::batches::{eval_batch, Batch, TrainBatches};
 use crate::data::Dataset;
 use crate::model::init::init_model;
 use crate::model::shapes::{dispatch, not_compiled_help, ModelShape, ShapeRunner};
-use crate::model::{cross_entropy, Architecture, Constants, Transformer};
+use crate::model::{cross_entropy, Architecture, Constants, Taps, Transformer};
 use crate::optim::groups::AdamWGroup;
 use crate::optim::muon::Muon;
 use crate::plan::cost::steps_and_tokens;
+use crate::probe::measure;
 use crate::spec::run_config::{AdamWConfig, OptimizerConfig, RunConfig};
 
 use super::observer::{MetricRow, Split, TrainObserver};
-use super::schedule::{eval_steps, lr_multiplier};
+use super::schedule::{eval_steps, lr_multiplier, probe_steps};
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +27,8 @@ pub enum Outcome {
         steps: u64,
         tokens: u64,
         final_val_loss: f64,
+        /// Time spent turning captured activations into rank metrics.
+        probe_seconds: f64,
     },
     /// The loss became NaN or infinite at `step`.
     Diverged { step: u64, loss: f64 },
@@ -46,6 +49,12 @@ impl std::error::Error for TrainError {}
 /// Whether this build can train `config` at all; checked for every run before a sweep
 /// starts, so that no work begins on a study that would fail later.
 pub fn check_trainable(config: &RunConfig, vocab: usize) -> Result<(), TrainError> {
+    if config.probes.spectra {
+        return Err(TrainError(
+            "probes.spectra (storing singular spectra) is not implemented yet; set spectra: false"
+                .to_owned(),
+        ));
+    }
     let shape = ModelShape::of(config, vocab);
     if !shape.is_compiled() {
         return Err(TrainError(format!(
@@ -151,6 +160,9 @@ fn train_shape<
     let (steps, _) = steps_and_tokens(config);
     let tokens_per_step = (data.batch_size * data.seq_len) as u64;
     let evals = eval_steps(config, steps);
+    let probes = probe_steps(config, steps);
+    let probe_rows = config.probes.eval_sequences * data.seq_len;
+    let mut probe_seconds = 0.0;
     let mut train_seconds = 0.0;
     let mut last_val = f64::NAN;
     let mut grads = model.alloc_grads();
@@ -158,13 +170,29 @@ fn train_shape<
         let tokens = step * tokens_per_step;
         let elapsed = started.elapsed().as_secs_f64();
         if evals.contains(&step) {
+            let probing = probes.contains(&step);
+            let mut taps = Taps {
+                sites: config.probes.sites.clone(),
+                captured: Vec::new(),
+            };
             let logits = model.forward(
                 &arch,
                 &consts,
                 eval_inputs.clone(),
                 model.embed.clone(),
-                None,
+                probing.then_some(&mut taps),
             );
+            if probing {
+                let probe_started = Instant::now();
+                observer.probes(measure(
+                    &taps.captured,
+                    &config.probes.metrics,
+                    probe_rows,
+                    step,
+                    tokens,
+                ));
+                probe_seconds += probe_started.elapsed().as_secs_f64();
+            }
             last_val = f64::from(cross_entropy(logits, eval_targets.clone()).array());
             observer.metric(MetricRow {
                 step,
@@ -243,6 +271,7 @@ fn train_shape<
         steps,
         tokens: steps * tokens_per_step,
         final_val_loss: last_val,
+        probe_seconds,
     })
 }
 

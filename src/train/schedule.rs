@@ -45,25 +45,47 @@ pub fn lr_multiplier(
 }
 
 /// Steps (as "after this many optimizer steps", 0 = the initial model) at which the
-/// validation loss is measured: 0, every `eval_every_tokens`, every probe point and the
-/// end. A token point between steps is taken at the first step boundary after it.
+/// probes run: 0, the end, every `probes.at_tokens` point and every `probes.every_tokens`.
+/// A token point between steps is taken at the first step boundary after it.
+pub fn probe_steps(config: &RunConfig, steps: u64) -> BTreeSet<u64> {
+    let mut points = token_points(config, steps, config.probes.every_tokens);
+    let per_step = tokens_per_step(config);
+    points.extend(
+        config
+            .probes
+            .at_tokens
+            .iter()
+            .map(|&t| t.div_ceil(per_step).min(steps)),
+    );
+    points
+}
+
+/// Steps at which the validation loss is measured: every probe step, and every
+/// `schedule.eval_every_tokens`.
 pub fn eval_steps(config: &RunConfig, steps: u64) -> BTreeSet<u64> {
-    let per_step = (config.data.batch_size * config.data.seq_len) as u64;
-    let at = |tokens: u64| tokens.div_ceil(per_step).min(steps);
-    let mut points: BTreeSet<u64> = [0, steps].into_iter().collect();
-    points.extend(config.probes.at_tokens.iter().map(|&t| at(t)));
-    for every in [
+    let mut points = probe_steps(config, steps);
+    points.extend(token_points(
+        config,
+        steps,
         config.schedule.eval_every_tokens,
-        config.probes.every_tokens,
-    ]
-    .into_iter()
-    .flatten()
-    {
+    ));
+    points
+}
+
+fn tokens_per_step(config: &RunConfig) -> u64 {
+    (config.data.batch_size * config.data.seq_len) as u64
+}
+
+/// 0, the end, and every multiple of `every` tokens (if given), as steps.
+fn token_points(config: &RunConfig, steps: u64, every: Option<u64>) -> BTreeSet<u64> {
+    let per_step = tokens_per_step(config);
+    let mut points: BTreeSet<u64> = [0, steps].into_iter().collect();
+    if let Some(every) = every {
         points.extend(
             (1..)
                 .map(|k| k * every)
                 .take_while(|&t| t <= steps * per_step)
-                .map(at),
+                .map(|t| t.div_ceil(per_step).min(steps)),
         );
     }
     points
@@ -118,5 +140,7 @@ mod tests {
         assert!(points.contains(&49), "100K tokens -> step 49");
         assert!(points.iter().all(|&s| s <= steps));
         assert_eq!(points.len(), 2 + 1 + 9, "{points:?}");
+        let probes = probe_steps(&config, steps);
+        assert_eq!(probes.into_iter().collect::<Vec<_>>(), [0, 25, steps]);
     }
 }
