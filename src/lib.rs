@@ -11,6 +11,7 @@ pub mod model;
 pub mod optim;
 pub mod plan;
 pub mod probe;
+pub mod report;
 pub mod spec;
 pub mod store;
 pub mod text_table;

@@ -57,6 +57,11 @@ enum Command {
         #[arg(long)]
         run: Option<String>,
     },
+    /// Write and print the comparison tables of a study's results (results/<study>).
+    Report {
+        /// The study's results directory, e.g. results/quickstart.
+        study_dir: PathBuf,
+    },
     /// Check study files (syntax, schema, shapes, sweep) without running anything.
     Validate {
         /// Study files (.ron).
@@ -83,6 +88,7 @@ fn main() -> ExitCode {
             },
         ),
         Command::Validate { files } => commands::validate::validate(files),
+        Command::Report { study_dir } => commands::report::report(study_dir),
         Command::Bench { files, steps, run } => {
             commands::bench::bench(files, *steps, run.as_deref())
         }

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod plan;
 pub mod progress;
 pub mod recorder;
+pub mod report;
 pub mod sweep;
 pub mod validate;
 

@@ -59,6 +59,13 @@ pub fn sweep(file: &Path, options: &SweepOptions) -> Result<(), Failure> {
             format!("{status:?}").to_lowercase()
         );
     }
+    match super::report::write_report(&dir) {
+        Ok(markdown) => println!(
+            "\n{markdown}(report written to {})\n",
+            dir.join("report").display()
+        ),
+        Err(err) => eprintln!("no report: {err}"),
+    }
     println!(
         "wall time {:.1} s for {} runs",
         started.elapsed().as_secs_f64(),

@@ -1,0 +1,32 @@
+//! `rankprobe report STUDY_DIR`: the comparison tables of a study's results, written to
+//! `STUDY_DIR/report/` and printed. `sweep` runs it at the end.
+
+use std::path::Path;
+
+use crate::atomic_file::write_atomic;
+use crate::report::{build_report, ReportSettings};
+
+use super::Failure;
+
+/// Builds, writes and returns the report's markdown.
+pub fn write_report(study_dir: &Path) -> Result<String, Failure> {
+    let report = build_report(study_dir, &ReportSettings::default()).map_err(Failure::BadInput)?;
+    let dir = study_dir.join("report");
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Failure::RunFailed(format!("cannot create {}: {e}", dir.display())))?;
+    let files =
+        std::iter::once(("summary.md".to_owned(), report.markdown.clone())).chain(report.csv);
+    for (name, text) in files {
+        let path = dir.join(name);
+        write_atomic(&path, text.as_bytes())
+            .map_err(|e| Failure::RunFailed(format!("cannot write {}: {e}", path.display())))?;
+    }
+    Ok(report.markdown)
+}
+
+pub fn report(study_dir: &Path) -> Result<(), Failure> {
+    let markdown = write_report(study_dir)?;
+    print!("{markdown}");
+    println!("(written to {})", study_dir.join("report").display());
+    Ok(())
+}

@@ -1,0 +1,252 @@
+//! Builds the report's tables from the runs' results.
+
+use std::path::Path;
+
+use crate::plan::build_plan;
+use crate::spec::load_study;
+use crate::store::manifest::RunStatus;
+
+use super::load::{load_run, run_dirs, RunResults};
+
+/// What the report shows.
+#[derive(Debug, Clone)]
+pub struct ReportSettings {
+    /// Probe site (`k_rope` for the seed study).
+    pub site: String,
+    /// Probe metric (`study_pr`: the seed study's participation ratio).
+    pub metric: String,
+    /// Layers below this value are counted as collapsed.
+    pub threshold: f64,
+}
+
+impl Default for ReportSettings {
+    fn default() -> Self {
+        ReportSettings {
+            site: "k_rope".to_owned(),
+            metric: "study_pr".to_owned(),
+            threshold: 10.0,
+        }
+    }
+}
+
+/// A rendered report.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub markdown: String,
+    /// (file name, CSV text) of each table.
+    pub csv: Vec<(String, String)>,
+}
+
+fn fmt(value: Option<f64>, digits: usize) -> String {
+    value
+        .filter(|v| v.is_finite())
+        .map_or_else(|| "-".to_owned(), |v| format!("{v:.digits$}"))
+}
+
+/// A markdown table and the same table as CSV.
+fn table(header: &[String], rows: &[Vec<String>]) -> (String, String) {
+    let mut md = format!(
+        "| {} |\n|{}\n",
+        header.join(" | "),
+        "---|".repeat(header.len())
+    );
+    let mut csv = header.join(",") + "\n";
+    for row in rows {
+        md += &format!("| {} |\n", row.join(" | "));
+        csv += &(row.join(",") + "\n");
+    }
+    (md, csv)
+}
+
+/// The probe point nearest `fraction` of the budget, among those probed.
+fn nearest(points: &[u64], target: f64) -> Option<u64> {
+    points.iter().copied().min_by(|a, b| {
+        (*a as f64 - target)
+            .abs()
+            .total_cmp(&(*b as f64 - target).abs())
+    })
+}
+
+/// Reads `study_dir` and builds the report. Works on partial results: runs still
+/// running, failed or missing are listed as such.
+pub fn build_report(study_dir: &Path, settings: &ReportSettings) -> Result<Report, String> {
+    let dirs = run_dirs(study_dir);
+    if dirs.is_empty() {
+        return Err(format!(
+            "{} has no run directories (run=...)",
+            study_dir.display()
+        ));
+    }
+    // The study as it is now: only runs of its current matrix are compared.
+    let expected: Option<Vec<(String, String)>> = load_study(&study_dir.join("study.ron"))
+        .ok()
+        .and_then(|loaded| build_plan(&loaded).ok())
+        .map(|plan| {
+            plan.runs
+                .iter()
+                .map(|r| (r.label.clone(), format!("run={}-{}", r.label, r.id)))
+                .collect()
+        });
+    let mut runs: Vec<RunResults> = Vec::new();
+    let mut notes = Vec::new();
+    for dir in &dirs {
+        let name = dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        if let Some(expected) = &expected {
+            if !expected.iter().any(|(_, n)| *n == name) {
+                notes.push(format!(
+                    "{name}: results of an earlier version of the study, not compared"
+                ));
+                continue;
+            }
+        }
+        match load_run(dir, &settings.site, &settings.metric) {
+            Some(run) => runs.push(run),
+            None => notes.push(format!("{name}: no readable manifest, skipped")),
+        }
+    }
+    if let Some(expected) = &expected {
+        for (label, _) in expected {
+            if !runs.iter().any(|r| &r.label == label) {
+                notes.push(format!("{label}: no results yet"));
+            }
+        }
+    }
+    for run in &runs {
+        if run.status != RunStatus::Done {
+            let status = format!("{:?}", run.status).to_lowercase();
+            notes.push(format!("{}: {status}, shown as far as it got", run.label));
+        }
+        if run.heads.is_empty() {
+            notes.push(format!(
+                "{}: no probes of {} at {}",
+                run.label, settings.metric, settings.site
+            ));
+        }
+    }
+    runs.sort_by_key(|r| r.index);
+    let study = study_dir
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    let (m, site, threshold) = (&settings.metric, &settings.site, settings.threshold);
+    let mut markdown = format!("# {study}: {m} of {site}, mean over heads and layers\n\n");
+    let mut csv = Vec::new();
+
+    // The side-by-side table at the last probe point and the one nearest 2/3 of the budget.
+    let budget = runs.iter().map(|r| r.budget).max().unwrap_or(0);
+    let all_points: Vec<u64> = {
+        let mut p: Vec<u64> = runs.iter().flat_map(|r| r.probe_tokens()).collect();
+        p.sort_unstable();
+        p.dedup();
+        p
+    };
+    let last = all_points.last().copied();
+    let two_thirds = nearest(&all_points, budget as f64 * 2.0 / 3.0).filter(|p| Some(*p) != last);
+    let points: Vec<u64> = two_thirds.into_iter().chain(last).collect();
+    let mut header = vec!["condition".to_owned(), "status".to_owned()];
+    for p in &points {
+        header.push(format!("val loss @{p}"));
+        header.push(format!("{m} @{p}"));
+    }
+    header.extend(
+        [
+            "layer min",
+            "layer mean",
+            "layer max",
+            &format!("layers < {threshold}"),
+        ]
+        .map(String::from),
+    );
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|run| {
+            let mut row = vec![
+                run.label.clone(),
+                format!("{:?}", run.status).to_lowercase(),
+            ];
+            for p in &points {
+                row.push(fmt(run.val_loss.get(p).copied(), 4));
+                row.push(fmt(run.model_at(*p), 2));
+            }
+            let final_layers = run
+                .probe_tokens()
+                .last()
+                .map(|t| run.layers_at(*t))
+                .unwrap_or_default();
+            let min = final_layers.iter().copied().reduce(f64::min);
+            let max = final_layers.iter().copied().reduce(f64::max);
+            let mean = (!final_layers.is_empty())
+                .then(|| final_layers.iter().sum::<f64>() / final_layers.len() as f64);
+            row.extend([fmt(min, 2), fmt(mean, 2), fmt(max, 2)]);
+            row.push(
+                final_layers
+                    .iter()
+                    .filter(|&&v| v < threshold)
+                    .count()
+                    .to_string(),
+            );
+            row
+        })
+        .collect();
+    let (md, text) = table(&header, &rows);
+    markdown += &format!("## Comparison\n\nLayer columns are at each run's last probe.\n\n{md}\n");
+    csv.push(("comparison.csv".to_owned(), text));
+
+    // Layer-wise PR at each run's last probe.
+    let n_layers = runs
+        .iter()
+        .map(|r| r.probe_tokens().last().map_or(0, |t| r.layers_at(*t).len()))
+        .max()
+        .unwrap_or(0);
+    let header: Vec<String> = std::iter::once("layer".to_owned())
+        .chain(runs.iter().map(|r| r.label.clone()))
+        .collect();
+    let finals: Vec<Vec<f64>> = runs
+        .iter()
+        .map(|r| {
+            r.probe_tokens()
+                .last()
+                .map(|t| r.layers_at(*t))
+                .unwrap_or_default()
+        })
+        .collect();
+    let rows: Vec<Vec<String>> = (0..n_layers)
+        .map(|layer| {
+            std::iter::once(layer.to_string())
+                .chain(finals.iter().map(|f| fmt(f.get(layer).copied(), 2)))
+                .collect()
+        })
+        .collect();
+    let (md, text) = table(&header, &rows);
+    markdown += &format!("## Layer-wise {m} at the last probe\n\n{md}\n");
+    csv.push(("layers.csv".to_owned(), text));
+
+    // Trajectories.
+    let header: Vec<String> = std::iter::once("tokens".to_owned())
+        .chain(runs.iter().map(|r| r.label.clone()))
+        .collect();
+    let rows: Vec<Vec<String>> = all_points
+        .iter()
+        .map(|p| {
+            std::iter::once(p.to_string())
+                .chain(runs.iter().map(|r| fmt(r.model_at(*p), 2)))
+                .collect()
+        })
+        .collect();
+    let (md, text) = table(&header, &rows);
+    markdown += &format!("## {m} over training\n\n{md}\n");
+    csv.push(("trajectories.csv".to_owned(), text));
+
+    if !notes.is_empty() {
+        markdown += &format!(
+            "## Not complete\n\n{}\n",
+            notes.iter().map(|n| format!("- {n}\n")).collect::<String>()
+        );
+    }
+    Ok(Report { markdown, csv })
+}
