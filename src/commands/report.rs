@@ -10,7 +10,8 @@ use super::Failure;
 
 /// Builds, writes and returns the report's markdown.
 pub fn write_report(study_dir: &Path) -> Result<String, Failure> {
-    let report = build_report(study_dir, &ReportSettings::default()).map_err(Failure::BadInput)?;
+    let settings = ReportSettings::default();
+    let report = build_report(study_dir, &settings).map_err(Failure::BadInput)?;
     let dir = study_dir.join("report");
     std::fs::create_dir_all(&dir)
         .map_err(|e| Failure::RunFailed(format!("cannot create {}: {e}", dir.display())))?;
@@ -21,7 +22,16 @@ pub fn write_report(study_dir: &Path) -> Result<String, Failure> {
         write_atomic(&path, text.as_bytes())
             .map_err(|e| Failure::RunFailed(format!("cannot write {}: {e}", path.display())))?;
     }
-    Ok(report.markdown)
+    let figures =
+        crate::report::plots::write_plots(&dir, &report.runs, &settings.metric, settings.threshold)
+            .map_err(|e| {
+                Failure::RunFailed(format!("cannot draw the figures in {}: {e}", dir.display()))
+            })?;
+    Ok(format!(
+        "{}Figures: {}\n",
+        report.markdown,
+        figures.join(", ")
+    ))
 }
 
 pub fn report(study_dir: &Path) -> Result<(), Failure> {

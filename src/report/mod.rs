@@ -1,7 +1,9 @@
 //! The comparison report of a study: the seed study's side-by-side table, layer-wise and
-//! trajectory tables, as markdown (printed at the end of a sweep) and CSV files.
+//! trajectory tables, as markdown (printed at the end of a sweep) and CSV files, and PNG
+//! figures.
 
 pub mod load;
+pub mod plots;
 pub mod tables;
 
 pub use tables::{build_report, Report, ReportSettings};

@@ -35,6 +35,8 @@ pub struct Report {
     pub markdown: String,
     /// (file name, CSV text) of each table.
     pub csv: Vec<(String, String)>,
+    /// The runs compared, in matrix order (for the figures).
+    pub runs: Vec<RunResults>,
 }
 
 fn fmt(value: Option<f64>, digits: usize) -> String {
@@ -248,5 +250,9 @@ pub fn build_report(study_dir: &Path, settings: &ReportSettings) -> Result<Repor
             notes.iter().map(|n| format!("- {n}\n")).collect::<String>()
         );
     }
-    Ok(Report { markdown, csv })
+    Ok(Report {
+        markdown,
+        csv,
+        runs,
+    })
 }
