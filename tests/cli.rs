@@ -84,7 +84,7 @@ fn sweep_writes_resolved_run_configs_that_read_back_to_the_same_ids() {
     let mut run_dirs: Vec<_> = std::fs::read_dir(&study_dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
+        .filter(|p| p.is_dir() && p.file_name().unwrap().to_string_lossy().starts_with("run="))
         .collect();
     run_dirs.sort();
     assert_eq!(run_dirs.len(), 2);
@@ -128,7 +128,13 @@ fn sweep_only_selects_runs_and_rejects_unknown_labels() {
     assert!(output.status.success(), "{}", stderr(&output));
     let count = std::fs::read_dir(results.join("tiny"))
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().path().is_dir())
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("run=")
+        })
         .count();
     assert_eq!(count, 1);
     let output = sweep(TINY, &results, &["--only", "b1"]);

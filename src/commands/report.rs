@@ -10,7 +10,10 @@ use super::Failure;
 
 /// Builds, writes and returns the report's markdown.
 pub fn write_report(study_dir: &Path) -> Result<String, Failure> {
-    let settings = ReportSettings::default();
+    // The study's own report choices, when its file is there and still parses.
+    let settings = crate::spec::load_study(&study_dir.join("study.ron"))
+        .map(|loaded| ReportSettings::from_spec(&loaded.study.report))
+        .unwrap_or_default();
     let report = build_report(study_dir, &settings).map_err(Failure::BadInput)?;
     let dir = study_dir.join("report");
     std::fs::create_dir_all(&dir)

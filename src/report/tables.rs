@@ -3,12 +3,15 @@
 use std::path::Path;
 
 use crate::plan::build_plan;
+use crate::probe::rank::metric_name;
+use crate::probe::site_name;
 use crate::spec::load_study;
+use crate::spec::study::ReportSpec;
 use crate::store::manifest::RunStatus;
 
 use super::load::{load_run, run_dirs, RunResults};
 
-/// What the report shows.
+/// What the report shows, from the study's `report` section.
 #[derive(Debug, Clone)]
 pub struct ReportSettings {
     /// Probe site (`k_rope` for the seed study).
@@ -17,15 +20,24 @@ pub struct ReportSettings {
     pub metric: String,
     /// Layers below this value are counted as collapsed.
     pub threshold: f64,
+    /// Token points of the side-by-side table (empty: the defaults).
+    pub at_tokens: Vec<u64>,
+}
+
+impl ReportSettings {
+    pub fn from_spec(spec: &ReportSpec) -> Self {
+        ReportSettings {
+            site: site_name(spec.site).to_owned(),
+            metric: metric_name(spec.metric).to_owned(),
+            threshold: spec.layer_threshold,
+            at_tokens: spec.at_tokens.clone(),
+        }
+    }
 }
 
 impl Default for ReportSettings {
     fn default() -> Self {
-        ReportSettings {
-            site: "k_rope".to_owned(),
-            metric: "study_pr".to_owned(),
-            threshold: 10.0,
-        }
+        ReportSettings::from_spec(&ReportSpec::default())
     }
 }
 
@@ -147,9 +159,19 @@ pub fn build_report(study_dir: &Path, settings: &ReportSettings) -> Result<Repor
         p.dedup();
         p
     };
-    let last = all_points.last().copied();
-    let two_thirds = nearest(&all_points, budget as f64 * 2.0 / 3.0).filter(|p| Some(*p) != last);
-    let points: Vec<u64> = two_thirds.into_iter().chain(last).collect();
+    let points: Vec<u64> = if settings.at_tokens.is_empty() {
+        let last = all_points.last().copied();
+        let two_thirds =
+            nearest(&all_points, budget as f64 * 2.0 / 3.0).filter(|p| Some(*p) != last);
+        two_thirds.into_iter().chain(last).collect()
+    } else {
+        // A requested point is shown at the nearest probe.
+        settings
+            .at_tokens
+            .iter()
+            .filter_map(|&t| nearest(&all_points, t as f64))
+            .collect()
+    };
     let mut header = vec!["condition".to_owned(), "status".to_owned()];
     for p in &points {
         header.push(format!("val loss @{p}"));

@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::run_config::RunConfig;
+use super::run_config::{RankMetric, RunConfig, Site, Stage, Tensor};
 
 /// The top level of a `.ron` study file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,6 +23,54 @@ pub struct Study {
     /// Axes whose cartesian product (in order) is the run matrix. Empty: one run.
     #[serde(default)]
     pub sweep: Vec<Axis>,
+    /// What the comparison report shows. Not part of run ids.
+    #[serde(default)]
+    pub report: ReportSpec,
+}
+
+/// The comparison report's choices.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSpec {
+    /// Token points of the side-by-side table; empty: the last probe and the probe
+    /// nearest 2/3 of the budget.
+    #[serde(default)]
+    pub at_tokens: Vec<u64>,
+    /// The probe site the tables and figures show.
+    #[serde(default = "default_site")]
+    pub site: Site,
+    /// The rank metric they show.
+    #[serde(default = "default_metric")]
+    pub metric: RankMetric,
+    /// Layers whose value is below this count as collapsed.
+    #[serde(default = "default_threshold")]
+    pub layer_threshold: f64,
+}
+
+fn default_site() -> Site {
+    Site {
+        tensor: Tensor::K,
+        after: Stage::Rope,
+    }
+}
+
+fn default_metric() -> RankMetric {
+    RankMetric::StudyPr
+}
+
+fn default_threshold() -> f64 {
+    10.0
+}
+
+impl Default for ReportSpec {
+    fn default() -> Self {
+        ReportSpec {
+            at_tokens: Vec::new(),
+            site: default_site(),
+            metric: default_metric(),
+            layer_threshold: default_threshold(),
+        }
+    }
 }
 
 /// How and where runs execute. Not part of the run id: the same study on another
