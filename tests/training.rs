@@ -55,6 +55,16 @@ fn read_metrics(dir: &Path) -> DataFrame {
     ParquetReader::new(file).finish().unwrap()
 }
 
+/// The frame has exactly these columns, in this order, with these types.
+fn assert_schema(frame: &DataFrame, expected: &[(&str, DataType)]) {
+    let schema = frame.schema();
+    let names: Vec<&str> = schema.iter_names().map(|n| n.as_str()).collect();
+    assert_eq!(names, expected.iter().map(|(n, _)| *n).collect::<Vec<_>>());
+    for (name, dtype) in expected {
+        assert_eq!(schema.get(name).unwrap(), dtype, "{name}");
+    }
+}
+
 fn column_f64(frame: &DataFrame, name: &str) -> Vec<f64> {
     frame
         .column(name)
@@ -90,7 +100,6 @@ fn sweep_writes_tidy_metrics_and_manifests_and_is_deterministic() {
     for label in ["A1", "B1", "B2"] {
         let dir = run_dir(&first, label);
         let frame = read_metrics(&dir);
-        let schema = frame.schema();
         let expected = [
             ("run", DataType::String),
             ("step", DataType::UInt64),
@@ -100,17 +109,7 @@ fn sweep_writes_tidy_metrics_and_manifests_and_is_deterministic() {
             ("value", DataType::Float64),
             ("elapsed_s", DataType::Float64),
         ];
-        let names: Vec<String> = schema.iter_names().map(|n| n.to_string()).collect();
-        assert_eq!(
-            names,
-            expected
-                .iter()
-                .map(|(n, _)| n.to_string())
-                .collect::<Vec<_>>()
-        );
-        for (name, dtype) in expected {
-            assert_eq!(schema.get(name).unwrap(), &dtype, "{name}");
-        }
+        assert_schema(&frame, &expected);
         let manifest = Manifest::read(&dir).expect("manifest.json");
         assert_eq!(manifest.status, RunStatus::Done);
         assert_eq!(manifest.label, label);
@@ -176,18 +175,7 @@ fn probes_parquet_has_the_documented_schema_and_sane_ranks() {
         ("metric", DataType::String),
         ("value", DataType::Float64),
     ];
-    let schema = frame.schema();
-    let names: Vec<String> = schema.iter_names().map(|n| n.to_string()).collect();
-    assert_eq!(
-        names,
-        expected
-            .iter()
-            .map(|(n, _)| n.to_string())
-            .collect::<Vec<_>>()
-    );
-    for (name, dtype) in expected {
-        assert_eq!(schema.get(name).unwrap(), &dtype, "{name}");
-    }
+    assert_schema(&frame, &expected);
     // Probe points 0, 4096 (step 2) and 20480 (step 10); 4 layers x 2 KV heads x 3 metrics.
     assert_eq!(frame.height(), 3 * 4 * 2 * 3);
     let metrics = column_str(&frame, "metric");

@@ -3,7 +3,9 @@
 use std::fs::File;
 use std::path::Path;
 
-use polars::prelude::{Column, DataFrame, ParquetCompression, ParquetWriter, PolarsResult};
+use polars::prelude::{DataFrame, ParquetCompression, ParquetWriter, PolarsResult};
+
+use super::frame::{column, run_frame};
 
 use crate::train::MetricRow;
 
@@ -24,35 +26,16 @@ pub const METRIC_COLUMNS: [&str; 7] = [
 
 /// The rows as a DataFrame with `run` as the first column.
 pub fn metrics_frame(run: &str, rows: &[MetricRow]) -> PolarsResult<DataFrame> {
-    let [c_run, c_step, c_tokens, c_split, c_metric, c_value, c_elapsed] = METRIC_COLUMNS;
-    DataFrame::new(
+    run_frame(
+        run,
         rows.len(),
         vec![
-            Column::new(c_run.into(), vec![run; rows.len()]),
-            Column::new(
-                c_step.into(),
-                rows.iter().map(|r| r.step).collect::<Vec<u64>>(),
-            ),
-            Column::new(
-                c_tokens.into(),
-                rows.iter().map(|r| r.tokens).collect::<Vec<u64>>(),
-            ),
-            Column::new(
-                c_split.into(),
-                rows.iter().map(|r| r.split.as_str()).collect::<Vec<_>>(),
-            ),
-            Column::new(
-                c_metric.into(),
-                rows.iter().map(|r| r.metric).collect::<Vec<_>>(),
-            ),
-            Column::new(
-                c_value.into(),
-                rows.iter().map(|r| r.value).collect::<Vec<f64>>(),
-            ),
-            Column::new(
-                c_elapsed.into(),
-                rows.iter().map(|r| r.elapsed_s).collect::<Vec<f64>>(),
-            ),
+            column(METRIC_COLUMNS[1], rows, |r| r.step),
+            column(METRIC_COLUMNS[2], rows, |r| r.tokens),
+            column(METRIC_COLUMNS[3], rows, |r| r.split.as_str()),
+            column(METRIC_COLUMNS[4], rows, |r| r.metric),
+            column(METRIC_COLUMNS[5], rows, |r| r.value),
+            column(METRIC_COLUMNS[6], rows, |r| r.elapsed_s),
         ],
     )
 }

@@ -4,6 +4,7 @@
 //! `results/<study>/run=<label>-<run id>/` (hive-style, so dataframe tools can read the
 //! run as a column). A changed config changes the id, so old results stay beside new ones.
 
+pub mod frame;
 pub mod manifest;
 pub mod metrics;
 pub mod probes;

@@ -1,6 +1,8 @@
 //! `probes.parquet`: a run's rank probes in long form.
 
-use polars::prelude::{Column, DataFrame, PolarsResult};
+use polars::prelude::{DataFrame, PolarsResult};
+
+use super::frame::{column, run_frame};
 
 use crate::probe::ProbeRow;
 
@@ -13,39 +15,17 @@ pub const PROBE_COLUMNS: [&str; 8] = [
 ];
 
 pub fn probes_frame(run: &str, rows: &[ProbeRow]) -> PolarsResult<DataFrame> {
-    let [c_run, c_step, c_tokens, c_layer, c_head, c_site, c_metric, c_value] = PROBE_COLUMNS;
-    DataFrame::new(
+    run_frame(
+        run,
         rows.len(),
         vec![
-            Column::new(c_run.into(), vec![run; rows.len()]),
-            Column::new(
-                c_step.into(),
-                rows.iter().map(|r| r.step).collect::<Vec<u64>>(),
-            ),
-            Column::new(
-                c_tokens.into(),
-                rows.iter().map(|r| r.tokens).collect::<Vec<u64>>(),
-            ),
-            Column::new(
-                c_layer.into(),
-                rows.iter().map(|r| r.layer).collect::<Vec<u32>>(),
-            ),
-            Column::new(
-                c_head.into(),
-                rows.iter().map(|r| r.head).collect::<Vec<u32>>(),
-            ),
-            Column::new(
-                c_site.into(),
-                rows.iter().map(|r| r.site).collect::<Vec<_>>(),
-            ),
-            Column::new(
-                c_metric.into(),
-                rows.iter().map(|r| r.metric).collect::<Vec<_>>(),
-            ),
-            Column::new(
-                c_value.into(),
-                rows.iter().map(|r| r.value).collect::<Vec<f64>>(),
-            ),
+            column(PROBE_COLUMNS[1], rows, |r| r.step),
+            column(PROBE_COLUMNS[2], rows, |r| r.tokens),
+            column(PROBE_COLUMNS[3], rows, |r| r.layer),
+            column(PROBE_COLUMNS[4], rows, |r| r.head),
+            column(PROBE_COLUMNS[5], rows, |r| r.site),
+            column(PROBE_COLUMNS[6], rows, |r| r.metric),
+            column(PROBE_COLUMNS[7], rows, |r| r.value),
         ],
     )
 }
