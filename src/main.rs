@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use mimalloc::MiMalloc;
-use rankprobe::commands::{self, sweep::SweepOptions, Failure};
+use rankprobe::commands::sweep::{Shard, SweepOptions};
+use rankprobe::commands::{self, Failure};
 use rankprobe::spec::Device;
 
 /// dfdx allocates a fresh buffer for every tensor op; mimalloc reuses freed memory where
@@ -31,7 +32,7 @@ enum Command {
         /// Study file (.ron).
         file: PathBuf,
     },
-    /// Run every run of a study (now: prepare results/<study>/ with each resolved run.ron).
+    /// Train every run of a study into results/<study>/, keeping runs done already.
     Sweep {
         /// Study file (.ron).
         file: PathBuf,
@@ -44,6 +45,23 @@ enum Command {
         /// auto, cpu, cuda or cuda:N (overrides the study's execution.device).
         #[arg(long)]
         device: Option<Device>,
+        /// Retrain runs that are done already (by default they are kept).
+        #[arg(long)]
+        force: bool,
+        /// Stop at the first run that fails or diverges.
+        #[arg(long)]
+        fail_fast: bool,
+        /// Only shard INDEX/COUNT of the matrix (runs with index % COUNT == INDEX).
+        #[arg(long)]
+        shard: Option<Shard>,
+    },
+    /// List the runs of a study that are not done, with their matrix indices.
+    Missing {
+        /// Study file (.ron).
+        file: PathBuf,
+        /// Results root directory.
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
     },
     /// Measure CPU training tokens/s of each study's first run, next to a plain matmul.
     Bench {
@@ -79,14 +97,21 @@ fn main() -> ExitCode {
             results,
             only,
             device,
+            force,
+            fail_fast,
+            shard,
         } => commands::sweep::sweep(
             file,
             &SweepOptions {
                 results: results.clone(),
                 only: only.clone(),
                 device: *device,
+                force: *force,
+                fail_fast: *fail_fast,
+                shard: *shard,
             },
         ),
+        Command::Missing { file, results } => commands::missing::missing(file, results),
         Command::Validate { files } => commands::validate::validate(files),
         Command::Report { study_dir } => commands::report::report(study_dir),
         Command::Bench { files, steps, run } => {

@@ -13,7 +13,7 @@ use crate::plan::{Plan, PlannedRun};
 use crate::spec::suggest::help_for;
 use crate::spec::{ron_options, Device};
 use crate::store::manifest::{git_state, now, versions, DataSummary, Manifest, RunStatus};
-use crate::store::{run_dir_name, study_dir, write_atomic};
+use crate::store::{recorded_status, run_dir_name, study_dir, write_atomic};
 use crate::train::run::check_trainable;
 use crate::train::{train_run, Outcome};
 
@@ -30,15 +30,61 @@ pub struct SweepOptions {
     pub only: Vec<String>,
     /// Overrides the study's `execution.device`.
     pub device: Option<Device>,
+    /// Retrain runs that are done already.
+    pub force: bool,
+    /// Stop at the first run that fails or diverges.
+    pub fail_fast: bool,
+    /// Only the runs of this shard (`index % count == shard index`).
+    pub shard: Option<Shard>,
+}
+
+/// Shard `index` of `count` (`--shard 1/3`): the runs whose matrix index modulo `count`
+/// is `index`, so that `count` processes cover the study once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let parsed = text.split_once('/').and_then(|(i, n)| {
+            Some(Shard {
+                index: i.parse().ok()?,
+                count: n.parse().ok()?,
+            })
+        });
+        match parsed {
+            Some(shard) if shard.count > 0 && shard.index < shard.count => Ok(shard),
+            _ => Err(format!(
+                "`{text}` is not a shard; write INDEX/COUNT with INDEX < COUNT, e.g. 0/3"
+            )),
+        }
+    }
 }
 
 pub fn sweep(file: &Path, options: &SweepOptions) -> Result<(), Failure> {
     let started = Instant::now();
     let plan = load_plan(file)?;
     let device = resolve_device(options.device.unwrap_or(plan.execution.device))?;
-    let runs = select_runs(&plan, &options.only)?;
-    let datasets = prepare_datasets(&runs)?;
+    let mut runs = select_runs(&plan, &options.only)?;
+    if let Some(shard) = options.shard {
+        runs.retain(|run| run.index % shard.count == shard.index);
+    }
     let dir = study_dir(&options.results, &plan.study);
+    // Resume: a run whose manifest says done for the same run id is kept as it is.
+    let (kept, runs): (Vec<PlannedRun>, Vec<PlannedRun>) = runs
+        .into_iter()
+        .partition(|run| !options.force && recorded_status(&dir, run) == Some(RunStatus::Done));
+    for run in &kept {
+        println!(
+            "keeping {} (done, run id {}; --force retrains it)",
+            run.label, run.id
+        );
+    }
+    let datasets = prepare_datasets(&runs)?;
     let source = fs::read(&plan.source).map_err(|err| {
         Failure::RunFailed(format!("cannot re-read {}: {err}", plan.source.display()))
     })?;
@@ -50,9 +96,19 @@ pub fn sweep(file: &Path, options: &SweepOptions) -> Result<(), Failure> {
         let dataset = &datasets[&data_key(run)];
         let (status, summary) = train_one(&plan, run, dataset, &dir, device, &mut progress)?;
         results.push((run.label.clone(), status, summary));
+        if options.fail_fast && status != RunStatus::Done {
+            progress.println(&format!("--fail-fast: stopping after {}", run.label));
+            break;
+        }
     }
     progress.finish();
     println!("study {} in {}:", plan.study, dir.display());
+    for run in &kept {
+        println!(
+            "  {:<12} {:<9} kept from an earlier sweep",
+            run.label, "done"
+        );
+    }
     for (label, status, summary) in &results {
         println!(
             "  {label:<12} {:<9} {summary}",
@@ -71,6 +127,10 @@ pub fn sweep(file: &Path, options: &SweepOptions) -> Result<(), Failure> {
         started.elapsed().as_secs_f64(),
         runs.len()
     );
+    let unfinished = runs.len() - results.len();
+    if unfinished > 0 {
+        println!("{unfinished} runs not started (--fail-fast)");
+    }
     let failed: Vec<&str> = results
         .iter()
         .filter(|(_, status, _)| *status != RunStatus::Done)

@@ -23,3 +23,10 @@ pub fn study_dir(results_root: &Path, study: &str) -> PathBuf {
 pub fn run_dir_name(run: &PlannedRun) -> String {
     format!("run={}-{}", run.label, run.id)
 }
+
+/// The status recorded for `run` under `study_dir`, if its directory has a manifest for
+/// exactly this run id.
+pub fn recorded_status(study_dir: &Path, run: &PlannedRun) -> Option<manifest::RunStatus> {
+    let manifest = manifest::Manifest::read(&study_dir.join(run_dir_name(run)))?;
+    (manifest.run_id == run.id).then_some(manifest.status)
+}

@@ -1,0 +1,169 @@
+//! Sweeps that are re-run, sharded or hit a diverging run.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use rankprobe::store::manifest::{Manifest, RunStatus};
+
+fn rankprobe(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rankprobe"))
+        .args(args)
+        .current_dir(common::root())
+        .output()
+        .unwrap()
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rankprobe-resume-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn manifest(results: &Path, study: &str, label: &str) -> Manifest {
+    let dir = std::fs::read_dir(results.join(study))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&format!("run={label}-"))
+        })
+        .unwrap();
+    Manifest::read(&dir).unwrap()
+}
+
+const TINY: &str = "tests/studies/tiny.ron";
+
+#[test]
+fn resume_keeps_done_runs_force_retrains_and_missing_lists_the_rest() {
+    let results = temp("keep");
+    let r = results.to_str().unwrap();
+    let first = rankprobe(&["sweep", TINY, "--results", r, "--only", "B1"]);
+    assert!(first.status.success(), "{}", text(&first));
+    let started = manifest(&results, "tiny", "B1").started_at;
+    let again = rankprobe(&["sweep", TINY, "--results", r, "--only", "B1"]);
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(
+        text(&again).contains("keeping B1 (done"),
+        "{}",
+        text(&again)
+    );
+    assert_eq!(
+        manifest(&results, "tiny", "B1").started_at,
+        started,
+        "a done run is not retrained"
+    );
+    let missing = rankprobe(&["missing", TINY, "--results", r]);
+    assert!(missing.status.success());
+    assert!(
+        text(&missing).contains("3 of 4 runs not done; indices: 0-1,3"),
+        "{}",
+        text(&missing)
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let forced = rankprobe(&["sweep", TINY, "--results", r, "--only", "B1", "--force"]);
+    assert!(forced.status.success(), "{}", text(&forced));
+    assert!(!text(&forced).contains("keeping"));
+    assert_ne!(manifest(&results, "tiny", "B1").started_at, started);
+    std::fs::remove_dir_all(&results).unwrap();
+}
+
+#[test]
+fn shards_cover_every_selected_run_once() {
+    let results = temp("shards");
+    let r = results.to_str().unwrap();
+    // B1 has matrix index 2, B2 index 3.
+    let zero = rankprobe(&[
+        "sweep",
+        TINY,
+        "--results",
+        r,
+        "--only",
+        "B1",
+        "B2",
+        "--shard",
+        "0/2",
+    ]);
+    let one = rankprobe(&[
+        "sweep",
+        TINY,
+        "--results",
+        r,
+        "--only",
+        "B1",
+        "B2",
+        "--shard",
+        "1/2",
+    ]);
+    assert!(
+        zero.status.success() && one.status.success(),
+        "{}{}",
+        text(&zero),
+        text(&one)
+    );
+    assert!(
+        text(&zero).contains("B1") && !text(&zero).contains("[B2]"),
+        "{}",
+        text(&zero)
+    );
+    assert_eq!(manifest(&results, "tiny", "B1").status, RunStatus::Done);
+    assert_eq!(manifest(&results, "tiny", "B2").status, RunStatus::Done);
+    let missing = rankprobe(&["missing", TINY, "--results", r]);
+    assert!(
+        text(&missing).contains("indices: 0-1"),
+        "{}",
+        text(&missing)
+    );
+    let bad = rankprobe(&["sweep", TINY, "--results", r, "--shard", "2/2"]);
+    assert_eq!(bad.status.code(), Some(2));
+    std::fs::remove_dir_all(&results).unwrap();
+}
+
+#[test]
+fn a_diverging_run_is_marked_and_the_sweep_goes_on_unless_fail_fast() {
+    let results = temp("diverge");
+    let study = results.with_extension("ron");
+    let adamw =
+        |lr: &str| format!("AdamW(lr: {lr}, betas: (0.9, 0.999), eps: 1e-8, weight_decay: 0.0)");
+    let sweep = format!(
+        r#"Conditions([
+            (name: "boom", set: {{"optimizer": {}}}),
+            (name: "ok", set: {{"optimizer": {}}}),
+        ]),"#,
+        adamw("1e10"),
+        adamw("0.006")
+    );
+    std::fs::write(&study, common::tiny_with_sweep(&sweep)).unwrap();
+    let (s, r) = (study.to_str().unwrap(), results.to_str().unwrap());
+    let fast = rankprobe(&["sweep", s, "--results", r, "--fail-fast"]);
+    assert_eq!(fast.status.code(), Some(1), "{}", text(&fast));
+    assert!(
+        text(&fast).contains("1 runs not started (--fail-fast)"),
+        "{}",
+        text(&fast)
+    );
+    let boom = manifest(&results, "tiny", "boom");
+    assert_eq!(boom.status, RunStatus::Diverged);
+    assert!(boom.error.unwrap().contains("loss became"));
+    let all = rankprobe(&["sweep", s, "--results", r]);
+    assert_eq!(all.status.code(), Some(1), "{}", text(&all));
+    assert!(
+        text(&all).contains("runs that did not finish: boom"),
+        "{}",
+        text(&all)
+    );
+    assert_eq!(manifest(&results, "tiny", "ok").status, RunStatus::Done);
+    std::fs::remove_dir_all(&results).unwrap();
+    std::fs::remove_file(&study).unwrap();
+}
