@@ -55,6 +55,41 @@ enum Command {
         #[arg(long)]
         shard: Option<Shard>,
     },
+    /// Train one run of a study, by matrix index (default: $SLURM_ARRAY_TASK_ID or
+    /// $JOB_COMPLETION_INDEX), for job arrays.
+    Run {
+        /// Study file (.ron).
+        file: PathBuf,
+        /// The run's matrix index (see `plan` or `missing`).
+        #[arg(long)]
+        index: Option<usize>,
+        /// Results root directory.
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+        /// Retrain the run if it is done already.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print an sbatch job-array script that trains every run of a study on a cluster.
+    Slurm {
+        /// Study file (.ron).
+        file: PathBuf,
+        /// Results root directory (on a filesystem every node sees).
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+        /// At most this many tasks at once.
+        #[arg(long, default_value_t = 8)]
+        max_parallel: usize,
+        /// GPUs per task.
+        #[arg(long, default_value_t = 1)]
+        gpus: usize,
+        /// Time limit per task.
+        #[arg(long, default_value = "24:00:00")]
+        time: String,
+        /// Slurm partition.
+        #[arg(long)]
+        partition: Option<String>,
+    },
     /// List the runs of a study that are not done, with their matrix indices.
     Missing {
         /// Study file (.ron).
@@ -109,9 +144,33 @@ fn main() -> ExitCode {
                 force: *force,
                 fail_fast: *fail_fast,
                 shard: *shard,
+                index: None,
             },
         ),
         Command::Missing { file, results } => commands::missing::missing(file, results),
+        Command::Run {
+            file,
+            index,
+            results,
+            force,
+        } => commands::run::run(file, *index, results, *force),
+        Command::Slurm {
+            file,
+            results,
+            max_parallel,
+            gpus,
+            time,
+            partition,
+        } => commands::slurm::slurm(
+            file,
+            &commands::slurm::SlurmOptions {
+                results: results.clone(),
+                max_parallel: *max_parallel,
+                gpus_per_task: *gpus,
+                time: time.clone(),
+                partition: partition.clone(),
+            },
+        ),
         Command::Validate { files } => commands::validate::validate(files),
         Command::Report { study_dir } => commands::report::report(study_dir),
         Command::Bench { files, steps, run } => {

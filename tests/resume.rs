@@ -167,3 +167,45 @@ fn a_diverging_run_is_marked_and_the_sweep_goes_on_unless_fail_fast() {
     std::fs::remove_dir_all(&results).unwrap();
     std::fs::remove_file(&study).unwrap();
 }
+
+#[test]
+fn run_takes_its_index_from_the_job_array_and_slurm_writes_the_array() {
+    let results = temp("array");
+    let r = results.to_str().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_rankprobe"))
+        .args(["run", TINY, "--results", r])
+        .env("SLURM_ARRAY_TASK_ID", "3")
+        .current_dir(common::root())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(manifest(&results, "tiny", "B2").status, RunStatus::Done);
+    let by_flag = rankprobe(&["run", TINY, "--results", r, "--index", "3"]);
+    assert!(text(&by_flag).contains("keeping B2"), "{}", text(&by_flag));
+    let no_index = Command::new(env!("CARGO_BIN_EXE_rankprobe"))
+        .args(["run", TINY, "--results", r])
+        .env_remove("SLURM_ARRAY_TASK_ID")
+        .env_remove("JOB_COMPLETION_INDEX")
+        .current_dir(common::root())
+        .output()
+        .unwrap();
+    assert_eq!(no_index.status.code(), Some(2));
+    assert_eq!(
+        rankprobe(&["run", TINY, "--results", r, "--index", "4"])
+            .status
+            .code(),
+        Some(2)
+    );
+    let script = rankprobe(&["slurm", TINY, "--results", r, "--max-parallel", "2"]);
+    let script = String::from_utf8_lossy(&script.stdout).into_owned();
+    assert!(script.starts_with("#!/bin/bash\n"), "{script}");
+    for line in [
+        "#SBATCH --array=0-3%2",
+        "#SBATCH --gpus-per-task=1",
+        "#SBATCH --requeue",
+        &format!("rankprobe run {TINY} --results {r}"),
+    ] {
+        assert!(script.contains(line), "{line} not in\n{script}");
+    }
+    std::fs::remove_dir_all(&results).unwrap();
+}

@@ -6,6 +6,8 @@ pub mod plan;
 pub mod progress;
 pub mod recorder;
 pub mod report;
+pub mod run;
+pub mod slurm;
 pub mod sweep;
 pub mod validate;
 

@@ -36,6 +36,8 @@ pub struct SweepOptions {
     pub fail_fast: bool,
     /// Only the runs of this shard (`index % count == shard index`).
     pub shard: Option<Shard>,
+    /// Only the run with this matrix index (`run --index`).
+    pub index: Option<usize>,
 }
 
 /// Shard `index` of `count` (`--shard 1/3`): the runs whose matrix index modulo `count`
@@ -72,6 +74,16 @@ pub fn sweep(file: &Path, options: &SweepOptions) -> Result<(), Failure> {
     let mut runs = select_runs(&plan, &options.only)?;
     if let Some(shard) = options.shard {
         runs.retain(|run| run.index % shard.count == shard.index);
+    }
+    if let Some(index) = options.index {
+        if index >= plan.runs.len() {
+            return Err(Failure::BadInput(format!(
+                "run index {index} is out of range: study {} has runs 0 to {}",
+                plan.study,
+                plan.runs.len() - 1
+            )));
+        }
+        runs.retain(|run| run.index == index);
     }
     let dir = study_dir(&options.results, &plan.study);
     // Resume: a run whose manifest says done for the same run id is kept as it is.
