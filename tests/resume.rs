@@ -209,3 +209,33 @@ fn run_takes_its_index_from_the_job_array_and_slurm_writes_the_array() {
     }
     std::fs::remove_dir_all(&results).unwrap();
 }
+
+#[test]
+fn two_concurrent_sweeps_train_every_run_exactly_once() {
+    let results = temp("concurrent");
+    let r = results.to_str().unwrap();
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_rankprobe"))
+            .args(["sweep", TINY, "--results", r, "--only", "B1", "B2"])
+            .current_dir(common::root())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(
+        a.status.success() && b.status.success(),
+        "{}\n{}",
+        text(&a),
+        text(&b)
+    );
+    let both = text(&a) + &text(&b);
+    for label in ["B1", "B2"] {
+        let trained = both.matches(&format!("[{label}] training")).count();
+        assert_eq!(trained, 1, "{label} trained {trained} times:\n{both}");
+        assert_eq!(manifest(&results, "tiny", label).status, RunStatus::Done);
+    }
+    std::fs::remove_dir_all(&results).unwrap();
+}

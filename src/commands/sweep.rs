@@ -12,6 +12,7 @@ use crate::plan::cost::steps_and_tokens;
 use crate::plan::{Plan, PlannedRun};
 use crate::spec::suggest::help_for;
 use crate::spec::{ron_options, Device};
+use crate::store::lock::try_lock;
 use crate::store::manifest::{git_state, now, versions, DataSummary, Manifest, RunStatus};
 use crate::store::{recorded_status, run_dir_name, study_dir, write_atomic};
 use crate::train::run::check_trainable;
@@ -104,7 +105,30 @@ pub fn sweep(file: &Path, options: &SweepOptions) -> Result<(), Failure> {
     write(&dir.join("study.ron"), &source)?;
     let mut progress = Progress::new(runs.len());
     let mut results = Vec::new();
+    let mut elsewhere = Vec::new();
     for run in &runs {
+        let run_dir = dir.join(run_dir_name(run));
+        create_dir(&run_dir)?;
+        let _lock = match try_lock(&run_dir).map_err(|e| store_failure(&run_dir, e))? {
+            Ok(lock) => lock,
+            Err(holder) => {
+                progress.println(&format!(
+                    "skipping {}: process {} on {} is training it",
+                    run.label, holder.pid, holder.host
+                ));
+                elsewhere.push(run.label.clone());
+                continue;
+            }
+        };
+        // Another sweep may have finished it since this one started.
+        if !options.force && recorded_status(&dir, run) == Some(RunStatus::Done) {
+            progress.println(&format!(
+                "keeping {} (finished by another sweep)",
+                run.label
+            ));
+            elsewhere.push(run.label.clone());
+            continue;
+        }
         let dataset = &datasets[&data_key(run)];
         let (status, summary) = train_one(&plan, run, dataset, &dir, device, &mut progress)?;
         results.push((run.label.clone(), status, summary));
@@ -139,7 +163,7 @@ pub fn sweep(file: &Path, options: &SweepOptions) -> Result<(), Failure> {
         started.elapsed().as_secs_f64(),
         runs.len()
     );
-    let unfinished = runs.len() - results.len();
+    let unfinished = runs.len() - results.len() - elsewhere.len();
     if unfinished > 0 {
         println!("{unfinished} runs not started (--fail-fast)");
     }

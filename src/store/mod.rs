@@ -5,6 +5,7 @@
 //! run as a column). A changed config changes the id, so old results stay beside new ones.
 
 pub mod frame;
+pub mod lock;
 pub mod manifest;
 pub mod metrics;
 pub mod probes;
