@@ -5,6 +5,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use polars::prelude::{ParquetReader, SerReader};
 use rankprobe::store::manifest::{Manifest, RunStatus};
 
 fn rankprobe(args: &[&str]) -> Output {
@@ -149,7 +150,7 @@ fn a_diverging_run_is_marked_and_the_sweep_goes_on_unless_fail_fast() {
     let fast = rankprobe(&["sweep", s, "--results", r, "--fail-fast"]);
     assert_eq!(fast.status.code(), Some(1), "{}", text(&fast));
     assert!(
-        text(&fast).contains("1 runs not started (--fail-fast)"),
+        text(&fast).contains("1 runs not started"),
         "{}",
         text(&fast)
     );
@@ -238,4 +239,71 @@ fn two_concurrent_sweeps_train_every_run_exactly_once() {
         assert_eq!(manifest(&results, "tiny", label).status, RunStatus::Done);
     }
     std::fs::remove_dir_all(&results).unwrap();
+}
+
+#[test]
+fn sigterm_stops_after_the_current_step_and_marks_the_run_interrupted() {
+    let results = temp("sigterm");
+    let study = results.with_extension("ron");
+    let text_of_study = common::tiny_text().replace("tokens: 20_480,", "tokens: 409_600,");
+    std::fs::write(&study, text_of_study).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_rankprobe"))
+        .args([
+            "sweep",
+            study.to_str().unwrap(),
+            "--results",
+            results.to_str().unwrap(),
+            "--only",
+            "B1",
+            "B2",
+        ])
+        .current_dir(common::root())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until B1 trains, then ask it to stop.
+    let metrics = results.join("tiny");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !std::fs::read_dir(&metrics)
+        .map(|d| {
+            d.flatten()
+                .any(|e| e.path().join("metrics.parquet").exists())
+        })
+        .unwrap_or(false)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "training never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let b1 = manifest(&results, "tiny", "B1");
+    assert_eq!(b1.status, RunStatus::Interrupted, "{}", text(&output));
+    assert!(
+        text(&output).contains("1 runs not started"),
+        "{}",
+        text(&output)
+    );
+    // What it wrote before stopping is intact.
+    let dir = metrics.join(format!("run=B1-{}", b1.run_id));
+    let frame = ParquetReader::new(std::fs::File::open(dir.join("metrics.parquet")).unwrap());
+    assert!(frame.finish().unwrap().height() > 0);
+    // Running the sweep again trains the interrupted run.
+    let missing = rankprobe(&[
+        "missing",
+        study.to_str().unwrap(),
+        "--results",
+        results.to_str().unwrap(),
+    ]);
+    assert!(text(&missing).contains("interrupted"), "{}", text(&missing));
+    std::fs::remove_dir_all(&results).unwrap();
+    std::fs::remove_file(&study).unwrap();
 }

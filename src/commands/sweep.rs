@@ -70,6 +70,7 @@ impl std::str::FromStr for Shard {
 
 pub fn sweep(file: &Path, options: &SweepOptions) -> Result<(), Failure> {
     let started = Instant::now();
+    install_interrupt_handler();
     let plan = load_plan(file)?;
     let device = resolve_device(options.device.unwrap_or(plan.execution.device))?;
     let mut runs = select_runs(&plan, &options.only)?;
@@ -132,6 +133,10 @@ pub fn sweep(file: &Path, options: &SweepOptions) -> Result<(), Failure> {
         let dataset = &datasets[&data_key(run)];
         let (status, summary) = train_one(&plan, run, dataset, &dir, device, &mut progress)?;
         results.push((run.label.clone(), status, summary));
+        if status == RunStatus::Interrupted {
+            progress.println("interrupted: stopping the sweep (run it again to continue)");
+            break;
+        }
         if options.fail_fast && status != RunStatus::Done {
             progress.println(&format!("--fail-fast: stopping after {}", run.label));
             break;
@@ -165,7 +170,7 @@ pub fn sweep(file: &Path, options: &SweepOptions) -> Result<(), Failure> {
     );
     let unfinished = runs.len() - results.len() - elsewhere.len();
     if unfinished > 0 {
-        println!("{unfinished} runs not started (--fail-fast)");
+        println!("{unfinished} runs not started");
     }
     let failed: Vec<&str> = results
         .iter()
@@ -180,6 +185,22 @@ pub fn sweep(file: &Path, options: &SweepOptions) -> Result<(), Failure> {
             failed.join(", ")
         )))
     }
+}
+
+/// Ctrl-C or SIGTERM: the run in progress stops after its current step, writes what it
+/// has and is marked interrupted. A second one exits at once; every file is written
+/// atomically, so none is left half-written.
+fn install_interrupt_handler() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static SEEN: AtomicBool = AtomicBool::new(false);
+    let _ = ctrlc::set_handler(|| {
+        if SEEN.swap(true, Ordering::SeqCst) {
+            eprintln!("second interrupt: exiting now");
+            std::process::exit(130);
+        }
+        eprintln!("interrupt: stopping after the current step (again to exit at once)");
+        crate::train::interrupt::request_stop();
+    });
 }
 
 /// The device runs will use. This build trains on the CPU only.
@@ -339,6 +360,13 @@ fn train_one(
             (
                 RunStatus::Diverged,
                 format!("diverged at step {step} (loss {loss})"),
+            )
+        }
+        Ok(Ok(Outcome::Interrupted { step })) => {
+            manifest.error = Some(format!("interrupted after step {step}"));
+            (
+                RunStatus::Interrupted,
+                format!("interrupted after step {step}"),
             )
         }
         Ok(Err(err)) => {

@@ -17,6 +17,8 @@ pub enum RunStatus {
     Done,
     Failed,
     Diverged,
+    /// Stopped by Ctrl-C or SIGTERM; a later sweep trains it again.
+    Interrupted,
 }
 
 /// The source tree a binary ran from.

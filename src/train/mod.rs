@@ -1,6 +1,7 @@
 //! Training one run: model, optimizer, schedule, loss, evaluation; observations go to a
 //! `TrainObserver` (the store and the progress display live downstream).
 
+pub mod interrupt;
 pub mod observer;
 pub mod run;
 pub mod schedule;

@@ -32,6 +32,8 @@ pub enum Outcome {
     },
     /// The loss became NaN or infinite at `step`.
     Diverged { step: u64, loss: f64 },
+    /// Stopped on request (Ctrl-C, SIGTERM) after `step` steps.
+    Interrupted { step: u64 },
 }
 
 /// Why a run could not train.
@@ -212,6 +214,9 @@ fn train_shape<
         }
         if step == steps {
             break;
+        }
+        if super::interrupt::stop_requested() {
+            return Ok(Outcome::Interrupted { step });
         }
         let step_started = Instant::now();
         let multiplier = lr_multiplier(
