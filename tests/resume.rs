@@ -307,3 +307,52 @@ fn sigterm_stops_after_the_current_step_and_marks_the_run_interrupted() {
     std::fs::remove_dir_all(&results).unwrap();
     std::fs::remove_file(&study).unwrap();
 }
+
+#[test]
+fn three_shards_of_a_six_run_study_cover_it_once_and_report_merges_them() {
+    let results = temp("six");
+    let study = results.with_extension("ron");
+    let adamw = "AdamW(lr: 0.006, betas: (0.9, 0.999), eps: 1e-8, weight_decay: 0.2)";
+    let sweep = format!(
+        r#"Conditions([
+            (name: "qk", set: {{"optimizer": {adamw}}}),
+            (name: "noqk", set: {{"optimizer": {adamw}, "model.qk_norm": None}}),
+        ]),
+        Seeds([1, 2, 3]),"#
+    );
+    std::fs::write(&study, common::tiny_with_sweep(&sweep)).unwrap();
+    let (s, r) = (study.to_str().unwrap(), results.to_str().unwrap());
+    let mut trained = Vec::new();
+    for shard in ["0/3", "1/3", "2/3"] {
+        let output = rankprobe(&["sweep", s, "--results", r, "--shard", shard]);
+        assert!(output.status.success(), "{}", text(&output));
+        let out = text(&output);
+        trained.extend(out.lines().filter_map(|l| {
+            l.strip_prefix('[')?
+                .split_once("] training")
+                .map(|(label, _)| label.to_owned())
+        }));
+    }
+    trained.sort();
+    assert_eq!(
+        trained,
+        ["noqk_s1", "noqk_s2", "noqk_s3", "qk_s1", "qk_s2", "qk_s3"]
+    );
+    let missing = rankprobe(&["missing", s, "--results", r]);
+    assert!(
+        text(&missing).contains("all 6 runs of tiny are done"),
+        "{}",
+        text(&missing)
+    );
+    let report = rankprobe(&["report", &format!("{r}/tiny")]);
+    let out = text(&report);
+    for label in ["qk_s1", "qk_s2", "qk_s3", "noqk_s1", "noqk_s2", "noqk_s3"] {
+        assert!(
+            out.contains(&format!("| {label} | done |")),
+            "{label} missing from\n{out}"
+        );
+    }
+    assert!(!out.contains("Not complete"), "{out}");
+    std::fs::remove_dir_all(&results).unwrap();
+    std::fs::remove_file(&study).unwrap();
+}
