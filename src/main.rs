@@ -110,6 +110,11 @@ enum Command {
         #[arg(long)]
         run: Option<String>,
     },
+    /// Time one Muon update per matrix shape of a study's first Muon run, on the CPU.
+    MuonBench {
+        /// Study file (.ron).
+        file: PathBuf,
+    },
     /// Write and print the comparison tables of a study's results (results/<study>).
     Report {
         /// The study's results directory, e.g. results/quickstart.
@@ -173,6 +178,7 @@ fn main() -> ExitCode {
         ),
         Command::Validate { files } => commands::validate::validate(files),
         Command::Report { study_dir } => commands::report::report(study_dir),
+        Command::MuonBench { file } => commands::bench::muon_bench(file),
         Command::Bench { files, steps, run } => {
             commands::bench::bench(files, *steps, run.as_deref())
         }

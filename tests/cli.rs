@@ -211,3 +211,16 @@ fn a_shape_not_compiled_in_is_refused_before_any_work() {
     );
     std::fs::remove_file(&study).unwrap();
 }
+
+#[test]
+fn muon_bench_times_every_matrix_shape_of_the_study() {
+    let output = rankprobe(&["muon-bench", TINY]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    for shape in ["128 x 512", "384 x 128", "512 x 128"] {
+        assert!(text.contains(shape), "{shape} missing from\n{text}");
+    }
+    assert!(text.contains("per optimizer step:"), "{text}");
+    let adamw_only = rankprobe(&["muon-bench", "experiments/cpu_20m.ron"]);
+    assert_eq!(adamw_only.status.code(), Some(2));
+}

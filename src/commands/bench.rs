@@ -102,3 +102,82 @@ pub fn bench(files: &[PathBuf], steps: u64, label: Option<&str>) -> Result<(), F
     print!("{}", table.render());
     Ok(())
 }
+
+/// `rankprobe muon-bench FILE`: CPU time of one Muon update (momentum, Newton-Schulz,
+/// scaling) for each matrix shape of the study's first Muon run, and per optimizer step.
+pub fn muon_bench(file: &std::path::Path) -> Result<(), Failure> {
+    use crate::optim::muon::{matrix_update, Muon};
+    use crate::spec::run_config::{OptimizerConfig, Precision};
+    let plan = load_plan(file)?;
+    let Some((run, muon)) = plan.runs.iter().find_map(|r| match &r.config.optimizer {
+        OptimizerConfig::Muon(m) => Some((r, m.clone())),
+        OptimizerConfig::AdamW(_) => None,
+    }) else {
+        return Err(Failure::BadInput(format!(
+            "{} has no Muon run",
+            file.display()
+        )));
+    };
+    let model = &run.config.model;
+    let matrices = Muon::matrices(
+        &muon,
+        model.activation,
+        model.d_model,
+        model.n_kv_heads * model.head_dim,
+        model.d_ff,
+        model.n_layers,
+    );
+    let mut shapes: Vec<(usize, usize)> = matrices.iter().map(|m| (m.rows, m.cols)).collect();
+    shapes.sort_unstable();
+    shapes.dedup();
+    let dev = Cpu::seed_from_u64(0);
+    let mut table = TextTable::new(
+        ["matrix", "per step", "f32 ms", "bf16 ms", "matmul GFLOP/s"]
+            .map(String::from)
+            .to_vec(),
+    );
+    let mut total = [0.0f64; 2];
+    for (rows, cols) in shapes {
+        let count = matrices
+            .iter()
+            .filter(|m| (m.rows, m.cols) == (rows, cols))
+            .count();
+        let grad: Tensor<(usize, usize), f32, _> = dev.sample_normal_like(&(rows, cols));
+        let grad = grad.as_vec();
+        let mut times = [0.0f64; 2];
+        for (slot, precision) in [Precision::F32, Precision::Bf16].into_iter().enumerate() {
+            let config = crate::spec::run_config::MuonConfig {
+                precision,
+                ..muon.clone()
+            };
+            let mut buf = vec![0.0f32; grad.len()];
+            let mut best = f64::INFINITY;
+            for _ in 0..3 {
+                let started = Instant::now();
+                std::hint::black_box(matrix_update(&config, &dev, &mut buf, &grad, rows, cols));
+                best = best.min(started.elapsed().as_secs_f64());
+            }
+            times[slot] = best;
+            total[slot] += best * count as f64;
+        }
+        let (small, large) = (rows.min(cols), rows.max(cols));
+        table.push(vec![
+            format!("{rows} x {cols}"),
+            count.to_string(),
+            format!("{:.1}", times[0] * 1e3),
+            format!("{:.1}", times[1] * 1e3),
+            format!("{:.1}", matmul_flops(small, large, small) / 1e9),
+        ]);
+    }
+    println!(
+        "Muon updates of {} run {} on the CPU (best of 3)\n",
+        plan.study, run.label
+    );
+    print!("{}", table.render());
+    println!(
+        "\nper optimizer step: {:.1} ms (f32), {:.1} ms (bf16 emulated)",
+        total[0] * 1e3,
+        total[1] * 1e3
+    );
+    Ok(())
+}
