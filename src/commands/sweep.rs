@@ -131,7 +131,7 @@ pub fn sweep(file: &Path, options: &SweepOptions) -> Result<(), Failure> {
             continue;
         }
         let dataset = &datasets[&data_key(run)];
-        let (status, summary) = train_one(&plan, run, dataset, &dir, device, &mut progress)?;
+        let (status, summary) = train_one(&plan, run, dataset, &run_dir, device, &mut progress)?;
         results.push((run.label.clone(), status, summary));
         if status == RunStatus::Interrupted {
             progress.println("interrupted: stopping the sweep (run it again to continue)");
@@ -281,18 +281,16 @@ fn prepare_datasets(runs: &[PlannedRun]) -> Result<HashMap<String, Dataset>, Fai
     }
 }
 
-/// Trains one run into its directory. A failure or divergence of the run is recorded
+/// Trains one run into its (locked) directory. A failure or divergence of the run is recorded
 /// and reported; only a results store that cannot be written stops the sweep.
 fn train_one(
     plan: &Plan,
     run: &PlannedRun,
     dataset: &Dataset,
-    study_dir: &Path,
+    run_dir: &Path,
     device: Device,
     progress: &mut Progress,
 ) -> Result<(RunStatus, String), Failure> {
-    let run_dir = study_dir.join(run_dir_name(run));
-    create_dir(&run_dir)?;
     write(
         &run_dir.join("run.ron"),
         resolved_run_ron(plan, run).as_bytes(),
@@ -329,11 +327,11 @@ fn train_one(
         probe_share: None,
     };
     manifest
-        .write(&run_dir)
-        .map_err(|e| store_failure(&run_dir, e))?;
+        .write(run_dir)
+        .map_err(|e| store_failure(run_dir, e))?;
     let (_, tokens) = steps_and_tokens(&run.config);
     progress.start_run(&run.label, tokens);
-    let mut recorder = RunRecorder::new(format!("{}-{}", run.label, run.id), &run_dir, progress);
+    let mut recorder = RunRecorder::new(format!("{}-{}", run.label, run.id), run_dir, progress);
     let result = catch_unwind(AssertUnwindSafe(|| {
         train_run(&run.config, dataset, &mut recorder)
     }));
@@ -387,9 +385,9 @@ fn train_one(
     manifest.ended_at = Some(now());
     manifest.wall_seconds = Some(started.elapsed().as_secs_f64());
     manifest
-        .write(&run_dir)
-        .map_err(|e| store_failure(&run_dir, e))?;
-    saved.map_err(|e| store_failure(&run_dir, e))?;
+        .write(run_dir)
+        .map_err(|e| store_failure(run_dir, e))?;
+    saved.map_err(|e| store_failure(run_dir, e))?;
     let summary = format!("{summary}, {:.1} s", started.elapsed().as_secs_f64());
     progress.finish_run(&summary);
     Ok((status, summary))

@@ -154,10 +154,10 @@ pub fn write_plots(
     written.push(name);
 
     for (i, run) in runs.iter().enumerate() {
-        let Some(&last) = run.probe_tokens().last() else {
+        let Some(last) = run.last_probe() else {
             continue;
         };
-        let layers = run.layers_at(last);
+        let layers = run.final_layers();
         let name = format!("layers_{}.png", run.label);
         let path = dir.join(&name);
         let root = BitMapBackend::new(&path, (900, 560)).into_drawing_area();

@@ -186,9 +186,12 @@ pub fn build_report(study_dir: &Path, settings: &ReportSettings) -> Result<Repor
         ]
         .map(String::from),
     );
+    // Each run's layer values at its last probe, shown by two tables.
+    let finals: Vec<Vec<f64>> = runs.iter().map(RunResults::final_layers).collect();
     let rows: Vec<Vec<String>> = runs
         .iter()
-        .map(|run| {
+        .zip(&finals)
+        .map(|(run, final_layers)| {
             let mut row = vec![
                 run.label.clone(),
                 format!("{:?}", run.status).to_lowercase(),
@@ -197,11 +200,6 @@ pub fn build_report(study_dir: &Path, settings: &ReportSettings) -> Result<Repor
                 row.push(fmt(run.val_loss.get(p).copied(), 4));
                 row.push(fmt(run.model_at(*p), 2));
             }
-            let final_layers = run
-                .probe_tokens()
-                .last()
-                .map(|t| run.layers_at(*t))
-                .unwrap_or_default();
             let min = final_layers.iter().copied().reduce(f64::min);
             let max = final_layers.iter().copied().reduce(f64::max);
             let mean = (!final_layers.is_empty())
@@ -222,22 +220,9 @@ pub fn build_report(study_dir: &Path, settings: &ReportSettings) -> Result<Repor
     csv.push(("comparison.csv".to_owned(), text));
 
     // Layer-wise PR at each run's last probe.
-    let n_layers = runs
-        .iter()
-        .map(|r| r.probe_tokens().last().map_or(0, |t| r.layers_at(*t).len()))
-        .max()
-        .unwrap_or(0);
+    let n_layers = finals.iter().map(Vec::len).max().unwrap_or(0);
     let header: Vec<String> = std::iter::once("layer".to_owned())
         .chain(runs.iter().map(|r| r.label.clone()))
-        .collect();
-    let finals: Vec<Vec<f64>> = runs
-        .iter()
-        .map(|r| {
-            r.probe_tokens()
-                .last()
-                .map(|t| r.layers_at(*t))
-                .unwrap_or_default()
-        })
         .collect();
     let rows: Vec<Vec<String>> = (0..n_layers)
         .map(|layer| {
