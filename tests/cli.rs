@@ -3,21 +3,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
+
+use common::{rankprobe, TINY};
 
 use rankprobe::plan::run_id::run_id;
 use rankprobe::spec::{ron_options, RunConfig};
-
-/// A 4-way study with the quickstart model shape and a 20K-token budget.
-const TINY: &str = "tests/studies/tiny.ron";
-
-fn rankprobe(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rankprobe"))
-        .args(args)
-        .current_dir(common::root())
-        .output()
-        .unwrap()
-}
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()

@@ -5,16 +5,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::{rankprobe, TINY};
 use polars::prelude::{ParquetReader, SerReader};
 use rankprobe::store::manifest::{Manifest, RunStatus};
-
-fn rankprobe(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rankprobe"))
-        .args(args)
-        .current_dir(common::root())
-        .output()
-        .unwrap()
-}
 
 fn text(output: &Output) -> String {
     format!(
@@ -31,20 +24,8 @@ fn temp(name: &str) -> PathBuf {
 }
 
 fn manifest(results: &Path, study: &str, label: &str) -> Manifest {
-    let dir = std::fs::read_dir(results.join(study))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with(&format!("run={label}-"))
-        })
-        .unwrap();
-    Manifest::read(&dir).unwrap()
+    Manifest::read(&common::run_dir(&results.join(study), label)).unwrap()
 }
-
-const TINY: &str = "tests/studies/tiny.ron";
 
 #[test]
 fn resume_keeps_done_runs_force_retrains_and_missing_lists_the_rest() {

@@ -9,7 +9,7 @@ use std::process::Command;
 use polars::prelude::*;
 use rankprobe::store::manifest::{Manifest, RunStatus};
 
-const TINY: &str = "tests/studies/tiny.ron";
+use common::TINY;
 
 fn sweep_tiny(name: &str, only: &[&str]) -> PathBuf {
     let results =
@@ -38,16 +38,7 @@ fn sweep_tiny(name: &str, only: &[&str]) -> PathBuf {
 }
 
 fn run_dir(results: &Path, label: &str) -> PathBuf {
-    std::fs::read_dir(results.join("tiny"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with(&format!("run={label}-"))
-        })
-        .unwrap_or_else(|| panic!("no run directory for {label}"))
+    common::run_dir(&results.join("tiny"), label)
 }
 
 fn read_metrics(dir: &Path) -> DataFrame {

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 use rankprobe::plan::{build_plan, Plan};
 use rankprobe::spec::source::SourceText;
@@ -43,4 +44,30 @@ pub fn ron_files(dir: &Path) -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
+}
+
+/// A 4-way study with the quickstart model shape and a 20K-token budget.
+pub const TINY: &str = "tests/studies/tiny.ron";
+
+/// Runs the rankprobe binary from the repository root.
+pub fn rankprobe(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rankprobe"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .unwrap()
+}
+
+/// `run=<label>-<id>` under a study's results directory.
+pub fn run_dir(study_dir: &Path, label: &str) -> PathBuf {
+    std::fs::read_dir(study_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&format!("run={label}-"))
+        })
+        .unwrap_or_else(|| panic!("no run directory for {label} in {}", study_dir.display()))
 }
