@@ -28,6 +28,20 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     result
 }
 
+/// Removes the temporary files a killed writer left in `dir` (`.NAME.tmp-PID`). Call it
+/// only while holding the directory's lock, when no other process writes there.
+pub fn remove_stale_temps(dir: &Path) -> io::Result<Vec<String>> {
+    let mut removed = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && name.contains(".tmp-") {
+            fs::remove_file(dir.join(&name))?;
+            removed.push(name);
+        }
+    }
+    Ok(removed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -45,6 +59,10 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("x.ron")]);
+        // A writer killed mid-write leaves its temporary file; the next owner removes it.
+        fs::write(dir.join(".x.ron.tmp-99999"), b"half").unwrap();
+        assert_eq!(remove_stale_temps(&dir).unwrap(), vec![".x.ron.tmp-99999"]);
+        assert_eq!(fs::read_to_string(&path).unwrap(), "second");
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -54,6 +54,9 @@ enum Command {
         /// Only shard INDEX/COUNT of the matrix (runs with index % COUNT == INDEX).
         #[arg(long)]
         shard: Option<Shard>,
+        /// Allow a token budget larger than the training split (repeated data).
+        #[arg(long)]
+        allow_repeat: bool,
     },
     /// Train one run of a study, by matrix index (default: $SLURM_ARRAY_TASK_ID or
     /// $JOB_COMPLETION_INDEX), for job arrays.
@@ -69,6 +72,9 @@ enum Command {
         /// Retrain the run if it is done already.
         #[arg(long)]
         force: bool,
+        /// Allow a token budget larger than the training split (repeated data).
+        #[arg(long)]
+        allow_repeat: bool,
     },
     /// Print an sbatch job-array script that trains every run of a study on a cluster.
     Slurm {
@@ -140,6 +146,7 @@ fn main() -> ExitCode {
             force,
             fail_fast,
             shard,
+            allow_repeat,
         } => commands::sweep::sweep(
             file,
             &SweepOptions {
@@ -150,6 +157,7 @@ fn main() -> ExitCode {
                 fail_fast: *fail_fast,
                 shard: *shard,
                 index: None,
+                allow_repeat: *allow_repeat,
             },
         ),
         Command::Missing { file, results } => commands::missing::missing(file, results),
@@ -158,7 +166,8 @@ fn main() -> ExitCode {
             index,
             results,
             force,
-        } => commands::run::run(file, *index, results, *force),
+            allow_repeat,
+        } => commands::run::run(file, *index, results, *force, *allow_repeat),
         Command::Slurm {
             file,
             results,

@@ -53,6 +53,7 @@ fn write_run(
         final_val_loss: None,
         probe_seconds: None,
         probe_share: None,
+        resumed_from_step: None,
     };
     manifest.write(&dir).unwrap();
     let points = [0u64, 1000, 2000, 3000];

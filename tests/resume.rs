@@ -3,19 +3,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-use common::{rankprobe, TINY};
+use common::{rankprobe, text, TINY};
 use polars::prelude::{ParquetReader, SerReader};
 use rankprobe::store::manifest::{Manifest, RunStatus};
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
 
 fn temp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("rankprobe-resume-{name}-{}", std::process::id()));
@@ -138,10 +130,17 @@ fn a_diverging_run_is_marked_and_the_sweep_goes_on_unless_fail_fast() {
     let boom = manifest(&results, "tiny", "boom");
     assert_eq!(boom.status, RunStatus::Diverged);
     assert!(boom.error.unwrap().contains("loss became"));
+    // A diverged run is finished: the next sweep keeps it (it would diverge again),
+    // trains the rest, and its exit code still says that not every run is done.
     let all = rankprobe(&["sweep", s, "--results", r]);
     assert_eq!(all.status.code(), Some(1), "{}", text(&all));
     assert!(
-        text(&all).contains("runs that did not finish: boom"),
+        text(&all).contains("keeping boom (diverged"),
+        "{}",
+        text(&all)
+    );
+    assert!(
+        text(&all).contains("runs that did not finish: boom (diverged)"),
         "{}",
         text(&all)
     );

@@ -11,7 +11,7 @@ use dfdx::prelude::*;
 use crate::data::prepare_dataset;
 use crate::plan::cost::{param_count, training_flops};
 use crate::text_table::{human_count, TextTable};
-use crate::train::{train_run, MetricRow, TrainObserver};
+use crate::train::{train_run, MetricRow, TrainObserver, TrainOptions};
 
 use super::{load_plan, Failure};
 
@@ -77,7 +77,7 @@ pub fn bench(files: &[PathBuf], steps: u64, label: Option<&str>) -> Result<(), F
         let dataset =
             prepare_dataset(&config.data).map_err(|e| Failure::BadInput(e.to_string()))?;
         let mut throughput = Throughput::default();
-        train_run(&config, &dataset, &mut throughput)
+        train_run(&config, &dataset, &mut throughput, TrainOptions::default())
             .map_err(|e| Failure::RunFailed(e.to_string()))?;
         let flops_per_token = training_flops(&config, 1).unwrap_or(f64::NAN);
         let train_flops = flops_per_token * throughput.tokens_per_s;

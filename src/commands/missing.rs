@@ -41,7 +41,7 @@ pub fn missing(file: &Path, results: &Path) -> Result<(), Failure> {
     let mut indices = Vec::new();
     for run in &plan.runs {
         let status = recorded_status(&dir, run);
-        if status != Some(RunStatus::Done) {
+        if !status.is_some_and(RunStatus::is_final) {
             let shown = status.map_or_else(
                 || "not started".to_owned(),
                 |s| format!("{s:?}").to_lowercase(),

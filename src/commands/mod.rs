@@ -2,7 +2,9 @@
 
 pub mod bench;
 pub mod missing;
+mod one_run;
 pub mod plan;
+mod preflight;
 pub mod progress;
 pub mod recorder;
 pub mod report;

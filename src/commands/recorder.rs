@@ -2,8 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
+use polars::prelude::{DataFrame, PolarsResult};
+
 use crate::probe::ProbeRow;
-use crate::store::metrics::{metrics_frame, write_parquet, METRICS_FILE};
+use crate::store::frame::{read_parquet, rows_through_step, write_parquet};
+use crate::store::metrics::{metrics_frame, METRICS_FILE};
 use crate::store::probes::{probes_frame, PROBES_FILE};
 use crate::train::{MetricRow, TrainObserver};
 
@@ -11,10 +14,12 @@ use super::progress::Progress;
 
 /// Collects a run's metrics and probes, rewrites its `metrics.parquet` and
 /// `probes.parquet` after every evaluation (so a crash loses at most the steps since),
-/// and moves the progress bar.
+/// and moves the progress bar. A resumed run's earlier rows come first, unchanged.
 pub struct RunRecorder<'a> {
     run: String,
     dir: PathBuf,
+    /// Rows of the sessions before a resume: (metrics, probes).
+    earlier: Option<(DataFrame, DataFrame)>,
     rows: Vec<MetricRow>,
     probes: Vec<ProbeRow>,
     progress: &'a mut Progress,
@@ -27,11 +32,28 @@ impl<'a> RunRecorder<'a> {
         RunRecorder {
             run,
             dir: run_dir.to_owned(),
+            earlier: None,
             rows: Vec::new(),
             probes: Vec::new(),
             progress,
             error: None,
         }
+    }
+
+    /// A line for the user, printed without breaking the progress display.
+    pub fn note(&mut self, text: &str) {
+        self.progress.println(text);
+    }
+
+    /// Continues a run resumed at `step`: keeps the rows its files hold up to that step
+    /// (later ones were recorded after the checkpoint and will be measured again).
+    pub fn resume_at(&mut self, step: u64) -> std::io::Result<()> {
+        let earlier = |name: &str| {
+            rows_through_step(&read_parquet(&self.dir.join(name))?, step)
+                .map_err(std::io::Error::other)
+        };
+        self.earlier = Some((earlier(METRICS_FILE)?, earlier(PROBES_FILE)?));
+        Ok(())
     }
 
     /// Writes all metrics and probes so far; returns the first error seen during the run, if any.
@@ -41,17 +63,28 @@ impl<'a> RunRecorder<'a> {
     }
 
     fn write(&mut self) {
-        let metrics = metrics_frame(&self.run, &self.rows)
-            .map_err(std::io::Error::other)
-            .and_then(|mut frame| write_parquet(&self.dir.join(METRICS_FILE), &mut frame));
-        let probes = probes_frame(&self.run, &self.probes)
-            .map_err(std::io::Error::other)
-            .and_then(|mut frame| write_parquet(&self.dir.join(PROBES_FILE), &mut frame));
-        for result in [metrics, probes] {
-            if let Err(err) = result {
-                self.error.get_or_insert(err);
-            }
+        if let Err(err) = self.try_write() {
+            self.error.get_or_insert(err);
         }
+    }
+
+    fn try_write(&self) -> std::io::Result<()> {
+        let (earlier_metrics, earlier_probes) = match &self.earlier {
+            Some((metrics, probes)) => (Some(metrics), Some(probes)),
+            None => (None, None),
+        };
+        let with_earlier = |frame: PolarsResult<DataFrame>, earlier: Option<&DataFrame>| {
+            let frame = frame?;
+            match earlier {
+                Some(earlier) => earlier.vstack(&frame),
+                None => Ok(frame),
+            }
+            .map_err(std::io::Error::other)
+        };
+        let mut metrics = with_earlier(metrics_frame(&self.run, &self.rows), earlier_metrics)?;
+        write_parquet(&self.dir.join(METRICS_FILE), &mut metrics)?;
+        let mut probes = with_earlier(probes_frame(&self.run, &self.probes), earlier_probes)?;
+        write_parquet(&self.dir.join(PROBES_FILE), &mut probes)
     }
 }
 
@@ -70,5 +103,9 @@ impl TrainObserver for RunRecorder<'_> {
 
     fn evaluated(&mut self) {
         self.write();
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.try_write()
     }
 }

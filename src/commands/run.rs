@@ -6,7 +6,13 @@ use super::sweep::{sweep, SweepOptions};
 use super::Failure;
 
 /// `run`: a sweep of the one run at `index` (or the scheduler's task index).
-pub fn run(file: &Path, index: Option<usize>, results: &Path, force: bool) -> Result<(), Failure> {
+pub fn run(
+    file: &Path,
+    index: Option<usize>,
+    results: &Path,
+    force: bool,
+    allow_repeat: bool,
+) -> Result<(), Failure> {
     let index = match index {
         Some(index) => index,
         None => super::slurm::index_from_environment()?.ok_or_else(|| {
@@ -26,6 +32,7 @@ pub fn run(file: &Path, index: Option<usize>, results: &Path, force: bool) -> Re
             fail_fast: false,
             shard: None,
             index: Some(index),
+            allow_repeat,
         },
     )
 }

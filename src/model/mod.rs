@@ -6,6 +6,7 @@ pub mod forward;
 pub mod init;
 pub mod params;
 pub mod shapes;
+pub mod snapshot;
 
 pub use arch::{Architecture, Capture, Taps};
 pub use forward::{cross_entropy, Constants, ModelTape};

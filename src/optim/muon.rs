@@ -104,6 +104,16 @@ impl Muon {
         }
     }
 
+    /// The momentum buffers, one per Muon matrix in `matrices` order (empty before the
+    /// first step), for checkpoints.
+    pub fn momentum_buffers(&self) -> &[Vec<f32>] {
+        &self.buffers
+    }
+
+    pub fn restore_momentum(&mut self, buffers: Vec<Vec<f32>>) {
+        self.buffers = buffers;
+    }
+
     /// The Muon matrices of a model: per layer the attention projections (merged as
     /// [Q; K; V; O^T] or separate) and the feed-forward matrices in use.
     pub fn matrices(

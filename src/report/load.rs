@@ -1,10 +1,11 @@
 //! Reading a study's results back: every run directory's manifest, metrics and probes.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use polars::prelude::{DataFrame, ParquetReader, SerReader};
+use polars::prelude::DataFrame;
+
+use crate::store::frame::read_parquet;
 
 use crate::store::manifest::{Manifest, RunStatus};
 use crate::store::metrics::METRICS_FILE;
@@ -21,6 +22,8 @@ pub struct RunResults {
     pub val_loss: BTreeMap<u64, f64>,
     /// Per (tokens, layer): the probe metric of each head at the report's site.
     pub heads: BTreeMap<(u64, u32), Vec<f64>>,
+    /// Result files that exist but cannot be read (damaged by a crash or a copy).
+    pub unreadable: Vec<String>,
 }
 
 impl RunResults {
@@ -76,10 +79,6 @@ pub fn run_dirs(study_dir: &Path) -> Vec<PathBuf> {
     dirs
 }
 
-fn read_parquet(path: &Path) -> Option<DataFrame> {
-    ParquetReader::new(File::open(path).ok()?).finish().ok()
-}
-
 fn strings(frame: &DataFrame, name: &str) -> Option<Vec<String>> {
     let column = frame.column(name).ok()?.str().ok()?.clone();
     Some(
@@ -114,8 +113,21 @@ pub fn load_run(dir: &Path, site: &str, metric: &str) -> Option<RunResults> {
         budget: manifest.config.schedule.tokens,
         val_loss: BTreeMap::new(),
         heads: BTreeMap::new(),
+        unreadable: Vec::new(),
     };
-    if let Some(frame) = read_parquet(&dir.join(METRICS_FILE)) {
+    let mut read = |name: &str| {
+        let path = dir.join(name);
+        match read_parquet(&path) {
+            Ok(frame) => Some(frame),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+            Err(err) => {
+                results.unreadable.push(format!("{name} ({err})"));
+                None
+            }
+        }
+    };
+    let (metrics_frame, probes_frame) = (read(METRICS_FILE), read(PROBES_FILE));
+    if let Some(frame) = metrics_frame {
         let (splits, metrics) = (strings(&frame, "split")?, strings(&frame, "metric")?);
         let (tokens, values) = (numbers(&frame, "tokens")?, numbers(&frame, "value")?);
         for i in 0..frame.height() {
@@ -124,7 +136,7 @@ pub fn load_run(dir: &Path, site: &str, metric: &str) -> Option<RunResults> {
             }
         }
     }
-    if let Some(frame) = read_parquet(&dir.join(PROBES_FILE)) {
+    if let Some(frame) = probes_frame {
         let (sites, metrics) = (strings(&frame, "site")?, strings(&frame, "metric")?);
         let (tokens, layers, values) = (
             numbers(&frame, "tokens")?,

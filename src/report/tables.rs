@@ -130,6 +130,9 @@ pub fn build_report(study_dir: &Path, settings: &ReportSettings) -> Result<Repor
         }
     }
     for run in &runs {
+        for file in &run.unreadable {
+            notes.push(format!("{}: cannot read {file}; left out", run.label));
+        }
         if run.status != RunStatus::Done {
             let status = format!("{:?}", run.status).to_lowercase();
             notes.push(format!("{}: {status}, shown as far as it got", run.label));

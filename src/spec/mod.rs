@@ -53,6 +53,26 @@ pub fn study_diagnostics(loaded: &LoadedStudy) -> Vec<Diagnostic> {
     for problem in check::check_run(&loaded.study.base) {
         diagnostics.push(base_problem(loaded, &problem));
     }
+    let execution = &loaded.study.execution;
+    if execution.checkpoint_every_tokens == Some(0) {
+        diagnostics.push(
+            Diagnostic::new("`execution.checkpoint_every_tokens` must be at least 1".to_owned())
+                .at(source.find_key_path(&["execution", "checkpoint_every_tokens"]))
+                .in_file(source.path())
+                .help("give a token count, or leave the field out for time-based checkpoints only"),
+        );
+    }
+    let minutes = execution.checkpoint_every_minutes;
+    if !(minutes.is_finite() && minutes >= 0.0) {
+        diagnostics.push(
+            Diagnostic::new(format!(
+                "`execution.checkpoint_every_minutes` must be a finite number >= 0, got {minutes}"
+            ))
+            .at(source.find_key_path(&["execution", "checkpoint_every_minutes"]))
+            .in_file(source.path())
+            .help("e.g. 10.0; 0 turns time-based checkpoints off"),
+        );
+    }
     diagnostics
 }
 

@@ -75,11 +75,32 @@ impl Default for ReportSpec {
 
 /// How and where runs execute. Not part of the run id: the same study on another
 /// machine keeps its run ids, so results can be resumed and merged across machines.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Execution {
     #[serde(default)]
     pub device: Device,
+    /// Checkpoint every this many training tokens (in addition to the time rule).
+    #[serde(default)]
+    pub checkpoint_every_tokens: Option<u64>,
+    /// Checkpoint when this many minutes have passed since the last one; 0 turns the
+    /// time rule off. A run also checkpoints when it is interrupted.
+    #[serde(default = "default_checkpoint_minutes")]
+    pub checkpoint_every_minutes: f64,
+}
+
+fn default_checkpoint_minutes() -> f64 {
+    10.0
+}
+
+impl Default for Execution {
+    fn default() -> Self {
+        Execution {
+            device: Device::default(),
+            checkpoint_every_tokens: None,
+            checkpoint_every_minutes: default_checkpoint_minutes(),
+        }
+    }
 }
 
 /// Compute device for training and probes.

@@ -17,8 +17,16 @@ pub enum RunStatus {
     Done,
     Failed,
     Diverged,
-    /// Stopped by Ctrl-C or SIGTERM; a later sweep trains it again.
+    /// Stopped by Ctrl-C or SIGTERM; a later sweep resumes it from its checkpoint.
     Interrupted,
+}
+
+impl RunStatus {
+    /// Whether the run is finished: later sweeps keep it (training it again would give
+    /// the same result) unless told `--force`.
+    pub fn is_final(self) -> bool {
+        matches!(self, RunStatus::Done | RunStatus::Diverged)
+    }
 }
 
 /// The source tree a binary ran from.
@@ -57,6 +65,9 @@ pub struct Manifest {
     /// is shared with the validation loss), and their share of the wall time.
     pub probe_seconds: Option<f64>,
     pub probe_share: Option<f64>,
+    /// The checkpoint step this session of the run started from (none: from scratch).
+    #[serde(default)]
+    pub resumed_from_step: Option<u64>,
 }
 
 /// The data a run trained on.

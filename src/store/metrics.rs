@@ -1,10 +1,8 @@
 //! `metrics.parquet`: a run's observations in long form, written through polars.
 
-use std::fs::File;
-use std::path::Path;
+use polars::prelude::{DataFrame, PolarsResult};
 
-use polars::prelude::{DataFrame, ParquetCompression, ParquetWriter, PolarsResult};
-
+pub use super::frame::write_parquet;
 use super::frame::{column, run_frame};
 
 use crate::train::MetricRow;
@@ -38,22 +36,4 @@ pub fn metrics_frame(run: &str, rows: &[MetricRow]) -> PolarsResult<DataFrame> {
             column(METRIC_COLUMNS[6], rows, |r| r.elapsed_s),
         ],
     )
-}
-
-/// Writes `frame` to `path` atomically (temporary sibling, then rename).
-pub fn write_parquet(path: &Path, frame: &mut DataFrame) -> std::io::Result<()> {
-    let temp = path.with_extension(format!("parquet.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut file = File::create(&temp)?;
-        ParquetWriter::new(&mut file)
-            .with_compression(ParquetCompression::Snappy)
-            .finish(frame)
-            .map_err(std::io::Error::other)?;
-        file.sync_all()?;
-        std::fs::rename(&temp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result
 }

@@ -1,10 +1,13 @@
 //! Training one run: model, optimizer, schedule, loss, evaluation; observations go to a
 //! `TrainObserver` (the store and the progress display live downstream).
 
+pub mod checkpoint;
 pub mod interrupt;
 pub mod observer;
+mod optimizers;
 pub mod run;
+mod run_loop;
 pub mod schedule;
 
 pub use observer::{MetricRow, Split, TrainObserver};
-pub use run::{train_run, Outcome, TrainError};
+pub use run::{train_run, CheckpointPolicy, Outcome, TrainError, TrainOptions};

@@ -41,4 +41,8 @@ pub trait TrainObserver {
     fn probes(&mut self, _rows: Vec<crate::probe::ProbeRow>) {}
     /// After each evaluation: a good moment to persist what was observed so far.
     fn evaluated(&mut self) {}
+    /// Persist everything observed so far, now (before a checkpoint is written).
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

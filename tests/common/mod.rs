@@ -58,10 +58,10 @@ pub fn rankprobe(args: &[&str]) -> Output {
         .unwrap()
 }
 
-/// `run=<label>-<id>` under a study's results directory.
-pub fn run_dir(study_dir: &Path, label: &str) -> PathBuf {
+/// `run=<label>-<id>` under a study's results directory, if it is there yet.
+pub fn find_run_dir(study_dir: &Path, label: &str) -> Option<PathBuf> {
     std::fs::read_dir(study_dir)
-        .unwrap()
+        .ok()?
         .map(|e| e.unwrap().path())
         .find(|p| {
             p.file_name()
@@ -69,5 +69,19 @@ pub fn run_dir(study_dir: &Path, label: &str) -> PathBuf {
                 .to_string_lossy()
                 .starts_with(&format!("run={label}-"))
         })
+}
+
+/// `run=<label>-<id>` under a study's results directory.
+pub fn run_dir(study_dir: &Path, label: &str) -> PathBuf {
+    find_run_dir(study_dir, label)
         .unwrap_or_else(|| panic!("no run directory for {label} in {}", study_dir.display()))
+}
+
+/// A command's stdout and stderr, for messages and assertions.
+pub fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }

@@ -1,0 +1,284 @@
+//! Training one run of a sweep into its locked directory: resume from its checkpoint
+//! when it has one, record metrics, probes and manifest, and say how it ended.
+
+use std::fs;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::data::Dataset;
+use crate::plan::cost::steps_and_tokens;
+use crate::plan::{Plan, PlannedRun};
+use crate::spec::{ron_options, Device};
+use crate::store::manifest::{git_state, now, versions, DataSummary, Manifest, RunStatus};
+use crate::store::write_atomic;
+use crate::train::checkpoint::{Checkpoint, CheckpointError, CHECKPOINT_FILE};
+use crate::train::{train_run, CheckpointPolicy, Outcome, TrainError, TrainOptions};
+
+use super::progress::Progress;
+use super::recorder::RunRecorder;
+use super::Failure;
+
+/// Trains one run into its (locked) directory, from its checkpoint if it has one. A
+/// failure or divergence of the run is recorded and reported; only a results store that
+/// cannot be written stops the sweep.
+pub(super) fn train_one(
+    plan: &Plan,
+    run: &PlannedRun,
+    dataset: &Dataset,
+    run_dir: &Path,
+    device: Device,
+    force: bool,
+    progress: &mut Progress,
+) -> Result<(RunStatus, String), Failure> {
+    write(
+        &run_dir.join("run.ron"),
+        resolved_run_ron(plan, run).as_bytes(),
+    )?;
+    let started = Instant::now();
+    let meta = &dataset.splits.meta;
+    let mut manifest = Manifest {
+        study: plan.study.clone(),
+        label: run.label.clone(),
+        run_id: run.id.clone(),
+        index: run.index,
+        seed: run.config.seed,
+        status: RunStatus::Running,
+        error: None,
+        config: run.config.clone(),
+        overrides: run.overrides.clone(),
+        device: device.to_string(),
+        git: git_state(),
+        versions: versions(),
+        data: Some(DataSummary {
+            corpus: meta.corpus.clone(),
+            tokenizer: meta.tokenizer.clone(),
+            vocab_size: meta.vocab_size,
+            train_tokens: meta.train_tokens,
+            val_tokens: meta.val_tokens,
+        }),
+        started_at: now(),
+        ended_at: None,
+        wall_seconds: None,
+        steps: None,
+        tokens: None,
+        final_val_loss: None,
+        probe_seconds: None,
+        probe_share: None,
+        resumed_from_step: None,
+    };
+    manifest
+        .write(run_dir)
+        .map_err(|e| store_failure(run_dir, e))?;
+    let (_, tokens) = steps_and_tokens(&run.config);
+    progress.start_run(&run.label, tokens);
+    let mut recorder = RunRecorder::new(format!("{}-{}", run.label, run.id), run_dir, progress);
+    let checkpoint_path = run_dir.join(CHECKPOINT_FILE);
+    let resume = if force {
+        remove_if_present(&checkpoint_path).map_err(|e| store_failure(run_dir, e))?;
+        None
+    } else {
+        resume_point(run, run_dir, &mut recorder)
+    };
+    if let Some(checkpoint) = &resume {
+        manifest.resumed_from_step = Some(checkpoint.step);
+        recorder.note(&format!(
+            "{}: resuming from its checkpoint at step {} ({} tokens)",
+            run.label,
+            checkpoint.step,
+            checkpoint.step * (run.config.data.batch_size * run.config.data.seq_len) as u64
+        ));
+    }
+    let execution = &plan.execution;
+    let options = TrainOptions {
+        checkpoints: Some(CheckpointPolicy {
+            path: checkpoint_path.clone(),
+            run_id: run.id.clone(),
+            every_tokens: execution.checkpoint_every_tokens,
+            every: (execution.checkpoint_every_minutes > 0.0)
+                .then(|| Duration::from_secs_f64(execution.checkpoint_every_minutes * 60.0)),
+        }),
+        resume,
+    };
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        train_run(&run.config, dataset, &mut recorder, options)
+    }));
+    let saved = recorder.save();
+    let mut storage_error = None;
+    let (status, summary) = match result {
+        Ok(Ok(Outcome::Done {
+            steps,
+            tokens,
+            final_val_loss,
+            probe_seconds,
+        })) => {
+            manifest.probe_seconds = Some(probe_seconds);
+            manifest.probe_share = Some(probe_seconds / started.elapsed().as_secs_f64());
+            manifest.steps = Some(steps);
+            manifest.tokens = Some(tokens);
+            manifest.final_val_loss = Some(final_val_loss);
+            (
+                RunStatus::Done,
+                format!("val loss {final_val_loss:.4} after {tokens} tokens"),
+            )
+        }
+        Ok(Ok(Outcome::Diverged { step, loss })) => {
+            manifest.error = Some(format!("loss became {loss} at step {step}"));
+            (
+                RunStatus::Diverged,
+                format!("diverged at step {step} (loss {loss})"),
+            )
+        }
+        Ok(Ok(Outcome::Interrupted { step })) => {
+            manifest.error = Some(format!("interrupted after step {step}"));
+            (
+                RunStatus::Interrupted,
+                format!("interrupted after step {step}"),
+            )
+        }
+        Ok(Err(err)) => {
+            if let TrainError::Storage(_) = err {
+                storage_error = Some(err.to_string());
+            }
+            manifest.error = Some(err.to_string());
+            (RunStatus::Failed, format!("failed: {err}"))
+        }
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            manifest.error = Some(format!("panic: {message}"));
+            (RunStatus::Failed, format!("failed: panic: {message}"))
+        }
+    };
+    manifest.status = status;
+    manifest.ended_at = Some(now());
+    manifest.wall_seconds = Some(started.elapsed().as_secs_f64());
+    let written = manifest.write(run_dir);
+    if let Some(err) = storage_error {
+        return Err(Failure::RunFailed(format!(
+            "run {} stopped: {err}\nwhat was written before is kept; free space (or fix the \
+             directory) and run the sweep again to resume from the last checkpoint",
+            run.label
+        )));
+    }
+    written.map_err(|e| store_failure(run_dir, e))?;
+    saved.map_err(|e| store_failure(run_dir, e))?;
+    // A finished run needs no checkpoint (a diverged one would diverge again).
+    if status.is_final() {
+        remove_if_present(&checkpoint_path).map_err(|e| store_failure(run_dir, e))?;
+    }
+    let summary = format!("{summary}, {:.1} s", started.elapsed().as_secs_f64());
+    progress.finish_run(&summary);
+    Ok((status, summary))
+}
+
+pub(super) fn store_failure(dir: &Path, err: std::io::Error) -> Failure {
+    Failure::RunFailed(format!("cannot write results in {}: {err}", dir.display()))
+}
+
+/// `run.ron`: the fully resolved config, readable as a `RunConfig`, with a header saying
+/// where it came from.
+pub fn resolved_run_ron(plan: &Plan, run: &PlannedRun) -> String {
+    let pretty = ron::ser::PrettyConfig::new().indentor("  ".to_owned());
+    let body = ron_options()
+        .to_string_pretty(&run.config, pretty)
+        .expect("a run config always serialises to RON");
+    let mut header = format!(
+        "// Run `{}` (#{}) of study `{}` ({}), run id {}.\n",
+        run.label,
+        run.index,
+        plan.study,
+        plan.source.display(),
+        run.id
+    );
+    for (path, value) in &run.overrides {
+        header += &format!("// override {path} = {value}\n");
+    }
+    header + &body + "\n"
+}
+
+/// The checkpoint to resume `run` from, with its recorder holding the rows up to it.
+/// A damaged checkpoint or unreadable earlier results are set aside (renamed, never
+/// deleted) and the run starts from step 0.
+fn resume_point(
+    run: &PlannedRun,
+    run_dir: &Path,
+    recorder: &mut RunRecorder,
+) -> Option<Checkpoint> {
+    let path = run_dir.join(CHECKPOINT_FILE);
+    let checkpoint = match Checkpoint::read(&path) {
+        Ok(None) => return None,
+        Ok(Some(checkpoint)) if checkpoint.run_id == run.id => checkpoint,
+        Ok(Some(checkpoint)) => {
+            let why = format!("it belongs to run id {}", checkpoint.run_id);
+            set_aside(&path, &why, run, recorder);
+            return None;
+        }
+        Err(err @ CheckpointError::Corrupt(_)) => {
+            set_aside(&path, &err.to_string(), run, recorder);
+            return None;
+        }
+        Err(CheckpointError::Io(err)) => {
+            recorder.note(&format!(
+                "{}: cannot read {} ({err}); starting from step 0",
+                run.label,
+                path.display()
+            ));
+            return None;
+        }
+    };
+    match recorder.resume_at(checkpoint.step) {
+        Ok(()) => Some(checkpoint),
+        Err(err) => {
+            let why = format!("the results it continues are unreadable ({err})");
+            set_aside(&path, &why, run, recorder);
+            for name in [
+                crate::store::metrics::METRICS_FILE,
+                crate::store::probes::PROBES_FILE,
+            ] {
+                let file = run_dir.join(name);
+                if file.exists() {
+                    set_aside(&file, "unreadable or incomplete", run, recorder);
+                }
+            }
+            None
+        }
+    }
+}
+
+/// Renames `path` to `path.unusable-<time>` and says why.
+fn set_aside(path: &Path, why: &str, run: &PlannedRun, recorder: &mut RunRecorder) {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let aside = path.with_extension(format!(
+        "{}.unusable-{stamp}",
+        path.extension()
+            .map_or(String::new(), |e| e.to_string_lossy().into_owned())
+    ));
+    let moved = fs::rename(path, &aside);
+    recorder.note(&format!(
+        "{}: not using {}: {why}; {}; the run starts from step 0",
+        run.label,
+        path.display(),
+        match moved {
+            Ok(()) => format!("kept as {}", aside.display()),
+            Err(err) => format!("could not set it aside ({err})"),
+        }
+    ));
+}
+
+fn remove_if_present(path: &Path) -> std::io::Result<()> {
+    match fs::remove_file(path) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
+        _ => Ok(()),
+    }
+}
+
+fn write(path: &Path, contents: &[u8]) -> Result<(), Failure> {
+    write_atomic(path, contents)
+        .map_err(|err| Failure::RunFailed(format!("cannot write {}: {err}", path.display())))
+}

@@ -1,0 +1,229 @@
+//! AdamW whose state rankprobe owns. dfdx's `Adam` keeps its moments private, so a run
+//! using it could not be checkpointed; this one runs the very same dfdx Adam kernel
+//! (decoupled weight decay) but keeps the moments where they can be saved and restored.
+
+use dfdx::nn::tensor_collection::{
+    RecursiveWalker, TensorCollection, TensorOptions, TensorVisitor, ViewTensorMut,
+};
+use dfdx::prelude::*;
+
+use crate::spec::run_config::AdamWConfig;
+
+/// A device's f32 buffer.
+pub type Buffer<D> = <D as Storage<f32>>::Vec;
+
+/// Copies device buffers to and from the host, for checkpoints.
+pub trait HostBuffers: Device<f32> {
+    fn download(&self, buf: &Buffer<Self>) -> Vec<f32>;
+    fn upload(&self, values: &[f32]) -> Result<Buffer<Self>, Self::Err>;
+}
+
+impl HostBuffers for Cpu {
+    fn download(&self, buf: &Buffer<Self>) -> Vec<f32> {
+        buf.to_vec()
+    }
+
+    fn upload(&self, values: &[f32]) -> Result<Buffer<Self>, Self::Err> {
+        let mut buf = <Self as Storage<f32>>::try_alloc_len(self, values.len())?;
+        buf.copy_from_slice(values);
+        Ok(buf)
+    }
+}
+
+/// AdamW over every trainable tensor of the module it is applied to; apply one instance
+/// to one parameter group only (it keeps one step counter).
+pub struct AdamW<D: Device<f32>> {
+    pub cfg: AdamConfig,
+    /// Updates taken so far (Adam's bias correction).
+    step: i32,
+    /// First and second moments, by the tensor's position in the visiting order;
+    /// `None` until the tensor's first update.
+    moments: Vec<Option<(Buffer<D>, Buffer<D>)>>,
+}
+
+/// The state of an `AdamW` on the host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdamWState {
+    pub step: i32,
+    pub moments: Vec<Option<(Vec<f32>, Vec<f32>)>>,
+}
+
+/// dfdx's Adam settings for an AdamW config (learning rate before any schedule).
+pub fn adam_config(adamw: &AdamWConfig) -> AdamConfig {
+    AdamConfig {
+        lr: adamw.lr,
+        betas: [adamw.betas.0, adamw.betas.1],
+        eps: adamw.eps,
+        weight_decay: Some(WeightDecay::Decoupled(adamw.weight_decay)),
+    }
+}
+
+impl<D: HostBuffers> AdamW<D> {
+    pub fn new(cfg: AdamConfig) -> Self {
+        AdamW {
+            cfg,
+            step: 0,
+            moments: Vec::new(),
+        }
+    }
+
+    /// One update of every trainable tensor of `module` from `grads`. A tensor without a
+    /// gradient gets a zero one (as `alloc_grads` gives every parameter).
+    pub fn update<Mod: TensorCollection<f32, D>>(
+        &mut self,
+        module: &mut Mod,
+        grads: &mut Gradients<f32, D>,
+    ) -> Result<(), D::Err> {
+        self.step = self.step.checked_add(1).expect("fewer than 2^31 steps");
+        let mut visit = Visit {
+            opt: self,
+            grads,
+            index: 0,
+        };
+        Mod::iter_tensors(&mut RecursiveWalker {
+            m: module,
+            f: &mut visit,
+        })?;
+        Ok(())
+    }
+
+    pub fn state(&self, dev: &D) -> AdamWState {
+        AdamWState {
+            step: self.step,
+            moments: self
+                .moments
+                .iter()
+                .map(|slot| {
+                    slot.as_ref()
+                        .map(|(m, v)| (dev.download(m), dev.download(v)))
+                })
+                .collect(),
+        }
+    }
+
+    pub fn restore(&mut self, dev: &D, state: &AdamWState) -> Result<(), D::Err> {
+        self.step = state.step;
+        self.moments = state
+            .moments
+            .iter()
+            .map(|slot| {
+                slot.as_ref()
+                    .map(|(m, v)| Ok((dev.upload(m)?, dev.upload(v)?)))
+                    .transpose()
+            })
+            .collect::<Result<_, D::Err>>()?;
+        Ok(())
+    }
+}
+
+struct Visit<'a, D: Device<f32>> {
+    opt: &'a mut AdamW<D>,
+    grads: &'a mut Gradients<f32, D>,
+    index: usize,
+}
+
+impl<D: Device<f32>> TensorVisitor<f32, D> for Visit<'_, D> {
+    type Viewer = ViewTensorMut;
+    type Err = D::Err;
+    type E2 = f32;
+    type D2 = D;
+
+    fn visit<S: Shape>(
+        &mut self,
+        opts: TensorOptions<S, f32, D>,
+        param: &mut Tensor<S, f32, D>,
+    ) -> Result<Option<Tensor<S, f32, D>>, D::Err> {
+        let index = self.index;
+        self.index += 1;
+        if !opts.do_gradient_update {
+            return Ok(None);
+        }
+        if self.opt.moments.len() <= index {
+            self.opt.moments.resize_with(index + 1, || None);
+        }
+        if self.opt.moments[index].is_none() {
+            let (dev, len) = (param.device(), param.shape().num_elements());
+            let zeros = || <D as Storage<f32>>::try_alloc_len(dev, len);
+            self.opt.moments[index] = Some((zeros()?, zeros()?));
+        }
+        let grad = self.grads.get_or_alloc_mut(param)?;
+        let (m, v) = self.opt.moments[index].as_mut().expect("allocated above");
+        self.opt
+            .cfg
+            .try_update(self.opt.step, param, m, v, grad)
+            .map(|()| None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dfdx::optim::{Adam, Optimizer};
+
+    fn model(dev: &Cpu) -> (Tensor<Rank2<3, 4>, f32, Cpu>, Tensor<Rank1<4>, f32, Cpu>) {
+        (dev.sample_normal(), dev.sample_normal())
+    }
+
+    fn config() -> AdamConfig {
+        AdamConfig {
+            lr: 0.01,
+            betas: [0.9, 0.95],
+            eps: 1e-8,
+            weight_decay: Some(WeightDecay::Decoupled(0.1)),
+        }
+    }
+
+    fn loss_grads(
+        dev: &Cpu,
+        m: &(Tensor<Rank2<3, 4>, f32, Cpu>, Tensor<Rank1<4>, f32, Cpu>),
+        grads: Gradients<f32, Cpu>,
+    ) -> Gradients<f32, Cpu> {
+        let x: Tensor<Rank2<3, 4>, f32, Cpu> = dev.tensor([[0.5; 4], [-1.0; 4], [2.0; 4]]);
+        let y = (m.0.clone().traced(grads) * x).sum::<Rank1<4>, _>() + m.1.clone();
+        y.square().sum().backward()
+    }
+
+    #[test]
+    fn matches_dfdx_adam_step_for_step() {
+        let dev = Cpu::seed_from_u64(3);
+        let mut ours = model(&dev);
+        let mut theirs = (ours.0.clone(), ours.1.clone());
+        let mut adamw = AdamW::new(config());
+        let mut adam = Adam::new(&theirs, config());
+        for _ in 0..5 {
+            let mut g = loss_grads(&dev, &ours, ours.alloc_grads());
+            adamw.update(&mut ours, &mut g).unwrap();
+            let g = loss_grads(&dev, &theirs, theirs.alloc_grads());
+            adam.update(&mut theirs, &g).unwrap();
+        }
+        assert_eq!(ours.0.as_vec(), theirs.0.as_vec());
+        assert_eq!(ours.1.as_vec(), theirs.1.as_vec());
+    }
+
+    #[test]
+    fn a_restored_state_continues_exactly() {
+        let dev = Cpu::seed_from_u64(5);
+        let mut straight = model(&dev);
+        let mut adamw = AdamW::new(config());
+        for _ in 0..3 {
+            let mut g = loss_grads(&dev, &straight, straight.alloc_grads());
+            adamw.update(&mut straight, &mut g).unwrap();
+        }
+        let state = adamw.state(&dev);
+        assert_eq!(state.step, 3);
+        let mut resumed = (
+            dev.tensor_from_vec(straight.0.as_vec(), (Const::<3>, Const::<4>)),
+            dev.tensor_from_vec(straight.1.as_vec(), (Const::<4>,)),
+        );
+        let mut restored = AdamW::new(config());
+        restored.restore(&dev, &state).unwrap();
+        for _ in 0..2 {
+            let mut g = loss_grads(&dev, &straight, straight.alloc_grads());
+            adamw.update(&mut straight, &mut g).unwrap();
+            let mut g = loss_grads(&dev, &resumed, resumed.alloc_grads());
+            restored.update(&mut resumed, &mut g).unwrap();
+        }
+        assert_eq!(straight.0.as_vec(), resumed.0.as_vec());
+        assert_eq!(restored.state(&dev), adamw.state(&dev));
+    }
+}

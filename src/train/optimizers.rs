@@ -1,0 +1,125 @@
+//! The optimizers of a run: AdamW on everything, or Muon on the hidden matrices and
+//! AdamW on the rest, each owning exactly its parameters; their state for checkpoints.
+
+use dfdx::prelude::*;
+
+use crate::model::{Architecture, Transformer};
+use crate::optim::adamw::{adam_config, AdamW, AdamWState};
+use crate::optim::groups::AdamWGroup;
+use crate::optim::muon::Muon;
+use crate::spec::run_config::{AdamWConfig, OptimizerConfig};
+
+use super::run::TrainError;
+
+pub(super) enum Optimizers<
+    const V: usize,
+    const M: usize,
+    const HD: usize,
+    const KVW: usize,
+    const F: usize,
+    const L: usize,
+> {
+    AdamW {
+        config: AdamWConfig,
+        adamw: AdamW<Cpu>,
+    },
+    Muon {
+        muon: Muon,
+        lr: f64,
+        config: AdamWConfig,
+        adamw: AdamW<Cpu>,
+    },
+}
+
+fn device_err(err: impl std::fmt::Debug) -> TrainError {
+    TrainError::Run(format!("optimizer update failed: {err:?}"))
+}
+
+impl<
+        const V: usize,
+        const M: usize,
+        const HD: usize,
+        const KVW: usize,
+        const F: usize,
+        const L: usize,
+    > Optimizers<V, M, HD, KVW, F, L>
+{
+    pub(super) fn new(config: &OptimizerConfig) -> Self {
+        match config {
+            OptimizerConfig::AdamW(adamw) => Optimizers::AdamW {
+                config: adamw.clone(),
+                adamw: AdamW::new(adam_config(adamw)),
+            },
+            OptimizerConfig::Muon(muon) => Optimizers::Muon {
+                muon: Muon::new(muon),
+                lr: muon.lr,
+                config: muon.adamw.clone(),
+                adamw: AdamW::new(adam_config(&muon.adamw)),
+            },
+        }
+    }
+
+    /// One update at the schedule's `multiplier`; returns the learning rates used, as
+    /// metrics (`lr` is the main optimizer's, `adamw_lr` AdamW's in a Muon run).
+    pub(super) fn step(
+        &mut self,
+        model: &mut Transformer<V, M, HD, KVW, F, L, f32, Cpu>,
+        grads: &mut Gradients<f32, Cpu>,
+        arch: &Architecture,
+        multiplier: f64,
+    ) -> Result<Vec<(&'static str, f64)>, TrainError> {
+        match self {
+            Optimizers::AdamW { config, adamw } => {
+                adamw.cfg.lr = config.lr * multiplier;
+                adamw.update(model, grads).map_err(device_err)?;
+                Ok(vec![("lr", adamw.cfg.lr)])
+            }
+            Optimizers::Muon {
+                muon,
+                lr,
+                config,
+                adamw,
+            } => {
+                let muon_lr = *lr * multiplier;
+                muon.step(model, grads, arch.activation, muon_lr);
+                adamw.cfg.lr = config.lr * multiplier;
+                adamw
+                    .update(AdamWGroup::of_mut(model), grads)
+                    .map_err(device_err)?;
+                Ok(vec![("lr", muon_lr), ("adamw_lr", adamw.cfg.lr)])
+            }
+        }
+    }
+
+    /// AdamW's state and Muon's momentum buffers (none in an AdamW run).
+    pub(super) fn state(&self, dev: &Cpu) -> (AdamWState, Vec<Vec<f32>>) {
+        match self {
+            Optimizers::AdamW { adamw, .. } => (adamw.state(dev), Vec::new()),
+            Optimizers::Muon { muon, adamw, .. } => {
+                (adamw.state(dev), muon.momentum_buffers().to_vec())
+            }
+        }
+    }
+
+    pub(super) fn restore(
+        &mut self,
+        dev: &Cpu,
+        adamw_state: &AdamWState,
+        momentum: Vec<Vec<f32>>,
+    ) -> Result<(), TrainError> {
+        match self {
+            Optimizers::AdamW { adamw, .. } => {
+                if !momentum.is_empty() {
+                    return Err(TrainError::Run(
+                        "the checkpoint holds Muon momentum but the run uses AdamW".to_owned(),
+                    ));
+                }
+                adamw.restore(dev, adamw_state).map_err(device_err)
+            }
+            Optimizers::Muon { muon, adamw, .. } => {
+                muon.restore_momentum(momentum);
+                adamw.restore(dev, adamw_state).map_err(device_err)
+            }
+        }
+    }
+}

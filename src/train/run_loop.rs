@@ -1,0 +1,309 @@
+//! The training loop of one run on the CPU for one compiled model shape: evaluate and
+//! probe on schedule, step, checkpoint, and stop on divergence or request.
+
+use std::time::Instant;
+
+use dfdx::prelude::*;
+
+use crate::data::batches::{eval_batch, Batch, TrainBatches};
+use crate::data::Dataset;
+use crate::model::init::init_model;
+use crate::model::snapshot::{tensors_from_host, tensors_to_host};
+use crate::model::{cross_entropy, Architecture, Constants, Taps, Transformer};
+use crate::plan::cost::steps_and_tokens;
+use crate::probe::measure;
+use crate::spec::run_config::RunConfig;
+
+use super::checkpoint::{Checkpoint, Counters};
+use super::observer::{MetricRow, Split, TrainObserver};
+use super::optimizers::Optimizers;
+use super::run::{CheckpointPolicy, Outcome, TrainError, TrainOptions};
+use super::schedule::{eval_steps, lr_multiplier, probe_steps};
+
+/// Token ids of a batch: inputs [batch, seq] and targets flattened to [batch * seq].
+type TokenTensors = (
+    Tensor<(usize, usize), usize, Cpu>,
+    Tensor<(usize,), usize, Cpu>,
+);
+
+/// The batch's inputs as a [batch, seq] tensor and its targets flattened.
+fn batch_tensors(dev: &Cpu, batch: &Batch) -> TokenTensors {
+    let inputs = batch.inputs.iter().map(|&t| t as usize).collect();
+    let targets = batch.targets.iter().map(|&t| t as usize).collect();
+    (
+        dev.tensor_from_vec(inputs, (batch.batch_size, batch.seq_len)),
+        dev.tensor_from_vec(targets, (batch.batch_size * batch.seq_len,)),
+    )
+}
+
+fn data_err(err: crate::data::DataError) -> TrainError {
+    TrainError::Run(err.to_string())
+}
+
+pub(super) struct RunLoop<
+    'a,
+    const V: usize,
+    const M: usize,
+    const HD: usize,
+    const KVW: usize,
+    const F: usize,
+    const L: usize,
+> {
+    config: &'a RunConfig,
+    dev: Cpu,
+    arch: Architecture,
+    consts: Constants<HD, Cpu>,
+    model: Transformer<V, M, HD, KVW, F, L, f32, Cpu>,
+    optimizers: Optimizers<V, M, HD, KVW, F, L>,
+    batches: TrainBatches<'a>,
+    eval: TokenTensors,
+    steps: u64,
+    tokens_per_step: u64,
+    /// The step the loop starts at: 0, or a resumed checkpoint's step (evaluated already).
+    start: u64,
+    counters: Counters,
+    checkpoints: Option<CheckpointPolicy>,
+}
+
+impl<
+        'a,
+        const V: usize,
+        const M: usize,
+        const HD: usize,
+        const KVW: usize,
+        const F: usize,
+        const L: usize,
+    > RunLoop<'a, V, M, HD, KVW, F, L>
+{
+    pub(super) fn new(
+        config: &'a RunConfig,
+        dataset: &'a Dataset,
+        options: TrainOptions,
+    ) -> Result<Self, TrainError> {
+        let dev = Cpu::seed_from_u64(config.seed);
+        let arch = Architecture::from_config(&config.model);
+        let data = &config.data;
+        let batches = TrainBatches::new(
+            &dataset.splits.train,
+            data.seq_len,
+            data.batch_size,
+            config.seed,
+        )
+        .map_err(data_err)?;
+        let eval =
+            eval_batch(&dataset.splits.val, data.seq_len, data.eval_sequences).map_err(data_err)?;
+        let mut run = RunLoop {
+            config,
+            consts: Constants::<HD, Cpu>::new(&dev, &arch, data.seq_len),
+            model: init_model(&dev, config.model.init_std),
+            optimizers: Optimizers::new(&config.optimizer),
+            batches,
+            eval: batch_tensors(&dev, &eval),
+            steps: steps_and_tokens(config).0,
+            tokens_per_step: (data.batch_size * data.seq_len) as u64,
+            start: 0,
+            counters: Counters {
+                elapsed_s: 0.0,
+                train_seconds: 0.0,
+                probe_seconds: 0.0,
+                last_val: f64::NAN,
+            },
+            checkpoints: options.checkpoints,
+            dev,
+            arch,
+        };
+        if let Some(checkpoint) = options.resume {
+            run.restore(checkpoint)?;
+        }
+        Ok(run)
+    }
+
+    fn restore(&mut self, checkpoint: Checkpoint) -> Result<(), TrainError> {
+        if checkpoint.step > self.steps {
+            return Err(TrainError::Run(format!(
+                "the checkpoint is at step {}, beyond the run's {} steps",
+                checkpoint.step, self.steps
+            )));
+        }
+        tensors_from_host(&mut self.model, &checkpoint.model).map_err(|mismatch| {
+            TrainError::Run(format!(
+                "the checkpoint does not fit the model: {}",
+                mismatch.0
+            ))
+        })?;
+        self.optimizers
+            .restore(&self.dev, &checkpoint.adamw, checkpoint.muon)?;
+        self.start = checkpoint.step;
+        self.counters = checkpoint.counters;
+        Ok(())
+    }
+
+    pub(super) fn run(mut self, observer: &mut dyn TrainObserver) -> Result<Outcome, TrainError> {
+        let session = Instant::now();
+        let elapsed_before = self.counters.elapsed_s;
+        let elapsed = move || elapsed_before + session.elapsed().as_secs_f64();
+        let evals = eval_steps(self.config, self.steps);
+        let probes = probe_steps(self.config, self.steps);
+        let mut last_checkpoint = (self.start, Instant::now());
+        let mut grads = self.model.alloc_grads();
+        for step in self.start..=self.steps {
+            let tokens = step * self.tokens_per_step;
+            let resumed_here = step == self.start && step > 0;
+            if evals.contains(&step) && !resumed_here {
+                self.evaluate(observer, step, probes.contains(&step), elapsed());
+                if !self.counters.last_val.is_finite() {
+                    return Ok(Outcome::Diverged {
+                        step,
+                        loss: self.counters.last_val,
+                    });
+                }
+            }
+            if step == self.steps {
+                break;
+            }
+            let stop = super::interrupt::stop_requested();
+            if step > self.start && (stop || self.checkpoint_due(step, last_checkpoint)) {
+                self.counters.elapsed_s = elapsed();
+                self.save_checkpoint(observer, step)?;
+                last_checkpoint = (step, Instant::now());
+            }
+            if stop {
+                return Ok(Outcome::Interrupted { step });
+            }
+            let step_started = Instant::now();
+            let multiplier = lr_multiplier(
+                &self.config.schedule.lr,
+                tokens,
+                self.tokens_per_step,
+                self.config.schedule.tokens,
+            );
+            let (inputs, targets) = batch_tensors(&self.dev, &self.batches.batch(step));
+            let logits = self.model.forward(
+                &self.arch,
+                &self.consts,
+                inputs,
+                self.model.embed.clone().traced(grads),
+                None,
+            );
+            let loss = cross_entropy(logits, targets);
+            let loss_value = f64::from(loss.array());
+            grads = loss.backward();
+            let done = (step + 1) * self.tokens_per_step;
+            let mut row = |metric, value| {
+                observer.metric(MetricRow {
+                    step: step + 1,
+                    tokens: done,
+                    split: Split::Train,
+                    metric,
+                    value,
+                    elapsed_s: elapsed(),
+                })
+            };
+            if !loss_value.is_finite() {
+                row("loss", loss_value);
+                return Ok(Outcome::Diverged {
+                    step: step + 1,
+                    loss: loss_value,
+                });
+            }
+            let lrs = self
+                .optimizers
+                .step(&mut self.model, &mut grads, &self.arch, multiplier)?;
+            self.model.zero_grads(&mut grads);
+            self.counters.train_seconds += step_started.elapsed().as_secs_f64();
+            let tokens_per_s = done as f64 / self.counters.train_seconds.max(1e-9);
+            let rows = [("loss", loss_value), ("tokens_per_s", tokens_per_s)];
+            for (metric, value) in rows.into_iter().chain(lrs) {
+                row(metric, value);
+            }
+            observer.step_done(done, loss_value as f32, tokens_per_s);
+        }
+        Ok(Outcome::Done {
+            steps: self.steps,
+            tokens: self.steps * self.tokens_per_step,
+            final_val_loss: self.counters.last_val,
+            probe_seconds: self.counters.probe_seconds,
+        })
+    }
+
+    /// Validation loss at `step`, with the rank probes when `probing`.
+    fn evaluate(&mut self, observer: &mut dyn TrainObserver, step: u64, probing: bool, at: f64) {
+        let tokens = step * self.tokens_per_step;
+        let mut taps = Taps {
+            sites: self.config.probes.sites.clone(),
+            captured: Vec::new(),
+        };
+        let (inputs, targets) = self.eval.clone();
+        let logits = self.model.forward(
+            &self.arch,
+            &self.consts,
+            inputs,
+            self.model.embed.clone(),
+            probing.then_some(&mut taps),
+        );
+        if probing {
+            let probe_started = Instant::now();
+            let rows = self.config.probes.eval_sequences * self.config.data.seq_len;
+            observer.probes(measure(
+                &taps.captured,
+                &self.config.probes.metrics,
+                rows,
+                step,
+                tokens,
+            ));
+            self.counters.probe_seconds += probe_started.elapsed().as_secs_f64();
+        }
+        self.counters.last_val = f64::from(cross_entropy(logits, targets).array());
+        observer.metric(MetricRow {
+            step,
+            tokens,
+            split: Split::Val,
+            metric: "loss",
+            value: self.counters.last_val,
+            elapsed_s: at,
+        });
+        observer.evaluated();
+    }
+
+    fn checkpoint_due(&self, step: u64, (last_step, last_time): (u64, Instant)) -> bool {
+        let Some(policy) = &self.checkpoints else {
+            return false;
+        };
+        let by_tokens = policy
+            .every_tokens
+            .is_some_and(|every| (step - last_step) * self.tokens_per_step >= every);
+        let by_time = policy
+            .every
+            .is_some_and(|every| last_time.elapsed() >= every);
+        by_tokens || by_time
+    }
+
+    /// Persists the observations so far, then the state after `step` steps, so that a
+    /// checkpoint never points past the recorded metrics.
+    fn save_checkpoint(
+        &self,
+        observer: &mut dyn TrainObserver,
+        step: u64,
+    ) -> Result<(), TrainError> {
+        let Some(policy) = &self.checkpoints else {
+            return Ok(());
+        };
+        let storage =
+            |what: &str, err: std::io::Error| TrainError::Storage(format!("{what}: {err}"));
+        observer
+            .flush()
+            .map_err(|err| storage("metrics before a checkpoint", err))?;
+        let (adamw, muon) = self.optimizers.state(&self.dev);
+        let checkpoint = Checkpoint {
+            run_id: policy.run_id.clone(),
+            step,
+            counters: self.counters,
+            model: tensors_to_host(&self.model),
+            adamw,
+            muon,
+        };
+        checkpoint
+            .write(&policy.path)
+            .map_err(|err| storage(&policy.path.display().to_string(), err))
+    }
+}

@@ -1,0 +1,350 @@
+//! Sweeps in a hostile world: killed with SIGKILL at random points, out of disk space,
+//! pointed at an unwritable directory, or finding damaged files of an earlier crash.
+//! Every resumed result must equal an uninterrupted sweep's, row for row.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::{rankprobe, run_dir, text};
+use rankprobe::store::frame::read_parquet;
+use rankprobe::store::manifest::{Manifest, RunStatus};
+
+/// Two runs (Muon A1, AdamW B1) of 15 steps each, checkpointing every 2 steps.
+fn study_text() -> String {
+    common::tiny_with_sweep(
+        r#"Conditions([
+            (name: "A1"),
+            (name: "B1", set: {"optimizer": AdamW(lr: 0.006, betas: (0.9, 0.999), eps: 1e-8, weight_decay: 0.2)}),
+        ]),"#,
+    )
+    .replace("name: \"tiny\"", "name: \"ckpt\"")
+    .replace(
+        "execution: (device: Cpu)",
+        "execution: (device: Cpu, checkpoint_every_tokens: 4_096)",
+    )
+    .replace("tokens: 20_480,", "tokens: 30_720,")
+    .replace("at_tokens: [0, 4_096, 20_480]", "at_tokens: [0, 4_096, 30_720]")
+}
+
+/// A fresh scratch directory holding the study file; results go to `<dir>/results`.
+fn scratch(name: &str) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("rankprobe-ckpt-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let study = dir.join("ckpt.ron");
+    std::fs::write(&study, study_text()).unwrap();
+    (study, dir.join("results"))
+}
+
+fn sweep_args<'a>(study: &'a Path, results: &'a Path) -> Vec<&'a str> {
+    vec![
+        "sweep",
+        study.to_str().unwrap(),
+        "--results",
+        results.to_str().unwrap(),
+    ]
+}
+
+/// The results of one uninterrupted sweep, shared by the tests of this file.
+fn reference() -> &'static Path {
+    static RESULTS: OnceLock<PathBuf> = OnceLock::new();
+    RESULTS.get_or_init(|| {
+        let (study, results) = scratch("reference");
+        let output = rankprobe(&sweep_args(&study, &results));
+        assert!(output.status.success(), "{}", text(&output));
+        results
+    })
+}
+
+/// Metrics rows without what depends on timing (elapsed_s, tokens_per_s), in file order:
+/// (step, tokens, split, metric, value bits).
+fn metric_rows(dir: &Path) -> Vec<(u64, u64, String, String, u64)> {
+    let frame = read_parquet(&dir.join("metrics.parquet")).unwrap();
+    let u64s = |name: &str| -> Vec<u64> {
+        frame
+            .column(name)
+            .unwrap()
+            .u64()
+            .unwrap()
+            .into_no_null_iter()
+            .collect()
+    };
+    let strs = |name: &str| -> Vec<String> {
+        let column = frame.column(name).unwrap().str().unwrap().clone();
+        column.iter().map(|v| v.unwrap().to_owned()).collect()
+    };
+    let values: Vec<f64> = frame
+        .column("value")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
+    let (steps, tokens, splits, metrics) =
+        (u64s("step"), u64s("tokens"), strs("split"), strs("metric"));
+    (0..frame.height())
+        .filter(|&i| metrics[i] != "tokens_per_s")
+        .map(|i| {
+            (
+                steps[i],
+                tokens[i],
+                splits[i].clone(),
+                metrics[i].clone(),
+                values[i].to_bits(),
+            )
+        })
+        .collect()
+}
+
+/// Every probe row, rendered, in file order.
+fn probe_rows(dir: &Path) -> Vec<String> {
+    let frame = read_parquet(&dir.join("probes.parquet")).unwrap();
+    let columns = frame.columns();
+    (0..frame.height())
+        .map(|i| {
+            columns
+                .iter()
+                .map(|c| c.get(i).unwrap().to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect()
+}
+
+/// Asserts that `results` holds the same finished runs as the reference, with no
+/// duplicate rows and nothing left over from interrupted writes.
+fn assert_same_as_reference(results: &Path) {
+    for label in ["A1", "B1"] {
+        let ours = run_dir(&results.join("ckpt"), label);
+        let theirs = run_dir(&reference().join("ckpt"), label);
+        assert_eq!(ours.file_name(), theirs.file_name(), "same run ids");
+        let manifest = Manifest::read(&ours).unwrap();
+        assert_eq!(manifest.status, RunStatus::Done, "{label}: {manifest:?}");
+        let rows = metric_rows(&ours);
+        let mut keys: Vec<_> = rows
+            .iter()
+            .map(|r| (r.0, r.2.clone(), r.3.clone()))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), rows.len(), "{label}: duplicate metric rows");
+        assert_eq!(rows, metric_rows(&theirs), "{label}: metrics differ");
+        assert_eq!(
+            probe_rows(&ours),
+            probe_rows(&theirs),
+            "{label}: probes differ"
+        );
+        let leftovers: Vec<String> = std::fs::read_dir(&ours)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".tmp-") || n == "checkpoint.bin" || n == ".lock")
+            .collect();
+        assert!(leftovers.is_empty(), "{label}: left over {leftovers:?}");
+    }
+}
+
+/// A small deterministic generator, so that each seed kills at its own moments.
+fn delays(seed: u64) -> impl Iterator<Item = Duration> {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    std::iter::repeat_with(move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        // Between 1.5 s and 9.5 s: from data loading to the middle of the second run.
+        Duration::from_millis(1500 + (state >> 33) % 8000)
+    })
+}
+
+#[test]
+fn sweeps_killed_at_random_points_resume_to_the_uninterrupted_results() {
+    let reference = reference();
+    let mut resumed_with_checkpoint = 0;
+    for seed in [1, 2, 3] {
+        let (study, results) = scratch(&format!("kill{seed}"));
+        let mut delays = delays(seed);
+        // Two kills, then let the sweep finish.
+        for _ in 0..2 {
+            let mut child = Command::new(env!("CARGO_BIN_EXE_rankprobe"))
+                .args(sweep_args(&study, &results))
+                .current_dir(common::root())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let deadline = Instant::now() + delays.next().unwrap();
+            while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            child.kill().unwrap(); // SIGKILL: no handler runs, no file is closed cleanly
+            child.wait().unwrap();
+        }
+        let last = rankprobe(&sweep_args(&study, &results));
+        assert!(last.status.success(), "seed {seed}: {}", text(&last));
+        if text(&last).contains("resuming from its checkpoint at step") {
+            resumed_with_checkpoint += 1;
+        }
+        assert_same_as_reference(&results);
+        std::fs::remove_dir_all(study.parent().unwrap()).unwrap();
+    }
+    assert!(
+        resumed_with_checkpoint > 0,
+        "no kill left a checkpoint to resume from; the test did not test resuming"
+    );
+    assert!(reference.exists());
+}
+
+#[test]
+fn a_full_disk_stops_the_sweep_and_freed_space_resumes_it() {
+    if !Command::new("unshare")
+        .args(["-rm", "true"])
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        eprintln!(
+            "skipped: this machine cannot make a mount namespace (unshare -rm) for a small tmpfs"
+        );
+        return;
+    }
+    let (study, results) = scratch("full");
+    let outside = results.with_file_name("copied");
+    let bin = env!("CARGO_BIN_EXE_rankprobe");
+    // In a private mount namespace: results on an 20 MiB tmpfs, which holds one checkpoint
+    // of A1 (about 13 MB) but not a second beside it; then grow it and sweep again.
+    let script = format!(
+        r#"set -u
+mkdir -p {r} && mount -t tmpfs -o size=20m tmpfs {r} || exit 90
+{bin} sweep {s} --results {r} --only A1; echo "first exit $?"
+mount -o remount,size=200m {r} || exit 91
+{bin} sweep {s} --results {r}; echo "second exit $?"
+cp -a {r} {o}"#,
+        r = results.display(),
+        s = study.display(),
+        o = outside.display(),
+    );
+    let output = Command::new("unshare")
+        .args(["-rm", "sh", "-c", &script])
+        .current_dir(common::root())
+        .output()
+        .unwrap();
+    let log = text(&output);
+    assert!(log.contains("first exit 1"), "{log}");
+    assert!(log.contains("No space left on device"), "{log}");
+    assert!(log.contains("run the sweep again to resume"), "{log}");
+    assert!(
+        log.contains("resuming from its checkpoint at step 2"),
+        "{log}"
+    );
+    assert!(log.contains("second exit 0"), "{log}");
+    assert_same_as_reference(&outside);
+    std::fs::remove_dir_all(study.parent().unwrap()).unwrap();
+}
+
+#[test]
+fn an_unwritable_results_directory_is_refused_before_any_work() {
+    let (study, results) = scratch("unwritable");
+    let file = results.with_file_name("a-file");
+    std::fs::write(&file, b"").unwrap();
+    for place in [
+        file.join("results"),
+        PathBuf::from("/proc/rankprobe-results"),
+    ] {
+        let output = rankprobe(&sweep_args(&study, &place));
+        assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+        let message = text(&output);
+        assert!(message.contains("cannot write results in"), "{message}");
+        assert!(message.contains("--results"), "{message}");
+        assert!(
+            !message.contains("preparing"),
+            "no work may start: {message}"
+        );
+    }
+    std::fs::remove_dir_all(study.parent().unwrap()).unwrap();
+}
+
+#[test]
+fn damaged_files_of_an_earlier_crash_are_set_aside_and_the_runs_trained_again() {
+    let (study, results) = scratch("damaged");
+    // A1 killed once a checkpoint exists; B1 finished.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rankprobe"))
+        .args(sweep_args(&study, &results))
+        .args(["--only", "A1"])
+        .current_dir(common::root())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let checkpoint = loop {
+        let found = common::find_run_dir(&results.join("ckpt"), "A1");
+        if let Some(path) = found.map(|dir| dir.join("checkpoint.bin")) {
+            if path.exists() {
+                break path;
+            }
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "A1 ended before a checkpoint"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let done = rankprobe(&[&sweep_args(&study, &results)[..], &["--only", "B1"]].concat());
+    assert!(done.status.success(), "{}", text(&done));
+    // The damage: a truncated checkpoint, a truncated parquet of a finished run.
+    let bytes = std::fs::read(&checkpoint).unwrap();
+    std::fs::write(&checkpoint, &bytes[..bytes.len() / 2]).unwrap();
+    let b1 = run_dir(&results.join("ckpt"), "B1").join("metrics.parquet");
+    let bytes = std::fs::read(&b1).unwrap();
+    std::fs::write(&b1, &bytes[..bytes.len() / 2]).unwrap();
+    let report = rankprobe(&["report", results.join("ckpt").to_str().unwrap()]);
+    assert!(
+        text(&report).contains("B1: cannot read metrics.parquet"),
+        "{}",
+        text(&report)
+    );
+    let again = rankprobe(&sweep_args(&study, &results));
+    let log = text(&again);
+    assert!(again.status.success(), "{log}");
+    assert!(log.contains("corrupt checkpoint"), "{log}");
+    assert!(log.contains("kept as"), "{log}");
+    assert!(log.contains("metrics.parquet cannot be read"), "{log}");
+    assert!(log.contains("training it again"), "{log}");
+    let aside: Vec<String> = std::fs::read_dir(checkpoint.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("checkpoint.bin.unusable-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "the damaged checkpoint is kept aside");
+    std::fs::remove_file(checkpoint.parent().unwrap().join(&aside[0])).unwrap();
+    assert_same_as_reference(&results);
+    std::fs::remove_dir_all(study.parent().unwrap()).unwrap();
+}
+
+#[test]
+fn a_corpus_too_small_for_the_budget_is_refused_unless_repeats_are_allowed() {
+    let (study, results) = scratch("small");
+    let text_ = study_text()
+        .replace("tokens: 30_720,", "tokens: 40_960_000,")
+        .replace(
+            "eval_every_tokens: 10_240,",
+            "eval_every_tokens: 10_240_000,",
+        )
+        .replace("at_tokens: [0, 4_096, 30_720]", "at_tokens: [0]");
+    std::fs::write(&study, text_).unwrap();
+    let output = rankprobe(&sweep_args(&study, &results));
+    let message = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{message}");
+    assert!(
+        message.contains("the corpus is too small for the budget"),
+        "{message}"
+    );
+    assert!(message.contains("--allow-repeat"), "{message}");
+    assert!(!results.exists(), "nothing is written");
+    std::fs::remove_dir_all(study.parent().unwrap()).unwrap();
+}
