@@ -48,9 +48,9 @@ pub fn script(file: &Path, options: &SlurmOptions) -> Result<String, Failure> {
          #SBATCH --gpus-per-task={gpus}\n\
          #SBATCH --time={time}\n\
          #SBATCH --output={dir}/slurm-%A_%a.out\n\
-         # Preemption: Slurm signals the task 120 s ahead and requeues it. A requeued task\n\
-         # skips a run that is done and retrains one that is not (checkpoints within a run\n\
-         # are not implemented yet).\n\
+         # Preemption: Slurm signals the batch shell 120 s ahead; it passes SIGTERM on to\n\
+         # rankprobe, which checkpoints the run, then requeues the task. A requeued task\n\
+         # keeps a finished run and resumes an unfinished one from its last checkpoint.\n\
          #SBATCH --requeue\n\
          #SBATCH --signal=B:TERM@120\n",
         study = plan.study,
@@ -68,10 +68,12 @@ pub fn script(file: &Path, options: &SlurmOptions) -> Result<String, Failure> {
         "set -euo pipefail\n\
          mkdir -p {dir}\n\
          cd {cwd}\n\
-         trap 'scontrol requeue \"$SLURM_ARRAY_JOB_ID\"_\"$SLURM_ARRAY_TASK_ID\"' TERM\n\
+         trap 'kill -TERM \"$child\" 2>/dev/null; wait \"$child\" || true; \
+         scontrol requeue \"$SLURM_ARRAY_JOB_ID\"_\"$SLURM_ARRAY_TASK_ID\"' TERM\n\
          # `run` reads its matrix index from SLURM_ARRAY_TASK_ID.\n\
          srun ./target/release/rankprobe run {file} --results {results} &\n\
-         wait\n",
+         child=$!\n\
+         wait \"$child\"\n",
         dir = study_dir.display(),
         cwd = cwd.display(),
         file = file.display(),
