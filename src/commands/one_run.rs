@@ -91,6 +91,7 @@ pub(super) fn train_one(
     }
     let execution = &plan.execution;
     let options = TrainOptions {
+        device,
         checkpoints: Some(CheckpointPolicy {
             path: checkpoint_path.clone(),
             run_id: run.id.clone(),

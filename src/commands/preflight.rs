@@ -49,15 +49,9 @@ pub(super) fn prepare_results_dir(dir: &Path, study_source: &[u8]) -> Result<(),
     write_atomic(&dir.join("study.ron"), study_source).map_err(failed)
 }
 
-/// The device runs will use. This build trains on the CPU only.
+/// The device runs will use (`auto`: CUDA when this build and machine have it).
 pub(super) fn resolve_device(requested: Device) -> Result<Device, Failure> {
-    match requested {
-        Device::Auto | Device::Cpu => Ok(Device::Cpu),
-        Device::Cuda(_) => Err(Failure::BadInput(format!(
-            "device {requested} requested, but this build of rankprobe has no CUDA support; \
-             use --device cpu (CUDA builds arrive with the Muon/CUDA work, see README)"
-        ))),
-    }
+    crate::train::device::resolve(requested).map_err(|err| Failure::BadInput(err.to_string()))
 }
 
 /// The runs named by `--only`, in plan order; an unknown label is an error.

@@ -14,18 +14,31 @@ pub type Buffer<D> = <D as Storage<f32>>::Vec;
 
 /// Copies device buffers to and from the host, for checkpoints.
 pub trait HostBuffers: Device<f32> {
-    fn download(&self, buf: &Buffer<Self>) -> Vec<f32>;
+    fn download(&self, buf: &Buffer<Self>) -> Result<Vec<f32>, Self::Err>;
     fn upload(&self, values: &[f32]) -> Result<Buffer<Self>, Self::Err>;
 }
 
 impl HostBuffers for Cpu {
-    fn download(&self, buf: &Buffer<Self>) -> Vec<f32> {
-        buf.to_vec()
+    fn download(&self, buf: &Buffer<Self>) -> Result<Vec<f32>, Self::Err> {
+        Ok(buf.to_vec())
     }
 
     fn upload(&self, values: &[f32]) -> Result<Buffer<Self>, Self::Err> {
         let mut buf = <Self as Storage<f32>>::try_alloc_len(self, values.len())?;
         buf.copy_from_slice(values);
+        Ok(buf)
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl HostBuffers for Cuda {
+    fn download(&self, buf: &Buffer<Self>) -> Result<Vec<f32>, Self::Err> {
+        Ok(buf.device().dtoh_sync_copy(buf)?)
+    }
+
+    fn upload(&self, values: &[f32]) -> Result<Buffer<Self>, Self::Err> {
+        let mut buf = <Self as Storage<f32>>::try_alloc_len(self, values.len())?;
+        buf.device().htod_sync_copy_into(values, &mut *buf)?;
         Ok(buf)
     }
 }
@@ -87,18 +100,20 @@ impl<D: HostBuffers> AdamW<D> {
         Ok(())
     }
 
-    pub fn state(&self, dev: &D) -> AdamWState {
-        AdamWState {
+    pub fn state(&self, dev: &D) -> Result<AdamWState, D::Err> {
+        let moments = self
+            .moments
+            .iter()
+            .map(|slot| {
+                slot.as_ref()
+                    .map(|(m, v)| Ok((dev.download(m)?, dev.download(v)?)))
+                    .transpose()
+            })
+            .collect::<Result<_, D::Err>>()?;
+        Ok(AdamWState {
             step: self.step,
-            moments: self
-                .moments
-                .iter()
-                .map(|slot| {
-                    slot.as_ref()
-                        .map(|(m, v)| (dev.download(m), dev.download(v)))
-                })
-                .collect(),
-        }
+            moments,
+        })
     }
 
     pub fn restore(&mut self, dev: &D, state: &AdamWState) -> Result<(), D::Err> {
@@ -209,7 +224,7 @@ mod tests {
             let mut g = loss_grads(&dev, &straight, straight.alloc_grads());
             adamw.update(&mut straight, &mut g).unwrap();
         }
-        let state = adamw.state(&dev);
+        let state = adamw.state(&dev).unwrap();
         assert_eq!(state.step, 3);
         let mut resumed = (
             dev.tensor_from_vec(straight.0.as_vec(), (Const::<3>, Const::<4>)),
@@ -224,6 +239,6 @@ mod tests {
             restored.update(&mut resumed, &mut g).unwrap();
         }
         assert_eq!(straight.0.as_vec(), resumed.0.as_vec());
-        assert_eq!(restored.state(&dev), adamw.state(&dev));
+        assert_eq!(restored.state(&dev).unwrap(), adamw.state(&dev).unwrap());
     }
 }

@@ -42,111 +42,135 @@ pub fn group_sizes(
     }
 }
 
-/// The AdamW group of a Muon run as a dfdx `TensorCollection`: the same model, seen
-/// through a type that visits only the embeddings, the LM head and the norm gains, so
-/// that dfdx's `Adam` owns exactly those tensors (and keeps one step counter for them).
-#[repr(transparent)]
-pub struct AdamWGroup<
-    const V: usize,
-    const M: usize,
-    const HD: usize,
-    const KVW: usize,
-    const F: usize,
-    const L: usize,
->(pub Transformer<V, M, HD, KVW, F, L, f32, Cpu>);
+/// A parameter group as a dfdx `TensorCollection`: the same model, seen through a type
+/// that visits only some of its tensors, so that one optimizer owns exactly those (and
+/// keeps one step counter for them). `$top` are fields of the model, `$block` fields of
+/// every block.
+macro_rules! group_view {
+    ($(#[$doc:meta])* $name:ident,
+     top: [$($top:ident: $top_init:expr),*],
+     block: [$([$($block:ident: $block_init:expr),*]),*]) => {
+        $(#[$doc])*
+        #[repr(transparent)]
+        pub struct $name<
+            const V: usize,
+            const M: usize,
+            const HD: usize,
+            const KVW: usize,
+            const F: usize,
+            const L: usize,
+            D: Device<f32>,
+        >(pub Transformer<V, M, HD, KVW, F, L, f32, D>);
 
-impl<
-        const V: usize,
-        const M: usize,
-        const HD: usize,
-        const KVW: usize,
-        const F: usize,
-        const L: usize,
-    > AdamWGroup<V, M, HD, KVW, F, L>
-{
-    pub fn of(model: &Transformer<V, M, HD, KVW, F, L, f32, Cpu>) -> &Self {
-        // SAFETY: AdamWGroup is a repr(transparent) wrapper of exactly this type.
-        unsafe { &*(model as *const Transformer<V, M, HD, KVW, F, L, f32, Cpu> as *const Self) }
-    }
+        impl<
+                const V: usize,
+                const M: usize,
+                const HD: usize,
+                const KVW: usize,
+                const F: usize,
+                const L: usize,
+                D: Device<f32>,
+            > $name<V, M, HD, KVW, F, L, D>
+        {
+            pub fn of(model: &Transformer<V, M, HD, KVW, F, L, f32, D>) -> &Self {
+                // SAFETY: the group is a repr(transparent) wrapper of exactly this type.
+                unsafe { &*(model as *const Transformer<V, M, HD, KVW, F, L, f32, D> as *const Self) }
+            }
 
-    pub fn of_mut(model: &mut Transformer<V, M, HD, KVW, F, L, f32, Cpu>) -> &mut Self {
-        // SAFETY: as above.
-        unsafe { &mut *(model as *mut Transformer<V, M, HD, KVW, F, L, f32, Cpu> as *mut Self) }
-    }
-}
-
-fn ones<S: ConstShape>() -> TensorOptions<S, f32, Cpu> {
-    TensorOptions::reset_to_ones()
-}
-
-impl<
-        const V: usize,
-        const M: usize,
-        const HD: usize,
-        const KVW: usize,
-        const F: usize,
-        const L: usize,
-    > TensorCollection<f32, Cpu> for AdamWGroup<V, M, HD, KVW, F, L>
-{
-    /// A group is a view, never built on its own.
-    type To<E2: Dtype, D2: Device<E2>> = ();
-
-    fn iter_tensors<Vis: ModuleVisitor<Self, f32, Cpu>>(
-        visitor: &mut Vis,
-    ) -> Result<Option<Self::To<Vis::E2, Vis::D2>>, Vis::Err> {
-        let names: Vec<[String; 4]> = (0..L)
-            .map(|i| {
-                ["attn_norm", "ffn_norm", "q_gain", "k_gain"].map(|t| format!("blocks.{i}.{t}"))
-            })
-            .collect();
-        // One field per block for the gain `$field`, named `blocks.{i}.$field`.
-        macro_rules! per_block {
-            ($slot:expr, $field:ident) => {
-                (0..L)
-                    .map(|i| {
-                        Self::tensor(
-                            &names[i][$slot],
-                            move |s| &s.0.blocks[i].$field,
-                            move |s| &mut s.0.blocks[i].$field,
-                            ones(),
-                        )
-                    })
-                    .collect::<Vec<_>>()
-            };
+            pub fn of_mut(model: &mut Transformer<V, M, HD, KVW, F, L, f32, D>) -> &mut Self {
+                // SAFETY: as above.
+                unsafe { &mut *(model as *mut Transformer<V, M, HD, KVW, F, L, f32, D> as *mut Self) }
+            }
         }
-        visitor.visit_fields(
-            (
-                (
-                    Self::tensor(
-                        "embed",
-                        |s| &s.0.embed,
-                        |s| &mut s.0.embed,
-                        TensorOptions::reset_to_zeros(),
+
+        impl<
+                const V: usize,
+                const M: usize,
+                const HD: usize,
+                const KVW: usize,
+                const F: usize,
+                const L: usize,
+                D: Device<f32>,
+            > TensorCollection<f32, D> for $name<V, M, HD, KVW, F, L, D>
+        {
+            /// A group is a view, never built on its own.
+            type To<E2: Dtype, D2: Device<E2>> = ();
+
+            fn iter_tensors<Vis: ModuleVisitor<Self, f32, D>>(
+                visitor: &mut Vis,
+            ) -> Result<Option<Self::To<Vis::E2, Vis::D2>>, Vis::Err> {
+                let fields: Vec<&'static str> = vec![$($(stringify!($block)),*),*];
+                let names: Vec<Vec<String>> = (0..L)
+                    .map(|i| fields.iter().map(|f| format!("blocks.{i}.{f}")).collect())
+                    .collect();
+                let at = |field: &str| fields.iter().position(|f| *f == field).expect("listed");
+                visitor.visit_fields(
+                    (
+                        ($(
+                            Self::tensor(
+                                stringify!($top),
+                                |s| &s.0.$top,
+                                |s| &mut s.0.$top,
+                                $top_init,
+                            ),
+                        )*),
+                        // Groups of at most six: dfdx implements fields for tuples up to 6.
+                        ($(($({
+                            let at = at(stringify!($block));
+                            (0..L)
+                                .map(|i| {
+                                    Self::tensor(
+                                        &names[i][at],
+                                        move |s| &s.0.blocks[i].$block,
+                                        move |s| &mut s.0.blocks[i].$block,
+                                        $block_init,
+                                    )
+                                })
+                                .collect::<Vec<_>>()
+                        },)*),)*),
                     ),
-                    Self::tensor(
-                        "lm_head",
-                        |s| &s.0.lm_head,
-                        |s| &mut s.0.lm_head,
-                        TensorOptions::reset_to_zeros(),
-                    ),
-                    Self::tensor(
-                        "final_norm",
-                        |s| &s.0.final_norm,
-                        |s| &mut s.0.final_norm,
-                        ones(),
-                    ),
-                ),
-                (
-                    per_block!(0, attn_norm),
-                    per_block!(1, ffn_norm),
-                    per_block!(2, q_gain),
-                    per_block!(3, k_gain),
-                ),
-            ),
-            |_| (),
-        )
-    }
+                    |_| (),
+                )
+            }
+        }
+    };
 }
+
+group_view!(
+    /// The AdamW group of a Muon run: embeddings, the LM head and the norm gains.
+    AdamWGroup,
+    top: [
+        embed: TensorOptions::reset_to_zeros(),
+        lm_head: TensorOptions::reset_to_zeros(),
+        final_norm: TensorOptions::reset_to_ones()
+    ],
+    block: [[
+        attn_norm: TensorOptions::reset_to_ones(),
+        ffn_norm: TensorOptions::reset_to_ones(),
+        q_gain: TensorOptions::reset_to_ones(),
+        k_gain: TensorOptions::reset_to_ones()
+    ]]
+);
+
+group_view!(
+    /// The Muon group: every hidden matrix (the CUDA path applies Muon's updates to it
+    /// with dfdx's SGD).
+    MuonGroup,
+    top: [],
+    block: [
+        [
+            wq: TensorOptions::reset_to_zeros(),
+            wk: TensorOptions::reset_to_zeros(),
+            wv: TensorOptions::reset_to_zeros(),
+            wo: TensorOptions::reset_to_zeros()
+        ],
+        [
+            w_up: TensorOptions::reset_to_zeros(),
+            w_gate: TensorOptions::reset_to_zeros(),
+            w_down: TensorOptions::reset_to_zeros()
+        ]
+    ]
+);
 
 #[cfg(test)]
 mod tests {
@@ -190,7 +214,7 @@ mod ownership_tests {
     use dfdx::optim::{Adam, AdamConfig, Optimizer};
     use dfdx::prelude::*;
 
-    use super::AdamWGroup;
+    use super::{AdamWGroup, MuonGroup};
     use crate::model::init::init_model;
     use crate::model::{cross_entropy, Architecture, Constants, Transformer};
     use crate::optim::muon::Muon;
@@ -234,6 +258,16 @@ mod ownership_tests {
             OptimizerConfig::Muon(muon) => muon,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn the_two_groups_partition_the_model() {
+        let (_, _, model, _) = setup();
+        let adamw = AdamWGroup::of(&model).num_trainable_params();
+        let muon = MuonGroup::of(&model).num_trainable_params();
+        assert_eq!(adamw + muon, model.num_trainable_params());
+        // Per block: wq, wo 16x16; wk, wv 8x16; w_up, w_gate 24x16; w_down 16x24.
+        assert_eq!(muon, 2 * (2 * 256 + 2 * 128 + 3 * 384));
     }
 
     #[test]

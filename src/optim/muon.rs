@@ -104,16 +104,6 @@ impl Muon {
         }
     }
 
-    /// The momentum buffers, one per Muon matrix in `matrices` order (empty before the
-    /// first step), for checkpoints.
-    pub fn momentum_buffers(&self) -> &[Vec<f32>] {
-        &self.buffers
-    }
-
-    pub fn restore_momentum(&mut self, buffers: Vec<Vec<f32>>) {
-        self.buffers = buffers;
-    }
-
     /// The Muon matrices of a model: per layer the attention projections (merged as
     /// [Q; K; V; O^T] or separate) and the feed-forward matrices in use.
     pub fn matrices(
@@ -280,6 +270,36 @@ impl Muon {
             rows,
             cols,
         )
+    }
+}
+
+impl super::MuonStep<Cpu> for Muon {
+    fn step<
+        const V: usize,
+        const M: usize,
+        const HD: usize,
+        const KVW: usize,
+        const F: usize,
+        const L: usize,
+    >(
+        &mut self,
+        model: &mut Transformer<V, M, HD, KVW, F, L, f32, Cpu>,
+        grads: &mut Gradients<f32, Cpu>,
+        activation: Activation,
+        lr: f64,
+    ) -> Result<(), String> {
+        Muon::step(self, model, grads, activation, lr);
+        Ok(())
+    }
+
+    /// One buffer per Muon matrix in `matrices` order (none before the first step).
+    fn momentum_buffers(&self) -> Result<Vec<Vec<f32>>, String> {
+        Ok(self.buffers.clone())
+    }
+
+    fn restore_momentum(&mut self, buffers: Vec<Vec<f32>>) -> Result<(), String> {
+        self.buffers = buffers;
+        Ok(())
     }
 }
 

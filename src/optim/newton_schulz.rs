@@ -33,7 +33,7 @@ pub fn coefficients(variant: MuonVariant, steps: usize) -> Vec<(f32, f32, f32)> 
 }
 
 /// Frobenius-norm divisor factor of each variant.
-fn norm_factor(variant: MuonVariant) -> f32 {
+pub fn norm_factor(variant: MuonVariant) -> f32 {
     match variant {
         MuonVariant::Ns5 => 1.0,
         MuonVariant::PolarExpress => 1.01,

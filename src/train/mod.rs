@@ -2,6 +2,7 @@
 //! `TrainObserver` (the store and the progress display live downstream).
 
 pub mod checkpoint;
+pub mod device;
 pub mod interrupt;
 pub mod observer;
 mod optimizers;

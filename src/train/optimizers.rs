@@ -6,12 +6,14 @@ use dfdx::prelude::*;
 use crate::model::{Architecture, Transformer};
 use crate::optim::adamw::{adam_config, AdamW, AdamWState};
 use crate::optim::groups::AdamWGroup;
-use crate::optim::muon::Muon;
+use crate::optim::MuonStep;
 use crate::spec::run_config::{AdamWConfig, OptimizerConfig};
 
+use super::device::TrainDevice;
 use super::run::TrainError;
 
 pub(super) enum Optimizers<
+    D: TrainDevice,
     const V: usize,
     const M: usize,
     const HD: usize,
@@ -21,13 +23,13 @@ pub(super) enum Optimizers<
 > {
     AdamW {
         config: AdamWConfig,
-        adamw: AdamW<Cpu>,
+        adamw: AdamW<D>,
     },
     Muon {
-        muon: Muon,
+        muon: D::Muon,
         lr: f64,
         config: AdamWConfig,
-        adamw: AdamW<Cpu>,
+        adamw: AdamW<D>,
     },
 }
 
@@ -36,13 +38,14 @@ fn device_err(err: impl std::fmt::Debug) -> TrainError {
 }
 
 impl<
+        D: TrainDevice,
         const V: usize,
         const M: usize,
         const HD: usize,
         const KVW: usize,
         const F: usize,
         const L: usize,
-    > Optimizers<V, M, HD, KVW, F, L>
+    > Optimizers<D, V, M, HD, KVW, F, L>
 {
     pub(super) fn new(config: &OptimizerConfig) -> Self {
         match config {
@@ -51,7 +54,7 @@ impl<
                 adamw: AdamW::new(adam_config(adamw)),
             },
             OptimizerConfig::Muon(muon) => Optimizers::Muon {
-                muon: Muon::new(muon),
+                muon: D::muon(muon),
                 lr: muon.lr,
                 config: muon.adamw.clone(),
                 adamw: AdamW::new(adam_config(&muon.adamw)),
@@ -63,8 +66,8 @@ impl<
     /// metrics (`lr` is the main optimizer's, `adamw_lr` AdamW's in a Muon run).
     pub(super) fn step(
         &mut self,
-        model: &mut Transformer<V, M, HD, KVW, F, L, f32, Cpu>,
-        grads: &mut Gradients<f32, Cpu>,
+        model: &mut Transformer<V, M, HD, KVW, F, L, f32, D>,
+        grads: &mut Gradients<f32, D>,
         arch: &Architecture,
         multiplier: f64,
     ) -> Result<Vec<(&'static str, f64)>, TrainError> {
@@ -81,7 +84,8 @@ impl<
                 adamw,
             } => {
                 let muon_lr = *lr * multiplier;
-                muon.step(model, grads, arch.activation, muon_lr);
+                muon.step(model, grads, arch.activation, muon_lr)
+                    .map_err(device_err)?;
                 adamw.cfg.lr = config.lr * multiplier;
                 adamw
                     .update(AdamWGroup::of_mut(model), grads)
@@ -92,18 +96,19 @@ impl<
     }
 
     /// AdamW's state and Muon's momentum buffers (none in an AdamW run).
-    pub(super) fn state(&self, dev: &Cpu) -> (AdamWState, Vec<Vec<f32>>) {
-        match self {
-            Optimizers::AdamW { adamw, .. } => (adamw.state(dev), Vec::new()),
-            Optimizers::Muon { muon, adamw, .. } => {
-                (adamw.state(dev), muon.momentum_buffers().to_vec())
-            }
-        }
+    pub(super) fn state(&self, dev: &D) -> Result<(AdamWState, Vec<Vec<f32>>), TrainError> {
+        Ok(match self {
+            Optimizers::AdamW { adamw, .. } => (adamw.state(dev).map_err(device_err)?, Vec::new()),
+            Optimizers::Muon { muon, adamw, .. } => (
+                adamw.state(dev).map_err(device_err)?,
+                muon.momentum_buffers().map_err(device_err)?,
+            ),
+        })
     }
 
     pub(super) fn restore(
         &mut self,
-        dev: &Cpu,
+        dev: &D,
         adamw_state: &AdamWState,
         momentum: Vec<Vec<f32>>,
     ) -> Result<(), TrainError> {
@@ -117,7 +122,7 @@ impl<
                 adamw.restore(dev, adamw_state).map_err(device_err)
             }
             Optimizers::Muon { muon, adamw, .. } => {
-                muon.restore_momentum(momentum);
+                muon.restore_momentum(momentum).map_err(device_err)?;
                 adamw.restore(dev, adamw_state).map_err(device_err)
             }
         }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::data::Dataset;
 use crate::model::shapes::{dispatch, not_compiled_help, ModelShape, ShapeRunner};
 use crate::spec::run_config::RunConfig;
+use crate::spec::Device;
 
 use super::checkpoint::Checkpoint;
 use super::observer::TrainObserver;
@@ -79,9 +80,11 @@ pub struct CheckpointPolicy {
     pub every: Option<Duration>,
 }
 
-/// How to run: checkpoints to write, and one to continue from.
+/// How to run: the device (`Cpu` or `Cuda(n)`, see `device::resolve`), checkpoints to
+/// write, and one to continue from.
 #[derive(Debug, Clone, Default)]
 pub struct TrainOptions {
+    pub device: Device,
     pub checkpoints: Option<CheckpointPolicy>,
     pub resume: Option<Checkpoint>,
 }
@@ -127,7 +130,24 @@ impl ShapeRunner for Trainer<'_> {
     >(
         self,
     ) -> Self::Output {
-        RunLoop::<V, M, HD, KVW, F, L>::new(self.config, self.dataset, self.options)?
-            .run(self.observer)
+        match self.options.device {
+            #[cfg(feature = "cuda")]
+            Device::Cuda(_) => RunLoop::<dfdx::prelude::Cuda, V, M, HD, KVW, F, L>::new(
+                self.config,
+                self.dataset,
+                self.options,
+            )?
+            .run(self.observer),
+            #[cfg(not(feature = "cuda"))]
+            Device::Cuda(_) => Err(TrainError::Run(
+                "this build has no CUDA support; build with --features cuda".to_owned(),
+            )),
+            Device::Cpu | Device::Auto => RunLoop::<dfdx::prelude::Cpu, V, M, HD, KVW, F, L>::new(
+                self.config,
+                self.dataset,
+                self.options,
+            )?
+            .run(self.observer),
+        }
     }
 }

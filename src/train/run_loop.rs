@@ -15,19 +15,17 @@ use crate::probe::measure;
 use crate::spec::run_config::RunConfig;
 
 use super::checkpoint::{Checkpoint, Counters};
+use super::device::TrainDevice;
 use super::observer::{MetricRow, Split, TrainObserver};
 use super::optimizers::Optimizers;
 use super::run::{CheckpointPolicy, Outcome, TrainError, TrainOptions};
 use super::schedule::{eval_steps, lr_multiplier, probe_steps};
 
 /// Token ids of a batch: inputs [batch, seq] and targets flattened to [batch * seq].
-type TokenTensors = (
-    Tensor<(usize, usize), usize, Cpu>,
-    Tensor<(usize,), usize, Cpu>,
-);
+type TokenTensors<D> = (Tensor<(usize, usize), usize, D>, Tensor<(usize,), usize, D>);
 
 /// The batch's inputs as a [batch, seq] tensor and its targets flattened.
-fn batch_tensors(dev: &Cpu, batch: &Batch) -> TokenTensors {
+fn batch_tensors<D: TrainDevice>(dev: &D, batch: &Batch) -> TokenTensors<D> {
     let inputs = batch.inputs.iter().map(|&t| t as usize).collect();
     let targets = batch.targets.iter().map(|&t| t as usize).collect();
     (
@@ -42,6 +40,7 @@ fn data_err(err: crate::data::DataError) -> TrainError {
 
 pub(super) struct RunLoop<
     'a,
+    D: TrainDevice,
     const V: usize,
     const M: usize,
     const HD: usize,
@@ -50,13 +49,13 @@ pub(super) struct RunLoop<
     const L: usize,
 > {
     config: &'a RunConfig,
-    dev: Cpu,
+    dev: D,
     arch: Architecture,
-    consts: Constants<HD, Cpu>,
-    model: Transformer<V, M, HD, KVW, F, L, f32, Cpu>,
-    optimizers: Optimizers<V, M, HD, KVW, F, L>,
+    consts: Constants<HD, D>,
+    model: Transformer<V, M, HD, KVW, F, L, f32, D>,
+    optimizers: Optimizers<D, V, M, HD, KVW, F, L>,
     batches: TrainBatches<'a>,
-    eval: TokenTensors,
+    eval: TokenTensors<D>,
     steps: u64,
     tokens_per_step: u64,
     /// The step the loop starts at: 0, or a resumed checkpoint's step (evaluated already).
@@ -67,20 +66,25 @@ pub(super) struct RunLoop<
 
 impl<
         'a,
+        D: TrainDevice,
         const V: usize,
         const M: usize,
         const HD: usize,
         const KVW: usize,
         const F: usize,
         const L: usize,
-    > RunLoop<'a, V, M, HD, KVW, F, L>
+    > RunLoop<'a, D, V, M, HD, KVW, F, L>
 {
     pub(super) fn new(
         config: &'a RunConfig,
         dataset: &'a Dataset,
         options: TrainOptions,
     ) -> Result<Self, TrainError> {
-        let dev = Cpu::seed_from_u64(config.seed);
+        let ordinal = match options.device {
+            crate::spec::Device::Cuda(ordinal) => ordinal,
+            _ => 0,
+        };
+        let dev = D::open(ordinal, config.seed)?;
         let arch = Architecture::from_config(&config.model);
         let data = &config.data;
         let batches = TrainBatches::new(
@@ -94,7 +98,7 @@ impl<
             eval_batch(&dataset.splits.val, data.seq_len, data.eval_sequences).map_err(data_err)?;
         let mut run = RunLoop {
             config,
-            consts: Constants::<HD, Cpu>::new(&dev, &arch, data.seq_len),
+            consts: Constants::<HD, D>::new(&dev, &arch, data.seq_len),
             model: init_model(&dev, config.model.init_std),
             optimizers: Optimizers::new(&config.optimizer),
             batches,
@@ -186,7 +190,7 @@ impl<
                 None,
             );
             let loss = cross_entropy(logits, targets);
-            let loss_value = f64::from(loss.array());
+            let loss_value = f64::from(loss.as_vec()[0]);
             grads = loss.backward();
             let done = (step + 1) * self.tokens_per_step;
             let mut row = |metric, value| {
@@ -253,7 +257,7 @@ impl<
             ));
             self.counters.probe_seconds += probe_started.elapsed().as_secs_f64();
         }
-        self.counters.last_val = f64::from(cross_entropy(logits, targets).array());
+        self.counters.last_val = f64::from(cross_entropy(logits, targets).as_vec()[0]);
         observer.metric(MetricRow {
             step,
             tokens,
@@ -293,7 +297,7 @@ impl<
         observer
             .flush()
             .map_err(|err| storage("metrics before a checkpoint", err))?;
-        let (adamw, muon) = self.optimizers.state(&self.dev);
+        let (adamw, muon) = self.optimizers.state(&self.dev)?;
         let checkpoint = Checkpoint {
             run_id: policy.run_id.clone(),
             step,

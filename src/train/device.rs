@@ -1,0 +1,90 @@
+//! The devices a run trains on: what each needs beyond dfdx's `Device` (opening it,
+//! its Muon, copying optimizer state to the host for checkpoints).
+
+use dfdx::prelude::Cpu;
+#[cfg(feature = "cuda")]
+use dfdx::prelude::Cuda;
+
+use crate::optim::adamw::HostBuffers;
+use crate::optim::muon::Muon;
+use crate::optim::MuonStep;
+use crate::spec::run_config::MuonConfig;
+use crate::spec::Device;
+
+use super::run::TrainError;
+
+pub trait TrainDevice: HostBuffers {
+    type Muon: MuonStep<Self>;
+
+    /// The device `ordinal` (ignored by the CPU), with its random numbers seeded.
+    fn open(ordinal: usize, seed: u64) -> Result<Self, TrainError>;
+
+    fn muon(config: &MuonConfig) -> Self::Muon;
+}
+
+impl TrainDevice for Cpu {
+    type Muon = Muon;
+
+    fn open(_ordinal: usize, seed: u64) -> Result<Self, TrainError> {
+        Ok(Cpu::seed_from_u64(seed))
+    }
+
+    fn muon(config: &MuonConfig) -> Muon {
+        Muon::new(config)
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl TrainDevice for Cuda {
+    type Muon = crate::optim::cuda_muon::CudaMuon;
+
+    fn open(ordinal: usize, seed: u64) -> Result<Self, TrainError> {
+        Cuda::try_build(ordinal, seed)
+            .map_err(|err| TrainError::Run(format!("cannot open CUDA device {ordinal}: {err:?}")))
+    }
+
+    fn muon(config: &MuonConfig) -> Self::Muon {
+        crate::optim::cuda_muon::CudaMuon::new(config)
+    }
+}
+
+/// The device a run trains on: `Auto` is CUDA device 0 in a CUDA build on a machine with
+/// a GPU, else the CPU. Asking for CUDA where it cannot be had says why.
+pub fn resolve(requested: Device) -> Result<Device, TrainError> {
+    match requested {
+        Device::Cpu => Ok(Device::Cpu),
+        Device::Auto => Ok(match cuda_devices() {
+            Ok(count) if count > 0 => Device::Cuda(0),
+            _ => Device::Cpu,
+        }),
+        Device::Cuda(ordinal) => match cuda_devices() {
+            Ok(count) if ordinal < count => Ok(requested),
+            Ok(count) => Err(TrainError::Run(format!(
+                "device cuda:{ordinal} requested, but this machine has {count} CUDA device(s); \
+                 use --device cpu or a smaller ordinal"
+            ))),
+            Err(why) => Err(TrainError::Run(format!(
+                "device cuda:{ordinal} requested, but {why}; use --device cpu"
+            ))),
+        },
+    }
+}
+
+/// How many CUDA devices the driver reports.
+#[cfg(feature = "cuda")]
+fn cuda_devices() -> Result<usize, String> {
+    use cudarc::driver::result;
+    result::init()
+        .and_then(|()| result::device::get_count())
+        .map(|count| count.max(0) as usize)
+        .map_err(|err| format!("the CUDA driver reports no usable GPU ({err:?})"))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_devices() -> Result<usize, String> {
+    Err(
+        "this build of rankprobe has no CUDA support (build it with `--features cuda`, \
+         see README \"GPU\")"
+            .to_owned(),
+    )
+}
