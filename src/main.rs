@@ -115,8 +115,12 @@ enum Command {
         /// The run to time (default: each study's first run).
         #[arg(long)]
         run: Option<String>,
+        /// auto, cpu, cuda or cuda:N.
+        #[arg(long, default_value = "auto")]
+        device: Device,
     },
-    /// Time one Muon update per matrix shape of a study's first Muon run, on the CPU.
+    /// Time one Muon update per matrix shape of a study's first Muon run, on the CPU (and
+    /// on the GPU in a CUDA build).
     MuonBench {
         /// Study file (.ron).
         file: PathBuf,
@@ -188,9 +192,12 @@ fn main() -> ExitCode {
         Command::Validate { files } => commands::validate::validate(files),
         Command::Report { study_dir } => commands::report::report(study_dir),
         Command::MuonBench { file } => commands::bench::muon_bench(file),
-        Command::Bench { files, steps, run } => {
-            commands::bench::bench(files, *steps, run.as_deref())
-        }
+        Command::Bench {
+            files,
+            steps,
+            run,
+            device,
+        } => commands::bench::bench(files, *steps, run.as_deref(), *device),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

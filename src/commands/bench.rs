@@ -31,20 +31,45 @@ impl TrainObserver for Throughput {
 
 /// FLOP/s of a [rows x k] x [k x n] f32 matmul on the CPU, best of a few repetitions.
 fn matmul_flops(rows: usize, k: usize, n: usize) -> f64 {
-    let dev = Cpu::seed_from_u64(0);
-    let a: Tensor<(usize, usize), f32, _> = dev.sample_normal_like(&(rows, k));
-    let b: Tensor<(usize, usize), f32, _> = dev.sample_normal_like(&(k, n));
+    matmul_flops_on(&Cpu::seed_from_u64(0), rows, k, n)
+}
+
+/// The same on `dev`, timed between device synchronisations.
+fn matmul_flops_on<D: Device<f32> + Synchronize>(dev: &D, rows: usize, k: usize, n: usize) -> f64 {
+    let a: Tensor<(usize, usize), f32, D> = dev.sample_normal_like(&(rows, k));
+    let b: Tensor<(usize, usize), f32, D> = dev.sample_normal_like(&(k, n));
     let mut best = f64::INFINITY;
     for _ in 0..5 {
+        dev.synchronize();
         let started = Instant::now();
         let c = a.clone().matmul(b.clone());
-        std::hint::black_box(c.as_vec());
+        dev.synchronize();
         best = best.min(started.elapsed().as_secs_f64());
+        std::hint::black_box(c);
     }
     2.0 * (rows * k * n) as f64 / best
 }
 
-pub fn bench(files: &[PathBuf], steps: u64, label: Option<&str>) -> Result<(), Failure> {
+/// The matmul reference on the device a bench trains on.
+fn reference_flops(device: crate::spec::Device, rows: usize, k: usize, n: usize) -> f64 {
+    match device {
+        #[cfg(feature = "cuda")]
+        crate::spec::Device::Cuda(ordinal) => match Cuda::try_build(ordinal, 0) {
+            Ok(dev) => matmul_flops_on(&dev, rows, k, n),
+            Err(_) => f64::NAN,
+        },
+        _ => matmul_flops(rows, k, n),
+    }
+}
+
+pub fn bench(
+    files: &[PathBuf],
+    steps: u64,
+    label: Option<&str>,
+    device: crate::spec::Device,
+) -> Result<(), Failure> {
+    let device =
+        crate::train::device::resolve(device).map_err(|err| Failure::BadInput(err.to_string()))?;
     let mut table = TextTable::new(
         [
             "study",
@@ -77,11 +102,16 @@ pub fn bench(files: &[PathBuf], steps: u64, label: Option<&str>) -> Result<(), F
         let dataset =
             prepare_dataset(&config.data).map_err(|e| Failure::BadInput(e.to_string()))?;
         let mut throughput = Throughput::default();
-        train_run(&config, &dataset, &mut throughput, TrainOptions::default())
+        let options = TrainOptions {
+            device,
+            ..TrainOptions::default()
+        };
+        train_run(&config, &dataset, &mut throughput, options)
             .map_err(|e| Failure::RunFailed(e.to_string()))?;
         let flops_per_token = training_flops(&config, 1).unwrap_or(f64::NAN);
         let train_flops = flops_per_token * throughput.tokens_per_s;
-        let reference = matmul_flops(
+        let reference = reference_flops(
+            device,
             tokens_per_step as usize,
             config.model.d_model,
             config.model.d_ff,
@@ -98,7 +128,10 @@ pub fn bench(files: &[PathBuf], steps: u64, label: Option<&str>) -> Result<(), F
             format!("{:.3}", train_flops / reference),
         ]);
     }
-    println!("CPU training throughput over {steps} steps (ratio = train FLOP/s / matmul FLOP/s)\n");
+    println!(
+        "training throughput on {device} over {steps} steps \
+         (ratio = train FLOP/s / matmul FLOP/s on the same device)\n"
+    );
     print!("{}", table.render());
     Ok(())
 }
@@ -179,5 +212,70 @@ pub fn muon_bench(file: &std::path::Path) -> Result<(), Failure> {
         total[0] * 1e3,
         total[1] * 1e3
     );
+    cuda_muon_bench(&muon, &matrices);
     Ok(())
+}
+
+/// The CUDA half of `muon-bench`: the same shapes on GPU 0, when this build and machine
+/// have one.
+#[cfg(feature = "cuda")]
+fn cuda_muon_bench(
+    muon: &crate::spec::run_config::MuonConfig,
+    matrices: &[crate::optim::muon::MuonMatrix],
+) {
+    use crate::optim::cuda_muon::CudaMuon;
+    use crate::spec::run_config::Precision;
+    if crate::train::device::resolve(crate::spec::Device::Auto) != Ok(crate::spec::Device::Cuda(0))
+    {
+        println!("\nno CUDA device: the GPU half is skipped");
+        return;
+    }
+    let mut shapes: Vec<(usize, usize)> = matrices.iter().map(|m| (m.rows, m.cols)).collect();
+    shapes.sort_unstable();
+    shapes.dedup();
+    let dev = Cpu::seed_from_u64(0);
+    let mut table = TextTable::new(
+        ["matrix", "per step", "cuda f32 ms", "cuda bf16 ms"]
+            .map(String::from)
+            .to_vec(),
+    );
+    let mut total = [0.0f64; 2];
+    for shape in shapes {
+        let count = matrices
+            .iter()
+            .filter(|m| (m.rows, m.cols) == shape)
+            .count();
+        let grad: Tensor<(usize, usize), f32, _> = dev.sample_normal_like(&shape);
+        let grad = grad.as_vec();
+        let mut row = vec![format!("{} x {}", shape.0, shape.1), count.to_string()];
+        for (slot, precision) in [Precision::F32, Precision::Bf16].into_iter().enumerate() {
+            let config = crate::spec::run_config::MuonConfig {
+                precision,
+                ..muon.clone()
+            };
+            match CudaMuon::new(&config).time_update(0, &grad, shape, 20) {
+                Ok(seconds) => {
+                    total[slot] += seconds * count as f64;
+                    row.push(format!("{:.3}", seconds * 1e3));
+                }
+                Err(why) => row.push(format!("error: {why}")),
+            }
+        }
+        table.push(row);
+    }
+    println!("\nthe same on CUDA device 0 (mean of 20 after a warm-up)\n");
+    print!("{}", table.render());
+    println!(
+        "\nper optimizer step on the GPU: {:.2} ms (f32), {:.2} ms (bf16)",
+        total[0] * 1e3,
+        total[1] * 1e3
+    );
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_muon_bench(
+    _muon: &crate::spec::run_config::MuonConfig,
+    _matrices: &[crate::optim::muon::MuonMatrix],
+) {
+    println!("\n(this build has no CUDA support: the GPU half needs --features cuda)");
 }

@@ -430,12 +430,26 @@ impl CudaMuon {
             .map_err(|e| err("downloading")(&e))
     }
 
-    /// Waits until every queued update of this device is done (for timing).
-    pub fn synchronize(&self) -> Result<(), String> {
-        match &self.kernels {
-            Some(k) => k.dev.synchronize().map_err(|e| err("synchronize")(&e)),
-            None => Ok(()),
+    /// Seconds per Muon update of a [rows x cols] matrix on device `ordinal`: the mean
+    /// of `repeats` updates after one warm-up, timed between device synchronisations.
+    pub fn time_update(
+        &mut self,
+        ordinal: usize,
+        grad: &[f32],
+        (rows, cols): (usize, usize),
+        repeats: usize,
+    ) -> Result<f64, String> {
+        let dev = CudaDevice::new(ordinal).map_err(|e| err("opening the GPU")(&e))?;
+        self.ready(dev.clone())?;
+        let grad = dev.htod_sync_copy(grad).map_err(|e| err("uploading")(&e))?;
+        self.update(0, &grad, (rows, cols))?;
+        dev.synchronize().map_err(|e| err("synchronize")(&e))?;
+        let started = std::time::Instant::now();
+        for _ in 0..repeats {
+            self.update(0, &grad, (rows, cols))?;
         }
+        dev.synchronize().map_err(|e| err("synchronize")(&e))?;
+        Ok(started.elapsed().as_secs_f64() / repeats.max(1) as f64)
     }
 }
 
