@@ -69,7 +69,8 @@ cd "$root"
 export CUDA_ROOT="$cu" CUDA_PATH="$cu"
 export PATH="$cu/bin:$shim:$PATH"
 export LIBRARY_PATH="$cu/lib:$cu/stub:${LIBRARY_PATH:-}"
-export RUSTFLAGS="${RUSTFLAGS:-} -L $cu/lib -L $cu/stub"
+# No RUSTFLAGS: they would rebuild every dependency; the linker finds the libraries
+# through LIBRARY_PATH.
 case "${1:-build}" in
     check) exec cargo check --release --features cuda --all-targets ;;
     clippy) exec cargo clippy --release --features cuda --all-targets -- -D warnings ;;
