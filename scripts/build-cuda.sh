@@ -53,6 +53,9 @@ if [ ! -e "$cu/stub/libcuda.so" ]; then
     grep -o 'pub fn cu[A-Za-z0-9_]*' "$sys_rs" | sed 's/pub fn //' | sort -u |
         awk '{ printf "int %s(void) { return 999; }\n", $1 }' > "$cu/stub/libcuda_stub.c"
     gcc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$cu/stub/libcuda.so" "$cu/stub/libcuda_stub.c"
+    # Only for trying the binary here: with the stub first on LD_LIBRARY_PATH it starts,
+    # finds no GPU, and trains on the CPU.
+    ln -sf libcuda.so "$cu/stub/libcuda.so.1"
 fi
 
 shim="$cuda_dir/shim"
@@ -87,6 +90,7 @@ for line in sys.stdin:
     m = json.loads(line)
     if m.get("profile", {}).get("test") and m.get("executable") and "gpu" in m["target"]["name"]:
         print(m["executable"])' | while read -r exe; do cp "$exe" target/cuda/gpu-tests; done
-strip target/cuda/rankprobe
+strip target/cuda/rankprobe target/cuda/gpu-tests
 xz -T0 -6 -k -f target/cuda/rankprobe
-ls -l target/cuda/rankprobe target/cuda/rankprobe.xz
+xz -T0 -6 -k -f target/cuda/gpu-tests
+ls -l target/cuda/

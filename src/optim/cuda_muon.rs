@@ -577,3 +577,16 @@ impl CudaMuon {
         k.copy(update, 0, grad, 0, shape.0 * shape.1)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// NVRTC needs no GPU: the kernels must compile wherever the CUDA build runs.
+    #[test]
+    fn the_kernels_compile_with_nvrtc() {
+        let ptx = cudarc::nvrtc::compile_ptx(super::SOURCE).expect("kernels/muon.cu compiles");
+        let text = ptx.to_src();
+        for name in super::FUNCTIONS {
+            assert!(text.contains(&format!(".entry {name}")), "{name} missing");
+        }
+    }
+}

@@ -77,7 +77,9 @@ fn cuda_devices() -> Result<usize, String> {
     result::init()
         .and_then(|()| result::device::get_count())
         .map(|count| count.max(0) as usize)
-        .map_err(|err| format!("the CUDA driver reports no usable GPU ({err:?})"))
+        // The error's code only: its Debug asks the driver for a description, which a
+        // broken driver cannot give.
+        .map_err(|err| format!("the CUDA driver reports no usable GPU ({:?})", err.0))
 }
 
 #[cfg(not(feature = "cuda"))]
