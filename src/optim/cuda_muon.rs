@@ -24,6 +24,7 @@ use dfdx::prelude::*;
 use crate::model::Transformer;
 use crate::spec::run_config::{Activation, MuonConfig, MuonMatrices, Precision};
 
+use super::gemm_plan::{newton_schulz_calls, GemmCall};
 use super::groups::MuonGroup;
 use super::muon::update_scale;
 use super::newton_schulz::{coefficients, norm_factor};
@@ -159,21 +160,8 @@ impl Workspace {
     }
 }
 
-/// A column-major GEMM C = alpha op(A) op(B) + beta C, in f32 or with bf16 operands
-/// (f32 accumulation and output) on tensor cores.
-struct GemmCall {
-    trans_a: bool,
-    trans_b: bool,
-    m: usize,
-    n: usize,
-    k: usize,
-    alpha: f32,
-    lda: usize,
-    ldb: usize,
-    beta: f32,
-    ldc: usize,
-}
-
+/// Runs `call` (column-major) in f32, or with bf16 operands (f32 accumulation and
+/// output) on tensor cores.
 fn op(trans: bool) -> blas::cublasOperation_t {
     if trans {
         blas::cublasOperation_t::CUBLAS_OP_T
@@ -280,61 +268,23 @@ fn matrix_update(
         k.copy(&ws.update, 0, &mut ws.x, 0, n)?;
     }
     let bf16 = config.precision == Precision::Bf16;
-    for (a, b, cc) in coefficients(config.variant, config.ns_steps) {
+    for step in coefficients(config.variant, config.ns_steps) {
+        let [gram, poly, next] = newton_schulz_calls(r, c, step);
         if bf16 {
             k.launch("round_bf16", n, (&mut ws.x, count))?;
         }
-        // Row-major X [r x c] is column-major X^T: A = X X^T is (X^T)^T (X^T).
-        let gram = GemmCall {
-            trans_a: true,
-            trans_b: false,
-            m: r,
-            n: r,
-            k: c,
-            alpha: 1.0,
-            lda: c,
-            ldb: c,
-            beta: 0.0,
-            ldc: r,
-        };
         let halves = (&mut ws.half_a, &mut ws.half_b);
         gemm(k, gram, config.precision, (&ws.x, &ws.x), &mut ws.a, halves)?;
         if bf16 {
             k.launch("round_bf16", r * r, (&mut ws.a, (r * r) as u64))?;
         }
-        // B = c A A + b A (A is symmetric, so its layout does not matter).
         k.copy(&ws.a, 0, &mut ws.b, 0, r * r)?;
-        let poly = GemmCall {
-            trans_a: false,
-            trans_b: false,
-            m: r,
-            n: r,
-            k: r,
-            alpha: cc,
-            lda: r,
-            ldb: r,
-            beta: b,
-            ldc: r,
-        };
         let halves = (&mut ws.half_a, &mut ws.half_b);
         gemm(k, poly, config.precision, (&ws.a, &ws.a), &mut ws.b, halves)?;
         if bf16 {
             k.launch("round_bf16", r * r, (&mut ws.b, (r * r) as u64))?;
         }
-        // Row-major Y = a X + B X is column-major Y^T = a X^T + X^T B (B symmetric).
         k.copy(&ws.x, 0, &mut ws.y, 0, n)?;
-        let next = GemmCall {
-            trans_a: false,
-            trans_b: false,
-            m: c,
-            n: r,
-            k: r,
-            alpha: 1.0,
-            lda: c,
-            ldb: r,
-            beta: a,
-            ldc: c,
-        };
         let halves = (&mut ws.half_a, &mut ws.half_b);
         gemm(k, next, config.precision, (&ws.x, &ws.b), &mut ws.y, halves)?;
         std::mem::swap(&mut ws.x, &mut ws.y);

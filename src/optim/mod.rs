@@ -4,6 +4,7 @@
 pub mod adamw;
 #[cfg(feature = "cuda")]
 pub mod cuda_muon;
+pub mod gemm_plan;
 pub mod groups;
 pub mod muon;
 pub mod newton_schulz;
