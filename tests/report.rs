@@ -54,6 +54,8 @@ fn write_run(
         probe_seconds: None,
         probe_share: None,
         resumed_from_step: None,
+        checkpoint_seconds: None,
+        checkpoint_share: None,
     };
     manifest.write(&dir).unwrap();
     let points = [0u64, 1000, 2000, 3000];

@@ -66,6 +66,8 @@ pub(super) fn train_one(
         probe_seconds: None,
         probe_share: None,
         resumed_from_step: None,
+        checkpoint_seconds: None,
+        checkpoint_share: None,
     };
     manifest
         .write(run_dir)
@@ -112,9 +114,13 @@ pub(super) fn train_one(
             tokens,
             final_val_loss,
             probe_seconds,
+            checkpoint_seconds,
+            elapsed_s,
         })) => {
             manifest.probe_seconds = Some(probe_seconds);
-            manifest.probe_share = Some(probe_seconds / started.elapsed().as_secs_f64());
+            manifest.probe_share = Some(probe_seconds / elapsed_s);
+            manifest.checkpoint_seconds = Some(checkpoint_seconds);
+            manifest.checkpoint_share = Some(checkpoint_seconds / elapsed_s);
             manifest.steps = Some(steps);
             manifest.tokens = Some(tokens);
             manifest.final_val_loss = Some(final_val_loss);

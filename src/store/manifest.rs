@@ -68,6 +68,11 @@ pub struct Manifest {
     /// The checkpoint step this session of the run started from (none: from scratch).
     #[serde(default)]
     pub resumed_from_step: Option<u64>,
+    /// Time spent writing checkpoints, and its share of the run's wall time.
+    #[serde(default)]
+    pub checkpoint_seconds: Option<f64>,
+    #[serde(default)]
+    pub checkpoint_share: Option<f64>,
 }
 
 /// The data a run trained on.

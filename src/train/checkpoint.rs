@@ -29,6 +29,8 @@ pub struct Counters {
     /// Seconds spent in training steps (for tokens/s).
     pub train_seconds: f64,
     pub probe_seconds: f64,
+    #[serde(default)]
+    pub checkpoint_seconds: f64,
     /// The last validation loss (NaN before the first evaluation).
     #[serde(with = "f64_bits")]
     pub last_val: f64,
@@ -237,6 +239,7 @@ mod tests {
                 elapsed_s: 1.5,
                 train_seconds: 1.0,
                 probe_seconds: 0.25,
+                checkpoint_seconds: 0.5,
                 last_val: f64::NAN,
             },
             model: vec![vec![1.0, -2.0, 3.5], vec![f32::MIN_POSITIVE]],

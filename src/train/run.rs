@@ -23,6 +23,10 @@ pub enum Outcome {
         final_val_loss: f64,
         /// Time spent turning captured activations into rank metrics.
         probe_seconds: f64,
+        /// Time spent writing checkpoints.
+        checkpoint_seconds: f64,
+        /// Wall time of the whole run, summed over its sessions (resumes).
+        elapsed_s: f64,
     },
     /// The loss became NaN or infinite at `step`.
     Diverged { step: u64, loss: f64 },

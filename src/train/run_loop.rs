@@ -110,6 +110,7 @@ impl<
                 elapsed_s: 0.0,
                 train_seconds: 0.0,
                 probe_seconds: 0.0,
+                checkpoint_seconds: 0.0,
                 last_val: f64::NAN,
             },
             checkpoints: options.checkpoints,
@@ -168,7 +169,9 @@ impl<
             let stop = super::interrupt::stop_requested();
             if step > self.start && (stop || self.checkpoint_due(step, last_checkpoint)) {
                 self.counters.elapsed_s = elapsed();
+                let saving = Instant::now();
                 self.save_checkpoint(observer, step)?;
+                self.counters.checkpoint_seconds += saving.elapsed().as_secs_f64();
                 last_checkpoint = (step, Instant::now());
             }
             if stop {
@@ -227,6 +230,8 @@ impl<
             tokens: self.steps * self.tokens_per_step,
             final_val_loss: self.counters.last_val,
             probe_seconds: self.counters.probe_seconds,
+            checkpoint_seconds: self.counters.checkpoint_seconds,
+            elapsed_s: elapsed(),
         })
     }
 
