@@ -308,6 +308,8 @@ pub struct CudaMuon {
     workspaces: HashMap<(usize, usize), Workspace>,
     /// The stacked [Q; K; V; O^T] gradient of the merged matrix.
     stack: Option<CudaSlice<f32>>,
+    /// dfdx's SGD over the Muon group (its type names the model shape).
+    sgd: Option<Box<dyn std::any::Any>>,
 }
 
 impl CudaMuon {
@@ -319,6 +321,7 @@ impl CudaMuon {
             pending: None,
             workspaces: HashMap::new(),
             stack: None,
+            sgd: None,
         }
     }
 
@@ -477,15 +480,31 @@ impl MuonStep<Cuda> for CudaMuon {
             self.in_place(index, slot(grads, &block.w_down)?, (M, F))?;
             index += 1;
         }
-        // p = p (1 - lr wd) - lr update, on the Muon group only. SGD keeps no state.
-        let mut sgd = Sgd::new(
-            MuonGroup::of(model),
-            SgdConfig {
-                lr,
-                momentum: None,
-                weight_decay: Some(WeightDecay::Decoupled(self.config.weight_decay)),
-            },
-        );
+        // p = p (1 - lr wd) - lr update, on the Muon group only. One SGD for the run:
+        // dfdx allocates its (unused, momentum-free) velocity once, not every step.
+        type GroupSgd<
+            const V: usize,
+            const M: usize,
+            const HD: usize,
+            const KVW: usize,
+            const F: usize,
+            const L: usize,
+        > = Sgd<MuonGroup<V, M, HD, KVW, F, L, Cuda>, f32, Cuda>;
+        let weight_decay = self.config.weight_decay;
+        let sgd = self.sgd.get_or_insert_with(|| {
+            Box::new(GroupSgd::<V, M, HD, KVW, F, L>::new(
+                MuonGroup::of(model),
+                SgdConfig {
+                    lr,
+                    momentum: None,
+                    weight_decay: Some(WeightDecay::Decoupled(weight_decay)),
+                },
+            ))
+        });
+        let sgd = sgd
+            .downcast_mut::<GroupSgd<V, M, HD, KVW, F, L>>()
+            .expect("a CudaMuon serves one model shape");
+        sgd.cfg.lr = lr;
         sgd.update(MuonGroup::of_mut(model), grads)
             .map_err(|e| err("applying the Muon update")(&e))
     }
