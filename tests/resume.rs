@@ -8,6 +8,7 @@ use std::process::Command;
 use common::{rankprobe, text, TINY};
 use polars::prelude::{ParquetReader, SerReader};
 use rankprobe::store::manifest::{Manifest, RunStatus};
+use rankprobe::train::checkpoint::Checkpoint;
 
 fn temp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("rankprobe-resume-{name}-{}", std::process::id()));
@@ -242,14 +243,15 @@ fn sigterm_stops_after_the_current_step_and_marks_the_run_interrupted() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until B1 trains, then ask it to stop.
+    // Wait until B1 has taken steps (its metrics hold train rows), then ask it to stop.
     let metrics = results.join("tiny");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let has_train_rows = |dir: &Path| {
+        rankprobe::store::frame::read_parquet(&dir.join("metrics.parquet"))
+            .is_ok_and(|frame| frame.height() > 1)
+    };
     while !std::fs::read_dir(&metrics)
-        .map(|d| {
-            d.flatten()
-                .any(|e| e.path().join("metrics.parquet").exists())
-        })
+        .map(|d| d.flatten().any(|e| has_train_rows(&e.path())))
         .unwrap_or(false)
     {
         assert!(
@@ -276,6 +278,15 @@ fn sigterm_stops_after_the_current_step_and_marks_the_run_interrupted() {
     let dir = metrics.join(format!("run=B1-{}", b1.run_id));
     let frame = ParquetReader::new(std::fs::File::open(dir.join("metrics.parquet")).unwrap());
     assert!(frame.finish().unwrap().height() > 0);
+    // It checkpointed where it stopped, so the next sweep resumes there.
+    let checkpoint = Checkpoint::read(&dir.join("checkpoint.bin"))
+        .unwrap()
+        .expect("an interrupted run leaves a checkpoint");
+    assert!(checkpoint.step > 0);
+    assert_eq!(
+        b1.error.as_deref(),
+        Some(format!("interrupted after step {}", checkpoint.step).as_str())
+    );
     // Running the sweep again trains the interrupted run.
     let missing = rankprobe(&[
         "missing",
