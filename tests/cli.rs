@@ -215,3 +215,31 @@ fn muon_bench_times_every_matrix_shape_of_the_study() {
     let adamw_only = rankprobe(&["muon-bench", "experiments/cpu_20m.ron"]);
     assert_eq!(adamw_only.status.code(), Some(2));
 }
+
+#[test]
+fn bench_times_training_on_the_chosen_device_against_a_same_device_matmul() {
+    let output = rankprobe(&[
+        "bench", TINY, "--steps", "2", "--run", "B1", "--device", "cpu",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains("training throughput on cpu over 2 steps"),
+        "{text}"
+    );
+    let row = text
+        .lines()
+        .find(|l| l.contains("tiny") && l.contains("B1"))
+        .unwrap_or_else(|| panic!("no row for tiny B1 in\n{text}"));
+    let ratio: f64 = row.split_whitespace().last().unwrap().parse().unwrap();
+    assert!(ratio > 0.0 && ratio.is_finite(), "{row}");
+    if !cfg!(feature = "cuda") {
+        let cuda = rankprobe(&["bench", TINY, "--steps", "2", "--device", "cuda"]);
+        assert_eq!(cuda.status.code(), Some(2));
+        assert!(
+            stderr(&cuda).contains("no CUDA support"),
+            "{}",
+            stderr(&cuda)
+        );
+    }
+}
