@@ -93,7 +93,7 @@ pub fn bench(
             })?,
         };
         let mut config = run.config.clone();
-        let tokens_per_step = (config.data.batch_size * config.data.seq_len) as u64;
+        let tokens_per_step = config.data.tokens_per_step();
         // Train `steps` steps, evaluating only at the start and the end.
         config.schedule.tokens = steps * tokens_per_step;
         config.schedule.eval_every_tokens = None;

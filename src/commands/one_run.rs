@@ -88,7 +88,7 @@ pub(super) fn train_one(
             "{}: resuming from its checkpoint at step {} ({} tokens)",
             run.label,
             checkpoint.step,
-            checkpoint.step * (run.config.data.batch_size * run.config.data.seq_len) as u64
+            checkpoint.step * run.config.data.tokens_per_step()
         ));
     }
     let execution = &plan.execution;

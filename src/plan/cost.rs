@@ -64,7 +64,7 @@ pub fn training_flops(config: &RunConfig, trained_tokens: u64) -> Option<f64> {
 
 /// Optimizer steps and the tokens they consume: the budget rounded down to whole steps.
 pub fn steps_and_tokens(config: &RunConfig) -> (u64, u64) {
-    let per_step = (config.data.batch_size * config.data.seq_len) as u64;
+    let per_step = config.data.tokens_per_step();
     if per_step == 0 {
         return (0, 0);
     }

@@ -28,7 +28,7 @@ pub fn check_run(config: &RunConfig) -> Vec<Problem> {
         OptimizerConfig::AdamW(adamw) => check_adamw(adamw, "optimizer", &mut problems),
         OptimizerConfig::Muon(muon) => check_muon(muon, &mut problems),
     }
-    let tokens_per_step = (config.data.batch_size * config.data.seq_len) as u64;
+    let tokens_per_step = config.data.tokens_per_step();
     check_schedule(&config.schedule, tokens_per_step, &mut problems);
     check_probes(config, &mut problems);
     problems.0

@@ -37,6 +37,13 @@ spec_struct! {
     }
 }
 
+impl DataConfig {
+    /// Training tokens per optimizer step (batch_size x seq_len).
+    pub fn tokens_per_step(&self) -> u64 {
+        (self.batch_size * self.seq_len) as u64
+    }
+}
+
 /// Where the training text comes from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

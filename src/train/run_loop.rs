@@ -104,7 +104,7 @@ impl<
             batches,
             eval: batch_tensors(&dev, &eval),
             steps: steps_and_tokens(config).0,
-            tokens_per_step: (data.batch_size * data.seq_len) as u64,
+            tokens_per_step: data.tokens_per_step(),
             start: 0,
             counters: Counters {
                 elapsed_s: 0.0,

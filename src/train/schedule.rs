@@ -49,7 +49,7 @@ pub fn lr_multiplier(
 /// A token point between steps is taken at the first step boundary after it.
 pub fn probe_steps(config: &RunConfig, steps: u64) -> BTreeSet<u64> {
     let mut points = token_points(config, steps, config.probes.every_tokens);
-    let per_step = tokens_per_step(config);
+    let per_step = config.data.tokens_per_step();
     points.extend(
         config
             .probes
@@ -72,13 +72,9 @@ pub fn eval_steps(config: &RunConfig, steps: u64) -> BTreeSet<u64> {
     points
 }
 
-fn tokens_per_step(config: &RunConfig) -> u64 {
-    (config.data.batch_size * config.data.seq_len) as u64
-}
-
 /// 0, the end, and every multiple of `every` tokens (if given), as steps.
 fn token_points(config: &RunConfig, steps: u64, every: Option<u64>) -> BTreeSet<u64> {
-    let per_step = tokens_per_step(config);
+    let per_step = config.data.tokens_per_step();
     let mut points: BTreeSet<u64> = [0, steps].into_iter().collect();
     if let Some(every) = every {
         points.extend(
