@@ -42,10 +42,7 @@ pub fn missing(file: &Path, results: &Path) -> Result<(), Failure> {
     for run in &plan.runs {
         let status = recorded_status(&dir, run);
         if !status.is_some_and(RunStatus::is_final) {
-            let shown = status.map_or_else(
-                || "not started".to_owned(),
-                |s| format!("{s:?}").to_lowercase(),
-            );
+            let shown = status.map_or_else(|| "not started".to_owned(), |s| s.to_string());
             table.push(vec![
                 run.index.to_string(),
                 run.label.clone(),

@@ -95,15 +95,24 @@ pub fn sweep(file: &Path, options: &SweepOptions) -> Result<(), Failure> {
     })?;
     check_writable(&dir)?;
     // Resume: a finished run (done or diverged) with the same run id is kept as it is.
-    let (kept, runs): (Vec<PlannedRun>, Vec<PlannedRun>) = runs
-        .into_iter()
-        .partition(|run| !options.force && finished(&dir, run));
-    for run in &kept {
+    let mut kept: Vec<(PlannedRun, RunStatus)> = Vec::new();
+    let mut to_train = Vec::new();
+    for run in runs {
+        let status = if options.force {
+            None
+        } else {
+            finished(&dir, &run)
+        };
+        match status {
+            Some(status) => kept.push((run, status)),
+            None => to_train.push(run),
+        }
+    }
+    let runs = to_train;
+    for (run, status) in &kept {
         println!(
-            "keeping {} ({}, run id {}; --force retrains it)",
-            run.label,
-            status_word(recorded_status(&dir, run)),
-            run.id
+            "keeping {} ({status}, run id {}; --force retrains it)",
+            run.label, run.id
         );
     }
     let datasets = prepare_datasets(&runs, options.allow_repeat)?;
@@ -126,7 +135,7 @@ pub fn sweep(file: &Path, options: &SweepOptions) -> Result<(), Failure> {
             }
         };
         // Another sweep may have finished it since this one started.
-        if !options.force && finished(&dir, run) {
+        if !options.force && finished(&dir, run).is_some() {
             progress.println(&format!(
                 "keeping {} (finished by another sweep)",
                 run.label
@@ -158,18 +167,11 @@ pub fn sweep(file: &Path, options: &SweepOptions) -> Result<(), Failure> {
     }
     progress.finish();
     println!("study {} in {}:", plan.study, dir.display());
-    for run in &kept {
-        println!(
-            "  {:<12} {:<9} kept from an earlier sweep",
-            run.label,
-            status_word(recorded_status(&dir, run))
-        );
+    for (run, status) in &kept {
+        println!("  {:<12} {status:<9} kept from an earlier sweep", run.label);
     }
     for (label, status, summary) in &results {
-        println!(
-            "  {label:<12} {:<9} {summary}",
-            format!("{status:?}").to_lowercase()
-        );
+        println!("  {label:<12} {status:<9} {summary}");
     }
     match super::report::write_report(&dir) {
         Ok(markdown) => println!(
@@ -188,16 +190,12 @@ pub fn sweep(file: &Path, options: &SweepOptions) -> Result<(), Failure> {
         println!("{unfinished} runs not started");
     }
     // The exit code says whether every selected run is done, kept runs included.
-    let kept_statuses = kept
-        .iter()
-        .map(|run| (run.label.clone(), recorded_status(&dir, run)));
-    let trained = results
-        .iter()
-        .map(|(label, status, _)| (label.clone(), Some(*status)));
+    let kept_statuses = kept.iter().map(|(run, status)| (&run.label, *status));
+    let trained = results.iter().map(|(label, status, _)| (label, *status));
     let not_done: Vec<String> = kept_statuses
         .chain(trained)
-        .filter(|(_, status)| *status != Some(RunStatus::Done))
-        .map(|(label, status)| format!("{label} ({})", status_word(status)))
+        .filter(|(_, status)| *status != RunStatus::Done)
+        .map(|(label, status)| format!("{label} ({status})"))
         .collect();
     if not_done.is_empty() {
         Ok(())
@@ -225,29 +223,20 @@ fn install_interrupt_handler() {
     });
 }
 
-/// Whether `run` is finished in `dir`: done or diverged under the same run id, with
-/// results that can be read back. A done run whose files are damaged is trained again.
-fn finished(dir: &Path, run: &PlannedRun) -> bool {
-    let Some(status) = recorded_status(dir, run) else {
-        return false;
-    };
-    if !status.is_final() {
-        return false;
-    }
+/// The status of `run` in `dir` if it is finished: done or diverged under the same run
+/// id, with results that can be read back. A done run whose files are damaged is
+/// trained again.
+fn finished(dir: &Path, run: &PlannedRun) -> Option<RunStatus> {
+    let status = recorded_status(dir, run).filter(|s| s.is_final())?;
     let run_dir = dir.join(run_dir_name(run));
     for name in [METRICS_FILE, PROBES_FILE] {
         if let Err(err) = read_parquet(&run_dir.join(name)) {
             println!(
-                "{}: marked {} but {name} cannot be read ({err}); training it again",
-                run.label,
-                status_word(Some(status))
+                "{}: marked {status} but {name} cannot be read ({err}); training it again",
+                run.label
             );
-            return false;
+            return None;
         }
     }
-    true
-}
-
-fn status_word(status: Option<RunStatus>) -> String {
-    status.map_or("unknown".to_owned(), |s| format!("{s:?}").to_lowercase())
+    Some(status)
 }

@@ -134,8 +134,10 @@ pub fn build_report(study_dir: &Path, settings: &ReportSettings) -> Result<Repor
             notes.push(format!("{}: cannot read {file}; left out", run.label));
         }
         if run.status != RunStatus::Done {
-            let status = format!("{:?}", run.status).to_lowercase();
-            notes.push(format!("{}: {status}, shown as far as it got", run.label));
+            notes.push(format!(
+                "{}: {}, shown as far as it got",
+                run.label, run.status
+            ));
         }
         if run.heads.is_empty() {
             notes.push(format!(
@@ -195,10 +197,7 @@ pub fn build_report(study_dir: &Path, settings: &ReportSettings) -> Result<Repor
         .iter()
         .zip(&finals)
         .map(|(run, final_layers)| {
-            let mut row = vec![
-                run.label.clone(),
-                format!("{:?}", run.status).to_lowercase(),
-            ];
+            let mut row = vec![run.label.clone(), run.status.to_string()];
             for p in &points {
                 row.push(fmt(run.val_loss.get(p).copied(), 4));
                 row.push(fmt(run.model_at(*p), 2));

@@ -21,6 +21,19 @@ pub enum RunStatus {
     Interrupted,
 }
 
+/// The lowercase name, as in `manifest.json` (honours width and alignment).
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match self {
+            RunStatus::Running => "running",
+            RunStatus::Done => "done",
+            RunStatus::Failed => "failed",
+            RunStatus::Diverged => "diverged",
+            RunStatus::Interrupted => "interrupted",
+        })
+    }
+}
+
 impl RunStatus {
     /// Whether the run is finished: later sweeps keep it (training it again would give
     /// the same result) unless told `--force`.
@@ -132,4 +145,19 @@ pub fn versions() -> Vec<(String, String)> {
 /// Now, as an RFC 3339 UTC timestamp.
 pub fn now() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RunStatus;
+
+    #[test]
+    fn status_names_are_the_manifest_names() {
+        use RunStatus::*;
+        for status in [Running, Done, Failed, Diverged, Interrupted] {
+            let json = serde_json::to_string(&status).unwrap();
+            assert_eq!(json, format!("\"{status}\""));
+        }
+        assert_eq!(format!("[{:<6}]", Done), "[done  ]");
+    }
 }
