@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -47,6 +47,18 @@ fn sweep_args<'a>(study: &'a Path, results: &'a Path) -> Vec<&'a str> {
         "--results",
         results.to_str().unwrap(),
     ]
+}
+
+/// A sweep running in the background, to be killed.
+fn spawn_sweep(study: &Path, results: &Path, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_rankprobe"))
+        .args(sweep_args(study, results))
+        .args(extra)
+        .current_dir(common::root())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 /// The results of one uninterrupted sweep, shared by the tests of this file.
@@ -170,13 +182,7 @@ fn sweeps_killed_at_random_points_resume_to_the_uninterrupted_results() {
         let mut delays = delays(seed);
         // Two kills, then let the sweep finish.
         for _ in 0..2 {
-            let mut child = Command::new(env!("CARGO_BIN_EXE_rankprobe"))
-                .args(sweep_args(&study, &results))
-                .current_dir(common::root())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
+            let mut child = spawn_sweep(&study, &results, &[]);
             let deadline = Instant::now() + delays.next().unwrap();
             while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
                 std::thread::sleep(Duration::from_millis(20));
@@ -271,14 +277,7 @@ fn an_unwritable_results_directory_is_refused_before_any_work() {
 fn damaged_files_of_an_earlier_crash_are_set_aside_and_the_runs_trained_again() {
     let (study, results) = scratch("damaged");
     // A1 killed once a checkpoint exists; B1 finished.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rankprobe"))
-        .args(sweep_args(&study, &results))
-        .args(["--only", "A1"])
-        .current_dir(common::root())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_sweep(&study, &results, &["--only", "A1"]);
     let checkpoint = loop {
         let found = common::find_run_dir(&results.join("ckpt"), "A1");
         if let Some(path) = found.map(|dir| dir.join("checkpoint.bin")) {

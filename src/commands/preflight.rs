@@ -23,10 +23,10 @@ pub(super) fn check_writable(dir: &Path) -> Result<(), Failure> {
             dir.display()
         ))
     };
+    // A relative path's last ancestor is "", which does not exist: then it is ".".
     let existing = dir
         .ancestors()
-        .find(|a| a.as_os_str().is_empty() || a.exists())
-        .filter(|a| !a.as_os_str().is_empty())
+        .find(|a| a.exists())
         .unwrap_or(Path::new("."));
     if !existing.is_dir() {
         return Err(unwritable(format!(

@@ -69,10 +69,7 @@ impl<'a> RunRecorder<'a> {
     }
 
     fn try_write(&self) -> std::io::Result<()> {
-        let (earlier_metrics, earlier_probes) = match &self.earlier {
-            Some((metrics, probes)) => (Some(metrics), Some(probes)),
-            None => (None, None),
-        };
+        let earlier = self.earlier.as_ref();
         let with_earlier = |frame: PolarsResult<DataFrame>, earlier: Option<&DataFrame>| {
             let frame = frame?;
             match earlier {
@@ -81,9 +78,11 @@ impl<'a> RunRecorder<'a> {
             }
             .map_err(std::io::Error::other)
         };
-        let mut metrics = with_earlier(metrics_frame(&self.run, &self.rows), earlier_metrics)?;
+        let metrics_now = metrics_frame(&self.run, &self.rows);
+        let mut metrics = with_earlier(metrics_now, earlier.map(|(m, _)| m))?;
         write_parquet(&self.dir.join(METRICS_FILE), &mut metrics)?;
-        let mut probes = with_earlier(probes_frame(&self.run, &self.probes), earlier_probes)?;
+        let probes_now = probes_frame(&self.run, &self.probes);
+        let mut probes = with_earlier(probes_now, earlier.map(|(_, p)| p))?;
         write_parquet(&self.dir.join(PROBES_FILE), &mut probes)
     }
 }

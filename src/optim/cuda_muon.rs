@@ -44,8 +44,9 @@ const FUNCTIONS: [&str; 8] = [
     "transpose",
 ];
 
-fn err(what: &str) -> impl Fn(&dyn std::fmt::Debug) -> String + '_ {
-    move |e| format!("{what}: {e:?}")
+/// A device error, as text naming what failed.
+fn err(what: &str, error: impl std::fmt::Debug) -> String {
+    format!("{what}: {error:?}")
 }
 
 /// The loaded kernels and a cuBLAS handle on one device's default stream.
@@ -58,14 +59,14 @@ pub struct Kernels {
 impl Kernels {
     pub fn load(dev: Arc<CudaDevice>) -> Result<Kernels, String> {
         let ptx = cudarc::nvrtc::compile_ptx(SOURCE)
-            .map_err(|e| err("compiling kernels/muon.cu with NVRTC")(&e))?;
+            .map_err(|e| err("compiling kernels/muon.cu with NVRTC", e))?;
         dev.load_ptx(ptx, MODULE, &FUNCTIONS)
-            .map_err(|e| err("loading the Muon kernels")(&e))?;
+            .map_err(|e| err("loading the Muon kernels", e))?;
         let functions = FUNCTIONS
             .iter()
             .map(|&name| (name, dev.get_func(MODULE, name).expect("loaded above")))
             .collect();
-        let blas = CudaBlas::new(dev.clone()).map_err(|e| err("creating a cuBLAS handle")(&e))?;
+        let blas = CudaBlas::new(dev.clone()).map_err(|e| err("creating a cuBLAS handle", e))?;
         Ok(Kernels {
             dev,
             blas,
@@ -82,7 +83,7 @@ impl Kernels {
         // SAFETY: every kernel checks its index against n, and the buffers passed are at
         // least n long (see the callers).
         unsafe { function.launch(LaunchConfig::for_num_elems(n as u32), params) }
-            .map_err(|e| err(name)(&e))
+            .map_err(|e| err(name, e))
     }
 
     fn zeros<T: cudarc::driver::ValidAsZeroBits + cudarc::driver::DeviceRepr>(
@@ -91,7 +92,7 @@ impl Kernels {
     ) -> Result<CudaSlice<T>, String> {
         self.dev
             .alloc_zeros(n)
-            .map_err(|e| err("allocating GPU memory")(&e))
+            .map_err(|e| err("allocating GPU memory", e))
     }
 
     fn copy(
@@ -194,7 +195,7 @@ fn gemm(
                 ldc: dims(call.ldc),
             };
             // SAFETY: the workspace buffers hold the matrices the dimensions describe.
-            unsafe { k.blas.gemm(cfg, a, b, c) }.map_err(|e| err("cuBLAS sgemm")(&e))
+            unsafe { k.blas.gemm(cfg, a, b, c) }.map_err(|e| err("cuBLAS sgemm", e))
         }
         Precision::Bf16 => {
             let (na, nb) = (a.len(), b.len());
@@ -225,7 +226,7 @@ fn gemm(
                     blas::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT_TENSOR_OP,
                 )
             };
-            status.result().map_err(|e| err("cuBLAS GemmEx (bf16)")(&e))
+            status.result().map_err(|e| err("cuBLAS GemmEx (bf16)", e))
         }
     }
 }
@@ -251,7 +252,7 @@ fn matrix_update(
     )?;
     k.dev
         .memset_zeros(&mut ws.sum_squares)
-        .map_err(|e| err("memset")(&e))?;
+        .map_err(|e| err("memset", e))?;
     k.launch("sum_squares", n, (&ws.update, &mut ws.sum_squares, count))?;
     let factor = norm_factor(config.variant);
     k.launch(
@@ -335,7 +336,7 @@ impl CudaMuon {
                 .iter()
                 .map(|b| {
                     dev.htod_sync_copy(b)
-                        .map_err(|e| err("uploading momentum")(&e))
+                        .map_err(|e| err("uploading momentum", e))
                 })
                 .collect::<Result<_, _>>()?;
         }
@@ -365,6 +366,19 @@ impl CudaMuon {
         Ok(&ws.update)
     }
 
+    /// Opens device `ordinal` (sharing dfdx's primary context), readies the kernels there
+    /// and uploads `grad`.
+    fn upload(
+        &mut self,
+        ordinal: usize,
+        grad: &[f32],
+    ) -> Result<(Arc<CudaDevice>, CudaSlice<f32>), String> {
+        let dev = CudaDevice::new(ordinal).map_err(|e| err("opening the GPU", e))?;
+        self.ready(dev.clone())?;
+        let grad = dev.htod_sync_copy(grad).map_err(|e| err("uploading", e))?;
+        Ok((dev, grad))
+    }
+
     /// One Muon update of a [rows x cols] matrix given on the host (tests, benchmarks):
     /// runs on CUDA device `ordinal` and returns the scaled update.
     pub fn update_on_host(
@@ -375,12 +389,10 @@ impl CudaMuon {
         rows: usize,
         cols: usize,
     ) -> Result<Vec<f32>, String> {
-        let dev = CudaDevice::new(ordinal).map_err(|e| err("opening the GPU")(&e))?;
-        self.ready(dev.clone())?;
-        let grad = dev.htod_sync_copy(grad).map_err(|e| err("uploading")(&e))?;
+        let (dev, grad) = self.upload(ordinal, grad)?;
         let update = self.update(index, &grad, (rows, cols))?;
         dev.dtoh_sync_copy(update)
-            .map_err(|e| err("downloading")(&e))
+            .map_err(|e| err("downloading", e))
     }
 
     /// Seconds per Muon update of a [rows x cols] matrix on device `ordinal`: the mean
@@ -392,16 +404,14 @@ impl CudaMuon {
         (rows, cols): (usize, usize),
         repeats: usize,
     ) -> Result<f64, String> {
-        let dev = CudaDevice::new(ordinal).map_err(|e| err("opening the GPU")(&e))?;
-        self.ready(dev.clone())?;
-        let grad = dev.htod_sync_copy(grad).map_err(|e| err("uploading")(&e))?;
+        let (dev, grad) = self.upload(ordinal, grad)?;
         self.update(0, &grad, (rows, cols))?;
-        dev.synchronize().map_err(|e| err("synchronize")(&e))?;
+        dev.synchronize().map_err(|e| err("synchronize", e))?;
         let started = std::time::Instant::now();
         for _ in 0..repeats {
             self.update(0, &grad, (rows, cols))?;
         }
-        dev.synchronize().map_err(|e| err("synchronize")(&e))?;
+        dev.synchronize().map_err(|e| err("synchronize", e))?;
         Ok(started.elapsed().as_secs_f64() / repeats.max(1) as f64)
     }
 }
@@ -416,7 +426,7 @@ fn slot<'g, S: Shape>(
     grads
         .get_or_alloc_mut(t)
         .map(|slot| &mut **slot)
-        .map_err(|e| err("gradient slot")(&e))
+        .map_err(|e| err("gradient slot", e))
 }
 
 impl MuonStep<Cuda> for CudaMuon {
@@ -443,9 +453,9 @@ impl MuonStep<Cuda> for CudaMuon {
             self.stack = Some(k.zeros(stack_rows * M)?);
         }
         let mut index = 0;
+        // Where Q, K, V and O^T start in the stacked matrix.
+        let offsets = [0, M * M, M * M + KVW * M, M * M + 2 * KVW * M];
         for block in &model.blocks {
-            // (tensor's gradient slot, rows) of Q, K, V, then O.
-            let offsets = [0, M * M, M * M + KVW * M, M * M + 2 * KVW * M];
             if merged {
                 let mut stack = self.stack.take().expect("allocated above");
                 {
@@ -506,7 +516,7 @@ impl MuonStep<Cuda> for CudaMuon {
             .expect("a CudaMuon serves one model shape");
         sgd.cfg.lr = lr;
         sgd.update(MuonGroup::of_mut(model), grads)
-            .map_err(|e| err("applying the Muon update")(&e))
+            .map_err(|e| err("applying the Muon update", e))
     }
 
     fn momentum_buffers(&self) -> Result<Vec<Vec<f32>>, String> {
@@ -521,7 +531,7 @@ impl MuonStep<Cuda> for CudaMuon {
             .map(|b| {
                 k.dev
                     .dtoh_sync_copy(b)
-                    .map_err(|e| err("downloading momentum")(&e))
+                    .map_err(|e| err("downloading momentum", e))
             })
             .collect()
     }
