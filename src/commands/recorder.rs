@@ -23,6 +23,9 @@ pub struct RunRecorder<'a> {
     rows: Vec<MetricRow>,
     probes: Vec<ProbeRow>,
     progress: &'a mut Progress,
+    /// Whether the files lack something recorded here (an evaluation followed by a
+    /// checkpoint would otherwise write the same files twice).
+    unsaved: bool,
     /// The first write error; reported when the run ends.
     error: Option<std::io::Error>,
 }
@@ -36,6 +39,8 @@ impl<'a> RunRecorder<'a> {
             rows: Vec::new(),
             probes: Vec::new(),
             progress,
+            // A run's files are written at least once, even if it records nothing.
+            unsaved: true,
             error: None,
         }
     }
@@ -53,6 +58,8 @@ impl<'a> RunRecorder<'a> {
                 .map_err(std::io::Error::other)
         };
         self.earlier = Some((earlier(METRICS_FILE)?, earlier(PROBES_FILE)?));
+        // The files still hold the rows after `step`.
+        self.unsaved = true;
         Ok(())
     }
 
@@ -68,7 +75,10 @@ impl<'a> RunRecorder<'a> {
         }
     }
 
-    fn try_write(&self) -> std::io::Result<()> {
+    fn try_write(&mut self) -> std::io::Result<()> {
+        if !self.unsaved {
+            return Ok(());
+        }
         let earlier = self.earlier.as_ref();
         let with_earlier = |frame: PolarsResult<DataFrame>, earlier: Option<&DataFrame>| {
             let frame = frame?;
@@ -83,13 +93,16 @@ impl<'a> RunRecorder<'a> {
         write_parquet(&self.dir.join(METRICS_FILE), &mut metrics)?;
         let probes_now = probes_frame(&self.run, &self.probes);
         let mut probes = with_earlier(probes_now, earlier.map(|(_, p)| p))?;
-        write_parquet(&self.dir.join(PROBES_FILE), &mut probes)
+        write_parquet(&self.dir.join(PROBES_FILE), &mut probes)?;
+        self.unsaved = false;
+        Ok(())
     }
 }
 
 impl TrainObserver for RunRecorder<'_> {
     fn metric(&mut self, row: MetricRow) {
         self.rows.push(row);
+        self.unsaved = true;
     }
 
     fn step_done(&mut self, tokens: u64, loss: f32, tokens_per_s: f64) {
@@ -98,6 +111,7 @@ impl TrainObserver for RunRecorder<'_> {
 
     fn probes(&mut self, rows: Vec<ProbeRow>) {
         self.probes.extend(rows);
+        self.unsaved = true;
     }
 
     fn evaluated(&mut self) {
