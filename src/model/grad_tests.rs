@@ -1,13 +1,15 @@
-//! Finite-difference checks of the forward pass's gradients on tiny shapes, and a tiny
-//! model overfitting one batch.
+//! Finite-difference checks of the forward pass's gradients (the CPU's fused operations)
+//! on tiny shapes, and a tiny model overfitting one batch.
 
 use dfdx::optim::{Adam, AdamConfig};
 use dfdx::prelude::*;
 use rand_distr::Normal;
 
 use super::arch::Architecture;
-use super::forward::{cross_entropy, head_rms_norm, rms_norm, rope, Constants};
+use super::constants::Constants;
+use super::forward::cross_entropy;
 use super::init::init_model;
+use super::ops::ModelOps;
 use super::params::Transformer;
 use crate::spec::run_config::{Activation, Gain};
 
@@ -72,16 +74,16 @@ fn weights<S: Shape>(dev: &Cpu, shape: S) -> Tensor<S, f32, Cpu> {
 #[test]
 fn rms_norm_gradients_match_finite_differences() {
     let dev = Cpu::seed_from_u64(1);
-    let shape = (2usize, 3usize, Const::<8>);
+    let shape = (6usize, Const::<8>);
     let mut x: Tensor<_, f32, _> = dev.sample_normal_like(&shape);
     let mut gain: Tensor<Rank1<8>, f32, _> = dev.sample(Normal::new(1.0, 0.2).unwrap());
     let w = weights(&dev, shape);
-    let value = |x: &Tensor<(usize, usize, Const<8>), f32, Cpu>, g: &Tensor<Rank1<8>, f32, Cpu>| {
-        (rms_norm(x.clone(), g.clone(), 1e-6) * w.clone())
+    let value = |x: &Tensor<(usize, Const<8>), f32, Cpu>, g: &Tensor<Rank1<8>, f32, Cpu>| {
+        (Cpu::rms_norm(x.clone(), Some(g.clone()), 1e-6) * w.clone())
             .sum::<Rank0, _>()
             .array()
     };
-    let grads = (rms_norm(x.leaky_trace(), gain.leaky_trace(), 1e-6) * w.clone())
+    let grads = (Cpu::rms_norm(x.leaky_trace(), Some(gain.leaky_trace()), 1e-6) * w.clone())
         .sum::<Rank0, _>()
         .backward();
     let (gx, gg) = (grads.get(&x).as_vec(), grads.get(&gain).as_vec());
@@ -94,17 +96,17 @@ fn rms_norm_gradients_match_finite_differences() {
 #[test]
 fn qk_norm_gradients_match_finite_differences() {
     let dev = Cpu::seed_from_u64(2);
-    let shape = (2usize, 3usize, 2usize, Const::<4>);
+    // Two heads of 4 per row: one gain of 4 shared by both.
+    let shape = (6usize, Const::<8>);
     let mut x: Tensor<_, f32, _> = dev.sample_normal_like(&shape);
     let mut gain: Tensor<Rank1<4>, f32, _> = dev.sample(Normal::new(1.0, 0.2).unwrap());
     let w = weights(&dev, shape);
-    let grads = (head_rms_norm(x.leaky_trace(), Some(gain.leaky_trace()), 1e-6) * w.clone())
+    let grads = (Cpu::rms_norm(x.leaky_trace(), Some(gain.leaky_trace()), 1e-6) * w.clone())
         .sum()
         .backward();
     let (gx, gg) = (grads.get(&x).as_vec(), grads.get(&gain).as_vec());
-    let value = |x: &Tensor<(usize, usize, usize, Const<4>), f32, Cpu>,
-                 g: &Tensor<Rank1<4>, f32, Cpu>| {
-        (head_rms_norm(x.clone(), Some(g.clone()), 1e-6) * w.clone())
+    let value = |x: &Tensor<(usize, Const<8>), f32, Cpu>, g: &Tensor<Rank1<4>, f32, Cpu>| {
+        (Cpu::rms_norm(x.clone(), Some(g.clone()), 1e-6) * w.clone())
             .sum::<Rank0, _>()
             .array()
     };
@@ -119,20 +121,23 @@ fn rope_gradients_match_finite_differences_and_rope_preserves_norms() {
     let dev = Cpu::seed_from_u64(3);
     let a = arch(None, Activation::SquaredRelu);
     let consts = Constants::<4, Cpu>::new(&dev, &a, 5);
-    let shape = (2usize, 5usize, 3usize, Const::<4>);
+    // Two sequences of 5 positions, 3 heads of 4.
+    let shape = (10usize, Const::<12>);
     let mut x: Tensor<_, f32, _> = dev.sample_normal_like(&shape);
     // A rotation: every head vector keeps its length.
-    let rotated = rope(x.clone(), &consts);
-    let norms = |t: &Tensor<(usize, usize, usize, Const<4>), f32, Cpu>| {
-        t.clone().square().sum::<_, Axis<3>>().as_vec()
+    let rotated = Cpu::rope(x.clone(), &consts);
+    let norms = |t: &Tensor<(usize, Const<12>), f32, Cpu>| {
+        let heads = t.clone().reshape_like(&(30usize, Const::<4>));
+        heads.square().sum::<_, Axis<1>>().as_vec()
     };
     for (before, after) in norms(&x).iter().zip(norms(&rotated)) {
         assert!((before - after).abs() < 1e-4, "{before} vs {after}");
     }
-    // Position 0 is not rotated.
+    // Position 0 of each sequence is not rotated.
     assert_eq!(rotated.as_vec()[..12], x.as_vec()[..12]);
+    assert_eq!(rotated.as_vec()[60..72], x.as_vec()[60..72]);
     let w = weights(&dev, shape);
-    let grads = (rope(x.leaky_trace(), &consts) * w.clone())
+    let grads = (Cpu::rope(x.leaky_trace(), &consts) * w.clone())
         .sum::<Rank0, _>()
         .backward();
     let gx = grads.get(&x).as_vec();
@@ -140,7 +145,7 @@ fn rope_gradients_match_finite_differences_and_rope_preserves_norms() {
         &mut x,
         &gx,
         &mut |x| {
-            (rope(x.clone(), &consts) * w.clone())
+            (Cpu::rope(x.clone(), &consts) * w.clone())
                 .sum::<Rank0, _>()
                 .array()
         },
@@ -151,8 +156,7 @@ fn rope_gradients_match_finite_differences_and_rope_preserves_norms() {
 #[test]
 fn cross_entropy_gradient_is_softmax_minus_one_hot() {
     let dev = Cpu::seed_from_u64(4);
-    let mut logits: Tensor<(usize, usize, Const<5>), f32, _> =
-        dev.sample_normal_like(&(1, 2, Const::<5>));
+    let mut logits: Tensor<(usize, Const<5>), f32, _> = dev.sample_normal_like(&(2, Const::<5>));
     let targets = dev.tensor_from_vec(vec![3usize, 0], (2,));
     let grads = cross_entropy(logits.leaky_trace(), targets.clone()).backward();
     let g = grads.get(&logits).as_vec();
@@ -163,7 +167,7 @@ fn cross_entropy_gradient_is_softmax_minus_one_hot() {
         "loss dlogits",
     );
     // Uniform logits: loss is ln(vocab).
-    let uniform: Tensor<(usize, usize, Const<5>), f32, _> = dev.zeros_like(&(1, 2, Const::<5>));
+    let uniform: Tensor<(usize, Const<5>), f32, _> = dev.zeros_like(&(2, Const::<5>));
     assert!((cross_entropy(uniform, targets).array() - 5f32.ln()).abs() < 1e-6);
 }
 

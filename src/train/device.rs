@@ -13,7 +13,7 @@ use crate::spec::Device;
 
 use super::run::TrainError;
 
-pub trait TrainDevice: HostBuffers {
+pub trait TrainDevice: HostBuffers + crate::model::ModelOps {
     type Muon: MuonStep<Self>;
 
     /// The device `ordinal` (ignored by the CPU), with its random numbers seeded.

@@ -1,0 +1,246 @@
+//! Causal grouped-query attention on the CPU, forward and backward, on row-major
+//! activations: queries [batch * seq, heads * HD], keys and values
+//! [batch * seq, kv_heads * HD]. Query rows are taken in blocks; a block attends only to
+//! the keys up to its last row, so the masked upper triangle is neither computed nor
+//! multiplied. Batches run in parallel; each owns its rows of every output, so no two
+//! threads write the same memory.
+
+use rayon::prelude::*;
+
+use super::gemm::{matmul, Strided};
+
+/// Query rows per block: small blocks skip more of the masked triangle, large ones make
+/// better matrix products.
+const BLOCK: usize = 32;
+
+/// The dimensions of one attention call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttentionShape {
+    pub batch: usize,
+    pub seq: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+}
+
+impl AttentionShape {
+    fn q_width(&self) -> usize {
+        self.heads * self.head_dim
+    }
+
+    fn kv_width(&self) -> usize {
+        self.kv_heads * self.head_dim
+    }
+
+    /// Query heads per key/value head: query head `h` reads key/value head `h / group`.
+    fn group(&self) -> usize {
+        self.heads / self.kv_heads
+    }
+
+    fn scale(&self) -> f32 {
+        1.0 / (self.head_dim as f32).sqrt()
+    }
+
+    /// Elements of the attention probabilities [batch, heads, seq, seq].
+    pub fn probs_len(&self) -> usize {
+        self.batch * self.heads * self.seq * self.seq
+    }
+
+    /// The row blocks of one sequence: (first row, one past the last row).
+    fn blocks(&self) -> impl Iterator<Item = (usize, usize)> {
+        let seq = self.seq;
+        (0..seq)
+            .step_by(BLOCK)
+            .map(move |r0| (r0, (r0 + BLOCK).min(seq)))
+    }
+}
+
+/// Softmax over row `i`'s first `i + 1` entries (the keys it may see); zeros after them.
+fn causal_softmax(row: &mut [f32], i: usize) {
+    let (seen, masked) = row.split_at_mut(i + 1);
+    let max = seen.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+    let mut sum = 0.0f32;
+    for x in seen.iter_mut() {
+        *x = (*x - max).exp();
+        sum += *x;
+    }
+    let inv = 1.0 / sum;
+    seen.iter_mut().for_each(|x| *x *= inv);
+    masked.fill(0.0);
+}
+
+/// The output [batch * seq, heads * HD] and the attention probabilities
+/// [batch, heads, seq, seq] (kept for the backward pass).
+pub fn forward(shape: AttentionShape, q: &[f32], k: &[f32], v: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let AttentionShape {
+        seq,
+        heads,
+        head_dim: hd,
+        ..
+    } = shape;
+    let (qw, kvw, scale) = (shape.q_width(), shape.kv_width(), shape.scale());
+    let mut out = vec![0.0f32; shape.batch * seq * qw];
+    let mut probs = vec![0.0f32; shape.probs_len()];
+    out.par_chunks_mut(seq * qw)
+        .zip(probs.par_chunks_mut(heads * seq * seq))
+        .enumerate()
+        .for_each(|(b, (out, probs))| {
+            let (q, k, v) = (
+                rows_of(q, b, seq, qw),
+                rows_of(k, b, seq, kvw),
+                rows_of(v, b, seq, kvw),
+            );
+            for h in 0..heads {
+                let kv = h / shape.group();
+                let p0 = h * seq * seq;
+                for (r0, r1) in shape.blocks() {
+                    let rows = r1 - r0;
+                    // Scores of rows r0..r1 against keys 0..r1.
+                    matmul(
+                        (rows, hd, r1),
+                        probs,
+                        Strided::rows(p0 + r0 * seq, seq),
+                        false,
+                        q,
+                        Strided::rows(r0 * qw + h * hd, qw),
+                        k,
+                        Strided::rows(kv * hd, kvw).t(),
+                        scale,
+                    );
+                    for i in r0..r1 {
+                        causal_softmax(&mut probs[p0 + i * seq..p0 + (i + 1) * seq], i);
+                    }
+                    matmul(
+                        (rows, r1, hd),
+                        out,
+                        Strided::rows(r0 * qw + h * hd, qw),
+                        false,
+                        probs,
+                        Strided::rows(p0 + r0 * seq, seq),
+                        v,
+                        Strided::rows(kv * hd, kvw),
+                        1.0,
+                    );
+                }
+            }
+        });
+    (out, probs)
+}
+
+/// What the backward pass reads: the forward's inputs, output and probabilities.
+pub struct Saved<'a> {
+    pub q: &'a [f32],
+    pub k: &'a [f32],
+    pub v: &'a [f32],
+    pub out: &'a [f32],
+    pub probs: &'a [f32],
+}
+
+/// Batch `b`'s rows of a [batch * seq, width] matrix.
+fn rows_of(x: &[f32], b: usize, seq: usize, width: usize) -> &[f32] {
+    &x[b * seq * width..(b + 1) * seq * width]
+}
+
+/// Adds the gradients of q, k and v for the output gradient `d_out` to `dq`, `dk`, `dv`.
+pub fn backward(
+    shape: AttentionShape,
+    saved: &Saved,
+    d_out: &[f32],
+    dq: &mut [f32],
+    dk: &mut [f32],
+    dv: &mut [f32],
+) {
+    let AttentionShape {
+        seq,
+        heads,
+        head_dim: hd,
+        ..
+    } = shape;
+    let (qw, kvw, scale) = (shape.q_width(), shape.kv_width(), shape.scale());
+    dq.par_chunks_mut(seq * qw)
+        .zip(dk.par_chunks_mut(seq * kvw))
+        .zip(dv.par_chunks_mut(seq * kvw))
+        .enumerate()
+        .for_each(|(b, ((dq, dk), dv))| {
+            let (q, k, v) = (
+                rows_of(saved.q, b, seq, qw),
+                rows_of(saved.k, b, seq, kvw),
+                rows_of(saved.v, b, seq, kvw),
+            );
+            let out = rows_of(saved.out, b, seq, qw);
+            let d_out = rows_of(d_out, b, seq, qw);
+            let probs = &saved.probs[b * heads * seq * seq..(b + 1) * heads * seq * seq];
+            // Gradient of the scores of one row block against keys 0..r1.
+            let mut d_scores = vec![0.0f32; BLOCK * seq];
+            let mut row_dot = vec![0.0f32; seq];
+            for h in 0..heads {
+                let kv = h / shape.group();
+                let p0 = h * seq * seq;
+                let col = h * hd;
+                // softmax backward: d_s = p * (d_p - sum_j d_p_j p_j), and
+                // sum_j d_p_j p_j = d_out_i . out_i.
+                for (i, dot) in row_dot.iter_mut().enumerate() {
+                    let at = i * qw + col;
+                    *dot = (0..hd).map(|d| d_out[at + d] * out[at + d]).sum();
+                }
+                for (r0, r1) in shape.blocks() {
+                    let rows = r1 - r0;
+                    matmul(
+                        (rows, hd, r1),
+                        &mut d_scores,
+                        Strided::rows(0, seq),
+                        false,
+                        d_out,
+                        Strided::rows(r0 * qw + col, qw),
+                        v,
+                        Strided::rows(kv * hd, kvw).t(),
+                        1.0,
+                    );
+                    for i in r0..r1 {
+                        let d_row = &mut d_scores[(i - r0) * seq..(i - r0) * seq + r1];
+                        let p_row = &probs[p0 + i * seq..p0 + i * seq + r1];
+                        for (j, (ds, &p)) in d_row.iter_mut().zip(p_row).enumerate() {
+                            *ds = if j <= i {
+                                p * (*ds - row_dot[i]) * scale
+                            } else {
+                                0.0
+                            };
+                        }
+                    }
+                    matmul(
+                        (rows, r1, hd),
+                        dq,
+                        Strided::rows(r0 * qw + col, qw),
+                        true,
+                        &d_scores,
+                        Strided::rows(0, seq),
+                        k,
+                        Strided::rows(kv * hd, kvw),
+                        1.0,
+                    );
+                    matmul(
+                        (r1, rows, hd),
+                        dk,
+                        Strided::rows(kv * hd, kvw),
+                        true,
+                        &d_scores,
+                        Strided::rows(0, seq).t(),
+                        q,
+                        Strided::rows(r0 * qw + col, qw),
+                        1.0,
+                    );
+                    matmul(
+                        (r1, rows, hd),
+                        dv,
+                        Strided::rows(kv * hd, kvw),
+                        true,
+                        probs,
+                        Strided::rows(p0 + r0 * seq, seq).t(),
+                        d_out,
+                        Strided::rows(r0 * qw + col, qw),
+                        1.0,
+                    );
+                }
+            }
+        });
+}

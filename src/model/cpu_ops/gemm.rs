@@ -1,0 +1,201 @@
+//! A bounds-checked matrix product on strided views of slices: single-threaded for the
+//! fused kernels that run many small products inside their own parallel loops, on every
+//! thread for the model's projections.
+
+/// Where a matrix lives in a slice: element (r, c) is at `offset + r * row + c * col`.
+#[derive(Debug, Clone, Copy)]
+pub struct Strided {
+    pub offset: usize,
+    pub row: usize,
+    pub col: usize,
+}
+
+impl Strided {
+    /// Rows of `row` elements apart, columns adjacent (row-major).
+    pub fn rows(offset: usize, row: usize) -> Self {
+        Strided {
+            offset,
+            row,
+            col: 1,
+        }
+    }
+
+    /// The transpose of this view.
+    pub fn t(self) -> Self {
+        Strided {
+            offset: self.offset,
+            row: self.col,
+            col: self.row,
+        }
+    }
+
+    /// Panics unless a `rows x cols` matrix at this view fits in `len` elements.
+    fn check(&self, rows: usize, cols: usize, len: usize, what: &str) {
+        if rows == 0 || cols == 0 {
+            return;
+        }
+        let last = self.offset + (rows - 1) * self.row + (cols - 1) * self.col;
+        assert!(
+            last < len,
+            "{what}: a {rows}x{cols} view ends at {last}, past {len}"
+        );
+    }
+}
+
+/// `dst (+)= scale * a @ b` with `a` [m x k], `b` [k x n], `dst` [m x n]; `accumulate`
+/// adds to `dst` instead of overwriting it. On the calling thread.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    dims: (usize, usize, usize),
+    dst: &mut [f32],
+    d: Strided,
+    accumulate: bool,
+    a: &[f32],
+    sa: Strided,
+    b: &[f32],
+    sb: Strided,
+    scale: f32,
+) {
+    product(
+        dims,
+        (dst, d, accumulate),
+        (a, sa),
+        (b, sb),
+        scale,
+        gemm::Parallelism::None,
+    );
+}
+
+/// `matmul` on all of rayon's threads, for large products.
+pub fn matmul_threaded(
+    dims: (usize, usize, usize),
+    (dst, d, accumulate): (&mut [f32], Strided, bool),
+    a: (&[f32], Strided),
+    b: (&[f32], Strided),
+) {
+    let threads = gemm::Parallelism::Rayon(rayon::current_num_threads());
+    product(dims, (dst, d, accumulate), a, b, 1.0, threads);
+}
+
+fn product(
+    (m, k, n): (usize, usize, usize),
+    (dst, d, accumulate): (&mut [f32], Strided, bool),
+    (a, sa): (&[f32], Strided),
+    (b, sb): (&[f32], Strided),
+    scale: f32,
+    parallelism: gemm::Parallelism,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    d.check(m, n, dst.len(), "matmul destination");
+    if k == 0 {
+        if !accumulate {
+            for r in 0..m {
+                for c in 0..n {
+                    dst[d.offset + r * d.row + c * d.col] = 0.0;
+                }
+            }
+        }
+        return;
+    }
+    sa.check(m, k, a.len(), "matmul left operand");
+    sb.check(k, n, b.len(), "matmul right operand");
+    // SAFETY: every element the product reads or writes lies inside its slice (checked
+    // above), and `dst` is borrowed mutably, so it does not alias `a` or `b`.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr().add(d.offset),
+            d.col as isize,
+            d.row as isize,
+            accumulate,
+            a.as_ptr().add(sa.offset),
+            sa.col as isize,
+            sa.row as isize,
+            b.as_ptr().add(sb.offset),
+            sb.col as isize,
+            sb.row as isize,
+            1.0,
+            scale,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(m: usize, k: usize, n: usize, a: &[f32], b: &[f32]) -> Vec<f32> {
+        let mut c = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                c[i * n + j] = (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum();
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn strided_products_match_a_naive_product() {
+        let (m, k, n) = (5, 3, 4);
+        let a: Vec<f32> = (0..m * k).map(|i| i as f32 * 0.5 - 3.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i as f32).sin()).collect();
+        let expected = naive(m, k, n, &a, &b);
+        let mut c = vec![1.0; m * n];
+        matmul(
+            (m, k, n),
+            &mut c,
+            Strided::rows(0, n),
+            false,
+            &a,
+            Strided::rows(0, k),
+            &b,
+            Strided::rows(0, n),
+            1.0,
+        );
+        for (x, y) in c.iter().zip(&expected) {
+            assert!((x - y).abs() < 1e-5);
+        }
+        // b stored transposed ([n x k]) and read through a transposed view; accumulate 2x.
+        let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+        matmul(
+            (m, k, n),
+            &mut c,
+            Strided::rows(0, n),
+            true,
+            &a,
+            Strided::rows(0, k),
+            &bt,
+            Strided::rows(0, k).t(),
+            1.0,
+        );
+        for (x, y) in c.iter().zip(&expected) {
+            assert!((x - 2.0 * y).abs() < 1e-4);
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "past")]
+    fn a_view_past_the_slice_panics() {
+        let mut c = vec![0.0; 4];
+        let a = vec![0.0; 4];
+        matmul(
+            (2, 2, 3),
+            &mut c,
+            Strided::rows(0, 2),
+            false,
+            &a,
+            Strided::rows(0, 2),
+            &a,
+            Strided::rows(0, 2),
+            1.0,
+        );
+    }
+}

@@ -1,0 +1,282 @@
+//! Fused CPU operations of the forward pass, recorded on dfdx's tape as custom
+//! operations: RMSNorm, RoPE, causal attention, squared ReLU and cross-entropy each run as
+//! one parallel pass forward and one backward, instead of a chain of single-threaded dfdx
+//! ops that each allocate their output (and, for RoPE and attention, many tiny matrix
+//! products). The slice kernels live in the submodules; this file connects them to
+//! tensors and gradients.
+
+pub mod attention;
+mod cross_entropy;
+mod elementwise;
+pub mod gemm;
+mod norm;
+mod rope;
+
+use std::sync::Arc;
+
+use dfdx::prelude::*;
+
+use super::tape::ModelTape;
+pub use attention::AttentionShape;
+use gemm::{matmul_threaded, Strided};
+
+/// Activations [rows, W] on the CPU.
+pub type Rows<const W: usize, T> = Tensor<(usize, Const<W>), f32, Cpu, T>;
+
+/// A tensor's values in row-major order. dfdx lends no view of a tensor's memory, so this
+/// is a copy (a memcpy: cheap next to the kernels). The tensors the forward pass hands to
+/// these operations are in standard layout (results of matmuls, adds, gathers and these
+/// operations; parameters); a broadcast or permuted view would not be.
+fn host<S: Shape, T>(t: &Tensor<S, f32, Cpu, T>) -> Vec<f32> {
+    let mut values = vec![0.0f32; t.shape().num_elements()];
+    t.copy_into(&mut values);
+    #[cfg(test)]
+    assert_eq!(
+        values,
+        t.as_vec(),
+        "a fused CPU op was given a strided view"
+    );
+    values
+}
+
+/// Finds (allocating on first use) a gradient buffer: its address and length.
+type Slot = dyn Fn(&mut Gradients<f32, Cpu>) -> Result<(*mut f32, usize), CpuError>;
+
+/// The gradient slot of `t`, for a backward operation (holds no reference to its data).
+fn slot_of<S: Shape, T>(t: &Tensor<S, f32, Cpu, T>) -> Box<Slot> {
+    let ghost = t.ghost();
+    Box::new(move |grads| {
+        let slot = grads.get_or_alloc_mut(&ghost)?;
+        Ok((slot.as_mut_ptr(), slot.len()))
+    })
+}
+
+/// The gradient of an operation's output (to read) and those of its `N` inputs (to add
+/// to), borrowed together.
+fn slots<'a, const N: usize>(
+    grads: &'a mut Gradients<f32, Cpu>,
+    out: &Slot,
+    inputs: [&Slot; N],
+) -> Result<(&'a [f32], [&'a mut [f32]; N]), CpuError> {
+    // Allocate every slot first, then take views: a slot's buffer is its own heap
+    // allocation, which later look-ups in the map neither move nor free.
+    let mut raw = Vec::with_capacity(N + 1);
+    for s in inputs.iter().copied().chain([out]) {
+        raw.push(s(grads)?);
+    }
+    let mut starts: Vec<usize> = raw.iter().map(|&(ptr, _)| ptr as usize).collect();
+    starts.sort_unstable();
+    starts.dedup();
+    assert_eq!(
+        starts.len(),
+        N + 1,
+        "an operation's tensors must be distinct"
+    );
+    // SAFETY: the buffers are distinct allocations (checked above) owned by `grads`,
+    // which stays mutably borrowed for 'a.
+    let view = |(ptr, len): (*mut f32, usize)| unsafe { std::slice::from_raw_parts_mut(ptr, len) };
+    let d_out: &'a [f32] = view(raw[N]);
+    let d_inputs = std::array::from_fn(|i| view(raw[i]));
+    Ok((d_out, d_inputs))
+}
+
+/// Splits the tapes off `x` and an optional second input, merged into one.
+fn split2<S1: Shape, S2: Shape, T: ModelTape<Cpu>>(
+    x: Tensor<S1, f32, Cpu, T>,
+    y: Option<Tensor<S2, f32, Cpu, T>>,
+) -> (Tensor<S1, f32, Cpu>, Option<Tensor<S2, f32, Cpu>>, T) {
+    let (x, tape) = x.split_tape();
+    match y {
+        Some(y) => {
+            let (y, other) = y.split_tape();
+            (x, Some(y), tape.merge(other))
+        }
+        None => (x, None, tape),
+    }
+}
+
+/// `x @ w^T`: rows [rows, IN] through a weight [OUT, IN] (dfdx's `Linear` layout), one
+/// threaded product each way.
+pub fn linear<const IN: usize, const OUT: usize, T: ModelTape<Cpu>>(
+    x: Rows<IN, T>,
+    w: Tensor<Rank2<OUT, IN>, f32, Cpu, T>,
+) -> Rows<OUT, T> {
+    let (x, w, mut tape) = split2(x, Some(w));
+    let w = w.expect("a weight was given");
+    let (xs, ws) = (host(&x), host(&w));
+    let rows = xs.len() / IN;
+    let mut y = vec![0.0f32; rows * OUT];
+    matmul_threaded(
+        (rows, IN, OUT),
+        (&mut y, Strided::rows(0, OUT), false),
+        (&xs, Strided::rows(0, IN)),
+        (&ws, Strided::rows(0, IN).t()),
+    );
+    let out = x.device().tensor_from_vec(y, (rows, Const::<OUT>));
+    if T::OWNS_TAPE {
+        let (out_slot, x_slot, w_slot) = (slot_of(&out), slot_of(&x), slot_of(&w));
+        tape.add_backward_op(move |grads| {
+            let (dy, [dx, dw]) = slots(grads, &*out_slot, [&*x_slot, &*w_slot])?;
+            // dx += dy @ w; dw += dy^T @ x.
+            matmul_threaded(
+                (rows, OUT, IN),
+                (dx, Strided::rows(0, IN), true),
+                (dy, Strided::rows(0, OUT)),
+                (&ws, Strided::rows(0, IN)),
+            );
+            matmul_threaded(
+                (OUT, rows, IN),
+                (dw, Strided::rows(0, IN), true),
+                (dy, Strided::rows(0, OUT).t()),
+                (&xs, Strided::rows(0, IN)),
+            );
+            Ok(())
+        });
+    }
+    out.put_tape(tape)
+}
+
+/// RMSNorm over consecutive groups of `G` values of each row (G = W for a layer norm,
+/// G = head_dim for QK-norm), times `gain` when there is one.
+pub fn rms_norm<const W: usize, const G: usize, T: ModelTape<Cpu>>(
+    x: Rows<W, T>,
+    gain: Option<Tensor<Rank1<G>, f32, Cpu, T>>,
+    eps: f32,
+) -> Rows<W, T> {
+    let (x, gain, mut tape) = split2(x, gain);
+    let (xs, gs) = (host(&x), gain.as_ref().map(host));
+    let mut y = vec![0.0f32; xs.len()];
+    let inv_rms = norm::forward(&xs, G, gs.as_deref(), eps, &mut y);
+    let out = x.device().tensor_from_vec(y, *x.shape());
+    if T::OWNS_TAPE {
+        let (out_slot, x_slot) = (slot_of(&out), slot_of(&x));
+        let gain_slot = gain.as_ref().map(slot_of);
+        tape.add_backward_op(move |grads| {
+            match gain_slot {
+                Some(gain_slot) => {
+                    let (dy, [dx, dg]) = slots(grads, &*out_slot, [&*x_slot, &*gain_slot])?;
+                    norm::backward(&xs, G, gs.as_deref(), &inv_rms, dy, dx, Some(dg));
+                }
+                None => {
+                    let (dy, [dx]) = slots(grads, &*out_slot, [&*x_slot])?;
+                    norm::backward(&xs, G, None, &inv_rms, dy, dx, None);
+                }
+            }
+            Ok(())
+        });
+    }
+    out.put_tape(tape)
+}
+
+/// RoPE tables on the host, shared with the backward pass.
+#[derive(Clone)]
+pub struct RopeTable {
+    pub cos: Arc<[f32]>,
+    pub sin: Arc<[f32]>,
+    pub head_dim: usize,
+    pub seq: usize,
+}
+
+impl RopeTable {
+    fn tables(&self) -> rope::RopeTables<'_> {
+        rope::RopeTables {
+            cos: &self.cos,
+            sin: &self.sin,
+            head_dim: self.head_dim,
+            seq: self.seq,
+        }
+    }
+}
+
+/// RoPE on each head of rows [batch * seq, W] (row r at position r % seq).
+pub fn rope<const W: usize, T: ModelTape<Cpu>>(x: Rows<W, T>, table: &RopeTable) -> Rows<W, T> {
+    let (x, mut tape) = x.split_tape();
+    let mut y = vec![0.0f32; x.shape().num_elements()];
+    rope::forward(&table.tables(), &host(&x), W, &mut y);
+    let out = x.device().tensor_from_vec(y, *x.shape());
+    if T::OWNS_TAPE {
+        let (out_slot, x_slot, table) = (slot_of(&out), slot_of(&x), table.clone());
+        tape.add_backward_op(move |grads| {
+            let (dy, [dx]) = slots(grads, &*out_slot, [&*x_slot])?;
+            rope::backward(&table.tables(), dy, W, dx);
+            Ok(())
+        });
+    }
+    out.put_tape(tape)
+}
+
+/// Causal grouped-query attention: queries [rows, QW], keys and values [rows, KVW] to
+/// outputs [rows, QW].
+pub fn causal_attention<const QW: usize, const KVW: usize, T: ModelTape<Cpu>>(
+    q: Rows<QW, T>,
+    k: Rows<KVW, T>,
+    v: Rows<KVW, T>,
+    shape: AttentionShape,
+) -> Rows<QW, T> {
+    let (q, k, tape) = split2(q, Some(k));
+    let (v, v_tape) = v.split_tape();
+    let mut tape = tape.merge(v_tape);
+    let k = k.expect("keys were given");
+    let (qs, ks, vs) = (host(&q), host(&k), host(&v));
+    let (o, probs) = attention::forward(shape, &qs, &ks, &vs);
+    let out = q.device().tensor_from_vec(o.clone(), *q.shape());
+    if T::OWNS_TAPE {
+        let out_slot = slot_of(&out);
+        let (q_slot, k_slot, v_slot) = (slot_of(&q), slot_of(&k), slot_of(&v));
+        tape.add_backward_op(move |grads| {
+            let saved = attention::Saved {
+                q: &qs,
+                k: &ks,
+                v: &vs,
+                out: &o,
+                probs: &probs,
+            };
+            let (d_out, [dq, dk, dv]) = slots(grads, &*out_slot, [&*q_slot, &*k_slot, &*v_slot])?;
+            attention::backward(shape, &saved, d_out, dq, dk, dv);
+            Ok(())
+        });
+    }
+    out.put_tape(tape)
+}
+
+/// `relu(x)^2`.
+pub fn squared_relu<const W: usize, T: ModelTape<Cpu>>(x: Rows<W, T>) -> Rows<W, T> {
+    let (x, mut tape) = x.split_tape();
+    let xs = host(&x);
+    let out = x
+        .device()
+        .tensor_from_vec(elementwise::squared_relu(&xs), *x.shape());
+    if T::OWNS_TAPE {
+        let (out_slot, x_slot) = (slot_of(&out), slot_of(&x));
+        tape.add_backward_op(move |grads| {
+            let (dy, [dx]) = slots(grads, &*out_slot, [&*x_slot])?;
+            elementwise::squared_relu_backward(&xs, dy, dx);
+            Ok(())
+        });
+    }
+    out.put_tape(tape)
+}
+
+/// Mean cross-entropy of logits [rows, V] against target ids [rows].
+pub fn cross_entropy<const V: usize, T: ModelTape<Cpu>>(
+    logits: Rows<V, T>,
+    targets: Tensor<(usize,), usize, Cpu>,
+) -> Tensor<Rank0, f32, Cpu, T> {
+    let (logits, mut tape) = logits.split_tape();
+    let targets = targets.as_vec();
+    let ls = host(&logits);
+    let (loss, lse) = cross_entropy::forward(&ls, V, &targets);
+    let out = logits.device().tensor_from_vec(vec![loss], ());
+    if T::OWNS_TAPE {
+        let (out_slot, logits_slot) = (slot_of(&out), slot_of(&logits));
+        tape.add_backward_op(move |grads| {
+            let (d_loss, [d_logits]) = slots(grads, &*out_slot, [&*logits_slot])?;
+            cross_entropy::backward(&ls, V, &targets, &lse, d_loss[0], d_logits);
+            Ok(())
+        });
+    }
+    out.put_tape(tape)
+}
+
+#[cfg(test)]
+mod tests;

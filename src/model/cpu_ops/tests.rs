@@ -1,0 +1,225 @@
+//! The fused CPU operations against the dfdx compositions they replace (`composed`),
+//! forward values and gradients, on shapes that cover several attention row blocks,
+//! partial blocks and grouped queries.
+
+use dfdx::prelude::*;
+
+use crate::model::arch::Architecture;
+use crate::model::composed;
+use crate::model::constants::Constants;
+use crate::spec::run_config::Activation;
+
+use super::AttentionShape;
+
+const TOLERANCE: f32 = 2e-5;
+
+fn assert_all_close(fused: &[f32], reference: &[f32], what: &str) {
+    assert_eq!(fused.len(), reference.len(), "{what}: lengths");
+    let scale = reference.iter().fold(1e-3f32, |m, x| m.max(x.abs()));
+    for (i, (a, b)) in fused.iter().zip(reference).enumerate() {
+        assert!(
+            (a - b).abs() <= TOLERANCE * scale,
+            "{what}[{i}]: fused {a} vs composed {b} (scale {scale})"
+        );
+    }
+}
+
+fn arch(heads: usize, kv_heads: usize, head_dim: usize) -> Architecture {
+    Architecture {
+        n_heads: heads,
+        n_kv_heads: kv_heads,
+        head_dim,
+        activation: Activation::SquaredRelu,
+        qk_norm: None,
+        tied_embeddings: true,
+        embedding_scale: 1.0,
+        rope_base: 10000.0,
+        norm_eps: 1e-6,
+    }
+}
+
+/// Runs `f` on traced copies of `inputs` with a random weighting of its output summed to
+/// a scalar: the output's values and each input's gradient.
+fn value_and_grads<const W: usize, const N: usize>(
+    inputs: &[Tensor<(usize, Const<W>), f32, Cpu>; N],
+    weights: &Tensor<(usize, Const<W>), f32, Cpu>,
+    f: impl Fn(
+        [Tensor<(usize, Const<W>), f32, Cpu, OwnedTape<f32, Cpu>>; N],
+    ) -> Tensor<(usize, Const<W>), f32, Cpu, OwnedTape<f32, Cpu>>,
+) -> (Vec<f32>, Vec<Vec<f32>>) {
+    let traced = std::array::from_fn(|i| inputs[i].leaky_trace());
+    let out = f(traced);
+    let values = out.as_vec();
+    let grads = (out * weights.clone()).sum::<Rank0, _>().backward();
+    (
+        values,
+        inputs.iter().map(|x| grads.get(x).as_vec()).collect(),
+    )
+}
+
+#[test]
+fn fused_attention_matches_the_composition() {
+    // (batch, seq, heads, kv heads): one partial block, several blocks, a partial last
+    // block, multi-query and plain multi-head.
+    for (batch, seq, heads, kv_heads) in [(2, 5, 4, 2), (2, 70, 4, 2), (1, 64, 2, 1), (3, 33, 2, 2)]
+    {
+        const HD: usize = 4;
+        let dev = Cpu::seed_from_u64(seq as u64);
+        let a = arch(heads, kv_heads, HD);
+        let consts = Constants::<HD, Cpu>::new(&dev, &a, seq);
+        let shape = AttentionShape {
+            batch,
+            seq,
+            heads,
+            kv_heads,
+            head_dim: HD,
+        };
+        let rows = batch * seq;
+        match (heads, kv_heads) {
+            (4, 2) => check_attention::<16, 8>(&dev, rows, shape, &consts),
+            (2, 1) => check_attention::<8, 4>(&dev, rows, shape, &consts),
+            (2, 2) => check_attention::<8, 8>(&dev, rows, shape, &consts),
+            other => unreachable!("{other:?}"),
+        }
+    }
+}
+
+fn check_attention<const QW: usize, const KVW: usize>(
+    dev: &Cpu,
+    rows: usize,
+    shape: AttentionShape,
+    consts: &Constants<4, Cpu>,
+) {
+    let q: Tensor<(usize, Const<QW>), f32, _> = dev.sample_normal_like(&(rows, Const));
+    let k: Tensor<(usize, Const<KVW>), f32, _> = dev.sample_normal_like(&(rows, Const));
+    let v: Tensor<(usize, Const<KVW>), f32, _> = dev.sample_normal_like(&(rows, Const));
+    let w: Tensor<(usize, Const<QW>), f32, _> = dev.sample_normal_like(&(rows, Const));
+    let run = |fused: bool| {
+        let (tq, tk, tv) = (q.leaky_trace(), k.leaky_trace(), v.leaky_trace());
+        let out = if fused {
+            super::causal_attention(tq, tk, tv, shape)
+        } else {
+            composed::causal_attention(tq, tk, tv, shape, consts)
+        };
+        let values = out.as_vec();
+        let grads = (out * w.clone()).sum::<Rank0, _>().backward();
+        let g = [
+            grads.get(&q).as_vec(),
+            grads.get(&k).as_vec(),
+            grads.get(&v).as_vec(),
+        ];
+        (values, g)
+    };
+    let (fused, fused_grads) = run(true);
+    let (reference, reference_grads) = run(false);
+    let what = format!("{shape:?}");
+    assert_all_close(&fused, &reference, &format!("{what} output"));
+    for (name, (a, b)) in ["dq", "dk", "dv"]
+        .iter()
+        .zip(fused_grads.iter().zip(&reference_grads))
+    {
+        assert_all_close(a, b, &format!("{what} {name}"));
+    }
+}
+
+#[test]
+fn fused_norms_rope_activation_and_loss_match_the_compositions() {
+    const W: usize = 12;
+    let dev = Cpu::seed_from_u64(11);
+    let (batch, seq) = (3, 7);
+    let rows = batch * seq;
+    let a = arch(3, 3, 4);
+    let consts = Constants::<4, Cpu>::new(&dev, &a, seq);
+    let x: Tensor<(usize, Const<W>), f32, _> = dev.sample_normal_like(&(rows, Const));
+    let w: Tensor<(usize, Const<W>), f32, _> = dev.sample_normal_like(&(rows, Const));
+    let row_gain: Tensor<Rank1<W>, f32, _> = dev.sample_normal();
+    let head_gain: Tensor<Rank1<4>, f32, _> = dev.sample_normal();
+    let compare =
+        |what: &str,
+         fused: &dyn Fn(
+            Tensor<(usize, Const<W>), f32, Cpu, OwnedTape<f32, Cpu>>,
+        ) -> Tensor<(usize, Const<W>), f32, Cpu, OwnedTape<f32, Cpu>>,
+         reference: &dyn Fn(
+            Tensor<(usize, Const<W>), f32, Cpu, OwnedTape<f32, Cpu>>,
+        )
+            -> Tensor<(usize, Const<W>), f32, Cpu, OwnedTape<f32, Cpu>>| {
+            let (a, ga) = value_and_grads(&[x.clone()], &w, |[x]| fused(x));
+            let (b, gb) = value_and_grads(&[x.clone()], &w, |[x]| reference(x));
+            assert_all_close(&a, &b, &format!("{what} output"));
+            assert_all_close(&ga[0], &gb[0], &format!("{what} dx"));
+        };
+    compare(
+        "row rms_norm",
+        &|x| super::rms_norm(x, Some(row_gain.retaped()), 1e-6),
+        &|x| composed::rms_norm(x, Some(row_gain.retaped()), 1e-6),
+    );
+    compare(
+        "head rms_norm",
+        &|x| super::rms_norm(x, Some(head_gain.retaped()), 1e-6),
+        &|x| composed::rms_norm(x, Some(head_gain.retaped()), 1e-6),
+    );
+    compare(
+        "head rms_norm without gain",
+        &|x| super::rms_norm::<W, 4, _>(x, None, 1e-6),
+        &|x| composed::rms_norm::<W, 4, _, _>(x, None, 1e-6),
+    );
+    compare("rope", &|x| super::rope(x, &consts.rope_table), &|x| {
+        composed::rope(x, &consts)
+    });
+    compare("squared relu", &|x| super::squared_relu(x), &|x| {
+        composed::squared_relu(x)
+    });
+    // The gain's gradient.
+    let gain_grad = |fused: bool| {
+        let g = head_gain.leaky_trace();
+        let y = if fused {
+            super::rms_norm(x.clone().retaped(), Some(g), 1e-6)
+        } else {
+            composed::rms_norm(x.clone().retaped(), Some(g), 1e-6)
+        };
+        (y * w.clone())
+            .sum::<Rank0, _>()
+            .backward()
+            .get(&head_gain)
+            .as_vec()
+    };
+    assert_all_close(&gain_grad(true), &gain_grad(false), "head gain gradient");
+    // Cross-entropy: loss and gradient.
+    let targets = dev.tensor_from_vec((0..rows).map(|r| (r * 5) % W).collect(), (rows,));
+    let loss = |fused: bool| {
+        let logits = x.leaky_trace();
+        let loss = if fused {
+            super::cross_entropy(logits, targets.clone())
+        } else {
+            composed::cross_entropy(logits, targets.clone())
+        };
+        let value = loss.array();
+        (value, loss.backward().get(&x).as_vec())
+    };
+    let ((fa, ga), (fb, gb)) = (loss(true), loss(false));
+    assert_all_close(&[fa], &[fb], "cross-entropy");
+    assert_all_close(&ga, &gb, "cross-entropy dlogits");
+}
+
+#[test]
+fn fused_linear_matches_the_composition() {
+    let dev = Cpu::seed_from_u64(12);
+    let x: Tensor<(usize, Const<24>), f32, _> = dev.sample_normal_like(&(37, Const));
+    let w: Tensor<Rank2<10, 24>, f32, _> = dev.sample_normal();
+    let weights: Tensor<(usize, Const<10>), f32, _> = dev.sample_normal_like(&(37, Const));
+    let run = |fused: bool| {
+        let (tx, tw) = (x.leaky_trace(), w.leaky_trace());
+        let y = if fused {
+            super::linear(tx, tw)
+        } else {
+            composed::linear(tx, tw)
+        };
+        let values = y.as_vec();
+        let grads = (y * weights.clone()).sum::<Rank0, _>().backward();
+        (values, grads.get(&x).as_vec(), grads.get(&w).as_vec())
+    };
+    let (a, b) = (run(true), run(false));
+    assert_all_close(&a.0, &b.0, "linear output");
+    assert_all_close(&a.1, &b.1, "linear dx");
+    assert_all_close(&a.2, &b.2, "linear dw");
+}

@@ -1,0 +1,141 @@
+//! The forward pass's building blocks per device: fused kernels on the CPU
+//! (`cpu_ops`), compositions of dfdx ops elsewhere (`composed`). Both compute the same
+//! functions; tests hold the fused ones to the composed ones.
+
+use dfdx::prelude::*;
+
+#[cfg(feature = "cuda")]
+use super::composed;
+use super::composed::Rows;
+use super::constants::Constants;
+use super::cpu_ops::{self, AttentionShape};
+use super::tape::ModelTape;
+
+pub trait ModelOps: Device<f32> {
+    /// `x @ w^T` for a weight [OUT, IN].
+    fn linear<const IN: usize, const OUT: usize, T: ModelTape<Self>>(
+        x: Rows<IN, Self, T>,
+        w: Tensor<Rank2<OUT, IN>, f32, Self, T>,
+    ) -> Rows<OUT, Self, T>;
+
+    /// RMSNorm over consecutive groups of `G` values of each row, times `gain` if given.
+    fn rms_norm<const W: usize, const G: usize, T: ModelTape<Self>>(
+        x: Rows<W, Self, T>,
+        gain: Option<Tensor<Rank1<G>, f32, Self, T>>,
+        eps: f32,
+    ) -> Rows<W, Self, T>;
+
+    /// RoPE on each head of rows [batch * seq, W].
+    fn rope<const W: usize, const HD: usize, T: ModelTape<Self>>(
+        x: Rows<W, Self, T>,
+        consts: &Constants<HD, Self>,
+    ) -> Rows<W, Self, T>;
+
+    /// Grouped-query causal attention.
+    fn causal_attention<const QW: usize, const KVW: usize, const HD: usize, T: ModelTape<Self>>(
+        q: Rows<QW, Self, T>,
+        k: Rows<KVW, Self, T>,
+        v: Rows<KVW, Self, T>,
+        shape: AttentionShape,
+        consts: &Constants<HD, Self>,
+    ) -> Rows<QW, Self, T>;
+
+    fn squared_relu<const W: usize, T: ModelTape<Self>>(x: Rows<W, Self, T>) -> Rows<W, Self, T>;
+
+    /// Mean cross-entropy of logits [rows, V] against target ids [rows].
+    fn cross_entropy<const V: usize, T: ModelTape<Self>>(
+        logits: Rows<V, Self, T>,
+        targets: Tensor<(usize,), usize, Self>,
+    ) -> Tensor<Rank0, f32, Self, T>;
+}
+
+impl ModelOps for Cpu {
+    fn linear<const IN: usize, const OUT: usize, T: ModelTape<Self>>(
+        x: Rows<IN, Self, T>,
+        w: Tensor<Rank2<OUT, IN>, f32, Self, T>,
+    ) -> Rows<OUT, Self, T> {
+        cpu_ops::linear(x, w)
+    }
+
+    fn rms_norm<const W: usize, const G: usize, T: ModelTape<Self>>(
+        x: Rows<W, Self, T>,
+        gain: Option<Tensor<Rank1<G>, f32, Self, T>>,
+        eps: f32,
+    ) -> Rows<W, Self, T> {
+        cpu_ops::rms_norm(x, gain, eps)
+    }
+
+    fn rope<const W: usize, const HD: usize, T: ModelTape<Self>>(
+        x: Rows<W, Self, T>,
+        consts: &Constants<HD, Self>,
+    ) -> Rows<W, Self, T> {
+        cpu_ops::rope(x, &consts.rope_table)
+    }
+
+    fn causal_attention<const QW: usize, const KVW: usize, const HD: usize, T: ModelTape<Self>>(
+        q: Rows<QW, Self, T>,
+        k: Rows<KVW, Self, T>,
+        v: Rows<KVW, Self, T>,
+        shape: AttentionShape,
+        _consts: &Constants<HD, Self>,
+    ) -> Rows<QW, Self, T> {
+        cpu_ops::causal_attention(q, k, v, shape)
+    }
+
+    fn squared_relu<const W: usize, T: ModelTape<Self>>(x: Rows<W, Self, T>) -> Rows<W, Self, T> {
+        cpu_ops::squared_relu(x)
+    }
+
+    fn cross_entropy<const V: usize, T: ModelTape<Self>>(
+        logits: Rows<V, Self, T>,
+        targets: Tensor<(usize,), usize, Self>,
+    ) -> Tensor<Rank0, f32, Self, T> {
+        cpu_ops::cross_entropy(logits, targets)
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl ModelOps for Cuda {
+    fn linear<const IN: usize, const OUT: usize, T: ModelTape<Self>>(
+        x: Rows<IN, Self, T>,
+        w: Tensor<Rank2<OUT, IN>, f32, Self, T>,
+    ) -> Rows<OUT, Self, T> {
+        composed::linear(x, w)
+    }
+
+    fn rms_norm<const W: usize, const G: usize, T: ModelTape<Self>>(
+        x: Rows<W, Self, T>,
+        gain: Option<Tensor<Rank1<G>, f32, Self, T>>,
+        eps: f32,
+    ) -> Rows<W, Self, T> {
+        composed::rms_norm(x, gain, eps)
+    }
+
+    fn rope<const W: usize, const HD: usize, T: ModelTape<Self>>(
+        x: Rows<W, Self, T>,
+        consts: &Constants<HD, Self>,
+    ) -> Rows<W, Self, T> {
+        composed::rope(x, consts)
+    }
+
+    fn causal_attention<const QW: usize, const KVW: usize, const HD: usize, T: ModelTape<Self>>(
+        q: Rows<QW, Self, T>,
+        k: Rows<KVW, Self, T>,
+        v: Rows<KVW, Self, T>,
+        shape: AttentionShape,
+        consts: &Constants<HD, Self>,
+    ) -> Rows<QW, Self, T> {
+        composed::causal_attention(q, k, v, shape, consts)
+    }
+
+    fn squared_relu<const W: usize, T: ModelTape<Self>>(x: Rows<W, Self, T>) -> Rows<W, Self, T> {
+        composed::squared_relu(x)
+    }
+
+    fn cross_entropy<const V: usize, T: ModelTape<Self>>(
+        logits: Rows<V, Self, T>,
+        targets: Tensor<(usize,), usize, Self>,
+    ) -> Tensor<Rank0, f32, Self, T> {
+        composed::cross_entropy(logits, targets)
+    }
+}
