@@ -4,7 +4,8 @@ optimizer as a rankprobe run, timed the same way, on the CPU.
 
 Reads one JSON object on stdin: {"config": <rankprobe's resolved RunConfig>, "vocab": N,
 "steps": N, "warmup": N, "threads": N}. Prints one JSON object on stdout:
-{"tokens_per_s", "step_ms", "peak_rss_mib", "matmul_gflops", "torch"}. Exits 3 with a
+{"tokens_per_s", "step_ms", "peak_rss_mib", "peak_gflops", "torch"}, where peak_gflops is
+torch's best [peak_side]^3 f32 matrix product. Exits 3 with a
 message on stderr when torch cannot be imported.
 
 The model follows rankprobe's forward pass: token embedding (scaled), pre-norm RMSNorm
@@ -219,7 +220,8 @@ def adamw(params, cfg):
                              weight_decay=cfg["weight_decay"])
 
 
-def matmul_gflops(rows, k, n):
+def matmul_gflops(side):
+    rows = k = n = side
     a, b = torch.randn(rows, k), torch.randn(k, n)
     best = float("inf")
     for _ in range(5):
@@ -268,7 +270,7 @@ def main():
         "tokens_per_s": job["steps"] * batch * seq / seconds,
         "step_ms": 1e3 * seconds / job["steps"],
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "matmul_gflops": matmul_gflops(batch * seq, m["d_model"], m["d_ff"]),
+        "peak_gflops": matmul_gflops(job.get("peak_side", 2048)),
         "torch": torch.__version__,
     }))
 

@@ -7,10 +7,12 @@
 pub mod atomic_file;
 pub mod commands;
 pub mod data;
+pub mod matmul;
 pub mod model;
 pub mod optim;
 pub mod plan;
 pub mod probe;
+pub mod profile;
 pub mod report;
 pub mod spec;
 pub mod store;

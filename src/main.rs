@@ -15,6 +15,23 @@ use rankprobe::spec::Device;
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
+extern "C" {
+    /// mimalloc's option setter (libmimalloc-sys links it; its Rust binding needs the
+    /// crate's `extended` feature for this one call).
+    fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
+}
+
+/// mimalloc's `mi_option_purge_delay` (the same index in its v2 and v3 headers).
+const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
+
+/// Training frees and reallocates the same large buffers every step. By default mimalloc
+/// returns freed memory to the OS after 10 ms, and every step then faults and zeroes
+/// fresh pages (measured: about 10% of a quickstart step). Keep freed memory for reuse.
+fn keep_freed_memory() {
+    // SAFETY: sets a documented option to a documented value (-1: never purge).
+    unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, -1) }
+}
+
 /// Turn training studies (RON files) into trained, probed runs and comparison reports.
 ///
 /// Exit codes: 0 success, 1 a run or the results store failed, 2 bad input.
@@ -118,6 +135,14 @@ enum Command {
         /// auto, cpu, cuda or cuda:N.
         #[arg(long, default_value = "auto")]
         device: Device,
+        /// Also time PyTorch eager on the same model, batch, optimizer and thread count
+        /// (needs a Python with torch: `python3`, or RANKPROBE_PYTHON).
+        #[arg(long)]
+        torch: bool,
+        /// Print where each step's time goes: forward, backward, optimizer, and each
+        /// fused CPU operation.
+        #[arg(long)]
+        profile: bool,
     },
     /// Time one Muon update per matrix shape of a study's first Muon run, on the CPU (and
     /// on the GPU in a CUDA build).
@@ -139,6 +164,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    keep_freed_memory();
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Plan { file } => commands::plan::plan(file),
@@ -197,7 +223,16 @@ fn main() -> ExitCode {
             steps,
             run,
             device,
-        } => commands::bench::bench(files, *steps, run.as_deref(), *device),
+            torch,
+            profile,
+        } => commands::bench::bench(commands::bench::BenchOptions {
+            files,
+            steps: *steps,
+            label: run.as_deref(),
+            device: *device,
+            torch: *torch,
+            profile: *profile,
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

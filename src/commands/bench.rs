@@ -1,41 +1,97 @@
-//! `rankprobe bench FILE...`: CPU training throughput of each study's first run (or the
-//! run `--run LABEL`), next to
-//! a plain dfdx matmul measured in the same process (machines here are noisy, so the
-//! figure to compare across machines is the ratio, not the absolute number).
+//! `rankprobe bench FILE...`: training throughput of each study's first run (or the run
+//! `--run LABEL`), next to the machine's matrix-product peak measured in the same process
+//! (machines here are noisy, so the figures to compare are ratios), optionally next to
+//! PyTorch eager on the same model, batch and optimizer (`--torch`), with a per-phase
+//! profile (`--profile`) and peak memory.
 
+use std::io::Write as _;
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use dfdx::prelude::*;
 
 use crate::data::prepare_dataset;
+use crate::matmul::{matmul_threaded, Strided};
 use crate::plan::cost::{param_count, training_flops};
+use crate::profile;
+use crate::spec::run_config::RunConfig;
 use crate::text_table::{human_count, TextTable};
 use crate::train::{train_run, MetricRow, TrainObserver, TrainOptions};
 
 use super::{load_plan, Failure};
 
-/// Keeps the training throughput a run reports.
-#[derive(Default)]
+/// The reference implementation `--torch` runs (embedded, so the binary runs anywhere).
+const TORCH_REFERENCE: &str = include_str!("../../scripts/torch_reference.py");
+
+/// Side of the square matrix product that measures the peak.
+const PEAK_SIDE: usize = 2048;
+
+/// Keeps the training throughput a run reports and, with `--profile`, records the phases
+/// of every step after the first (a warm-up) up to the last.
 struct Throughput {
     tokens_per_s: f64,
+    tokens_per_step: u64,
+    total_tokens: u64,
+    profiling: bool,
+    profiled: Option<Instant>,
+    profile: Vec<(&'static str, f64, u64)>,
+    profiled_seconds: f64,
 }
 
 impl TrainObserver for Throughput {
     fn metric(&mut self, _row: MetricRow) {}
 
-    fn step_done(&mut self, _tokens: u64, _loss: f32, tokens_per_s: f64) {
+    fn step_done(&mut self, tokens: u64, _loss: f32, tokens_per_s: f64) {
         self.tokens_per_s = tokens_per_s;
+        if !self.profiling {
+            return;
+        }
+        if tokens == self.tokens_per_step {
+            profile::enable(true);
+            self.profiled = Some(Instant::now());
+        }
+        if tokens == self.total_tokens {
+            if let Some(started) = self.profiled.take() {
+                self.profiled_seconds = started.elapsed().as_secs_f64();
+                self.profile = profile::totals();
+            }
+            profile::enable(false);
+        }
     }
 }
 
-/// FLOP/s of a [rows x k] x [k x n] f32 matmul on the CPU, best of a few repetitions.
+/// FLOP/s of a [rows x k] x [k x n] f32 matmul on the CPU (the AVX-512/AVX2 kernels the
+/// CPU training uses, on all threads), best of a few repetitions.
 fn matmul_flops(rows: usize, k: usize, n: usize) -> f64 {
-    matmul_flops_on(&Cpu::seed_from_u64(0), rows, k, n)
+    let dev = Cpu::seed_from_u64(0);
+    let a: Tensor<(usize, usize), f32, _> = dev.sample_normal_like(&(rows, k));
+    let b: Tensor<(usize, usize), f32, _> = dev.sample_normal_like(&(k, n));
+    let (a, b) = (a.as_vec(), b.as_vec());
+    let mut c = vec![0.0f32; rows * n];
+    let mut best = f64::INFINITY;
+    for _ in 0..5 {
+        let started = Instant::now();
+        matmul_threaded(
+            (rows, k, n),
+            (&mut c, Strided::rows(0, n), false),
+            (&a, Strided::rows(0, k)),
+            (&b, Strided::rows(0, n)),
+        );
+        best = best.min(started.elapsed().as_secs_f64());
+    }
+    std::hint::black_box(c);
+    2.0 * (rows * k * n) as f64 / best
 }
 
-/// The same on `dev`, timed between device synchronisations.
-fn matmul_flops_on<D: Device<f32> + Synchronize>(dev: &D, rows: usize, k: usize, n: usize) -> f64 {
+/// The same on a dfdx device, timed between synchronisations.
+#[cfg(feature = "cuda")]
+fn dfdx_matmul_flops<D: Device<f32> + Synchronize>(
+    dev: &D,
+    rows: usize,
+    k: usize,
+    n: usize,
+) -> f64 {
     let a: Tensor<(usize, usize), f32, D> = dev.sample_normal_like(&(rows, k));
     let b: Tensor<(usize, usize), f32, D> = dev.sample_normal_like(&(k, n));
     let mut best = f64::INFINITY;
@@ -50,43 +106,123 @@ fn matmul_flops_on<D: Device<f32> + Synchronize>(dev: &D, rows: usize, k: usize,
     2.0 * (rows * k * n) as f64 / best
 }
 
-/// The matmul reference on the device a bench trains on.
-fn reference_flops(device: crate::spec::Device, rows: usize, k: usize, n: usize) -> f64 {
+/// The peak reference on the device a bench trains on: one large square product.
+fn peak_flops(device: crate::spec::Device) -> f64 {
     match device {
         #[cfg(feature = "cuda")]
         crate::spec::Device::Cuda(ordinal) => match Cuda::try_build(ordinal, 0) {
-            Ok(dev) => matmul_flops_on(&dev, rows, k, n),
+            Ok(dev) => dfdx_matmul_flops(&dev, PEAK_SIDE * 4, PEAK_SIDE * 4, PEAK_SIDE * 4),
             Err(_) => f64::NAN,
         },
-        _ => matmul_flops(rows, k, n),
+        _ => matmul_flops(PEAK_SIDE, PEAK_SIDE, PEAK_SIDE),
     }
 }
 
-pub fn bench(
-    files: &[PathBuf],
+/// This process's peak resident memory (VmHWM), in MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// What the PyTorch reference measured.
+struct TorchFigures {
+    tokens_per_s: f64,
+    peak_flops: f64,
+    peak_rss_mib: f64,
+    version: String,
+}
+
+/// Runs the PyTorch reference on the CPU with `threads` threads: its figures, or why not.
+fn torch_reference(
+    config: &RunConfig,
+    vocab: usize,
     steps: u64,
-    label: Option<&str>,
-    device: crate::spec::Device,
-) -> Result<(), Failure> {
-    let device =
-        crate::train::device::resolve(device).map_err(|err| Failure::BadInput(err.to_string()))?;
-    let mut table = TextTable::new(
-        [
-            "study",
-            "run",
-            "params",
-            "tokens/step",
-            "tokens/s",
-            "train GFLOP/s",
-            "matmul GFLOP/s",
-            "ratio",
-        ]
-        .map(String::from)
-        .to_vec(),
-    );
-    for file in files {
+    threads: usize,
+) -> Result<TorchFigures, String> {
+    let python = std::env::var("RANKPROBE_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let job = serde_json::json!({
+        "config": config,
+        "vocab": vocab,
+        "steps": steps,
+        "warmup": 2,
+        "threads": threads,
+        "peak_side": PEAK_SIDE,
+    });
+    let mut child = Command::new(&python)
+        .arg("-c")
+        .arg(TORCH_REFERENCE)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|err| format!("cannot start `{python}` ({err}); set RANKPROBE_PYTHON"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(job.to_string().as_bytes())
+            .map_err(|err| format!("cannot talk to `{python}`: {err}"))?;
+    }
+    let output = child
+        .wait_with_output()
+        .map_err(|err| format!("`{python}` failed: {err}"))?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        let last = stderr.lines().last().unwrap_or("").trim().to_owned();
+        return Err(match output.status.code() {
+            Some(3) => last,
+            _ => format!("the PyTorch reference failed: {last}"),
+        });
+    }
+    let figures: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .map_err(|err| format!("the PyTorch reference printed no figures ({err})"))?;
+    let number = |key: &str| figures[key].as_f64().unwrap_or(f64::NAN);
+    Ok(TorchFigures {
+        tokens_per_s: number("tokens_per_s"),
+        peak_flops: number("peak_gflops") * 1e9,
+        peak_rss_mib: number("peak_rss_mib"),
+        version: figures["torch"].as_str().unwrap_or("?").to_owned(),
+    })
+}
+
+/// What `rankprobe bench` is asked to do.
+pub struct BenchOptions<'a> {
+    pub files: &'a [PathBuf],
+    pub steps: u64,
+    pub label: Option<&'a str>,
+    pub device: crate::spec::Device,
+    /// Also time the PyTorch reference on the same run.
+    pub torch: bool,
+    /// Print a per-phase profile of each run.
+    pub profile: bool,
+}
+
+pub fn bench(options: BenchOptions) -> Result<(), Failure> {
+    let device = crate::train::device::resolve(options.device)
+        .map_err(|err| Failure::BadInput(err.to_string()))?;
+    let steps = options.steps.max(2);
+    let threads = rayon::current_num_threads();
+    let mut headers = vec![
+        "study",
+        "run",
+        "params",
+        "tokens/step",
+        "tokens/s",
+        "train GFLOP/s",
+        "of peak",
+        "peak RSS MiB",
+    ];
+    if options.torch {
+        headers.extend(["torch tokens/s", "torch of peak", "torch RSS MiB", "ratio"]);
+    }
+    let mut table = TextTable::new(headers.into_iter().map(String::from).collect());
+    let mut rows = Vec::new();
+    let mut profiles = Vec::new();
+    let mut notes = Vec::new();
+    let mut peaks = vec![peak_flops(device)];
+    for file in options.files {
         let plan = load_plan(file)?;
-        let run = match label {
+        let run = match options.label {
             None => &plan.runs[0],
             Some(label) => plan.runs.iter().find(|r| r.label == label).ok_or_else(|| {
                 Failure::BadInput(format!("{}: no run labelled `{label}`", file.display()))
@@ -101,39 +237,136 @@ pub fn bench(
         config.probes.every_tokens = None;
         let dataset =
             prepare_dataset(&config.data).map_err(|e| Failure::BadInput(e.to_string()))?;
-        let mut throughput = Throughput::default();
-        let options = TrainOptions {
+        let vocab = dataset.tokenizer.vocab_size;
+        let mut throughput = Throughput {
+            tokens_per_s: 0.0,
+            tokens_per_step,
+            total_tokens: steps * tokens_per_step,
+            profiling: options.profile,
+            profiled: None,
+            profile: Vec::new(),
+            profiled_seconds: 0.0,
+        };
+        let train_options = TrainOptions {
             device,
             ..TrainOptions::default()
         };
-        train_run(&config, &dataset, &mut throughput, options)
+        train_run(&config, &dataset, &mut throughput, train_options)
             .map_err(|e| Failure::RunFailed(e.to_string()))?;
+        let rss = peak_rss_mib().unwrap_or(f64::NAN);
         let flops_per_token = training_flops(&config, 1).unwrap_or(f64::NAN);
         let train_flops = flops_per_token * throughput.tokens_per_s;
-        let reference = reference_flops(
-            device,
-            tokens_per_step as usize,
-            config.model.d_model,
-            config.model.d_ff,
-        );
-        let params = param_count(&config.model, dataset.tokenizer.vocab_size as u64).total();
-        table.push(vec![
+        // Measured again after each run: the peak is the best of every measurement.
+        peaks.push(peak_flops(device));
+        let torch = options.torch.then(|| {
+            if device != crate::spec::Device::Cpu {
+                return Err("the PyTorch reference runs on the CPU only".to_owned());
+            }
+            torch_reference(&config, vocab, steps, threads)
+        });
+        if let Some(Ok(figures)) = &torch {
+            peaks.push(figures.peak_flops);
+        }
+        let params = param_count(&config.model, vocab as u64).total();
+        let mut row = vec![
             plan.study.clone(),
             run.label.clone(),
             human_count(params),
             tokens_per_step.to_string(),
             format!("{:.0}", throughput.tokens_per_s),
             format!("{:.1}", train_flops / 1e9),
-            format!("{:.1}", reference / 1e9),
-            format!("{:.3}", train_flops / reference),
-        ]);
+            String::new(),
+            format!("{rss:.0}"),
+        ];
+        match &torch {
+            None => {}
+            Some(Ok(figures)) => {
+                row.extend([
+                    format!("{:.0}", figures.tokens_per_s),
+                    String::new(),
+                    format!("{:.0}", figures.peak_rss_mib),
+                    format!("{:.2}", throughput.tokens_per_s / figures.tokens_per_s),
+                ]);
+                notes.push(format!(
+                    "PyTorch {} (eager, f32, {threads} threads)",
+                    figures.version
+                ));
+            }
+            Some(Err(why)) => {
+                row.extend(["-", "-", "-", "-"].map(String::from));
+                notes.push(format!(
+                    "{} {}: PyTorch reference skipped: {why}",
+                    plan.study, run.label
+                ));
+            }
+        }
+        rows.push(row);
+        profiles.push((
+            format!("{} {}", plan.study, run.label),
+            throughput,
+            steps,
+            train_flops,
+            torch
+                .and_then(Result::ok)
+                .map(|f| f.tokens_per_s * flops_per_token),
+        ));
+    }
+    // The peak is the best large product of the whole bench (rankprobe's kernels and
+    // PyTorch's), so both implementations are measured against the same ceiling.
+    let peak = peaks
+        .iter()
+        .copied()
+        .filter(|p| p.is_finite())
+        .fold(f64::NAN, f64::max);
+    for (mut row, (_, _, _, train_flops, torch_flops)) in rows.into_iter().zip(&profiles) {
+        row[6] = format!("{:.2}", train_flops / peak);
+        if let Some(torch_flops) = torch_flops {
+            row[9] = format!("{:.2}", torch_flops / peak);
+        }
+        table.push(row);
     }
     println!(
-        "training throughput on {device} over {steps} steps \
-         (ratio = train FLOP/s / matmul FLOP/s on the same device)\n"
+        "training throughput on {device} over {steps} steps, {threads} threads; peak = the \
+         fastest {PEAK_SIDE}^3 f32 matrix product measured in this run: {:.1} GFLOP/s\n",
+        peak / 1e9
     );
     print!("{}", table.render());
+    notes.sort();
+    notes.dedup();
+    for note in notes {
+        println!("{note}");
+    }
+    if options.profile {
+        for (name, throughput, steps, _, _) in &profiles {
+            print_profile(name, throughput, *steps);
+        }
+    }
     Ok(())
+}
+
+/// The per-phase table of one run: wall time per step and share of the step.
+fn print_profile(name: &str, throughput: &Throughput, steps: u64) {
+    let profiled_steps = (steps - 1) as f64;
+    let step_seconds = throughput.profiled_seconds / profiled_steps;
+    println!(
+        "\nprofile of {name}: steps 2-{steps}, {:.1} ms per step (phases nest: the \
+         operations are inside forward and backward)\n",
+        step_seconds * 1e3
+    );
+    let mut table = TextTable::new(
+        ["phase", "ms/step", "share", "calls/step"]
+            .map(String::from)
+            .to_vec(),
+    );
+    for (phase, seconds, calls) in &throughput.profile {
+        table.push(vec![
+            phase.to_string(),
+            format!("{:.2}", seconds / profiled_steps * 1e3),
+            format!("{:.1}%", 100.0 * seconds / throughput.profiled_seconds),
+            format!("{:.0}", *calls as f64 / profiled_steps),
+        ]);
+    }
+    print!("{}", table.render());
 }
 
 /// `rankprobe muon-bench FILE`: CPU time of one Muon update (momentum, Newton-Schulz,
@@ -187,7 +420,7 @@ pub fn muon_bench(file: &std::path::Path) -> Result<(), Failure> {
             let mut best = f64::INFINITY;
             for _ in 0..3 {
                 let started = Instant::now();
-                std::hint::black_box(matrix_update(&config, &dev, &mut buf, &grad, rows, cols));
+                std::hint::black_box(matrix_update(&config, &mut buf, &grad, rows, cols));
                 best = best.min(started.elapsed().as_secs_f64());
             }
             times[slot] = best;

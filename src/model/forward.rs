@@ -116,17 +116,17 @@ impl<
         D: ModelOps,
     > Transformer<V, M, HD, KVW, F, L, f32, D>
 {
-    /// Logits [batch * seq, V] for `tokens` [batch, seq]. `embed` is this model's
-    /// embedding table carrying the tape to record on (`model.embed.clone().traced(grads)`
-    /// to train, `model.embed.clone()` to evaluate).
-    pub fn forward<T: ModelTape<D>>(
+    /// The final normed hidden states [batch * seq, M] for `tokens` [batch, seq].
+    /// `embed` is this model's embedding table carrying the tape to record on
+    /// (`model.embed.clone().traced(grads)` to train, `model.embed.clone()` to evaluate).
+    pub fn hidden<T: ModelTape<D>>(
         &self,
         arch: &Architecture,
         consts: &Constants<HD, D>,
         tokens: Tensor<(usize, usize), usize, D>,
         embed: Tensor<Rank2<V, M>, f32, D, T>,
         mut taps: Option<&mut Taps>,
-    ) -> Rows<V, D, T> {
+    ) -> Rows<M, D, T> {
         let (b, s) = *tokens.shape();
         assert_eq!(
             s, consts.seq,
@@ -142,21 +142,51 @@ impl<
             let normed = D::rms_norm(x.with_empty_tape(), gain, arch.norm_eps);
             x = x + block.feed_forward(normed, arch.activation);
         }
-        let x = D::rms_norm(x, Some(self.final_norm.retaped::<T>()), arch.norm_eps);
-        let head = if arch.tied_embeddings {
+        D::rms_norm(x, Some(self.final_norm.retaped::<T>()), arch.norm_eps)
+    }
+
+    /// The LM head's matrix: the embedding table when tied.
+    fn head(&self, arch: &Architecture) -> &Tensor<Rank2<V, M>, f32, D> {
+        if arch.tied_embeddings {
             &self.embed
         } else {
             &self.lm_head
-        };
-        D::linear(x, head.retaped::<T>())
+        }
+    }
+
+    /// Logits [batch * seq, V] for `tokens` [batch, seq] (see `hidden`).
+    pub fn forward<T: ModelTape<D>>(
+        &self,
+        arch: &Architecture,
+        consts: &Constants<HD, D>,
+        tokens: Tensor<(usize, usize), usize, D>,
+        embed: Tensor<Rank2<V, M>, f32, D, T>,
+        taps: Option<&mut Taps>,
+    ) -> Rows<V, D, T> {
+        let x = self.hidden(arch, consts, tokens, embed, taps);
+        D::linear(x, self.head(arch).retaped::<T>())
+    }
+
+    /// Mean next-token cross-entropy for `tokens` [batch, seq] against `targets`
+    /// [batch * seq] (see `hidden`); the logits are not kept.
+    pub fn loss<T: ModelTape<D>>(
+        &self,
+        arch: &Architecture,
+        consts: &Constants<HD, D>,
+        (tokens, targets): (Tensor<(usize, usize), usize, D>, Tensor<(usize,), usize, D>),
+        embed: Tensor<Rank2<V, M>, f32, D, T>,
+        taps: Option<&mut Taps>,
+    ) -> Tensor<Rank0, f32, D, T> {
+        let x = self.hidden(arch, consts, tokens, embed, taps);
+        D::lm_head_loss(x, self.head(arch).retaped::<T>(), targets)
     }
 }
 
 /// Mean next-token cross-entropy of logits [batch * seq, V] against targets
 /// [batch * seq].
-pub fn cross_entropy<const V: usize, D: ModelOps, T: ModelTape<D>>(
+pub fn cross_entropy<const V: usize, D: Device<f32>, T: ModelTape<D>>(
     logits: Rows<V, D, T>,
     targets: Tensor<(usize,), usize, D>,
 ) -> Tensor<Rank0, f32, D, T> {
-    D::cross_entropy(logits, targets)
+    super::composed::cross_entropy(logits, targets)
 }

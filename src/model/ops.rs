@@ -42,9 +42,11 @@ pub trait ModelOps: Device<f32> {
 
     fn squared_relu<const W: usize, T: ModelTape<Self>>(x: Rows<W, Self, T>) -> Rows<W, Self, T>;
 
-    /// Mean cross-entropy of logits [rows, V] against target ids [rows].
-    fn cross_entropy<const V: usize, T: ModelTape<Self>>(
-        logits: Rows<V, Self, T>,
+    /// The LM head `x @ head^T` and the mean cross-entropy of its logits against target
+    /// ids [rows].
+    fn lm_head_loss<const M: usize, const V: usize, T: ModelTape<Self>>(
+        x: Rows<M, Self, T>,
+        head: Tensor<Rank2<V, M>, f32, Self, T>,
         targets: Tensor<(usize,), usize, Self>,
     ) -> Tensor<Rank0, f32, Self, T>;
 }
@@ -86,11 +88,12 @@ impl ModelOps for Cpu {
         cpu_ops::squared_relu(x)
     }
 
-    fn cross_entropy<const V: usize, T: ModelTape<Self>>(
-        logits: Rows<V, Self, T>,
+    fn lm_head_loss<const M: usize, const V: usize, T: ModelTape<Self>>(
+        x: Rows<M, Self, T>,
+        head: Tensor<Rank2<V, M>, f32, Self, T>,
         targets: Tensor<(usize,), usize, Self>,
     ) -> Tensor<Rank0, f32, Self, T> {
-        cpu_ops::cross_entropy(logits, targets)
+        cpu_ops::lm_head_loss(x, head, targets)
     }
 }
 
@@ -132,10 +135,11 @@ impl ModelOps for Cuda {
         composed::squared_relu(x)
     }
 
-    fn cross_entropy<const V: usize, T: ModelTape<Self>>(
-        logits: Rows<V, Self, T>,
+    fn lm_head_loss<const M: usize, const V: usize, T: ModelTape<Self>>(
+        x: Rows<M, Self, T>,
+        head: Tensor<Rank2<V, M>, f32, Self, T>,
         targets: Tensor<(usize,), usize, Self>,
     ) -> Tensor<Rank0, f32, Self, T> {
-        composed::cross_entropy(logits, targets)
+        composed::cross_entropy(composed::linear(x, head), targets)
     }
 }

@@ -93,7 +93,6 @@ pub fn gemm_host(call: &GemmCall, a: &[f32], b: &[f32], c: &mut [f32]) {
 
 #[cfg(test)]
 mod tests {
-    use dfdx::prelude::Cpu;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
@@ -148,8 +147,7 @@ mod tests {
         for (rows, cols) in [(12, 20), (20, 12), (16, 16), (48, 16)] {
             let g: Vec<f32> = (0..rows * cols).map(|_| rng.gen_range(-1.0..1.0)).collect();
             for variant in [MuonVariant::Ns5, MuonVariant::PolarExpress] {
-                let expected =
-                    orthogonalize(&Cpu::default(), &g, rows, cols, variant, 5, Precision::F32);
+                let expected = orthogonalize(&g, rows, cols, variant, 5, Precision::F32);
                 let got = replay(&g, rows, cols, variant, 5);
                 let worst = got
                     .iter()

@@ -6,7 +6,7 @@ use dfdx::prelude::*;
 use crate::model::Transformer;
 use crate::spec::run_config::{Activation, MuonConfig, MuonMatrices, UpdateScale};
 
-use super::newton_schulz::orthogonalize;
+use super::newton_schulz::{orthogonalize, transpose};
 
 /// Momentum step: buf = lerp(buf, g, 1 - beta); returns the direction to orthogonalise:
 /// Nesterov lerp(g, buf, beta), or buf itself.
@@ -43,7 +43,6 @@ pub struct MuonMatrix {
 /// The orthogonalised, scaled update of one matrix, updating its momentum buffer.
 pub fn matrix_update(
     config: &MuonConfig,
-    dev: &Cpu,
     buf: &mut [f32],
     grad: &[f32],
     rows: usize,
@@ -52,7 +51,6 @@ pub fn matrix_update(
     let direction = momentum(buf, grad, config.momentum as f32, config.nesterov);
     let scale = update_scale(config.update_scale, rows, cols);
     let mut update = orthogonalize(
-        dev,
         &direction,
         rows,
         cols,
@@ -72,20 +70,9 @@ fn apply(param: &mut [f32], update: &[f32], lr: f32, weight_decay: f32) {
     }
 }
 
-fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut out = vec![0.0; m.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            out[c * rows + r] = m[r * cols + c];
-        }
-    }
-    out
-}
-
 /// Muon over every hidden matrix of a model, with one momentum buffer per Muon matrix.
 pub struct Muon {
     config: MuonConfig,
-    dev: Cpu,
     buffers: Vec<Vec<f32>>,
 }
 
@@ -99,7 +86,6 @@ impl Muon {
     pub fn new(config: &MuonConfig) -> Self {
         Muon {
             config: config.clone(),
-            dev: Cpu::default(),
             buffers: Vec::new(),
         }
     }
@@ -262,14 +248,7 @@ impl Muon {
         if self.buffers[index].is_empty() {
             self.buffers[index] = vec![0.0; grad.len()];
         }
-        matrix_update(
-            &self.config,
-            &self.dev,
-            &mut self.buffers[index],
-            grad,
-            rows,
-            cols,
-        )
+        matrix_update(&self.config, &mut self.buffers[index], grad, rows, cols)
     }
 }
 

@@ -1,12 +1,11 @@
 //! Newton-Schulz orthogonalisation, the heart of Muon: the CPU reference.
 //!
 //! X = G / (||G||_F * f + 1e-7) (f = 1 for NS5, 1.01 for Polar Express); if G is tall,
-//! work on X^T; each step A = X X^T, B = bA + cA^2, X = aX + BX. The products run through
-//! dfdx's CPU matmul; with `Bf16` every product's operands are rounded to bfloat16 first,
-//! as a bf16 GPU kernel would see them.
+//! work on X^T; each step A = X X^T, B = bA + cA^2, X = aX + BX. The products run on all
+//! threads (`crate::matmul`); with `Bf16` every product's operands are rounded to bfloat16
+//! first, as a bf16 GPU kernel would see them.
 
-use dfdx::prelude::*;
-
+use crate::matmul::{matmul_scaled, matmul_threaded, Strided};
 use crate::spec::run_config::{MuonVariant, Precision};
 
 /// The quintic of Keller Jordan's Muon, used at every step.
@@ -50,21 +49,25 @@ pub fn round_bf16(x: f32) -> f32 {
     f32::from_bits(rounded)
 }
 
-type Mat = Tensor<(usize, usize), f32, Cpu>;
+fn round_all(m: &mut [f32], precision: Precision) {
+    if precision == Precision::Bf16 {
+        m.iter_mut().for_each(|v| *v = round_bf16(*v));
+    }
+}
 
-fn rounded(dev: &Cpu, m: Mat, precision: Precision) -> Mat {
-    match precision {
-        Precision::F32 => m,
-        Precision::Bf16 => {
-            let shape = *m.shape();
-            dev.tensor_from_vec(m.as_vec().into_iter().map(round_bf16).collect(), shape)
+/// [rows x cols] row-major to [cols x rows].
+pub(crate) fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; m.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = m[r * cols + c];
         }
     }
+    out
 }
 
 /// The orthogonalised [rows x cols] matrix `g` (row-major).
 pub fn orthogonalize(
-    dev: &Cpu,
     g: &[f32],
     rows: usize,
     cols: usize,
@@ -78,30 +81,61 @@ pub fn orthogonalize(
         .sum::<f64>()
         .sqrt() as f32;
     let scale = 1.0 / (norm * norm_factor(variant) + 1e-7);
-    let mut x: Mat = dev.tensor_from_vec(g.iter().map(|v| v * scale).collect(), (rows, cols));
     let tall = rows > cols;
+    // Work on the wide orientation: X is [r x c] with r <= c, its Gram matrix [r x r].
+    let (r, c) = if tall { (cols, rows) } else { (rows, cols) };
+    let mut x: Vec<f32> = g.iter().map(|v| v * scale).collect();
     if tall {
-        x = x.permute::<_, Axes2<1, 0>>().contiguous();
+        x = transpose(&x, rows, cols);
     }
-    for (a, b, c) in coefficients(variant, steps) {
-        let xr = rounded(dev, x.clone(), precision);
-        let gram = rounded(dev, xr.clone().matmul(xr.clone().permute()), precision);
-        let poly = rounded(
-            dev,
-            gram.clone() * b + gram.clone().matmul(gram) * c,
-            precision,
+    let wide = Strided::rows(0, c);
+    let square = Strided::rows(0, r);
+    let mut gram = vec![0.0f32; r * r];
+    let mut poly = vec![0.0f32; r * r];
+    let mut next = vec![0.0f32; r * c];
+    for (a, b, coef_c) in coefficients(variant, steps) {
+        round_all(&mut x, precision);
+        // A = X X^T
+        matmul_threaded(
+            (r, c, r),
+            (&mut gram, square, false),
+            (&x, wide),
+            (&x, wide.t()),
         );
-        x = xr.clone() * a + poly.matmul(xr);
+        round_all(&mut gram, precision);
+        // B = b A + c A A
+        poly.iter_mut().zip(&gram).for_each(|(p, g)| *p = b * g);
+        matmul_scaled(
+            (r, r, r),
+            (&mut poly, square, true),
+            (&gram, square),
+            (&gram, square),
+            coef_c,
+        );
+        round_all(&mut poly, precision);
+        // X = a X + B X
+        next.iter_mut().zip(&x).for_each(|(n, x)| *n = a * x);
+        matmul_threaded(
+            (r, r, c),
+            (&mut next, wide, true),
+            (&poly, square),
+            (&x, wide),
+        );
+        std::mem::swap(&mut x, &mut next);
     }
     if tall {
-        x = x.permute::<_, Axes2<1, 0>>().contiguous();
+        x = transpose(&x, cols, rows);
     }
-    x.as_vec()
+    x
 }
 
 #[cfg(test)]
 mod tests {
+    use dfdx::prelude::*;
+
     use super::*;
+
+    type Mat = Tensor<(usize, usize), f32, Cpu>;
 
     /// Singular values of a [rows x cols] matrix (via the eigenvalues of the Gram matrix,
     /// by Jacobi rotations in f64: plenty for the small test matrices).
@@ -161,7 +195,7 @@ mod tests {
         let dev = Cpu::seed_from_u64(0);
         for (rows, cols) in [(16, 48), (48, 16), (32, 32)] {
             let g = random(&dev, rows, cols);
-            let o = orthogonalize(&dev, &g, rows, cols, MuonVariant::Ns5, 5, Precision::F32);
+            let o = orthogonalize(&g, rows, cols, MuonVariant::Ns5, 5, Precision::F32);
             let s = singular_values(&o, rows, cols);
             let (min, max) = s
                 .iter()
@@ -178,15 +212,7 @@ mod tests {
     fn polar_express_lands_close_to_one() {
         let dev = Cpu::seed_from_u64(1);
         let g = random(&dev, 24, 64);
-        let o = orthogonalize(
-            &dev,
-            &g,
-            24,
-            64,
-            MuonVariant::PolarExpress,
-            5,
-            Precision::F32,
-        );
+        let o = orthogonalize(&g, 24, 64, MuonVariant::PolarExpress, 5, Precision::F32);
         let s = singular_values(&o, 24, 64);
         let (min, max) = s
             .iter()
@@ -199,8 +225,8 @@ mod tests {
         let dev = Cpu::seed_from_u64(2);
         let g = random(&dev, 20, 30);
         let big: Vec<f32> = g.iter().map(|v| v * 1000.0).collect();
-        let a = orthogonalize(&dev, &g, 20, 30, MuonVariant::Ns5, 5, Precision::F32);
-        let b = orthogonalize(&dev, &big, 20, 30, MuonVariant::Ns5, 5, Precision::F32);
+        let a = orthogonalize(&g, 20, 30, MuonVariant::Ns5, 5, Precision::F32);
+        let b = orthogonalize(&big, 20, 30, MuonVariant::Ns5, 5, Precision::F32);
         for (x, y) in a.iter().zip(&b) {
             assert!((x - y).abs() < 1e-4, "{x} vs {y}");
         }
@@ -213,24 +239,8 @@ mod tests {
         assert_eq!(round_bf16(1.0 + 3.0 / 256.0), 1.0 + 4.0 / 256.0);
         let dev = Cpu::seed_from_u64(3);
         let g = random(&dev, 16, 32);
-        let a = orthogonalize(
-            &dev,
-            &g,
-            16,
-            32,
-            MuonVariant::PolarExpress,
-            5,
-            Precision::F32,
-        );
-        let b = orthogonalize(
-            &dev,
-            &g,
-            16,
-            32,
-            MuonVariant::PolarExpress,
-            5,
-            Precision::Bf16,
-        );
+        let a = orthogonalize(&g, 16, 32, MuonVariant::PolarExpress, 5, Precision::F32);
+        let b = orthogonalize(&g, 16, 32, MuonVariant::PolarExpress, 5, Precision::Bf16);
         let diff = a
             .iter()
             .zip(&b)

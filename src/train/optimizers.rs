@@ -7,6 +7,7 @@ use crate::model::{Architecture, Transformer};
 use crate::optim::adamw::{adam_config, AdamW, AdamWState};
 use crate::optim::groups::AdamWGroup;
 use crate::optim::MuonStep;
+use crate::profile;
 use crate::spec::run_config::{AdamWConfig, OptimizerConfig};
 
 use super::device::TrainDevice;
@@ -73,6 +74,7 @@ impl<
     ) -> Result<Vec<(&'static str, f64)>, TrainError> {
         match self {
             Optimizers::AdamW { config, adamw } => {
+                let _span = profile::span("step: AdamW update");
                 adamw.cfg.lr = config.lr * multiplier;
                 adamw.update(model, grads).map_err(device_err)?;
                 Ok(vec![("lr", adamw.cfg.lr)])
@@ -84,8 +86,11 @@ impl<
                 adamw,
             } => {
                 let muon_lr = *lr * multiplier;
+                let muon_span = profile::span("step: Muon update");
                 muon.step(model, grads, arch.activation, muon_lr)
                     .map_err(device_err)?;
+                drop(muon_span);
+                let _span = profile::span("step: AdamW update");
                 adamw.cfg.lr = config.lr * multiplier;
                 adamw
                     .update(AdamWGroup::of_mut(model), grads)

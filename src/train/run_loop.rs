@@ -9,9 +9,10 @@ use crate::data::batches::{eval_batch, Batch, TrainBatches};
 use crate::data::Dataset;
 use crate::model::init::init_model;
 use crate::model::snapshot::{tensors_from_host, tensors_to_host};
-use crate::model::{cross_entropy, Architecture, Constants, Taps, Transformer};
+use crate::model::{Architecture, Constants, Taps, Transformer};
 use crate::plan::cost::steps_and_tokens;
 use crate::probe::measure;
+use crate::profile;
 use crate::spec::run_config::RunConfig;
 
 use super::checkpoint::{Checkpoint, Counters};
@@ -185,16 +186,19 @@ impl<
                 self.config.schedule.tokens,
             );
             let (inputs, targets) = batch_tensors(&self.dev, &self.batches.batch(step));
-            let logits = self.model.forward(
+            let forward_span = profile::span("step: forward + loss");
+            let loss = self.model.loss(
                 &self.arch,
                 &self.consts,
-                inputs,
+                (inputs, targets),
                 self.model.embed.clone().traced(grads),
                 None,
             );
-            let loss = cross_entropy(logits, targets);
             let loss_value = f64::from(loss.as_vec()[0]);
+            drop(forward_span);
+            let backward_span = profile::span("step: backward");
             grads = loss.backward();
+            drop(backward_span);
             let done = (step + 1) * self.tokens_per_step;
             let mut row = |metric, value| {
                 observer.metric(MetricRow {
@@ -216,7 +220,9 @@ impl<
             let lrs = self
                 .optimizers
                 .step(&mut self.model, &mut grads, &self.arch, multiplier)?;
+            let zero_span = profile::span("step: zero gradients");
             self.model.zero_grads(&mut grads);
+            drop(zero_span);
             self.counters.train_seconds += step_started.elapsed().as_secs_f64();
             let tokens_per_s = done as f64 / self.counters.train_seconds.max(1e-9);
             let rows = [("loss", loss_value), ("tokens_per_s", tokens_per_s)];
@@ -242,11 +248,10 @@ impl<
             sites: self.config.probes.sites.clone(),
             captured: Vec::new(),
         };
-        let (inputs, targets) = self.eval.clone();
-        let logits = self.model.forward(
+        let loss = self.model.loss(
             &self.arch,
             &self.consts,
-            inputs,
+            self.eval.clone(),
             self.model.embed.clone(),
             probing.then_some(&mut taps),
         );
@@ -262,7 +267,7 @@ impl<
             ));
             self.counters.probe_seconds += probe_started.elapsed().as_secs_f64();
         }
-        self.counters.last_val = f64::from(cross_entropy(logits, targets).as_vec()[0]);
+        self.counters.last_val = f64::from(loss.as_vec()[0]);
         observer.metric(MetricRow {
             step,
             tokens,

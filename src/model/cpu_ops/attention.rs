@@ -7,7 +7,9 @@
 
 use rayon::prelude::*;
 
-use super::gemm::{matmul, Strided};
+use crate::matmul::{matmul, Strided};
+
+use super::exp::exp_sum;
 
 /// Query rows per block: small blocks skip more of the masked triangle, large ones make
 /// better matrix products.
@@ -59,12 +61,7 @@ impl AttentionShape {
 fn causal_softmax(row: &mut [f32], i: usize) {
     let (seen, masked) = row.split_at_mut(i + 1);
     let max = seen.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-    let mut sum = 0.0f32;
-    for x in seen.iter_mut() {
-        *x = (*x - max).exp();
-        sum += *x;
-    }
-    let inv = 1.0 / sum;
+    let inv = 1.0 / exp_sum(seen, max);
     seen.iter_mut().for_each(|x| *x *= inv);
     masked.fill(0.0);
 }

@@ -1,53 +1,92 @@
-//! Mean next-token cross-entropy over the vocabulary on the CPU, one parallel pass per
-//! direction: no log-softmax tensor of [rows, vocab] is materialised.
+//! The LM head and mean next-token cross-entropy, fused on the CPU: logits are computed
+//! into a buffer this operation owns and turned into probabilities in place, so no
+//! [rows, vocab] tensor, copy or zeroed gradient passes through dfdx, and the backward
+//! pass turns the same buffer into the logits' gradient in place.
 
 use rayon::prelude::*;
 
+use crate::matmul::{matmul_new, matmul_threaded, Strided};
+
+use super::exp::exp_sum;
+
 const ROWS_PER_TASK: usize = 16;
 
-/// The mean loss over rows of `logits` [rows, vocab] and each row's log-sum-exp.
-pub fn forward(logits: &[f32], vocab: usize, targets: &[usize]) -> (f32, Vec<f32>) {
-    let mut lse = vec![0.0f32; targets.len()];
-    let total: f64 = lse
-        .par_chunks_mut(ROWS_PER_TASK)
+/// What the forward pass keeps: the softmax probabilities [rows, vocab].
+pub struct Saved {
+    probs: Vec<f32>,
+}
+
+/// Mean loss of the logits `x @ head^T` (x [rows, width], head [vocab, width]) against
+/// `targets`, and what the backward pass needs.
+pub fn forward(
+    x: &[f32],
+    head: &[f32],
+    width: usize,
+    vocab: usize,
+    targets: &[usize],
+) -> (f32, Saved) {
+    let rows = targets.len();
+    let mut probs = matmul_new(
+        (rows, width, vocab),
+        (x, Strided::rows(0, width)),
+        (head, Strided::rows(0, width).t()),
+    );
+    let total: f64 = probs
+        .par_chunks_mut(vocab * ROWS_PER_TASK)
         .enumerate()
-        .map(|(chunk, lse)| {
+        .map(|(chunk, rows)| {
             let mut total = 0.0f64;
-            for (i, lse) in lse.iter_mut().enumerate() {
-                let r = chunk * ROWS_PER_TASK + i;
-                let row = &logits[r * vocab..][..vocab];
-                let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-                let sum: f32 = row.iter().map(|&x| (x - max).exp()).sum();
-                *lse = max + sum.ln();
-                total += f64::from(*lse - row[targets[r]]);
+            for (i, row) in rows.chunks_mut(vocab).enumerate() {
+                let target_logit = row[targets[chunk * ROWS_PER_TASK + i]];
+                let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                let sum = exp_sum(row, max);
+                let inv = 1.0 / sum;
+                row.iter_mut().for_each(|p| *p *= inv);
+                total += f64::from(max + sum.ln() - target_logit);
             }
             total
         })
         .sum();
-    ((total / targets.len() as f64) as f32, lse)
+    ((total / rows as f64) as f32, Saved { probs })
 }
 
-/// Adds `d_loss / rows * (softmax(logits) - one_hot(target))` to `d_logits`.
+/// Adds the gradients of `x` and `head` for the loss gradient `d_loss`.
+#[allow(clippy::too_many_arguments)]
 pub fn backward(
-    logits: &[f32],
+    saved: Saved,
+    x: &[f32],
+    head: &[f32],
+    width: usize,
     vocab: usize,
     targets: &[usize],
-    lse: &[f32],
     d_loss: f32,
-    d_logits: &mut [f32],
+    dx: &mut [f32],
+    d_head: &mut [f32],
 ) {
-    let scale = d_loss / targets.len() as f32;
+    let rows = targets.len();
+    let scale = d_loss / rows as f32;
+    // d logits = scale * (softmax - one_hot(target)), in place.
+    let mut d_logits = saved.probs;
     d_logits
         .par_chunks_mut(vocab * ROWS_PER_TASK)
         .enumerate()
-        .for_each(|(chunk, d_rows)| {
-            for (i, d_row) in d_rows.chunks_mut(vocab).enumerate() {
-                let r = chunk * ROWS_PER_TASK + i;
-                let row = &logits[r * vocab..][..vocab];
-                for (d, &x) in d_row.iter_mut().zip(row) {
-                    *d += scale * (x - lse[r]).exp();
-                }
-                d_row[targets[r]] -= scale;
+        .for_each(|(chunk, rows)| {
+            for (i, row) in rows.chunks_mut(vocab).enumerate() {
+                row.iter_mut().for_each(|p| *p *= scale);
+                row[targets[chunk * ROWS_PER_TASK + i]] -= scale;
             }
         });
+    let logits_view = Strided::rows(0, vocab);
+    matmul_threaded(
+        (rows, vocab, width),
+        (dx, Strided::rows(0, width), true),
+        (&d_logits, logits_view),
+        (head, Strided::rows(0, width)),
+    );
+    matmul_threaded(
+        (vocab, rows, width),
+        (d_head, Strided::rows(0, width), true),
+        (&d_logits, logits_view.t()),
+        (x, Strided::rows(0, width)),
+    );
 }

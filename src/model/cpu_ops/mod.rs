@@ -1,5 +1,5 @@
 //! Fused CPU operations of the forward pass, recorded on dfdx's tape as custom
-//! operations: RMSNorm, RoPE, causal attention, squared ReLU and cross-entropy each run as
+//! operations: RMSNorm, RoPE, causal attention, squared ReLU and the LM head with cross-entropy each run as
 //! one parallel pass forward and one backward, instead of a chain of single-threaded dfdx
 //! ops that each allocate their output (and, for RoPE and attention, many tiny matrix
 //! products). The slice kernels live in the submodules; this file connects them to
@@ -8,7 +8,7 @@
 pub mod attention;
 mod cross_entropy;
 mod elementwise;
-pub mod gemm;
+mod exp;
 mod norm;
 mod rope;
 
@@ -16,9 +16,11 @@ use std::sync::Arc;
 
 use dfdx::prelude::*;
 
+use crate::profile;
+
 use super::tape::ModelTape;
+use crate::matmul::{matmul_new, matmul_threaded, Strided};
 pub use attention::AttentionShape;
-use gemm::{matmul_threaded, Strided};
 
 /// Activations [rows, W] on the CPU.
 pub type Rows<const W: usize, T> = Tensor<(usize, Const<W>), f32, Cpu, T>;
@@ -101,14 +103,13 @@ pub fn linear<const IN: usize, const OUT: usize, T: ModelTape<Cpu>>(
     x: Rows<IN, T>,
     w: Tensor<Rank2<OUT, IN>, f32, Cpu, T>,
 ) -> Rows<OUT, T> {
+    let _span = profile::span("linear forward");
     let (x, w, mut tape) = split2(x, Some(w));
     let w = w.expect("a weight was given");
     let (xs, ws) = (host(&x), host(&w));
     let rows = xs.len() / IN;
-    let mut y = vec![0.0f32; rows * OUT];
-    matmul_threaded(
+    let y = matmul_new(
         (rows, IN, OUT),
-        (&mut y, Strided::rows(0, OUT), false),
         (&xs, Strided::rows(0, IN)),
         (&ws, Strided::rows(0, IN).t()),
     );
@@ -116,6 +117,7 @@ pub fn linear<const IN: usize, const OUT: usize, T: ModelTape<Cpu>>(
     if T::OWNS_TAPE {
         let (out_slot, x_slot, w_slot) = (slot_of(&out), slot_of(&x), slot_of(&w));
         tape.add_backward_op(move |grads| {
+            let _span = profile::span("linear backward");
             let (dy, [dx, dw]) = slots(grads, &*out_slot, [&*x_slot, &*w_slot])?;
             // dx += dy @ w; dw += dy^T @ x.
             matmul_threaded(
@@ -143,6 +145,7 @@ pub fn rms_norm<const W: usize, const G: usize, T: ModelTape<Cpu>>(
     gain: Option<Tensor<Rank1<G>, f32, Cpu, T>>,
     eps: f32,
 ) -> Rows<W, T> {
+    let _span = profile::span("rms_norm forward");
     let (x, gain, mut tape) = split2(x, gain);
     let (xs, gs) = (host(&x), gain.as_ref().map(host));
     let mut y = vec![0.0f32; xs.len()];
@@ -152,6 +155,7 @@ pub fn rms_norm<const W: usize, const G: usize, T: ModelTape<Cpu>>(
         let (out_slot, x_slot) = (slot_of(&out), slot_of(&x));
         let gain_slot = gain.as_ref().map(slot_of);
         tape.add_backward_op(move |grads| {
+            let _span = profile::span("rms_norm backward");
             match gain_slot {
                 Some(gain_slot) => {
                     let (dy, [dx, dg]) = slots(grads, &*out_slot, [&*x_slot, &*gain_slot])?;
@@ -190,6 +194,7 @@ impl RopeTable {
 
 /// RoPE on each head of rows [batch * seq, W] (row r at position r % seq).
 pub fn rope<const W: usize, T: ModelTape<Cpu>>(x: Rows<W, T>, table: &RopeTable) -> Rows<W, T> {
+    let _span = profile::span("rope forward");
     let (x, mut tape) = x.split_tape();
     let mut y = vec![0.0f32; x.shape().num_elements()];
     rope::forward(&table.tables(), &host(&x), W, &mut y);
@@ -197,6 +202,7 @@ pub fn rope<const W: usize, T: ModelTape<Cpu>>(x: Rows<W, T>, table: &RopeTable)
     if T::OWNS_TAPE {
         let (out_slot, x_slot, table) = (slot_of(&out), slot_of(&x), table.clone());
         tape.add_backward_op(move |grads| {
+            let _span = profile::span("rope backward");
             let (dy, [dx]) = slots(grads, &*out_slot, [&*x_slot])?;
             rope::backward(&table.tables(), dy, W, dx);
             Ok(())
@@ -213,6 +219,7 @@ pub fn causal_attention<const QW: usize, const KVW: usize, T: ModelTape<Cpu>>(
     v: Rows<KVW, T>,
     shape: AttentionShape,
 ) -> Rows<QW, T> {
+    let _span = profile::span("attention forward");
     let (q, k, tape) = split2(q, Some(k));
     let (v, v_tape) = v.split_tape();
     let mut tape = tape.merge(v_tape);
@@ -224,6 +231,7 @@ pub fn causal_attention<const QW: usize, const KVW: usize, T: ModelTape<Cpu>>(
         let out_slot = slot_of(&out);
         let (q_slot, k_slot, v_slot) = (slot_of(&q), slot_of(&k), slot_of(&v));
         tape.add_backward_op(move |grads| {
+            let _span = profile::span("attention backward");
             let saved = attention::Saved {
                 q: &qs,
                 k: &ks,
@@ -241,6 +249,7 @@ pub fn causal_attention<const QW: usize, const KVW: usize, T: ModelTape<Cpu>>(
 
 /// `relu(x)^2`.
 pub fn squared_relu<const W: usize, T: ModelTape<Cpu>>(x: Rows<W, T>) -> Rows<W, T> {
+    let _span = profile::span("squared_relu forward");
     let (x, mut tape) = x.split_tape();
     let xs = host(&x);
     let out = x
@@ -249,6 +258,7 @@ pub fn squared_relu<const W: usize, T: ModelTape<Cpu>>(x: Rows<W, T>) -> Rows<W,
     if T::OWNS_TAPE {
         let (out_slot, x_slot) = (slot_of(&out), slot_of(&x));
         tape.add_backward_op(move |grads| {
+            let _span = profile::span("squared_relu backward");
             let (dy, [dx]) = slots(grads, &*out_slot, [&*x_slot])?;
             elementwise::squared_relu_backward(&xs, dy, dx);
             Ok(())
@@ -257,21 +267,26 @@ pub fn squared_relu<const W: usize, T: ModelTape<Cpu>>(x: Rows<W, T>) -> Rows<W,
     out.put_tape(tape)
 }
 
-/// Mean cross-entropy of logits [rows, V] against target ids [rows].
-pub fn cross_entropy<const V: usize, T: ModelTape<Cpu>>(
-    logits: Rows<V, T>,
+/// The LM head `x @ head^T` and the mean cross-entropy of its logits [rows, V] against
+/// target ids [rows], fused: the logits never become a tensor.
+pub fn lm_head_loss<const M: usize, const V: usize, T: ModelTape<Cpu>>(
+    x: Rows<M, T>,
+    head: Tensor<Rank2<V, M>, f32, Cpu, T>,
     targets: Tensor<(usize,), usize, Cpu>,
 ) -> Tensor<Rank0, f32, Cpu, T> {
-    let (logits, mut tape) = logits.split_tape();
+    let _span = profile::span("lm_head_loss forward");
+    let (x, head, mut tape) = split2(x, Some(head));
+    let head = head.expect("a head was given");
     let targets = targets.as_vec();
-    let ls = host(&logits);
-    let (loss, lse) = cross_entropy::forward(&ls, V, &targets);
-    let out = logits.device().tensor_from_vec(vec![loss], ());
+    let (xs, hs) = (host(&x), host(&head));
+    let (loss, saved) = cross_entropy::forward(&xs, &hs, M, V, &targets);
+    let out = x.device().tensor_from_vec(vec![loss], ());
     if T::OWNS_TAPE {
-        let (out_slot, logits_slot) = (slot_of(&out), slot_of(&logits));
+        let (out_slot, x_slot, head_slot) = (slot_of(&out), slot_of(&x), slot_of(&head));
         tape.add_backward_op(move |grads| {
-            let (d_loss, [d_logits]) = slots(grads, &*out_slot, [&*logits_slot])?;
-            cross_entropy::backward(&ls, V, &targets, &lse, d_loss[0], d_logits);
+            let _span = profile::span("lm_head_loss backward");
+            let (d_loss, [dx, d_head]) = slots(grads, &*out_slot, [&*x_slot, &*head_slot])?;
+            cross_entropy::backward(saved, &xs, &hs, M, V, &targets, d_loss[0], dx, d_head);
             Ok(())
         });
     }

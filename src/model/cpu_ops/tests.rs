@@ -184,21 +184,24 @@ fn fused_norms_rope_activation_and_loss_match_the_compositions() {
             .as_vec()
     };
     assert_all_close(&gain_grad(true), &gain_grad(false), "head gain gradient");
-    // Cross-entropy: loss and gradient.
-    let targets = dev.tensor_from_vec((0..rows).map(|r| (r * 5) % W).collect(), (rows,));
+    // LM head and cross-entropy: loss and gradients.
+    let head: Tensor<Rank2<9, W>, f32, _> = dev.sample_normal();
+    let targets = dev.tensor_from_vec((0..rows).map(|r| (r * 5) % 9).collect(), (rows,));
     let loss = |fused: bool| {
-        let logits = x.leaky_trace();
+        let (tx, th) = (x.leaky_trace(), head.leaky_trace());
         let loss = if fused {
-            super::cross_entropy(logits, targets.clone())
+            super::lm_head_loss(tx, th, targets.clone())
         } else {
-            composed::cross_entropy(logits, targets.clone())
+            composed::cross_entropy(composed::linear(tx, th), targets.clone())
         };
         let value = loss.array();
-        (value, loss.backward().get(&x).as_vec())
+        let grads = loss.backward();
+        (value, grads.get(&x).as_vec(), grads.get(&head).as_vec())
     };
-    let ((fa, ga), (fb, gb)) = (loss(true), loss(false));
-    assert_all_close(&[fa], &[fb], "cross-entropy");
-    assert_all_close(&ga, &gb, "cross-entropy dlogits");
+    let (a, b) = (loss(true), loss(false));
+    assert_all_close(&[a.0], &[b.0], "cross-entropy");
+    assert_all_close(&a.1, &b.1, "cross-entropy dx");
+    assert_all_close(&a.2, &b.2, "cross-entropy dhead");
 }
 
 #[test]

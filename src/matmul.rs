@@ -1,6 +1,7 @@
-//! A bounds-checked matrix product on strided views of slices: single-threaded for the
-//! fused kernels that run many small products inside their own parallel loops, on every
-//! thread for the model's projections.
+//! f32 matrix products on strided views of slices, bounds-checked, through the `gemm`
+//! crate (AVX-512 or AVX2 kernels chosen at run time): single-threaded for kernels that
+//! run many small products inside their own parallel loops, on every thread for the
+//! model's projections and Newton-Schulz.
 
 /// Where a matrix lives in a slice: element (r, c) is at `offset + r * row + c * col`.
 #[derive(Debug, Clone, Copy)]
@@ -66,15 +67,80 @@ pub fn matmul(
     );
 }
 
-/// `matmul` on all of rayon's threads, for large products.
+/// `matmul` on all of rayon's threads, for large products; on the calling thread alone
+/// when that is one of rayon's workers already (a product inside a parallel loop).
 pub fn matmul_threaded(
     dims: (usize, usize, usize),
-    (dst, d, accumulate): (&mut [f32], Strided, bool),
+    dst: (&mut [f32], Strided, bool),
     a: (&[f32], Strided),
     b: (&[f32], Strided),
 ) {
-    let threads = gemm::Parallelism::Rayon(rayon::current_num_threads());
-    product(dims, (dst, d, accumulate), a, b, 1.0, threads);
+    product(dims, dst, a, b, 1.0, threads());
+}
+
+/// `matmul_threaded` adding `scale * a @ b`.
+pub fn matmul_scaled(
+    dims: (usize, usize, usize),
+    dst: (&mut [f32], Strided, bool),
+    a: (&[f32], Strided),
+    b: (&[f32], Strided),
+    scale: f32,
+) {
+    product(dims, dst, a, b, scale, threads());
+}
+
+/// A new [m x n] row-major `a @ b`, on all threads: the destination is written without
+/// being zeroed first.
+pub fn matmul_new(
+    (m, k, n): (usize, usize, usize),
+    (a, sa): (&[f32], Strided),
+    (b, sb): (&[f32], Strided),
+) -> Vec<f32> {
+    let mut dst: Vec<f32> = Vec::with_capacity(m * n);
+    if m == 0 || n == 0 {
+        return dst;
+    }
+    if k == 0 {
+        dst.resize(m * n, 0.0);
+        return dst;
+    }
+    sa.check(m, k, a.len(), "matmul left operand");
+    sb.check(k, n, b.len(), "matmul right operand");
+    // SAFETY: the operands' views lie inside their slices (checked above); `dst` has room
+    // for m * n values, which gemm writes without reading them (`read_dst` is false)
+    // before `set_len` exposes them.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr().add(sa.offset),
+            sa.col as isize,
+            sa.row as isize,
+            b.as_ptr().add(sb.offset),
+            sb.col as isize,
+            sb.row as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            threads(),
+        );
+        dst.set_len(m * n);
+    }
+    dst
+}
+
+fn threads() -> gemm::Parallelism {
+    match rayon::current_thread_index() {
+        Some(_) => gemm::Parallelism::None,
+        None => gemm::Parallelism::Rayon(rayon::current_num_threads()),
+    }
 }
 
 fn product(
@@ -197,5 +263,74 @@ mod tests {
             Strided::rows(0, 2),
             1.0,
         );
+    }
+}
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    #[ignore]
+    fn print_speeds() {
+        for &(m, k, n, at, bt) in &[
+            (2048, 128, 128, false, true),
+            (2048, 128, 512, false, true),
+            (2048, 512, 128, false, true),
+            (2048, 128, 2048, false, true),
+            (2048, 128, 128, false, false),
+            (128, 2048, 128, true, false),
+            (512, 2048, 128, true, false),
+            (2048, 2048, 128, false, false),
+            (128, 384, 128, false, true),
+            (2048, 2048, 2048, false, false),
+        ] {
+            let a = vec![1.0f32; m * k];
+            let b = vec![1.0f32; k * n];
+            let mut c = vec![0.0f32; m * n];
+            let sa = if at {
+                Strided::rows(0, m).t()
+            } else {
+                Strided::rows(0, k)
+            };
+            let sb = if bt {
+                Strided::rows(0, k).t()
+            } else {
+                Strided::rows(0, n)
+            };
+            for (name, par) in [("threaded", true), ("single", false)] {
+                let mut best = f64::INFINITY;
+                for _ in 0..10 {
+                    let t = Instant::now();
+                    if par {
+                        matmul_threaded(
+                            (m, k, n),
+                            (&mut c, Strided::rows(0, n), false),
+                            (&a, sa),
+                            (&b, sb),
+                        );
+                    } else {
+                        matmul(
+                            (m, k, n),
+                            &mut c,
+                            Strided::rows(0, n),
+                            false,
+                            &a,
+                            sa,
+                            &b,
+                            sb,
+                            1.0,
+                        );
+                    }
+                    best = best.min(t.elapsed().as_secs_f64());
+                }
+                println!(
+                    "{m}x{k}x{n} at={at} bt={bt} {name}: {:.1} GFLOP/s ({:.3} ms)",
+                    2.0 * (m * k * n) as f64 / best / 1e9,
+                    best * 1e3
+                );
+            }
+        }
     }
 }
