@@ -27,33 +27,38 @@ const TORCH_REFERENCE: &str = include_str!("../../scripts/torch_reference.py");
 /// Side of the square matrix product that measures the peak.
 const PEAK_SIDE: usize = 2048;
 
-/// Keeps the training throughput a run reports and, with `--profile`, records the phases
-/// of every step after the first (a warm-up) up to the last.
+/// Times the steps after the first (a warm-up: first allocations and page faults) up to
+/// the last, and with `--profile` records their phases.
 struct Throughput {
-    tokens_per_s: f64,
     tokens_per_step: u64,
     total_tokens: u64,
     profiling: bool,
-    profiled: Option<Instant>,
+    timed_since: Option<Instant>,
+    timed_seconds: f64,
     profile: Vec<(&'static str, f64, u64)>,
-    profiled_seconds: f64,
+}
+
+impl Throughput {
+    fn timed_steps(&self) -> u64 {
+        self.total_tokens / self.tokens_per_step - 1
+    }
+
+    fn tokens_per_s(&self) -> f64 {
+        (self.timed_steps() * self.tokens_per_step) as f64 / self.timed_seconds
+    }
 }
 
 impl TrainObserver for Throughput {
     fn metric(&mut self, _row: MetricRow) {}
 
-    fn step_done(&mut self, tokens: u64, _loss: f32, tokens_per_s: f64) {
-        self.tokens_per_s = tokens_per_s;
-        if !self.profiling {
-            return;
-        }
+    fn step_done(&mut self, tokens: u64, _loss: f32, _tokens_per_s: f64) {
         if tokens == self.tokens_per_step {
-            profile::enable(true);
-            self.profiled = Some(Instant::now());
+            profile::enable(self.profiling);
+            self.timed_since = Some(Instant::now());
         }
         if tokens == self.total_tokens {
-            if let Some(started) = self.profiled.take() {
-                self.profiled_seconds = started.elapsed().as_secs_f64();
+            if let Some(started) = self.timed_since.take() {
+                self.timed_seconds = started.elapsed().as_secs_f64();
                 self.profile = profile::totals();
             }
             profile::enable(false);
@@ -146,7 +151,7 @@ fn torch_reference(
         "config": config,
         "vocab": vocab,
         "steps": steps,
-        "warmup": 2,
+        "warmup": 1,
         "threads": threads,
         "peak_side": PEAK_SIDE,
     });
@@ -239,13 +244,12 @@ pub fn bench(options: BenchOptions) -> Result<(), Failure> {
             prepare_dataset(&config.data).map_err(|e| Failure::BadInput(e.to_string()))?;
         let vocab = dataset.tokenizer.vocab_size;
         let mut throughput = Throughput {
-            tokens_per_s: 0.0,
             tokens_per_step,
             total_tokens: steps * tokens_per_step,
             profiling: options.profile,
-            profiled: None,
+            timed_since: None,
+            timed_seconds: f64::NAN,
             profile: Vec::new(),
-            profiled_seconds: 0.0,
         };
         let train_options = TrainOptions {
             device,
@@ -255,14 +259,14 @@ pub fn bench(options: BenchOptions) -> Result<(), Failure> {
             .map_err(|e| Failure::RunFailed(e.to_string()))?;
         let rss = peak_rss_mib().unwrap_or(f64::NAN);
         let flops_per_token = training_flops(&config, 1).unwrap_or(f64::NAN);
-        let train_flops = flops_per_token * throughput.tokens_per_s;
+        let train_flops = flops_per_token * throughput.tokens_per_s();
         // Measured again after each run: the peak is the best of every measurement.
         peaks.push(peak_flops(device));
         let torch = options.torch.then(|| {
             if device != crate::spec::Device::Cpu {
                 return Err("the PyTorch reference runs on the CPU only".to_owned());
             }
-            torch_reference(&config, vocab, steps, threads)
+            torch_reference(&config, vocab, steps - 1, threads)
         });
         if let Some(Ok(figures)) = &torch {
             peaks.push(figures.peak_flops);
@@ -273,7 +277,7 @@ pub fn bench(options: BenchOptions) -> Result<(), Failure> {
             run.label.clone(),
             human_count(params),
             tokens_per_step.to_string(),
-            format!("{:.0}", throughput.tokens_per_s),
+            format!("{:.0}", throughput.tokens_per_s()),
             format!("{:.1}", train_flops / 1e9),
             String::new(),
             format!("{rss:.0}"),
@@ -285,7 +289,7 @@ pub fn bench(options: BenchOptions) -> Result<(), Failure> {
                     format!("{:.0}", figures.tokens_per_s),
                     String::new(),
                     format!("{:.0}", figures.peak_rss_mib),
-                    format!("{:.2}", throughput.tokens_per_s / figures.tokens_per_s),
+                    format!("{:.2}", throughput.tokens_per_s() / figures.tokens_per_s),
                 ]);
                 notes.push(format!(
                     "PyTorch {} (eager, f32, {threads} threads)",
@@ -326,8 +330,8 @@ pub fn bench(options: BenchOptions) -> Result<(), Failure> {
         table.push(row);
     }
     println!(
-        "training throughput on {device} over {steps} steps, {threads} threads; peak = the \
-         fastest {PEAK_SIDE}^3 f32 matrix product measured in this run: {:.1} GFLOP/s\n",
+        "training throughput on {device}, {threads} threads: steps 2-{steps} timed (step 1 warms \
+         up, in PyTorch too); peak = the fastest {PEAK_SIDE}^3 f32 matrix product measured in this run: {:.1} GFLOP/s\n",
         peak / 1e9
     );
     print!("{}", table.render());
@@ -346,8 +350,8 @@ pub fn bench(options: BenchOptions) -> Result<(), Failure> {
 
 /// The per-phase table of one run: wall time per step and share of the step.
 fn print_profile(name: &str, throughput: &Throughput, steps: u64) {
-    let profiled_steps = (steps - 1) as f64;
-    let step_seconds = throughput.profiled_seconds / profiled_steps;
+    let profiled_steps = throughput.timed_steps() as f64;
+    let step_seconds = throughput.timed_seconds / profiled_steps;
     println!(
         "\nprofile of {name}: steps 2-{steps}, {:.1} ms per step (phases nest: the \
          operations are inside forward and backward)\n",
@@ -362,7 +366,7 @@ fn print_profile(name: &str, throughput: &Throughput, steps: u64) {
         table.push(vec![
             phase.to_string(),
             format!("{:.2}", seconds / profiled_steps * 1e3),
-            format!("{:.1}%", 100.0 * seconds / throughput.profiled_seconds),
+            format!("{:.1}%", 100.0 * seconds / throughput.timed_seconds),
             format!("{:.0}", *calls as f64 / profiled_steps),
         ]);
     }

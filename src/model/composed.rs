@@ -19,6 +19,19 @@ pub fn linear<const IN: usize, const OUT: usize, D: Device<f32>, T: ModelTape<D>
     x.matmul(w.permute())
 }
 
+/// The attention projections: three 2-D products of the same input.
+#[allow(clippy::type_complexity)]
+pub fn qkv<const M: usize, const QW: usize, const KVW: usize, D: Device<f32>, T: ModelTape<D>>(
+    x: Rows<M, D, T>,
+    wq: Tensor<Rank2<QW, M>, f32, D, T>,
+    wk: Tensor<Rank2<KVW, M>, f32, D, T>,
+    wv: Tensor<Rank2<KVW, M>, f32, D, T>,
+) -> (Rows<QW, D, T>, Rows<KVW, D, T>, Rows<KVW, D, T>) {
+    let q = linear(x.with_empty_tape(), wq);
+    let k = linear(x.with_empty_tape(), wk);
+    (q, k, linear(x, wv))
+}
+
 /// RMSNorm over consecutive groups of `G` values of each row, times `gain` if given.
 pub fn rms_norm<const W: usize, const G: usize, D: Device<f32>, T: ModelTape<D>>(
     x: Rows<W, D, T>,

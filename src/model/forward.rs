@@ -52,9 +52,12 @@ impl<const M: usize, const HD: usize, const KVW: usize, const F: usize, D: Model
         taps: &mut Option<&mut Taps>,
     ) -> Rows<M, D, T> {
         let (rows, _) = *x.shape();
-        let q = D::linear(x.with_empty_tape(), self.wq.retaped::<T>());
-        let k = D::linear(x.with_empty_tape(), self.wk.retaped::<T>());
-        let v = D::linear(x, self.wv.retaped::<T>());
+        let (q, k, v) = D::qkv(
+            x,
+            self.wq.retaped::<T>(),
+            self.wk.retaped::<T>(),
+            self.wv.retaped::<T>(),
+        );
         tap::<M, HD, D, T>(taps, layer, TensorKind::Q, Stage::Projection, &q);
         tap::<KVW, HD, D, T>(taps, layer, TensorKind::K, Stage::Projection, &k);
         tap::<KVW, HD, D, T>(taps, layer, TensorKind::V, Stage::Projection, &v);
@@ -94,7 +97,7 @@ impl<const M: usize, const HD: usize, const KVW: usize, const F: usize, D: Model
     ) -> Rows<M, D, T> {
         // The tape travels with the tensor used last: for SwiGLU that is the gate's input.
         let hidden = match activation {
-            Activation::SquaredRelu => D::squared_relu(D::linear(x, self.w_up.retaped::<T>())),
+            Activation::SquaredRelu => D::linear_squared_relu(x, self.w_up.retaped::<T>()),
             Activation::Gelu => D::linear(x, self.w_up.retaped::<T>()).fast_gelu(),
             Activation::SwiGlu => {
                 let up = D::linear(x.with_empty_tape(), self.w_up.retaped::<T>());

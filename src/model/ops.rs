@@ -18,6 +18,15 @@ pub trait ModelOps: Device<f32> {
         w: Tensor<Rank2<OUT, IN>, f32, Self, T>,
     ) -> Rows<OUT, Self, T>;
 
+    /// The attention projections of `x` by `wq`, `wk` and `wv` (each [out, M]).
+    #[allow(clippy::type_complexity)]
+    fn qkv<const M: usize, const QW: usize, const KVW: usize, T: ModelTape<Self>>(
+        x: Rows<M, Self, T>,
+        wq: Tensor<Rank2<QW, M>, f32, Self, T>,
+        wk: Tensor<Rank2<KVW, M>, f32, Self, T>,
+        wv: Tensor<Rank2<KVW, M>, f32, Self, T>,
+    ) -> (Rows<QW, Self, T>, Rows<KVW, Self, T>, Rows<KVW, Self, T>);
+
     /// RMSNorm over consecutive groups of `G` values of each row, times `gain` if given.
     fn rms_norm<const W: usize, const G: usize, T: ModelTape<Self>>(
         x: Rows<W, Self, T>,
@@ -40,7 +49,11 @@ pub trait ModelOps: Device<f32> {
         consts: &Constants<HD, Self>,
     ) -> Rows<QW, Self, T>;
 
-    fn squared_relu<const W: usize, T: ModelTape<Self>>(x: Rows<W, Self, T>) -> Rows<W, Self, T>;
+    /// `relu(x @ w^T)^2` for a weight [OUT, IN].
+    fn linear_squared_relu<const IN: usize, const OUT: usize, T: ModelTape<Self>>(
+        x: Rows<IN, Self, T>,
+        w: Tensor<Rank2<OUT, IN>, f32, Self, T>,
+    ) -> Rows<OUT, Self, T>;
 
     /// The LM head `x @ head^T` and the mean cross-entropy of its logits against target
     /// ids [rows].
@@ -52,6 +65,15 @@ pub trait ModelOps: Device<f32> {
 }
 
 impl ModelOps for Cpu {
+    fn qkv<const M: usize, const QW: usize, const KVW: usize, T: ModelTape<Self>>(
+        x: Rows<M, Self, T>,
+        wq: Tensor<Rank2<QW, M>, f32, Self, T>,
+        wk: Tensor<Rank2<KVW, M>, f32, Self, T>,
+        wv: Tensor<Rank2<KVW, M>, f32, Self, T>,
+    ) -> (Rows<QW, Self, T>, Rows<KVW, Self, T>, Rows<KVW, Self, T>) {
+        cpu_ops::qkv(x, wq, wk, wv)
+    }
+
     fn linear<const IN: usize, const OUT: usize, T: ModelTape<Self>>(
         x: Rows<IN, Self, T>,
         w: Tensor<Rank2<OUT, IN>, f32, Self, T>,
@@ -84,8 +106,11 @@ impl ModelOps for Cpu {
         cpu_ops::causal_attention(q, k, v, shape)
     }
 
-    fn squared_relu<const W: usize, T: ModelTape<Self>>(x: Rows<W, Self, T>) -> Rows<W, Self, T> {
-        cpu_ops::squared_relu(x)
+    fn linear_squared_relu<const IN: usize, const OUT: usize, T: ModelTape<Self>>(
+        x: Rows<IN, Self, T>,
+        w: Tensor<Rank2<OUT, IN>, f32, Self, T>,
+    ) -> Rows<OUT, Self, T> {
+        cpu_ops::linear_squared_relu(x, w)
     }
 
     fn lm_head_loss<const M: usize, const V: usize, T: ModelTape<Self>>(
@@ -99,6 +124,15 @@ impl ModelOps for Cpu {
 
 #[cfg(feature = "cuda")]
 impl ModelOps for Cuda {
+    fn qkv<const M: usize, const QW: usize, const KVW: usize, T: ModelTape<Self>>(
+        x: Rows<M, Self, T>,
+        wq: Tensor<Rank2<QW, M>, f32, Self, T>,
+        wk: Tensor<Rank2<KVW, M>, f32, Self, T>,
+        wv: Tensor<Rank2<KVW, M>, f32, Self, T>,
+    ) -> (Rows<QW, Self, T>, Rows<KVW, Self, T>, Rows<KVW, Self, T>) {
+        composed::qkv(x, wq, wk, wv)
+    }
+
     fn linear<const IN: usize, const OUT: usize, T: ModelTape<Self>>(
         x: Rows<IN, Self, T>,
         w: Tensor<Rank2<OUT, IN>, f32, Self, T>,
@@ -131,8 +165,11 @@ impl ModelOps for Cuda {
         composed::causal_attention(q, k, v, shape, consts)
     }
 
-    fn squared_relu<const W: usize, T: ModelTape<Self>>(x: Rows<W, Self, T>) -> Rows<W, Self, T> {
-        composed::squared_relu(x)
+    fn linear_squared_relu<const IN: usize, const OUT: usize, T: ModelTape<Self>>(
+        x: Rows<IN, Self, T>,
+        w: Tensor<Rank2<OUT, IN>, f32, Self, T>,
+    ) -> Rows<OUT, Self, T> {
+        composed::squared_relu(composed::linear(x, w))
     }
 
     fn lm_head_loss<const M: usize, const V: usize, T: ModelTape<Self>>(

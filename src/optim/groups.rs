@@ -296,10 +296,10 @@ mod ownership_tests {
 
     #[test]
     fn muon_touches_only_hidden_matrices() {
-        let (_, arch, mut model, grads) = setup();
+        let (_, arch, mut model, mut grads) = setup();
         let before = model.clone();
         let mut muon = Muon::new(&muon_config());
-        muon.step(&mut model, &grads, arch.activation, 0.05);
+        muon.step(&mut model, &mut grads, arch.activation, 0.05);
         assert_eq!(model.embed.as_vec(), before.embed.as_vec());
         assert_eq!(model.final_norm.as_vec(), before.final_norm.as_vec());
         for (after, was) in model.blocks.iter().zip(&before.blocks) {

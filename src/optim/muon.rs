@@ -2,6 +2,7 @@
 //! orthogonalisation, update scaling and decoupled weight decay, applied in place.
 
 use dfdx::prelude::*;
+use rayon::prelude::*;
 
 use crate::model::Transformer;
 use crate::spec::run_config::{Activation, MuonConfig, MuonMatrices, UpdateScale};
@@ -76,12 +77,6 @@ pub struct Muon {
     buffers: Vec<Vec<f32>>,
 }
 
-/// A tensor's parameter values or gradient, row-major, with its row count.
-struct Part {
-    values: Vec<f32>,
-    rows: usize,
-}
-
 impl Muon {
     pub fn new(config: &MuonConfig) -> Self {
         Muon {
@@ -125,7 +120,17 @@ impl Muon {
         out
     }
 
-    /// One Muon step on every hidden matrix of `model`, from `grads`, at learning rate `lr`.
+    /// The groups of [Q, K, V, O^T] that form one Muon matrix each.
+    fn attention_groups(&self) -> Vec<Vec<usize>> {
+        match self.config.matrices {
+            MuonMatrices::MergedQkvo => vec![vec![0, 1, 2, 3]],
+            MuonMatrices::Separate => vec![vec![0], vec![1], vec![2], vec![3]],
+        }
+    }
+
+    /// One Muon step on every hidden matrix of `model`, from `grads`, at learning rate `lr`:
+    /// the gradients are gathered in `matrices` order, the matrices' updates computed in
+    /// parallel (each Newton-Schulz on one thread), then applied.
     pub fn step<
         const V: usize,
         const M: usize,
@@ -136,120 +141,107 @@ impl Muon {
     >(
         &mut self,
         model: &mut Transformer<V, M, HD, KVW, F, L, f32, Cpu>,
-        grads: &Gradients<f32, Cpu>,
+        grads: &mut Gradients<f32, Cpu>,
         activation: Activation,
         lr: f64,
     ) {
         let (lr, wd) = (lr as f32, self.config.weight_decay as f32);
-        let mut index = 0;
-        for block in model.blocks.iter_mut() {
+        let groups = self.attention_groups();
+        let mut grad = |t: &dyn GradOf| t.grad(grads);
+        // 1. Each Muon matrix's gradient, [rows x cols].
+        let mut jobs: Vec<(Vec<f32>, usize, usize)> = Vec::new();
+        for block in &model.blocks {
             let attention = [
-                (
-                    Part {
-                        values: block.wq.as_vec(),
-                        rows: M,
-                    },
-                    Part {
-                        values: grads.get(&block.wq).as_vec(),
-                        rows: M,
-                    },
-                ),
-                (
-                    Part {
-                        values: block.wk.as_vec(),
-                        rows: KVW,
-                    },
-                    Part {
-                        values: grads.get(&block.wk).as_vec(),
-                        rows: KVW,
-                    },
-                ),
-                (
-                    Part {
-                        values: block.wv.as_vec(),
-                        rows: KVW,
-                    },
-                    Part {
-                        values: grads.get(&block.wv).as_vec(),
-                        rows: KVW,
-                    },
-                ),
+                grad(&block.wq),
+                grad(&block.wk),
+                grad(&block.wv),
                 // O enters the stack transposed: its rows are the attention width.
-                (
-                    Part {
-                        values: transpose(&block.wo.as_vec(), M, M),
-                        rows: M,
-                    },
-                    Part {
-                        values: transpose(&grads.get(&block.wo).as_vec(), M, M),
-                        rows: M,
-                    },
-                ),
+                transpose(&grad(&block.wo), M, M),
             ];
-            let groups: Vec<Vec<usize>> = match self.config.matrices {
-                MuonMatrices::MergedQkvo => vec![vec![0, 1, 2, 3]],
-                MuonMatrices::Separate => vec![vec![0], vec![1], vec![2], vec![3]],
-            };
-            let mut new_values: Vec<Vec<f32>> =
-                attention.iter().map(|(p, _)| p.values.clone()).collect();
-            for group in groups {
-                let rows: usize = group.iter().map(|&i| attention[i].0.rows).sum();
-                let grad: Vec<f32> = group
-                    .iter()
-                    .flat_map(|&i| attention[i].1.values.iter().copied())
-                    .collect();
-                let update = self.update(index, &grad, rows, M);
-                index += 1;
+            for group in &groups {
+                let rows = group.iter().map(|&i| attention[i].len() / M).sum();
+                let stacked = group.iter().flat_map(|&i| attention[i].iter().copied());
+                jobs.push((stacked.collect(), rows, M));
+            }
+            jobs.push((grad(&block.w_up), F, M));
+            if activation == Activation::SwiGlu {
+                jobs.push((grad(&block.w_gate), F, M));
+            }
+            jobs.push((grad(&block.w_down), M, F));
+        }
+        // 2. The updates, in parallel over matrices.
+        if self.buffers.len() < jobs.len() {
+            self.buffers.resize(jobs.len(), Vec::new());
+        }
+        let config = &self.config;
+        let updates: Vec<Vec<f32>> = self.buffers[..jobs.len()]
+            .par_iter_mut()
+            .zip(&jobs)
+            .map(|(buf, (grad, rows, cols))| {
+                if buf.is_empty() {
+                    *buf = vec![0.0; grad.len()];
+                }
+                matrix_update(config, buf, grad, *rows, *cols)
+            })
+            .collect();
+        // 3. Applied in the same order.
+        let mut updates = updates.into_iter();
+        for block in model.blocks.iter_mut() {
+            let mut attention = [
+                values(&block.wq),
+                values(&block.wk),
+                values(&block.wv),
+                transpose(&values(&block.wo), M, M),
+            ];
+            for group in &groups {
+                let update = updates.next().expect("one update per matrix");
                 let mut offset = 0;
-                for &i in &group {
-                    let len = attention[i].0.values.len();
-                    apply(&mut new_values[i], &update[offset..offset + len], lr, wd);
+                for &i in group {
+                    let len = attention[i].len();
+                    apply(&mut attention[i], &update[offset..offset + len], lr, wd);
                     offset += len;
                 }
             }
-            block.wq.copy_from(&new_values[0]);
-            block.wk.copy_from(&new_values[1]);
-            block.wv.copy_from(&new_values[2]);
-            block.wo.copy_from(&transpose(&new_values[3], M, M));
-            let grad = grads.get(&block.w_up).as_vec();
-            self.step_matrix(index, &mut block.w_up, &grad, (F, M), lr, wd);
-            index += 1;
+            block.wq.copy_from(&attention[0]);
+            block.wk.copy_from(&attention[1]);
+            block.wv.copy_from(&attention[2]);
+            block.wo.copy_from(&transpose(&attention[3], M, M));
+            let mut next = || updates.next().expect("one update per matrix");
+            apply_to(&mut block.w_up, &next(), lr, wd);
             if activation == Activation::SwiGlu {
-                let grad = grads.get(&block.w_gate).as_vec();
-                self.step_matrix(index, &mut block.w_gate, &grad, (F, M), lr, wd);
-                index += 1;
+                apply_to(&mut block.w_gate, &next(), lr, wd);
             }
-            let grad = grads.get(&block.w_down).as_vec();
-            self.step_matrix(index, &mut block.w_down, &grad, (M, F), lr, wd);
-            index += 1;
+            apply_to(&mut block.w_down, &next(), lr, wd);
         }
     }
+}
 
-    /// Updates one stand-alone matrix parameter in place.
-    fn step_matrix<S: ConstShape>(
-        &mut self,
-        index: usize,
-        param: &mut Tensor<S, f32, Cpu>,
-        grad: &[f32],
-        (rows, cols): (usize, usize),
-        lr: f32,
-        wd: f32,
-    ) {
-        let update = self.update(index, grad, rows, cols);
-        let mut values = param.as_vec();
-        apply(&mut values, &update, lr, wd);
-        param.copy_from(&values);
-    }
+/// A parameter whose gradient can be read.
+trait GradOf {
+    fn grad(&self, grads: &mut Gradients<f32, Cpu>) -> Vec<f32>;
+}
 
-    fn update(&mut self, index: usize, grad: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-        if self.buffers.len() <= index {
-            self.buffers.resize(index + 1, Vec::new());
+impl<S: Shape> GradOf for Tensor<S, f32, Cpu> {
+    fn grad(&self, grads: &mut Gradients<f32, Cpu>) -> Vec<f32> {
+        match grads.get_or_alloc_mut(self) {
+            Ok(slot) => slot.to_vec(),
+            Err(_) => vec![0.0; self.shape().num_elements()],
         }
-        if self.buffers[index].is_empty() {
-            self.buffers[index] = vec![0.0; grad.len()];
-        }
-        matrix_update(&self.config, &mut self.buffers[index], grad, rows, cols)
     }
+}
+
+/// A parameter's values, row-major.
+fn values<S: Shape>(t: &Tensor<S, f32, Cpu>) -> Vec<f32> {
+    let mut out = vec![0.0f32; t.shape().num_elements()];
+    t.copy_into(&mut out);
+    out
+}
+
+/// `apply` on a parameter tensor.
+fn apply_to<S: Shape>(param: &mut Tensor<S, f32, Cpu>, update: &[f32], lr: f32, wd: f32) {
+    let mut v = values(param);
+    apply(&mut v, update, lr, wd);
+    param.copy_from(&v);
 }
 
 impl super::MuonStep<Cpu> for Muon {

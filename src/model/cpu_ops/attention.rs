@@ -124,12 +124,11 @@ pub fn forward(shape: AttentionShape, q: &[f32], k: &[f32], v: &[f32]) -> (Vec<f
     (out, probs)
 }
 
-/// What the backward pass reads: the forward's inputs, output and probabilities.
+/// What the backward pass reads: the forward's inputs and probabilities.
 pub struct Saved<'a> {
     pub q: &'a [f32],
     pub k: &'a [f32],
     pub v: &'a [f32],
-    pub out: &'a [f32],
     pub probs: &'a [f32],
 }
 
@@ -164,22 +163,14 @@ pub fn backward(
                 rows_of(saved.k, b, seq, kvw),
                 rows_of(saved.v, b, seq, kvw),
             );
-            let out = rows_of(saved.out, b, seq, qw);
             let d_out = rows_of(d_out, b, seq, qw);
             let probs = &saved.probs[b * heads * seq * seq..(b + 1) * heads * seq * seq];
             // Gradient of the scores of one row block against keys 0..r1.
             let mut d_scores = vec![0.0f32; BLOCK * seq];
-            let mut row_dot = vec![0.0f32; seq];
             for h in 0..heads {
                 let kv = h / shape.group();
                 let p0 = h * seq * seq;
                 let col = h * hd;
-                // softmax backward: d_s = p * (d_p - sum_j d_p_j p_j), and
-                // sum_j d_p_j p_j = d_out_i . out_i.
-                for (i, dot) in row_dot.iter_mut().enumerate() {
-                    let at = i * qw + col;
-                    *dot = (0..hd).map(|d| d_out[at + d] * out[at + d]).sum();
-                }
                 for (r0, r1) in shape.blocks() {
                     let rows = r1 - r0;
                     matmul(
@@ -193,16 +184,16 @@ pub fn backward(
                         Strided::rows(kv * hd, kvw).t(),
                         1.0,
                     );
+                    // softmax backward: d_s = p * (d_p - sum_j p_j d_p_j), scaled.
                     for i in r0..r1 {
                         let d_row = &mut d_scores[(i - r0) * seq..(i - r0) * seq + r1];
                         let p_row = &probs[p0 + i * seq..p0 + i * seq + r1];
-                        for (j, (ds, &p)) in d_row.iter_mut().zip(p_row).enumerate() {
-                            *ds = if j <= i {
-                                p * (*ds - row_dot[i]) * scale
-                            } else {
-                                0.0
-                            };
+                        let (seen, masked) = d_row.split_at_mut(i + 1);
+                        let dot: f32 = seen.iter().zip(p_row).map(|(d, p)| d * p).sum();
+                        for (ds, &p) in seen.iter_mut().zip(p_row) {
+                            *ds = p * (*ds - dot) * scale;
                         }
+                        masked.fill(0.0);
                     }
                     matmul(
                         (rows, r1, hd),

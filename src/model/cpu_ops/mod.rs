@@ -1,5 +1,6 @@
 //! Fused CPU operations of the forward pass, recorded on dfdx's tape as custom
-//! operations: RMSNorm, RoPE, causal attention, squared ReLU and the LM head with cross-entropy each run as
+//! operations: RMSNorm, RoPE, causal attention, linear layers (with the squared ReLU fused in) and the
+//! LM head with cross-entropy each run as
 //! one parallel pass forward and one backward, instead of a chain of single-threaded dfdx
 //! ops that each allocate their output (and, for RoPE and attention, many tiny matrix
 //! products). The slice kernels live in the submodules; this file connects them to
@@ -60,10 +61,20 @@ fn slots<'a, const N: usize>(
     out: &Slot,
     inputs: [&Slot; N],
 ) -> Result<(&'a [f32], [&'a mut [f32]; N]), CpuError> {
+    let ([d_out], d_inputs) = slots_of_many(grads, [out], inputs)?;
+    Ok((d_out, d_inputs))
+}
+
+/// `slots` for an operation with `O` outputs.
+fn slots_of_many<'a, const O: usize, const N: usize>(
+    grads: &'a mut Gradients<f32, Cpu>,
+    outs: [&Slot; O],
+    inputs: [&Slot; N],
+) -> Result<([&'a [f32]; O], [&'a mut [f32]; N]), CpuError> {
     // Allocate every slot first, then take views: a slot's buffer is its own heap
     // allocation, which later look-ups in the map neither move nor free.
-    let mut raw = Vec::with_capacity(N + 1);
-    for s in inputs.iter().copied().chain([out]) {
+    let mut raw = Vec::with_capacity(N + O);
+    for s in inputs.iter().chain(&outs) {
         raw.push(s(grads)?);
     }
     let mut starts: Vec<usize> = raw.iter().map(|&(ptr, _)| ptr as usize).collect();
@@ -71,15 +82,15 @@ fn slots<'a, const N: usize>(
     starts.dedup();
     assert_eq!(
         starts.len(),
-        N + 1,
+        N + O,
         "an operation's tensors must be distinct"
     );
     // SAFETY: the buffers are distinct allocations (checked above) owned by `grads`,
     // which stays mutably borrowed for 'a.
     let view = |(ptr, len): (*mut f32, usize)| unsafe { std::slice::from_raw_parts_mut(ptr, len) };
-    let d_out: &'a [f32] = view(raw[N]);
+    let d_outs = std::array::from_fn(|i| &*view(raw[N + i]));
     let d_inputs = std::array::from_fn(|i| view(raw[i]));
-    Ok((d_out, d_inputs))
+    Ok((d_outs, d_inputs))
 }
 
 /// Splits the tapes off `x` and an optional second input, merged into one.
@@ -97,45 +108,149 @@ fn split2<S1: Shape, S2: Shape, T: ModelTape<Cpu>>(
     }
 }
 
+/// What a linear operation applies to its product before returning it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Epilogue {
+    Identity,
+    /// relu(h)^2, the squared-ReLU feed-forward activation.
+    SquaredRelu,
+}
+
 /// `x @ w^T`: rows [rows, IN] through a weight [OUT, IN] (dfdx's `Linear` layout), one
 /// threaded product each way.
 pub fn linear<const IN: usize, const OUT: usize, T: ModelTape<Cpu>>(
     x: Rows<IN, T>,
     w: Tensor<Rank2<OUT, IN>, f32, Cpu, T>,
 ) -> Rows<OUT, T> {
+    linear_then(x, w, Epilogue::Identity)
+}
+
+/// `relu(x @ w^T)^2` in one operation: the pre-activation never becomes a tensor.
+pub fn linear_squared_relu<const IN: usize, const OUT: usize, T: ModelTape<Cpu>>(
+    x: Rows<IN, T>,
+    w: Tensor<Rank2<OUT, IN>, f32, Cpu, T>,
+) -> Rows<OUT, T> {
+    linear_then(x, w, Epilogue::SquaredRelu)
+}
+
+fn linear_then<const IN: usize, const OUT: usize, T: ModelTape<Cpu>>(
+    x: Rows<IN, T>,
+    w: Tensor<Rank2<OUT, IN>, f32, Cpu, T>,
+    epilogue: Epilogue,
+) -> Rows<OUT, T> {
     let _span = profile::span("linear forward");
     let (x, w, mut tape) = split2(x, Some(w));
     let w = w.expect("a weight was given");
     let (xs, ws) = (host(&x), host(&w));
     let rows = xs.len() / IN;
-    let y = matmul_new(
+    let product = matmul_new(
         (rows, IN, OUT),
         (&xs, Strided::rows(0, IN)),
         (&ws, Strided::rows(0, IN).t()),
     );
+    let (y, pre_activation) = match epilogue {
+        Epilogue::Identity => (product, None),
+        Epilogue::SquaredRelu => (elementwise::squared_relu(&product), Some(product)),
+    };
     let out = x.device().tensor_from_vec(y, (rows, Const::<OUT>));
     if T::OWNS_TAPE {
         let (out_slot, x_slot, w_slot) = (slot_of(&out), slot_of(&x), slot_of(&w));
         tape.add_backward_op(move |grads| {
             let _span = profile::span("linear backward");
             let (dy, [dx, dw]) = slots(grads, &*out_slot, [&*x_slot, &*w_slot])?;
-            // dx += dy @ w; dw += dy^T @ x.
+            // The gradient reaching the product: dy, or dy through the activation (in
+            // place of the saved pre-activation).
+            let mut pre_activation = pre_activation;
+            let d_product: &[f32] = match pre_activation.as_mut() {
+                None => dy,
+                Some(h) => {
+                    elementwise::squared_relu_grad_in_place(h, dy);
+                    h
+                }
+            };
+            // dx += d @ w; dw += d^T @ x.
             matmul_threaded(
                 (rows, OUT, IN),
                 (dx, Strided::rows(0, IN), true),
-                (dy, Strided::rows(0, OUT)),
+                (d_product, Strided::rows(0, OUT)),
                 (&ws, Strided::rows(0, IN)),
             );
             matmul_threaded(
                 (OUT, rows, IN),
                 (dw, Strided::rows(0, IN), true),
-                (dy, Strided::rows(0, OUT).t()),
+                (d_product, Strided::rows(0, OUT).t()),
                 (&xs, Strided::rows(0, IN)),
             );
             Ok(())
         });
     }
     out.put_tape(tape)
+}
+
+/// The attention projections `x @ wq^T`, `x @ wk^T`, `x @ wv^T` in one operation: the
+/// normed input is read once and its gradient gathered in one place.
+pub fn qkv<const M: usize, const QW: usize, const KVW: usize, T: ModelTape<Cpu>>(
+    x: Rows<M, T>,
+    wq: Tensor<Rank2<QW, M>, f32, Cpu, T>,
+    wk: Tensor<Rank2<KVW, M>, f32, Cpu, T>,
+    wv: Tensor<Rank2<KVW, M>, f32, Cpu, T>,
+) -> (Rows<QW, T>, Rows<KVW, T>, Rows<KVW, T>) {
+    let _span = profile::span("qkv forward");
+    let (x, wq, tape) = split2(x, Some(wq));
+    let (wk, wk_tape) = wk.split_tape();
+    let (wv, wv_tape) = wv.split_tape();
+    let mut tape = tape.merge(wk_tape).merge(wv_tape);
+    let wq = wq.expect("a weight was given");
+    let xs = host(&x);
+    let weights = [host(&wq), host(&wk), host(&wv)];
+    let widths = [QW, KVW, KVW];
+    let rows = xs.len() / M;
+    let [q, k, v] = std::array::from_fn(|i| {
+        matmul_new(
+            (rows, M, widths[i]),
+            (&xs, Strided::rows(0, M)),
+            (&weights[i], Strided::rows(0, M).t()),
+        )
+    });
+    let dev = x.device().clone();
+    let q = dev.tensor_from_vec(q, (rows, Const::<QW>));
+    let k = dev.tensor_from_vec(k, (rows, Const::<KVW>));
+    let v = dev.tensor_from_vec(v, (rows, Const::<KVW>));
+    if T::OWNS_TAPE {
+        let outs = [slot_of(&q), slot_of(&k), slot_of(&v)];
+        let ins = [slot_of(&x), slot_of(&wq), slot_of(&wk), slot_of(&wv)];
+        tape.add_backward_op(move |grads| {
+            let _span = profile::span("qkv backward");
+            let (d_outs, [dx, dwq, dwk, dwv]) = slots_of_many(
+                grads,
+                [&*outs[0], &*outs[1], &*outs[2]],
+                [&*ins[0], &*ins[1], &*ins[2], &*ins[3]],
+            )?;
+            for (i, dw) in [dwq, dwk, dwv].into_iter().enumerate() {
+                let (width, d_out) = (widths[i], d_outs[i]);
+                // dx += d @ w; dw += d^T @ x.
+                matmul_threaded(
+                    (rows, width, M),
+                    (&mut *dx, Strided::rows(0, M), true),
+                    (d_out, Strided::rows(0, width)),
+                    (&weights[i], Strided::rows(0, M)),
+                );
+                matmul_threaded(
+                    (width, rows, M),
+                    (dw, Strided::rows(0, M), true),
+                    (d_out, Strided::rows(0, width).t()),
+                    (&xs, Strided::rows(0, M)),
+                );
+            }
+            Ok(())
+        });
+    }
+    // The tape travels with v; q and k carry empty ones (attention merges all three).
+    (
+        q.put_tape(T::default()),
+        k.put_tape(T::default()),
+        v.put_tape(tape),
+    )
 }
 
 /// RMSNorm over consecutive groups of `G` values of each row (G = W for a layer norm,
@@ -226,7 +341,7 @@ pub fn causal_attention<const QW: usize, const KVW: usize, T: ModelTape<Cpu>>(
     let k = k.expect("keys were given");
     let (qs, ks, vs) = (host(&q), host(&k), host(&v));
     let (o, probs) = attention::forward(shape, &qs, &ks, &vs);
-    let out = q.device().tensor_from_vec(o.clone(), *q.shape());
+    let out = q.device().tensor_from_vec(o, *q.shape());
     if T::OWNS_TAPE {
         let out_slot = slot_of(&out);
         let (q_slot, k_slot, v_slot) = (slot_of(&q), slot_of(&k), slot_of(&v));
@@ -236,31 +351,10 @@ pub fn causal_attention<const QW: usize, const KVW: usize, T: ModelTape<Cpu>>(
                 q: &qs,
                 k: &ks,
                 v: &vs,
-                out: &o,
                 probs: &probs,
             };
             let (d_out, [dq, dk, dv]) = slots(grads, &*out_slot, [&*q_slot, &*k_slot, &*v_slot])?;
             attention::backward(shape, &saved, d_out, dq, dk, dv);
-            Ok(())
-        });
-    }
-    out.put_tape(tape)
-}
-
-/// `relu(x)^2`.
-pub fn squared_relu<const W: usize, T: ModelTape<Cpu>>(x: Rows<W, T>) -> Rows<W, T> {
-    let _span = profile::span("squared_relu forward");
-    let (x, mut tape) = x.split_tape();
-    let xs = host(&x);
-    let out = x
-        .device()
-        .tensor_from_vec(elementwise::squared_relu(&xs), *x.shape());
-    if T::OWNS_TAPE {
-        let (out_slot, x_slot) = (slot_of(&out), slot_of(&x));
-        tape.add_backward_op(move |grads| {
-            let _span = profile::span("squared_relu backward");
-            let (dy, [dx]) = slots(grads, &*out_slot, [&*x_slot])?;
-            elementwise::squared_relu_backward(&xs, dy, dx);
             Ok(())
         });
     }

@@ -166,9 +166,6 @@ fn fused_norms_rope_activation_and_loss_match_the_compositions() {
     compare("rope", &|x| super::rope(x, &consts.rope_table), &|x| {
         composed::rope(x, &consts)
     });
-    compare("squared relu", &|x| super::squared_relu(x), &|x| {
-        composed::squared_relu(x)
-    });
     // The gain's gradient.
     let gain_grad = |fused: bool| {
         let g = head_gain.leaky_trace();
@@ -205,24 +202,69 @@ fn fused_norms_rope_activation_and_loss_match_the_compositions() {
 }
 
 #[test]
-fn fused_linear_matches_the_composition() {
+fn fused_linear_layers_match_the_compositions() {
     let dev = Cpu::seed_from_u64(12);
     let x: Tensor<(usize, Const<24>), f32, _> = dev.sample_normal_like(&(37, Const));
     let w: Tensor<Rank2<10, 24>, f32, _> = dev.sample_normal();
     let weights: Tensor<(usize, Const<10>), f32, _> = dev.sample_normal_like(&(37, Const));
-    let run = |fused: bool| {
+    let run = |fused: bool, relu: bool| {
         let (tx, tw) = (x.leaky_trace(), w.leaky_trace());
-        let y = if fused {
-            super::linear(tx, tw)
-        } else {
-            composed::linear(tx, tw)
+        let y = match (fused, relu) {
+            (true, false) => super::linear(tx, tw),
+            (false, false) => composed::linear(tx, tw),
+            (true, true) => super::linear_squared_relu(tx, tw),
+            (false, true) => composed::squared_relu(composed::linear(tx, tw)),
         };
         let values = y.as_vec();
         let grads = (y * weights.clone()).sum::<Rank0, _>().backward();
         (values, grads.get(&x).as_vec(), grads.get(&w).as_vec())
     };
+    for relu in [false, true] {
+        let (a, b) = (run(true, relu), run(false, relu));
+        assert_all_close(&a.0, &b.0, &format!("linear (relu^2 {relu}) output"));
+        assert_all_close(&a.1, &b.1, &format!("linear (relu^2 {relu}) dx"));
+        assert_all_close(&a.2, &b.2, &format!("linear (relu^2 {relu}) dw"));
+    }
+}
+
+#[test]
+fn fused_qkv_matches_the_composition() {
+    let dev = Cpu::seed_from_u64(13);
+    let x: Tensor<(usize, Const<16>), f32, _> = dev.sample_normal_like(&(21, Const));
+    let wq: Tensor<Rank2<16, 16>, f32, _> = dev.sample_normal();
+    let wk: Tensor<Rank2<8, 16>, f32, _> = dev.sample_normal();
+    let wv: Tensor<Rank2<8, 16>, f32, _> = dev.sample_normal();
+    let run = |fused: bool| {
+        let args = (
+            x.leaky_trace(),
+            wq.leaky_trace(),
+            wk.leaky_trace(),
+            wv.leaky_trace(),
+        );
+        let (q, k, v) = if fused {
+            super::qkv(args.0, args.1, args.2, args.3)
+        } else {
+            composed::qkv(args.0, args.1, args.2, args.3)
+        };
+        let values = [q.as_vec(), k.as_vec(), v.as_vec()];
+        // A scalar that depends on all three outputs differently.
+        let loss = q.square().sum::<Rank0, _>() + k.sum::<Rank0, _>() + (v * 3.0).sin().sum();
+        let grads = loss.backward();
+        (
+            values,
+            [
+                grads.get(&x).as_vec(),
+                grads.get(&wq).as_vec(),
+                grads.get(&wk).as_vec(),
+                grads.get(&wv).as_vec(),
+            ],
+        )
+    };
     let (a, b) = (run(true), run(false));
-    assert_all_close(&a.0, &b.0, "linear output");
-    assert_all_close(&a.1, &b.1, "linear dx");
-    assert_all_close(&a.2, &b.2, "linear dw");
+    for (i, (x, y)) in a.0.iter().zip(&b.0).enumerate() {
+        assert_all_close(x, y, &format!("qkv output {i}"));
+    }
+    for (i, (x, y)) in a.1.iter().zip(&b.1).enumerate() {
+        assert_all_close(x, y, &format!("qkv gradient {i}"));
+    }
 }
