@@ -13,7 +13,7 @@
 #  2. adds the unversioned .so links the linker wants, and a link-time stub libcuda.so
 #     (soname libcuda.so.1; the real driver replaces it at run time);
 #  3. puts an `nvidia-smi` shim on PATH that answers compute capability $CUDA_COMPUTE_CAP
-#     (default 9.0: H100/H200), which dfdx's build script asks for;
+#     (9.0 or 90; default 9.0: H100/H200), which dfdx's build script asks for;
 #  4. builds `--features cuda` into target/cuda and strips and compresses the binary.
 #
 # At run time the binary needs libcuda.so.1 (the driver) and libcublas.so.13,
@@ -22,7 +22,20 @@ set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cuda_dir="${RANKPROBE_CUDA_DIR:-$HOME/.cache/rankprobe/cuda13}"
+# Accept 9.0 or 90: the shim answers like nvidia-smi (9.0); dfdx's build script would
+# parse CUDA_COMPUTE_CAP itself as an integer and panic on 9.0, so it is unset below.
 cap="${CUDA_COMPUTE_CAP:-9.0}"
+case "$cap" in
+    *.*) ;;
+    [0-9][0-9]) cap="${cap%?}.${cap#?}" ;;
+    [0-9][0-9][0-9]) cap="${cap%?}.${cap#??}" ;;
+    *) echo "CUDA_COMPUTE_CAP=$cap: expected a compute capability such as 9.0 or 90" >&2; exit 2 ;;
+esac
+case "$cap" in
+    [0-9].[0-9] | [0-9][0-9].[0-9]) ;;
+    *) echo "CUDA_COMPUTE_CAP=$cap: expected a compute capability such as 9.0 or 90" >&2; exit 2 ;;
+esac
+unset CUDA_COMPUTE_CAP
 cu="$cuda_dir/nvidia/cu13"
 
 if [ ! -x "$cu/bin/nvcc" ]; then

@@ -51,7 +51,6 @@ fn tolerance(precision: Precision) -> f64 {
 
 #[test]
 fn cuda_muon_update_equals_the_cpu_reference_for_every_seed_shape() {
-    let cpu = Cpu::default();
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     // The seed's Muon matrices: merged QKVO, w_up, w_down.
     for (rows, cols) in [(1536, 512), (2048, 512), (512, 2048)] {
@@ -124,4 +123,107 @@ fn a_short_cuda_run_tracks_the_cpu_loss_curve() {
             );
         }
     }
+}
+
+/// One transformer block (with QK-norm, GQA, squared ReLU) small enough to check every
+/// gradient: seq 37 spans two of the CPU attention's row blocks.
+type OneBlock<D> = rankprobe::model::Transformer<64, 32, 8, 16, 64, 1, f32, D>;
+
+fn one_block_arch() -> rankprobe::model::Architecture {
+    use rankprobe::spec::run_config::{Activation, Gain};
+    rankprobe::model::Architecture {
+        n_heads: 4,
+        n_kv_heads: 2,
+        head_dim: 8,
+        activation: Activation::SquaredRelu,
+        qk_norm: Some(Gain::Learnable),
+        tied_embeddings: true,
+        embedding_scale: 4.0,
+        rope_base: 10000.0,
+        norm_eps: 1e-6,
+    }
+}
+
+/// The loss and the gradient of every parameter the block uses, on `dev`.
+fn one_block_loss_and_grads<D: rankprobe::model::ModelOps>(
+    dev: &D,
+    model: &OneBlock<D>,
+) -> (f32, Vec<Vec<f32>>) {
+    let arch = one_block_arch();
+    let (batch, seq) = (2, 37);
+    let consts = rankprobe::model::Constants::<8, D>::new(dev, &arch, seq);
+    let tokens: Vec<usize> = (0..batch * seq).map(|i| (i * 7 + 3) % 64).collect();
+    let targets: Vec<usize> = (0..batch * seq).map(|i| (i * 11 + 5) % 64).collect();
+    let tokens = dev.tensor_from_vec(tokens, (batch, seq));
+    let targets = dev.tensor_from_vec(targets, (batch * seq,));
+    let grads = model.alloc_grads();
+    let loss = model.loss(
+        &arch,
+        &consts,
+        (tokens, targets),
+        model.embed.clone().traced(grads),
+        None,
+    );
+    let value = loss.as_vec()[0];
+    let grads = loss.backward();
+    let block = &model.blocks[0];
+    let params = [
+        grads.get(&model.embed).as_vec(),
+        grads.get(&model.final_norm).as_vec(),
+        grads.get(&block.attn_norm).as_vec(),
+        grads.get(&block.wq).as_vec(),
+        grads.get(&block.wk).as_vec(),
+        grads.get(&block.wv).as_vec(),
+        grads.get(&block.wo).as_vec(),
+        grads.get(&block.q_gain).as_vec(),
+        grads.get(&block.k_gain).as_vec(),
+        grads.get(&block.ffn_norm).as_vec(),
+        grads.get(&block.w_up).as_vec(),
+        grads.get(&block.w_down).as_vec(),
+    ];
+    (value, params.to_vec())
+}
+
+#[test]
+fn one_transformer_block_forward_and_backward_on_cuda_equals_the_cpu() {
+    use rankprobe::model::init::init_model;
+    use rankprobe::model::snapshot::{tensors_from_host, tensors_to_host};
+    let cpu = Cpu::seed_from_u64(0);
+    let gpu = Cuda::seed_from_u64(0);
+    let on_cpu: OneBlock<Cpu> = init_model(&cpu, 0.3);
+    let mut on_gpu: OneBlock<Cuda> = init_model(&gpu, 0.3);
+    tensors_from_host(&mut on_gpu, &tensors_to_host(&on_cpu)).unwrap();
+    let (cpu_loss, cpu_grads) = one_block_loss_and_grads(&cpu, &on_cpu);
+    let (gpu_loss, gpu_grads) = one_block_loss_and_grads(&gpu, &on_gpu);
+    println!("loss: cpu {cpu_loss} gpu {gpu_loss}");
+    assert!(
+        (cpu_loss - gpu_loss).abs() < 1e-4 * cpu_loss.abs(),
+        "{cpu_loss} vs {gpu_loss}"
+    );
+    let names = [
+        "embed",
+        "final_norm",
+        "attn_norm",
+        "wq",
+        "wk",
+        "wv",
+        "wo",
+        "q_gain",
+        "k_gain",
+        "ffn_norm",
+        "w_up",
+        "w_down",
+    ];
+    for ((name, c), g) in names.iter().zip(&cpu_grads).zip(&gpu_grads) {
+        let error = relative_error(g, c);
+        println!("{name}: relative gradient error {error:.2e}");
+        // TF32 off: f32 products on both sides, different summation orders.
+        assert!(error < 1e-3, "{name}: relative gradient error {error:.2e}");
+    }
+}
+
+#[test]
+fn the_muon_kernels_compile_and_load_on_this_gpu() {
+    let dev = cudarc::driver::CudaDevice::new(0).expect("CUDA device 0");
+    rankprobe::optim::cuda_muon::Kernels::load(dev).expect("kernels/muon.cu compiles and loads");
 }

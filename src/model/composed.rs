@@ -74,6 +74,13 @@ pub fn rope<const W: usize, const HD: usize, D: Device<f32>, T: ModelTape<D>>(
 }
 
 /// Grouped-query causal attention of queries [rows, QW] on keys and values [rows, KVW].
+///
+/// Only contiguous reshapes, slices, products and elementwise ops: a reshape of a
+/// permuted tensor would make dfdx compile a CUDA kernel with NVRTC at run time, with
+/// include paths of the build machine, which fails on another machine. Each query head is
+/// sliced out ([batch, seq, HD]), attends to its key/value head (the key's transpose is a
+/// strided view the batched product reads directly), and is put back in place by a
+/// product with a constant 0/1 matrix [HD, QW].
 pub fn causal_attention<
     const QW: usize,
     const KVW: usize,
@@ -90,33 +97,53 @@ pub fn causal_attention<
     let AttentionShape {
         batch: b,
         seq: s,
-        kv_heads: kv,
+        heads,
+        kv_heads,
         ..
     } = shape;
-    let g = shape.heads / kv;
-    // Query head kv * g + j uses key/value head kv: group the queries of one kv head
-    // into one [g * seq, HD] matrix so K and V are never repeated.
-    let q = q
-        .reshape_like(&(b, s, kv, g, Const::<HD>))
-        .permute::<_, Axes5<0, 2, 3, 1, 4>>()
-        .reshape_like(&(b, kv, g * s, Const::<HD>));
-    let k = k
-        .reshape_like(&(b, s, kv, Const::<HD>))
-        .permute::<_, Axes4<0, 2, 3, 1>>();
-    let v = v
-        .reshape_like(&(b, s, kv, Const::<HD>))
-        .permute::<_, Axes4<0, 2, 1, 3>>();
+    let group = heads / kv_heads;
+    let head_of = |x: &Tensor<(usize, usize, usize, Const<HD>), f32, D, T>, i: usize| {
+        x.with_empty_tape()
+            .slice((.., .., i..i + 1, ..))
+            .reshape_like(&(b, s, Const::<HD>))
+    };
+    let q = q.reshape_like(&(b, s, heads, Const::<HD>));
+    let k = k.reshape_like(&(b, s, kv_heads, Const::<HD>));
+    let v = v.reshape_like(&(b, s, kv_heads, Const::<HD>));
     let scale = 1.0 / (HD as f32).sqrt();
-    let mask = consts
-        .mask
-        .clone()
-        .broadcast_like::<_, Axes2<0, 1>>(&(b, kv, g * s, s));
-    let probs = (q.matmul(k) * scale + mask).softmax::<Axis<3>>();
-    probs
-        .matmul(v)
-        .reshape_like(&(b, kv, g, s, Const::<HD>))
-        .permute::<_, Axes5<0, 3, 1, 2, 4>>()
-        .reshape_like(&(b * s, Const::<QW>))
+    let mask = consts.mask.clone().broadcast_like::<_, Axis<0>>(&(b, s, s));
+    let mut out: Option<Rows<QW, D, T>> = None;
+    let mut slice_tapes = Vec::new();
+    for kv in 0..kv_heads {
+        // The slices' own tapes (their backward ops) join the output once, at the end;
+        // the products read them through empty tapes (gradients meet by tensor id).
+        let (k_kv, k_tape) = head_of(&k, kv).split_tape();
+        let (v_kv, v_tape) = head_of(&v, kv).split_tape();
+        slice_tapes.extend([k_tape, v_tape]);
+        for j in 0..group {
+            let h = kv * group + j;
+            let keys_t = k_kv.retaped::<T>().permute::<_, Axes3<0, 2, 1>>();
+            let probs = (head_of(&q, h).matmul(keys_t) * scale + mask.clone()).softmax::<Axis<2>>();
+            let head_out = probs
+                .matmul(v_kv.retaped::<T>())
+                .reshape_like(&(b * s, Const::<HD>))
+                .matmul(consts.placements[h].clone())
+                .reshape_like(&(b * s, Const::<QW>));
+            out = Some(match out {
+                None => head_out,
+                Some(sum) => sum + head_out,
+            });
+        }
+    }
+    let (out, mut tape) = out.expect("at least one head").split_tape();
+    // The inputs' own tapes (everything before attention) join too.
+    for input_tape in [q.split_tape().1, k.split_tape().1, v.split_tape().1] {
+        tape = tape.merge(input_tape);
+    }
+    for slice_tape in slice_tapes {
+        tape = tape.merge(slice_tape);
+    }
+    out.put_tape(tape)
 }
 
 /// `relu(x)^2`.

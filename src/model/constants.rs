@@ -22,9 +22,12 @@ pub struct Constants<const HD: usize, D: Device<f32>> {
     pub rope_table: RopeTable,
     /// [HD, HD]: x @ rotate = (-x2, x1).
     pub rotate: Tensor<Rank2<HD, HD>, f32, D>,
-    /// [group * seq, seq]: 0 where a query may attend, MASKED after it (for devices
-    /// without a fused causal attention).
+    /// [seq, seq]: 0 where a query may attend, MASKED after it (for devices without a
+    /// fused causal attention).
     pub mask: Tensor<(usize, usize), f32, D>,
+    /// Per query head h, [HD, heads * HD] with ones at (d, h * HD + d): a head's
+    /// attention output times it lands in the head's columns.
+    pub placements: Vec<Tensor<(Const<HD>, usize), f32, D>>,
 }
 
 impl<const HD: usize, D: Device<f32>> Constants<HD, D> {
@@ -45,13 +48,20 @@ impl<const HD: usize, D: Device<f32>> Constants<HD, D> {
             rotate[(j + half) * HD + j] = -1.0;
             rotate[j * HD + j + half] = 1.0;
         }
-        let group = arch.group();
-        let mut mask = Vec::with_capacity(group * seq_len * seq_len);
-        for _ in 0..group {
-            for query in 0..seq_len {
-                mask.extend((0..seq_len).map(|key| if key <= query { 0.0 } else { MASKED }));
-            }
+        let mut mask = Vec::with_capacity(seq_len * seq_len);
+        for query in 0..seq_len {
+            mask.extend((0..seq_len).map(|key| if key <= query { 0.0 } else { MASKED }));
         }
+        let width = arch.n_heads * HD;
+        let placements = (0..arch.n_heads)
+            .map(|h| {
+                let mut e = vec![0.0f32; HD * width];
+                for d in 0..HD {
+                    e[d * width + h * HD + d] = 1.0;
+                }
+                dev.tensor_from_vec(e, (Const::<HD>, width))
+            })
+            .collect();
         Constants {
             seq: seq_len,
             rope_table: RopeTable {
@@ -63,7 +73,8 @@ impl<const HD: usize, D: Device<f32>> Constants<HD, D> {
             cos: dev.tensor_from_vec(cos, (seq_len, Const::<HD>)),
             sin: dev.tensor_from_vec(sin, (seq_len, Const::<HD>)),
             rotate: dev.tensor_from_vec(rotate, (Const::<HD>, Const::<HD>)),
-            mask: dev.tensor_from_vec(mask, (group * seq_len, seq_len)),
+            mask: dev.tensor_from_vec(mask, (seq_len, seq_len)),
+            placements,
         }
     }
 }

@@ -16,6 +16,9 @@ use super::ops::ModelOps;
 use super::params::{Block, Transformer};
 use super::tape::ModelTape;
 
+/// Token ids of a batch: inputs [batch, seq] and next-token targets [batch * seq].
+pub type TokenBatch<D> = (Tensor<(usize, usize), usize, D>, Tensor<(usize,), usize, D>);
+
 /// Records `x` ([batch * seq, heads * HD]) if `taps` asks for this site.
 fn tap<const W: usize, const HD: usize, D: ModelOps, T: ModelTape<D>>(
     taps: &mut Option<&mut Taps>,
@@ -176,7 +179,7 @@ impl<
         &self,
         arch: &Architecture,
         consts: &Constants<HD, D>,
-        (tokens, targets): (Tensor<(usize, usize), usize, D>, Tensor<(usize,), usize, D>),
+        (tokens, targets): TokenBatch<D>,
         embed: Tensor<Rank2<V, M>, f32, D, T>,
         taps: Option<&mut Taps>,
     ) -> Tensor<Rank0, f32, D, T> {

@@ -39,8 +39,16 @@ impl TrainDevice for Cuda {
     type Muon = crate::optim::cuda_muon::CudaMuon;
 
     fn open(ordinal: usize, seed: u64) -> Result<Self, TrainError> {
-        Cuda::try_build(ordinal, seed)
-            .map_err(|err| TrainError::Run(format!("cannot open CUDA device {ordinal}: {err:?}")))
+        let dev = Cuda::try_build(ordinal, seed).map_err(|err| {
+            TrainError::Run(format!("cannot open CUDA device {ordinal}: {err:?}"))
+        })?;
+        // Best effort: without it training is correct, only slower.
+        if let Err(why) = super::cuda_memory::keep_freed_memory(ordinal) {
+            eprintln!(
+                "note: the CUDA memory pool of device {ordinal} releases freed memory ({why})"
+            );
+        }
+        Ok(dev)
     }
 
     fn muon(config: &MuonConfig) -> Self::Muon {

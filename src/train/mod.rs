@@ -2,6 +2,8 @@
 //! `TrainObserver` (the store and the progress display live downstream).
 
 pub mod checkpoint;
+#[cfg(feature = "cuda")]
+pub mod cuda_memory;
 pub mod device;
 pub mod interrupt;
 pub mod observer;

@@ -22,8 +22,7 @@ use super::optimizers::Optimizers;
 use super::run::{CheckpointPolicy, Outcome, TrainError, TrainOptions};
 use super::schedule::{eval_steps, lr_multiplier, probe_steps};
 
-/// Token ids of a batch: inputs [batch, seq] and targets flattened to [batch * seq].
-type TokenTensors<D> = (Tensor<(usize, usize), usize, D>, Tensor<(usize,), usize, D>);
+use crate::model::forward::TokenBatch as TokenTensors;
 
 /// The batch's inputs as a [batch, seq] tensor and its targets flattened.
 fn batch_tensors<D: TrainDevice>(dev: &D, batch: &Batch) -> TokenTensors<D> {

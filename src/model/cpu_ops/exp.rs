@@ -16,7 +16,7 @@ fn exp_one(x: f32) -> f32 {
     // also give 2^n by integer arithmetic. (`round` and float-to-int casts do not
     // vectorise.)
     const MAGIC: f32 = 12_582_912.0;
-    let x = x.max(-87.0).min(88.0);
+    let x = x.clamp(-87.0, 88.0);
     let shifted = x * LOG2E + MAGIC;
     let n = shifted - MAGIC;
     let r = x - n * LN2_HI - n * LN2_LO;
@@ -25,7 +25,7 @@ fn exp_one(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5;
     let e = p * r * r + r + 1.0;
     let exponent = shifted
         .to_bits()

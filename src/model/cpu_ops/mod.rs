@@ -65,12 +65,15 @@ fn slots<'a, const N: usize>(
     Ok((d_out, d_inputs))
 }
 
+/// The output gradients (read) and input gradients (written) of a backward step.
+type GradViews<'a, const O: usize, const N: usize> = ([&'a [f32]; O], [&'a mut [f32]; N]);
+
 /// `slots` for an operation with `O` outputs.
 fn slots_of_many<'a, const O: usize, const N: usize>(
     grads: &'a mut Gradients<f32, Cpu>,
     outs: [&Slot; O],
     inputs: [&Slot; N],
-) -> Result<([&'a [f32]; O], [&'a mut [f32]; N]), CpuError> {
+) -> Result<GradViews<'a, O, N>, CpuError> {
     // Allocate every slot first, then take views: a slot's buffer is its own heap
     // allocation, which later look-ups in the map neither move nor free.
     let mut raw = Vec::with_capacity(N + O);
@@ -93,11 +96,14 @@ fn slots_of_many<'a, const O: usize, const N: usize>(
     Ok((d_outs, d_inputs))
 }
 
+/// Two inputs without their tapes, and the tapes merged into one.
+type Untaped<S1, S2, T> = (Tensor<S1, f32, Cpu>, Option<Tensor<S2, f32, Cpu>>, T);
+
 /// Splits the tapes off `x` and an optional second input, merged into one.
 fn split2<S1: Shape, S2: Shape, T: ModelTape<Cpu>>(
     x: Tensor<S1, f32, Cpu, T>,
     y: Option<Tensor<S2, f32, Cpu, T>>,
-) -> (Tensor<S1, f32, Cpu>, Option<Tensor<S2, f32, Cpu>>, T) {
+) -> Untaped<S1, S2, T> {
     let (x, tape) = x.split_tape();
     match y {
         Some(y) => {

@@ -38,23 +38,20 @@ fn arch(heads: usize, kv_heads: usize, head_dim: usize) -> Architecture {
     }
 }
 
-/// Runs `f` on traced copies of `inputs` with a random weighting of its output summed to
-/// a scalar: the output's values and each input's gradient.
-fn value_and_grads<const W: usize, const N: usize>(
-    inputs: &[Tensor<(usize, Const<W>), f32, Cpu>; N],
+/// Activations [rows, W] on the CPU, recording.
+type Traced<const W: usize> = Tensor<(usize, Const<W>), f32, Cpu, OwnedTape<f32, Cpu>>;
+
+/// Runs `f` on a traced copy of `input` with a random weighting of its output summed to
+/// a scalar: the output's values and the input's gradient.
+fn value_and_grad<const W: usize>(
+    input: &Tensor<(usize, Const<W>), f32, Cpu>,
     weights: &Tensor<(usize, Const<W>), f32, Cpu>,
-    f: impl Fn(
-        [Tensor<(usize, Const<W>), f32, Cpu, OwnedTape<f32, Cpu>>; N],
-    ) -> Tensor<(usize, Const<W>), f32, Cpu, OwnedTape<f32, Cpu>>,
-) -> (Vec<f32>, Vec<Vec<f32>>) {
-    let traced = std::array::from_fn(|i| inputs[i].leaky_trace());
-    let out = f(traced);
+    f: impl Fn(Traced<W>) -> Traced<W>,
+) -> (Vec<f32>, Vec<f32>) {
+    let out = f(input.leaky_trace());
     let values = out.as_vec();
     let grads = (out * weights.clone()).sum::<Rank0, _>().backward();
-    (
-        values,
-        inputs.iter().map(|x| grads.get(x).as_vec()).collect(),
-    )
+    (values, grads.get(input).as_vec())
 }
 
 #[test]
@@ -134,20 +131,14 @@ fn fused_norms_rope_activation_and_loss_match_the_compositions() {
     let w: Tensor<(usize, Const<W>), f32, _> = dev.sample_normal_like(&(rows, Const));
     let row_gain: Tensor<Rank1<W>, f32, _> = dev.sample_normal();
     let head_gain: Tensor<Rank1<4>, f32, _> = dev.sample_normal();
-    let compare =
-        |what: &str,
-         fused: &dyn Fn(
-            Tensor<(usize, Const<W>), f32, Cpu, OwnedTape<f32, Cpu>>,
-        ) -> Tensor<(usize, Const<W>), f32, Cpu, OwnedTape<f32, Cpu>>,
-         reference: &dyn Fn(
-            Tensor<(usize, Const<W>), f32, Cpu, OwnedTape<f32, Cpu>>,
-        )
-            -> Tensor<(usize, Const<W>), f32, Cpu, OwnedTape<f32, Cpu>>| {
-            let (a, ga) = value_and_grads(&[x.clone()], &w, |[x]| fused(x));
-            let (b, gb) = value_and_grads(&[x.clone()], &w, |[x]| reference(x));
-            assert_all_close(&a, &b, &format!("{what} output"));
-            assert_all_close(&ga[0], &gb[0], &format!("{what} dx"));
-        };
+    let compare = |what: &str,
+                   fused: &dyn Fn(Traced<W>) -> Traced<W>,
+                   reference: &dyn Fn(Traced<W>) -> Traced<W>| {
+        let (a, ga) = value_and_grad(&x, &w, fused);
+        let (b, gb) = value_and_grad(&x, &w, reference);
+        assert_all_close(&a, &b, &format!("{what} output"));
+        assert_all_close(&ga, &gb, &format!("{what} dx"));
+    };
     compare(
         "row rms_norm",
         &|x| super::rms_norm(x, Some(row_gain.retaped()), 1e-6),
