@@ -217,22 +217,40 @@ fn muon_bench_times_every_matrix_shape_of_the_study() {
 }
 
 #[test]
-fn bench_times_training_on_the_chosen_device_against_a_same_device_matmul() {
+fn bench_times_training_on_the_chosen_device_against_a_same_device_peak() {
     let output = rankprobe(&[
-        "bench", TINY, "--steps", "2", "--run", "B1", "--device", "cpu",
+        "bench", TINY, "--steps", "3", "--run", "B1", "--device", "cpu", "--profile",
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
     assert!(
-        text.contains("training throughput on cpu over 2 steps"),
+        text.contains("training throughput on cpu") && text.contains("steps 2-3 timed"),
         "{text}"
     );
+    let header = text
+        .lines()
+        .find(|l| l.starts_with("study"))
+        .unwrap_or_else(|| panic!("no table in\n{text}"));
     let row = text
         .lines()
         .find(|l| l.contains("tiny") && l.contains("B1"))
         .unwrap_or_else(|| panic!("no row for tiny B1 in\n{text}"));
-    let ratio: f64 = row.split_whitespace().last().unwrap().parse().unwrap();
-    assert!(ratio > 0.0 && ratio.is_finite(), "{row}");
+    let column = |name: &str| -> f64 {
+        let index = header
+            .split("  ")
+            .filter(|c| !c.trim().is_empty())
+            .position(|c| c.trim() == name)
+            .unwrap_or_else(|| panic!("no column {name} in {header}"));
+        row.split_whitespace().nth(index).unwrap().parse().unwrap()
+    };
+    for name in ["tokens/s", "of peak", "peak mem MiB"] {
+        let value = column(name);
+        assert!(value > 0.0 && value.is_finite(), "{name} = {value} in {row}");
+    }
+    // The profile: the step's phases and the fused operations inside them.
+    for phase in ["step: forward + loss", "step: backward", "attention backward"] {
+        assert!(text.contains(phase), "{phase} missing from\n{text}");
+    }
     if !cfg!(feature = "cuda") {
         let cuda = rankprobe(&["bench", TINY, "--steps", "2", "--device", "cuda"]);
         assert_eq!(cuda.status.code(), Some(2));
@@ -242,4 +260,19 @@ fn bench_times_training_on_the_chosen_device_against_a_same_device_matmul() {
             stderr(&cuda)
         );
     }
+}
+
+#[test]
+fn bench_says_why_the_pytorch_reference_was_skipped() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_rankprobe"))
+        .args(["bench", TINY, "--steps", "2", "--run", "B1", "--torch"])
+        .env("RANKPROBE_PYTHON", "/nonexistent/python3")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains("PyTorch reference skipped") && text.contains("RANKPROBE_PYTHON"),
+        "{text}"
+    );
 }
