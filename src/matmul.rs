@@ -275,15 +275,14 @@ mod speed {
     #[ignore]
     fn print_speeds() {
         for &(m, k, n, at, bt) in &[
-            (2048, 128, 128, false, true),
-            (2048, 128, 512, false, true),
-            (2048, 512, 128, false, true),
-            (2048, 128, 2048, false, true),
-            (2048, 128, 128, false, false),
-            (128, 2048, 128, true, false),
-            (512, 2048, 128, true, false),
-            (2048, 2048, 128, false, false),
-            (128, 384, 128, false, true),
+            (2048, 512, 2048, false, true),
+            (2048, 512, 2048, false, false),
+            (2048, 2048, 512, false, true),
+            (2048, 2048, 512, false, false),
+            (2048, 512, 512, false, true),
+            (2048, 512, 512, false, false),
+            (2048, 512, 4096, false, true),
+            (512, 2048, 2048, true, false),
             (2048, 2048, 2048, false, false),
         ] {
             let a = vec![1.0f32; m * k];

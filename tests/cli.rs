@@ -219,7 +219,15 @@ fn muon_bench_times_every_matrix_shape_of_the_study() {
 #[test]
 fn bench_times_training_on_the_chosen_device_against_a_same_device_peak() {
     let output = rankprobe(&[
-        "bench", TINY, "--steps", "3", "--run", "B1", "--device", "cpu", "--profile",
+        "bench",
+        TINY,
+        "--steps",
+        "3",
+        "--run",
+        "B1",
+        "--device",
+        "cpu",
+        "--profile",
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
@@ -245,10 +253,17 @@ fn bench_times_training_on_the_chosen_device_against_a_same_device_peak() {
     };
     for name in ["tokens/s", "of peak", "peak mem MiB"] {
         let value = column(name);
-        assert!(value > 0.0 && value.is_finite(), "{name} = {value} in {row}");
+        assert!(
+            value > 0.0 && value.is_finite(),
+            "{name} = {value} in {row}"
+        );
     }
     // The profile: the step's phases and the fused operations inside them.
-    for phase in ["step: forward + loss", "step: backward", "attention backward"] {
+    for phase in [
+        "step: forward + loss",
+        "step: backward",
+        "attention backward",
+    ] {
         assert!(text.contains(phase), "{phase} missing from\n{text}");
     }
     if !cfg!(feature = "cuda") {

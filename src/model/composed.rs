@@ -146,11 +146,13 @@ pub fn causal_attention<
     out.put_tape(tape)
 }
 
-/// `relu(x)^2`.
-pub fn squared_relu<const W: usize, D: Device<f32>, T: ModelTape<D>>(
-    x: Rows<W, D, T>,
-) -> Rows<W, D, T> {
-    x.relu().square()
+/// The squared-ReLU feed-forward block `relu(x @ up^T)^2 @ down^T`.
+pub fn squared_relu_mlp<const M: usize, const F: usize, D: Device<f32>, T: ModelTape<D>>(
+    x: Rows<M, D, T>,
+    up: Tensor<Rank2<F, M>, f32, D, T>,
+    down: Tensor<Rank2<M, F>, f32, D, T>,
+) -> Rows<M, D, T> {
+    linear(linear(x, up).relu().square(), down)
 }
 
 /// Mean cross-entropy of logits [rows, V] against target ids [rows].

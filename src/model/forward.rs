@@ -98,17 +98,17 @@ impl<const M: usize, const HD: usize, const KVW: usize, const F: usize, D: Model
         x: Rows<M, D, T>,
         activation: Activation,
     ) -> Rows<M, D, T> {
-        // The tape travels with the tensor used last: for SwiGLU that is the gate's input.
-        let hidden = match activation {
-            Activation::SquaredRelu => D::linear_squared_relu(x, self.w_up.retaped::<T>()),
-            Activation::Gelu => D::linear(x, self.w_up.retaped::<T>()).fast_gelu(),
+        let down = self.w_down.retaped::<T>();
+        match activation {
+            Activation::SquaredRelu => D::squared_relu_mlp(x, self.w_up.retaped::<T>(), down),
+            Activation::Gelu => D::linear(D::linear(x, self.w_up.retaped::<T>()).fast_gelu(), down),
             Activation::SwiGlu => {
+                // The tape travels with the tensor used last: the gate's input.
                 let up = D::linear(x.with_empty_tape(), self.w_up.retaped::<T>());
                 let gate = D::linear(x, self.w_gate.retaped::<T>());
-                gate.with_empty_tape().sigmoid() * gate * up
+                D::linear(gate.with_empty_tape().sigmoid() * gate * up, down)
             }
-        };
-        D::linear(hidden, self.w_down.retaped::<T>())
+        }
     }
 }
 

@@ -49,11 +49,12 @@ pub trait ModelOps: Device<f32> {
         consts: &Constants<HD, Self>,
     ) -> Rows<QW, Self, T>;
 
-    /// `relu(x @ w^T)^2` for a weight [OUT, IN].
-    fn linear_squared_relu<const IN: usize, const OUT: usize, T: ModelTape<Self>>(
-        x: Rows<IN, Self, T>,
-        w: Tensor<Rank2<OUT, IN>, f32, Self, T>,
-    ) -> Rows<OUT, Self, T>;
+    /// The squared-ReLU feed-forward block `relu(x @ up^T)^2 @ down^T`.
+    fn squared_relu_mlp<const M: usize, const F: usize, T: ModelTape<Self>>(
+        x: Rows<M, Self, T>,
+        up: Tensor<Rank2<F, M>, f32, Self, T>,
+        down: Tensor<Rank2<M, F>, f32, Self, T>,
+    ) -> Rows<M, Self, T>;
 
     /// The LM head `x @ head^T` and the mean cross-entropy of its logits against target
     /// ids [rows].
@@ -106,11 +107,12 @@ impl ModelOps for Cpu {
         cpu_ops::causal_attention(q, k, v, shape)
     }
 
-    fn linear_squared_relu<const IN: usize, const OUT: usize, T: ModelTape<Self>>(
-        x: Rows<IN, Self, T>,
-        w: Tensor<Rank2<OUT, IN>, f32, Self, T>,
-    ) -> Rows<OUT, Self, T> {
-        cpu_ops::linear_squared_relu(x, w)
+    fn squared_relu_mlp<const M: usize, const F: usize, T: ModelTape<Self>>(
+        x: Rows<M, Self, T>,
+        up: Tensor<Rank2<F, M>, f32, Self, T>,
+        down: Tensor<Rank2<M, F>, f32, Self, T>,
+    ) -> Rows<M, Self, T> {
+        cpu_ops::squared_relu_mlp(x, up, down)
     }
 
     fn lm_head_loss<const M: usize, const V: usize, T: ModelTape<Self>>(
@@ -165,11 +167,12 @@ impl ModelOps for Cuda {
         composed::causal_attention(q, k, v, shape, consts)
     }
 
-    fn linear_squared_relu<const IN: usize, const OUT: usize, T: ModelTape<Self>>(
-        x: Rows<IN, Self, T>,
-        w: Tensor<Rank2<OUT, IN>, f32, Self, T>,
-    ) -> Rows<OUT, Self, T> {
-        composed::squared_relu(composed::linear(x, w))
+    fn squared_relu_mlp<const M: usize, const F: usize, T: ModelTape<Self>>(
+        x: Rows<M, Self, T>,
+        up: Tensor<Rank2<F, M>, f32, Self, T>,
+        down: Tensor<Rank2<M, F>, f32, Self, T>,
+    ) -> Rows<M, Self, T> {
+        composed::squared_relu_mlp(x, up, down)
     }
 
     fn lm_head_loss<const M: usize, const V: usize, T: ModelTape<Self>>(

@@ -1,6 +1,6 @@
 //! Fused CPU operations of the forward pass, recorded on dfdx's tape as custom
-//! operations: RMSNorm, RoPE, causal attention, linear layers (with the squared ReLU fused in) and the
-//! LM head with cross-entropy each run as
+//! operations: RMSNorm, RoPE, causal attention, linear layers, the squared-ReLU feed-forward block and
+//! the LM head with cross-entropy each run as
 //! one parallel pass forward and one backward, instead of a chain of single-threaded dfdx
 //! ops that each allocate their output (and, for RoPE and attention, many tiny matrix
 //! products). The slice kernels live in the submodules; this file connects them to
@@ -114,79 +114,107 @@ fn split2<S1: Shape, S2: Shape, T: ModelTape<Cpu>>(
     }
 }
 
-/// What a linear operation applies to its product before returning it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Epilogue {
-    Identity,
-    /// relu(h)^2, the squared-ReLU feed-forward activation.
-    SquaredRelu,
-}
-
 /// `x @ w^T`: rows [rows, IN] through a weight [OUT, IN] (dfdx's `Linear` layout), one
 /// threaded product each way.
 pub fn linear<const IN: usize, const OUT: usize, T: ModelTape<Cpu>>(
     x: Rows<IN, T>,
     w: Tensor<Rank2<OUT, IN>, f32, Cpu, T>,
 ) -> Rows<OUT, T> {
-    linear_then(x, w, Epilogue::Identity)
-}
-
-/// `relu(x @ w^T)^2` in one operation: the pre-activation never becomes a tensor.
-pub fn linear_squared_relu<const IN: usize, const OUT: usize, T: ModelTape<Cpu>>(
-    x: Rows<IN, T>,
-    w: Tensor<Rank2<OUT, IN>, f32, Cpu, T>,
-) -> Rows<OUT, T> {
-    linear_then(x, w, Epilogue::SquaredRelu)
-}
-
-fn linear_then<const IN: usize, const OUT: usize, T: ModelTape<Cpu>>(
-    x: Rows<IN, T>,
-    w: Tensor<Rank2<OUT, IN>, f32, Cpu, T>,
-    epilogue: Epilogue,
-) -> Rows<OUT, T> {
     let _span = profile::span("linear forward");
     let (x, w, mut tape) = split2(x, Some(w));
     let w = w.expect("a weight was given");
     let (xs, ws) = (host(&x), host(&w));
     let rows = xs.len() / IN;
-    let product = matmul_new(
+    let y = matmul_new(
         (rows, IN, OUT),
         (&xs, Strided::rows(0, IN)),
         (&ws, Strided::rows(0, IN).t()),
     );
-    let (y, pre_activation) = match epilogue {
-        Epilogue::Identity => (product, None),
-        Epilogue::SquaredRelu => (elementwise::squared_relu(&product), Some(product)),
-    };
     let out = x.device().tensor_from_vec(y, (rows, Const::<OUT>));
     if T::OWNS_TAPE {
         let (out_slot, x_slot, w_slot) = (slot_of(&out), slot_of(&x), slot_of(&w));
         tape.add_backward_op(move |grads| {
             let _span = profile::span("linear backward");
             let (dy, [dx, dw]) = slots(grads, &*out_slot, [&*x_slot, &*w_slot])?;
-            // The gradient reaching the product: dy, or dy through the activation (in
-            // place of the saved pre-activation).
-            let mut pre_activation = pre_activation;
-            let d_product: &[f32] = match pre_activation.as_mut() {
-                None => dy,
-                Some(h) => {
-                    elementwise::squared_relu_grad_in_place(h, dy);
-                    h
-                }
-            };
-            // dx += d @ w; dw += d^T @ x.
-            matmul_threaded(
-                (rows, OUT, IN),
-                (dx, Strided::rows(0, IN), true),
-                (d_product, Strided::rows(0, OUT)),
-                (&ws, Strided::rows(0, IN)),
+            linear_backward((rows, IN, OUT), dy, (&xs, dx), (&ws, dw));
+            Ok(())
+        });
+    }
+    out.put_tape(tape)
+}
+
+/// Adds the gradients of `y = x @ w^T` (x [rows, IN], w [OUT, IN]) for `dy`:
+/// dx += dy @ w and dw += dy^T @ x.
+fn linear_backward(
+    (rows, inputs, outputs): (usize, usize, usize),
+    dy: &[f32],
+    (x, dx): (&[f32], &mut [f32]),
+    (w, dw): (&[f32], &mut [f32]),
+) {
+    matmul_threaded(
+        (rows, outputs, inputs),
+        (dx, Strided::rows(0, inputs), true),
+        (dy, Strided::rows(0, outputs)),
+        (w, Strided::rows(0, inputs)),
+    );
+    matmul_threaded(
+        (outputs, rows, inputs),
+        (dw, Strided::rows(0, inputs), true),
+        (dy, Strided::rows(0, outputs).t()),
+        (x, Strided::rows(0, inputs)),
+    );
+}
+
+/// The squared-ReLU feed-forward block `relu(x @ up^T)^2 @ down^T` in one operation: the
+/// [rows, F] hidden activations are this operation's own buffers, never tensors (no
+/// copies, no zeroed gradients of them).
+pub fn squared_relu_mlp<const M: usize, const F: usize, T: ModelTape<Cpu>>(
+    x: Rows<M, T>,
+    up: Tensor<Rank2<F, M>, f32, Cpu, T>,
+    down: Tensor<Rank2<M, F>, f32, Cpu, T>,
+) -> Rows<M, T> {
+    let _span = profile::span("mlp forward");
+    let (x, up, tape) = split2(x, Some(up));
+    let (down, down_tape) = down.split_tape();
+    let mut tape = tape.merge(down_tape);
+    let up = up.expect("a weight was given");
+    let (xs, ups, downs) = (host(&x), host(&up), host(&down));
+    let rows = xs.len() / M;
+    let mut pre = matmul_new(
+        (rows, M, F),
+        (&xs, Strided::rows(0, M)),
+        (&ups, Strided::rows(0, M).t()),
+    );
+    let hidden = elementwise::squared_relu(&pre);
+    let y = matmul_new(
+        (rows, F, M),
+        (&hidden, Strided::rows(0, F)),
+        (&downs, Strided::rows(0, F).t()),
+    );
+    let out = x.device().tensor_from_vec(y, (rows, Const::<M>));
+    if T::OWNS_TAPE {
+        let out_slot = slot_of(&out);
+        let (x_slot, up_slot, down_slot) = (slot_of(&x), slot_of(&up), slot_of(&down));
+        tape.add_backward_op(move |grads| {
+            let _span = profile::span("mlp backward");
+            let (dy, [dx, d_up, d_down]) =
+                slots(grads, &*out_slot, [&*x_slot, &*up_slot, &*down_slot])?;
+            // Through the down projection: d hidden = dy @ down, d down += dy^T @ hidden.
+            let d_hidden = matmul_new(
+                (rows, M, F),
+                (dy, Strided::rows(0, M)),
+                (&downs, Strided::rows(0, F)),
             );
             matmul_threaded(
-                (OUT, rows, IN),
-                (dw, Strided::rows(0, IN), true),
-                (d_product, Strided::rows(0, OUT).t()),
-                (&xs, Strided::rows(0, IN)),
+                (M, rows, F),
+                (d_down, Strided::rows(0, F), true),
+                (dy, Strided::rows(0, M).t()),
+                (&hidden, Strided::rows(0, F)),
             );
+            // Through the activation, in place of the pre-activation; then the up
+            // projection.
+            elementwise::squared_relu_grad_in_place(&mut pre, &d_hidden);
+            linear_backward((rows, M, F), &pre, (&xs, dx), (&ups, d_up));
             Ok(())
         });
     }

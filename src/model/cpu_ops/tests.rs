@@ -193,28 +193,52 @@ fn fused_norms_rope_activation_and_loss_match_the_compositions() {
 }
 
 #[test]
-fn fused_linear_layers_match_the_compositions() {
+fn fused_linear_and_feed_forward_match_the_compositions() {
     let dev = Cpu::seed_from_u64(12);
     let x: Tensor<(usize, Const<24>), f32, _> = dev.sample_normal_like(&(37, Const));
     let w: Tensor<Rank2<10, 24>, f32, _> = dev.sample_normal();
     let weights: Tensor<(usize, Const<10>), f32, _> = dev.sample_normal_like(&(37, Const));
-    let run = |fused: bool, relu: bool| {
+    let run = |fused: bool| {
         let (tx, tw) = (x.leaky_trace(), w.leaky_trace());
-        let y = match (fused, relu) {
-            (true, false) => super::linear(tx, tw),
-            (false, false) => composed::linear(tx, tw),
-            (true, true) => super::linear_squared_relu(tx, tw),
-            (false, true) => composed::squared_relu(composed::linear(tx, tw)),
+        let y = if fused {
+            super::linear(tx, tw)
+        } else {
+            composed::linear(tx, tw)
         };
         let values = y.as_vec();
         let grads = (y * weights.clone()).sum::<Rank0, _>().backward();
         (values, grads.get(&x).as_vec(), grads.get(&w).as_vec())
     };
-    for relu in [false, true] {
-        let (a, b) = (run(true, relu), run(false, relu));
-        assert_all_close(&a.0, &b.0, &format!("linear (relu^2 {relu}) output"));
-        assert_all_close(&a.1, &b.1, &format!("linear (relu^2 {relu}) dx"));
-        assert_all_close(&a.2, &b.2, &format!("linear (relu^2 {relu}) dw"));
+    let (a, b) = (run(true), run(false));
+    assert_all_close(&a.0, &b.0, "linear output");
+    assert_all_close(&a.1, &b.1, "linear dx");
+    assert_all_close(&a.2, &b.2, "linear dw");
+
+    let up: Tensor<Rank2<40, 24>, f32, _> = dev.sample_normal();
+    let down: Tensor<Rank2<24, 40>, f32, _> = dev.sample_normal();
+    let weights: Tensor<(usize, Const<24>), f32, _> = dev.sample_normal_like(&(37, Const));
+    let run = |fused: bool| {
+        let (tx, tu, td) = (x.leaky_trace(), up.leaky_trace(), down.leaky_trace());
+        let y = if fused {
+            super::squared_relu_mlp(tx, tu, td)
+        } else {
+            composed::squared_relu_mlp(tx, tu, td)
+        };
+        let values = y.as_vec();
+        let grads = (y * weights.clone()).sum::<Rank0, _>().backward();
+        (
+            values,
+            [
+                grads.get(&x).as_vec(),
+                grads.get(&up).as_vec(),
+                grads.get(&down).as_vec(),
+            ],
+        )
+    };
+    let (a, b) = (run(true), run(false));
+    assert_all_close(&a.0, &b.0, "feed-forward output");
+    for (name, (ga, gb)) in ["dx", "d up", "d down"].iter().zip(a.1.iter().zip(&b.1)) {
+        assert_all_close(ga, gb, &format!("feed-forward {name}"));
     }
 }
 
