@@ -2,8 +2,7 @@
 //! with probe taps, its building blocks per device, and initialisation.
 
 pub mod arch;
-// The dfdx compositions serve the CUDA device and, in tests, as the CPU's reference.
-#[cfg_attr(not(any(test, feature = "cuda")), allow(dead_code))]
+// The dfdx compositions: `ModelOps`' defaults (the CUDA device) and the CPU's reference.
 pub mod composed;
 pub mod constants;
 pub mod cpu_ops;

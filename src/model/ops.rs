@@ -4,20 +4,14 @@
 
 use dfdx::prelude::*;
 
-#[cfg(feature = "cuda")]
-use super::composed;
-use super::composed::Rows;
+use super::composed::{self, Rows};
 use super::constants::Constants;
 use super::cpu_ops::{self, AttentionShape};
 use super::tape::ModelTape;
 
+/// Default methods compose dfdx ops (`composed`), so a device gets a working forward
+/// pass by implementing nothing; the CPU overrides every one with a fused operation.
 pub trait ModelOps: Device<f32> {
-    /// `x @ w^T` for a weight [OUT, IN].
-    fn linear<const IN: usize, const OUT: usize, T: ModelTape<Self>>(
-        x: Rows<IN, Self, T>,
-        w: Tensor<Rank2<OUT, IN>, f32, Self, T>,
-    ) -> Rows<OUT, Self, T>;
-
     /// The attention projections of `x` by `wq`, `wk` and `wv` (each [out, M]).
     #[allow(clippy::type_complexity)]
     fn qkv<const M: usize, const QW: usize, const KVW: usize, T: ModelTape<Self>>(
@@ -25,20 +19,34 @@ pub trait ModelOps: Device<f32> {
         wq: Tensor<Rank2<QW, M>, f32, Self, T>,
         wk: Tensor<Rank2<KVW, M>, f32, Self, T>,
         wv: Tensor<Rank2<KVW, M>, f32, Self, T>,
-    ) -> (Rows<QW, Self, T>, Rows<KVW, Self, T>, Rows<KVW, Self, T>);
+    ) -> (Rows<QW, Self, T>, Rows<KVW, Self, T>, Rows<KVW, Self, T>) {
+        composed::qkv(x, wq, wk, wv)
+    }
+
+    /// `x @ w^T` for a weight [OUT, IN].
+    fn linear<const IN: usize, const OUT: usize, T: ModelTape<Self>>(
+        x: Rows<IN, Self, T>,
+        w: Tensor<Rank2<OUT, IN>, f32, Self, T>,
+    ) -> Rows<OUT, Self, T> {
+        composed::linear(x, w)
+    }
 
     /// RMSNorm over consecutive groups of `G` values of each row, times `gain` if given.
     fn rms_norm<const W: usize, const G: usize, T: ModelTape<Self>>(
         x: Rows<W, Self, T>,
         gain: Option<Tensor<Rank1<G>, f32, Self, T>>,
         eps: f32,
-    ) -> Rows<W, Self, T>;
+    ) -> Rows<W, Self, T> {
+        composed::rms_norm(x, gain, eps)
+    }
 
     /// RoPE on each head of rows [batch * seq, W].
     fn rope<const W: usize, const HD: usize, T: ModelTape<Self>>(
         x: Rows<W, Self, T>,
         consts: &Constants<HD, Self>,
-    ) -> Rows<W, Self, T>;
+    ) -> Rows<W, Self, T> {
+        composed::rope(x, consts)
+    }
 
     /// Grouped-query causal attention.
     fn causal_attention<const QW: usize, const KVW: usize, const HD: usize, T: ModelTape<Self>>(
@@ -47,14 +55,18 @@ pub trait ModelOps: Device<f32> {
         v: Rows<KVW, Self, T>,
         shape: AttentionShape,
         consts: &Constants<HD, Self>,
-    ) -> Rows<QW, Self, T>;
+    ) -> Rows<QW, Self, T> {
+        composed::causal_attention(q, k, v, shape, consts)
+    }
 
     /// The squared-ReLU feed-forward block `relu(x @ up^T)^2 @ down^T`.
     fn squared_relu_mlp<const M: usize, const F: usize, T: ModelTape<Self>>(
         x: Rows<M, Self, T>,
         up: Tensor<Rank2<F, M>, f32, Self, T>,
         down: Tensor<Rank2<M, F>, f32, Self, T>,
-    ) -> Rows<M, Self, T>;
+    ) -> Rows<M, Self, T> {
+        composed::squared_relu_mlp(x, up, down)
+    }
 
     /// The LM head `x @ head^T` and the mean cross-entropy of its logits against target
     /// ids [rows].
@@ -62,7 +74,9 @@ pub trait ModelOps: Device<f32> {
         x: Rows<M, Self, T>,
         head: Tensor<Rank2<V, M>, f32, Self, T>,
         targets: Tensor<(usize,), usize, Self>,
-    ) -> Tensor<Rank0, f32, Self, T>;
+    ) -> Tensor<Rank0, f32, Self, T> {
+        composed::cross_entropy(composed::linear(x, head), targets)
+    }
 }
 
 impl ModelOps for Cpu {
@@ -125,61 +139,4 @@ impl ModelOps for Cpu {
 }
 
 #[cfg(feature = "cuda")]
-impl ModelOps for Cuda {
-    fn qkv<const M: usize, const QW: usize, const KVW: usize, T: ModelTape<Self>>(
-        x: Rows<M, Self, T>,
-        wq: Tensor<Rank2<QW, M>, f32, Self, T>,
-        wk: Tensor<Rank2<KVW, M>, f32, Self, T>,
-        wv: Tensor<Rank2<KVW, M>, f32, Self, T>,
-    ) -> (Rows<QW, Self, T>, Rows<KVW, Self, T>, Rows<KVW, Self, T>) {
-        composed::qkv(x, wq, wk, wv)
-    }
-
-    fn linear<const IN: usize, const OUT: usize, T: ModelTape<Self>>(
-        x: Rows<IN, Self, T>,
-        w: Tensor<Rank2<OUT, IN>, f32, Self, T>,
-    ) -> Rows<OUT, Self, T> {
-        composed::linear(x, w)
-    }
-
-    fn rms_norm<const W: usize, const G: usize, T: ModelTape<Self>>(
-        x: Rows<W, Self, T>,
-        gain: Option<Tensor<Rank1<G>, f32, Self, T>>,
-        eps: f32,
-    ) -> Rows<W, Self, T> {
-        composed::rms_norm(x, gain, eps)
-    }
-
-    fn rope<const W: usize, const HD: usize, T: ModelTape<Self>>(
-        x: Rows<W, Self, T>,
-        consts: &Constants<HD, Self>,
-    ) -> Rows<W, Self, T> {
-        composed::rope(x, consts)
-    }
-
-    fn causal_attention<const QW: usize, const KVW: usize, const HD: usize, T: ModelTape<Self>>(
-        q: Rows<QW, Self, T>,
-        k: Rows<KVW, Self, T>,
-        v: Rows<KVW, Self, T>,
-        shape: AttentionShape,
-        consts: &Constants<HD, Self>,
-    ) -> Rows<QW, Self, T> {
-        composed::causal_attention(q, k, v, shape, consts)
-    }
-
-    fn squared_relu_mlp<const M: usize, const F: usize, T: ModelTape<Self>>(
-        x: Rows<M, Self, T>,
-        up: Tensor<Rank2<F, M>, f32, Self, T>,
-        down: Tensor<Rank2<M, F>, f32, Self, T>,
-    ) -> Rows<M, Self, T> {
-        composed::squared_relu_mlp(x, up, down)
-    }
-
-    fn lm_head_loss<const M: usize, const V: usize, T: ModelTape<Self>>(
-        x: Rows<M, Self, T>,
-        head: Tensor<Rank2<V, M>, f32, Self, T>,
-        targets: Tensor<(usize,), usize, Self>,
-    ) -> Tensor<Rank0, f32, Self, T> {
-        composed::cross_entropy(composed::linear(x, head), targets)
-    }
-}
+impl ModelOps for Cuda {}

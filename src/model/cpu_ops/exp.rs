@@ -114,24 +114,3 @@ mod tests {
         assert!((xs[2] - (-3.0f32).exp()).abs() < 1e-7);
     }
 }
-
-#[cfg(test)]
-mod speed {
-    #[test]
-    #[ignore]
-    fn print_exp_speed() {
-        let mut xs: Vec<f32> = (0..4_194_304)
-            .map(|i| -((i % 1000) as f32) * 0.01)
-            .collect();
-        for _ in 0..3 {
-            let t = std::time::Instant::now();
-            for row in xs.chunks_mut(2048) {
-                std::hint::black_box(super::exp_sum(row, 0.0));
-            }
-            println!(
-                "exp_sum over 4M in rows of 2048: {:.2} ms",
-                t.elapsed().as_secs_f64() * 1e3
-            );
-        }
-    }
-}
