@@ -143,6 +143,10 @@ enum Command {
         /// fused CPU operation.
         #[arg(long)]
         profile: bool,
+        /// Time each run this many times (alternating with PyTorch under --torch) and
+        /// report the best of each: shared machines disturb single runs.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
     },
     /// Time one Muon update per matrix shape of a study's first Muon run, on the CPU (and
     /// on the GPU in a CUDA build).
@@ -225,6 +229,7 @@ fn main() -> ExitCode {
             device,
             torch,
             profile,
+            rounds,
         } => commands::bench::bench(commands::bench::BenchOptions {
             files,
             steps: *steps,
@@ -232,6 +237,7 @@ fn main() -> ExitCode {
             device: *device,
             torch: *torch,
             profile: *profile,
+            rounds: *rounds,
         }),
     };
     match result {
