@@ -72,7 +72,10 @@ mod tests {
         drop(span("profile test other"));
         let recorded = mine(totals());
         enable(false);
-        assert_eq!(recorded, [("profile test phase", 3), ("profile test other", 1)]);
+        assert_eq!(
+            recorded,
+            [("profile test phase", 3), ("profile test other", 1)]
+        );
         drop(span("profile test after"));
         assert!(mine(totals()).is_empty());
     }

@@ -63,12 +63,20 @@ fn spawn_sweep(study: &Path, results: &Path, extra: &[&str]) -> Child {
 
 /// The results of one uninterrupted sweep, shared by the tests of this file.
 fn reference() -> &'static Path {
-    static RESULTS: OnceLock<PathBuf> = OnceLock::new();
+    &reference_and_seconds().0
+}
+
+/// The uninterrupted sweep's results and how long it took (kills are timed against it,
+/// so the test keeps killing mid-run however fast training gets).
+fn reference_and_seconds() -> &'static (PathBuf, f64) {
+    static RESULTS: OnceLock<(PathBuf, f64)> = OnceLock::new();
     RESULTS.get_or_init(|| {
         let (study, results) = scratch("reference");
+        let started = Instant::now();
         let output = rankprobe(&sweep_args(&study, &results));
+        let seconds = started.elapsed().as_secs_f64();
         assert!(output.status.success(), "{}", text(&output));
-        results
+        (results, seconds)
     })
 }
 
@@ -159,8 +167,10 @@ fn assert_same_as_reference(results: &Path) {
     }
 }
 
-/// A small deterministic generator, so that each seed kills at its own moments.
-fn delays(seed: u64) -> impl Iterator<Item = Duration> {
+/// A small deterministic generator, so that each seed kills at its own moments: between
+/// 20% and 90% of an uninterrupted sweep's `total` seconds (from data loading to the
+/// middle of the second run).
+fn delays(seed: u64, total: f64) -> impl Iterator<Item = Duration> {
     let mut state = seed
         .wrapping_mul(6364136223846793005)
         .wrapping_add(1442695040888963407);
@@ -168,18 +178,18 @@ fn delays(seed: u64) -> impl Iterator<Item = Duration> {
         state = state
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        // Between 1.5 s and 9.5 s: from data loading to the middle of the second run.
-        Duration::from_millis(1500 + (state >> 33) % 8000)
+        let fraction = 0.2 + 0.7 * ((state >> 33) % 1000) as f64 / 1000.0;
+        Duration::from_secs_f64(total * fraction)
     })
 }
 
 #[test]
 fn sweeps_killed_at_random_points_resume_to_the_uninterrupted_results() {
-    let reference = reference();
+    let (reference, total) = reference_and_seconds();
     let mut resumed_with_checkpoint = 0;
     for seed in [1, 2, 3] {
         let (study, results) = scratch(&format!("kill{seed}"));
-        let mut delays = delays(seed);
+        let mut delays = delays(seed, *total);
         // Two kills, then let the sweep finish.
         for _ in 0..2 {
             let mut child = spawn_sweep(&study, &results, &[]);
