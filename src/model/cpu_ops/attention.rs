@@ -43,6 +43,21 @@ impl AttentionShape {
         1.0 / (self.head_dim as f32).sqrt()
     }
 
+    /// Panics unless the buffers hold [batch * seq] rows of query and key/value width and
+    /// the heads group evenly.
+    fn check(&self, q: &[f32], k: &[f32], v: &[f32]) {
+        let rows = self.batch * self.seq;
+        assert!(
+            self.kv_heads > 0 && self.heads % self.kv_heads == 0,
+            "{} query heads do not group over {} key/value heads",
+            self.heads,
+            self.kv_heads
+        );
+        assert_eq!(q.len(), rows * self.q_width(), "queries for {self:?}");
+        assert_eq!(k.len(), rows * self.kv_width(), "keys for {self:?}");
+        assert_eq!(v.len(), rows * self.kv_width(), "values for {self:?}");
+    }
+
     /// Elements of the attention probabilities [batch, heads, seq, seq].
     pub fn probs_len(&self) -> usize {
         self.batch * self.heads * self.seq * self.seq
@@ -76,6 +91,7 @@ pub fn forward(shape: AttentionShape, q: &[f32], k: &[f32], v: &[f32]) -> (Vec<f
         ..
     } = shape;
     let (qw, kvw, scale) = (shape.q_width(), shape.kv_width(), shape.scale());
+    shape.check(q, k, v);
     let mut out = vec![0.0f32; shape.batch * seq * qw];
     let mut probs = vec![0.0f32; shape.probs_len()];
     out.par_chunks_mut(seq * qw)
@@ -153,6 +169,20 @@ pub fn backward(
         ..
     } = shape;
     let (qw, kvw, scale) = (shape.q_width(), shape.kv_width(), shape.scale());
+    shape.check(saved.q, saved.k, saved.v);
+    assert_eq!(
+        saved.probs.len(),
+        shape.probs_len(),
+        "attention probabilities"
+    );
+    assert!(
+        d_out.len() == saved.q.len() && dq.len() == saved.q.len(),
+        "attention gradients: query-shaped buffers"
+    );
+    assert!(
+        dk.len() == saved.k.len() && dv.len() == saved.v.len(),
+        "attention gradients: key-shaped buffers"
+    );
     dq.par_chunks_mut(seq * qw)
         .zip(dk.par_chunks_mut(seq * kvw))
         .zip(dv.par_chunks_mut(seq * kvw))

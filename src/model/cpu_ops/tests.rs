@@ -283,3 +283,15 @@ fn fused_qkv_matches_the_composition() {
         assert_all_close(x, y, &format!("qkv gradient {i}"));
     }
 }
+
+#[test]
+fn a_permuted_input_is_read_in_its_logical_order() {
+    let dev = Cpu::seed_from_u64(14);
+    // [24, 37] permuted to a [37, 24] view: not standard layout.
+    let stored: Tensor<(Const<24>, usize), f32, _> = dev.sample_normal_like(&(Const, 37));
+    let view = stored.clone().permute::<_, Axes2<1, 0>>();
+    let w: Tensor<Rank2<10, 24>, f32, _> = dev.sample_normal();
+    let fused = super::linear(view.clone(), w.clone()).as_vec();
+    let reference = composed::linear(view, w).as_vec();
+    assert_all_close(&fused, &reference, "linear of a permuted input");
+}
