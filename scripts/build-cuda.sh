@@ -104,6 +104,13 @@ for line in sys.stdin:
     if m.get("profile", {}).get("test") and m.get("executable") and "gpu" in m["target"]["name"]:
         print(m["executable"])' | while read -r exe; do cp "$exe" target/cuda/gpu-tests; done
 strip target/cuda/rankprobe target/cuda/gpu-tests
+# The corpus, tokenizer and token caches of this machine (a few MB after the tests have
+# run here), for a GPU machine without network: scripts/gpu-smoke.sh uses them.
+cache="${RANKPROBE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rankprobe}"
+rm -rf target/cuda/cache && mkdir -p target/cuda/cache
+for part in corpora tokenizers tokens; do
+    [ -d "$cache/$part" ] && cp -r "$cache/$part" target/cuda/cache/
+done
 xz -T0 -6 -k -f target/cuda/rankprobe
 xz -T0 -6 -k -f target/cuda/gpu-tests
 ls -l target/cuda/

@@ -34,6 +34,16 @@ if python3 -c "import nvidia" 2>/dev/null; then
     export LD_LIBRARY_PATH
 fi
 
+# The GPU machine may have no network: use the corpus and token cache that
+# scripts/build-cuda.sh copies into DIR/cache, when there is one.
+if [ -z "${RANKPROBE_CACHE:-}" ] && [ -d "$bin_dir/cache" ]; then
+    export RANKPROBE_CACHE="$(cd "$bin_dir/cache" && pwd)"
+fi
+# The seed shape on the State of the Union corpus (the Mix corpus needs package
+# downloads): the same model, vocabulary and batch as experiments/qk_study.ron.
+seed_study="$(mktemp -d)/qk_study.ron"
+sed 's/corpus: Mix,/corpus: Sotu,/' experiments/qk_study.ron > "$seed_study"
+
 results=()
 failed=0
 rung() {
@@ -63,8 +73,8 @@ rung "2 kernels compile (NVRTC) and load" 120 "$gpu_tests" --test-threads=1 --no
 rung "3 CUDA Muon equals the CPU reference" 300 "$gpu_tests" --test-threads=1 --nocapture cuda_muon_update_equals_the_cpu_reference
 rung "4 one block forward+backward: CUDA equals CPU" 300 "$gpu_tests" --test-threads=1 --nocapture one_transformer_block_forward_and_backward
 rung "5 tiny study: CUDA loss curve follows the CPU" 600 "$gpu_tests" --test-threads=1 --nocapture a_short_cuda_run_tracks_the_cpu_loss_curve
-rung "6 three steps at the seed shape (phases, memory)" 600 "$rankprobe" bench experiments/qk_study.ron --steps 3 --device cuda --profile
-rung "7 bench, 20 steps" 900 "$rankprobe" bench experiments/quickstart.ron experiments/qk_study.ron --steps 20 --device cuda
+rung "6 three steps at the seed shape (phases, memory)" 600 "$rankprobe" bench "$seed_study" --steps 3 --device cuda --profile
+rung "7 bench, 20 steps" 900 "$rankprobe" bench experiments/quickstart.ron "$seed_study" --steps 20 --device cuda
 
 echo
 echo "=== summary ==="
