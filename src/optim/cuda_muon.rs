@@ -559,9 +559,15 @@ impl CudaMuon {
 
 #[cfg(test)]
 mod tests {
-    /// NVRTC needs no GPU: the kernels must compile wherever the CUDA build runs.
+    /// NVRTC needs no GPU: the kernels must compile wherever the CUDA build runs. They are
+    /// compiled with no options and no include paths (nothing of the build machine), so
+    /// they must include nothing: then this compilation is the one every machine does.
     #[test]
     fn the_kernels_compile_with_nvrtc() {
+        assert!(
+            !super::SOURCE.contains("#include"),
+            "kernels/muon.cu must be self-contained: at run time NVRTC has no include paths"
+        );
         let ptx = cudarc::nvrtc::compile_ptx(super::SOURCE).expect("kernels/muon.cu compiles");
         let text = ptx.to_src();
         for name in super::FUNCTIONS {
