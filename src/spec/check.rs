@@ -169,9 +169,9 @@ fn check_model(model: &ModelConfig, p: &mut Problems) {
             ),
         );
     }
-    if model.n_kv_heads > 0 && model.n_heads % model.n_kv_heads != 0 {
+    if model.n_kv_heads > 0 && !model.n_heads.is_multiple_of(model.n_kv_heads) {
         let divisors: Vec<String> = (1..=model.n_heads)
-            .filter(|d| model.n_heads % d == 0)
+            .filter(|d| model.n_heads.is_multiple_of(*d))
             .map(|d| d.to_string())
             .collect();
         p.push(

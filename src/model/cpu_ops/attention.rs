@@ -48,7 +48,7 @@ impl AttentionShape {
     fn check(&self, q: &[f32], k: &[f32], v: &[f32]) {
         let rows = self.batch * self.seq;
         assert!(
-            self.kv_heads > 0 && self.heads % self.kv_heads == 0,
+            self.kv_heads > 0 && self.heads.is_multiple_of(self.kv_heads),
             "{} query heads do not group over {} key/value heads",
             self.heads,
             self.kv_heads
