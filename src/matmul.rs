@@ -75,7 +75,7 @@ pub fn matmul_threaded(
     a: (&[f32], Strided),
     b: (&[f32], Strided),
 ) {
-    product(dims, dst, a, b, 1.0, threads());
+    matmul_scaled(dims, dst, a, b, 1.0);
 }
 
 /// `matmul_threaded` adding `scale * a @ b`.
@@ -93,8 +93,8 @@ pub fn matmul_scaled(
 /// being zeroed first.
 pub fn matmul_new(
     (m, k, n): (usize, usize, usize),
-    (a, sa): (&[f32], Strided),
-    (b, sb): (&[f32], Strided),
+    a: (&[f32], Strided),
+    b: (&[f32], Strided),
 ) -> Vec<f32> {
     let mut dst: Vec<f32> = Vec::with_capacity(m * n);
     if m == 0 || n == 0 {
@@ -104,31 +104,16 @@ pub fn matmul_new(
         dst.resize(m * n, 0.0);
         return dst;
     }
-    sa.check(m, k, a.len(), "matmul left operand");
-    sb.check(k, n, b.len(), "matmul right operand");
-    // SAFETY: the operands' views lie inside their slices (checked above); `dst` has room
-    // for m * n values, which gemm writes without reading them (`read_dst` is false)
-    // before `set_len` exposes them.
+    // SAFETY: `dst` has room for the m x n row-major view, which gemm writes without
+    // reading it (`accumulate` is false) before `set_len` exposes it; it is a fresh
+    // allocation, so it aliases neither operand.
     unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr().add(sa.offset),
-            sa.col as isize,
-            sa.row as isize,
-            b.as_ptr().add(sb.offset),
-            sb.col as isize,
-            sb.row as isize,
-            0.0,
+        gemm_checked(
+            (m, k, n),
+            (dst.as_mut_ptr(), Strided::rows(0, n), false),
+            a,
+            b,
             1.0,
-            false,
-            false,
-            false,
             threads(),
         );
         dst.set_len(m * n);
@@ -146,8 +131,8 @@ fn threads() -> gemm::Parallelism {
 fn product(
     (m, k, n): (usize, usize, usize),
     (dst, d, accumulate): (&mut [f32], Strided, bool),
-    (a, sa): (&[f32], Strided),
-    (b, sb): (&[f32], Strided),
+    a: (&[f32], Strided),
+    b: (&[f32], Strided),
     scale: f32,
     parallelism: gemm::Parallelism,
 ) {
@@ -165,16 +150,43 @@ fn product(
         }
         return;
     }
+    // SAFETY: the destination view lies inside `dst` (checked above), and `dst` is
+    // borrowed mutably, so it does not alias `a` or `b`.
+    unsafe {
+        gemm_checked(
+            (m, k, n),
+            (dst.as_mut_ptr(), d, accumulate),
+            a,
+            b,
+            scale,
+            parallelism,
+        );
+    }
+}
+
+/// `dst (+)= scale * a @ b` through gemm, after checking that the operands' views lie
+/// inside their slices (m, k, n all non-zero).
+///
+/// # Safety
+/// The m x n view `d` from `dst` must be valid for writes (and for reads when
+/// `accumulate`) and must not overlap `a` or `b`.
+unsafe fn gemm_checked(
+    (m, k, n): (usize, usize, usize),
+    (dst, d, accumulate): (*mut f32, Strided, bool),
+    (a, sa): (&[f32], Strided),
+    (b, sb): (&[f32], Strided),
+    scale: f32,
+    parallelism: gemm::Parallelism,
+) {
     sa.check(m, k, a.len(), "matmul left operand");
     sb.check(k, n, b.len(), "matmul right operand");
-    // SAFETY: every element the product reads or writes lies inside its slice (checked
-    // above), and `dst` is borrowed mutably, so it does not alias `a` or `b`.
+    // SAFETY: the operands' views were checked above; the destination is the caller's.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr().add(d.offset),
+            dst.add(d.offset),
             d.col as isize,
             d.row as isize,
             accumulate,

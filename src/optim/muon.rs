@@ -4,6 +4,7 @@
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
+use crate::model::cpu_ops::host;
 use crate::model::Transformer;
 use crate::spec::run_config::{Activation, MuonConfig, MuonMatrices, UpdateScale};
 
@@ -147,27 +148,26 @@ impl Muon {
     ) {
         let (lr, wd) = (lr as f32, self.config.weight_decay as f32);
         let groups = self.attention_groups();
-        let mut grad = |t: &dyn GradOf| t.grad(grads);
         // 1. Each Muon matrix's gradient, [rows x cols].
         let mut jobs: Vec<(Vec<f32>, usize, usize)> = Vec::new();
         for block in &model.blocks {
             let attention = [
-                grad(&block.wq),
-                grad(&block.wk),
-                grad(&block.wv),
+                grad_of(grads, &block.wq),
+                grad_of(grads, &block.wk),
+                grad_of(grads, &block.wv),
                 // O enters the stack transposed: its rows are the attention width.
-                transpose(&grad(&block.wo), M, M),
+                transpose(&grad_of(grads, &block.wo), M, M),
             ];
             for group in &groups {
                 let rows = group.iter().map(|&i| attention[i].len() / M).sum();
                 let stacked = group.iter().flat_map(|&i| attention[i].iter().copied());
                 jobs.push((stacked.collect(), rows, M));
             }
-            jobs.push((grad(&block.w_up), F, M));
+            jobs.push((grad_of(grads, &block.w_up), F, M));
             if activation == Activation::SwiGlu {
-                jobs.push((grad(&block.w_gate), F, M));
+                jobs.push((grad_of(grads, &block.w_gate), F, M));
             }
-            jobs.push((grad(&block.w_down), M, F));
+            jobs.push((grad_of(grads, &block.w_down), M, F));
         }
         // 2. The updates, in parallel over matrices.
         if self.buffers.len() < jobs.len() {
@@ -188,10 +188,10 @@ impl Muon {
         let mut updates = updates.into_iter();
         for block in model.blocks.iter_mut() {
             let mut attention = [
-                values(&block.wq),
-                values(&block.wk),
-                values(&block.wv),
-                transpose(&values(&block.wo), M, M),
+                host(&block.wq),
+                host(&block.wk),
+                host(&block.wv),
+                transpose(&host(&block.wo), M, M),
             ];
             for group in &groups {
                 let update = updates.next().expect("one update per matrix");
@@ -216,30 +216,17 @@ impl Muon {
     }
 }
 
-/// A parameter whose gradient can be read.
-trait GradOf {
-    fn grad(&self, grads: &mut Gradients<f32, Cpu>) -> Vec<f32>;
-}
-
-impl<S: Shape> GradOf for Tensor<S, f32, Cpu> {
-    fn grad(&self, grads: &mut Gradients<f32, Cpu>) -> Vec<f32> {
-        match grads.get_or_alloc_mut(self) {
-            Ok(slot) => slot.to_vec(),
-            Err(_) => vec![0.0; self.shape().num_elements()],
-        }
+/// A parameter's gradient, row-major (zeros if it has none).
+fn grad_of<S: Shape>(grads: &mut Gradients<f32, Cpu>, t: &Tensor<S, f32, Cpu>) -> Vec<f32> {
+    match grads.get_or_alloc_mut(t) {
+        Ok(slot) => slot.to_vec(),
+        Err(_) => vec![0.0; t.shape().num_elements()],
     }
-}
-
-/// A parameter's values, row-major.
-fn values<S: Shape>(t: &Tensor<S, f32, Cpu>) -> Vec<f32> {
-    let mut out = vec![0.0f32; t.shape().num_elements()];
-    t.copy_into(&mut out);
-    out
 }
 
 /// `apply` on a parameter tensor.
 fn apply_to<S: Shape>(param: &mut Tensor<S, f32, Cpu>, update: &[f32], lr: f32, wd: f32) {
-    let mut v = values(param);
+    let mut v = host(param);
     apply(&mut v, update, lr, wd);
     param.copy_from(&v);
 }

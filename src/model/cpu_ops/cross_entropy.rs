@@ -5,9 +5,8 @@
 
 use rayon::prelude::*;
 
-use crate::matmul::{matmul_new, matmul_threaded, Strided};
-
 use super::exp::exp_sum;
+use super::linear;
 
 const ROWS_PER_TASK: usize = 16;
 
@@ -26,11 +25,7 @@ pub fn forward(
     targets: &[usize],
 ) -> (f32, Saved) {
     let rows = targets.len();
-    let mut probs = matmul_new(
-        (rows, width, vocab),
-        (x, Strided::rows(0, width)),
-        (head, Strided::rows(0, width).t()),
-    );
+    let mut probs = linear::forward((rows, width, vocab), x, head);
     let total: f64 = probs
         .par_chunks_mut(vocab * ROWS_PER_TASK)
         .enumerate()
@@ -76,17 +71,6 @@ pub fn backward(
                 row[targets[chunk * ROWS_PER_TASK + i]] -= scale;
             }
         });
-    let logits_view = Strided::rows(0, vocab);
-    matmul_threaded(
-        (rows, vocab, width),
-        (dx, Strided::rows(0, width), true),
-        (&d_logits, logits_view),
-        (head, Strided::rows(0, width)),
-    );
-    matmul_threaded(
-        (vocab, rows, width),
-        (d_head, Strided::rows(0, width), true),
-        (&d_logits, logits_view.t()),
-        (x, Strided::rows(0, width)),
-    );
+    let dims = (rows, width, vocab);
+    linear::backward(dims, &d_logits, (x, dx), (head, d_head));
 }

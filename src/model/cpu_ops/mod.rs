@@ -10,6 +10,7 @@ pub mod attention;
 mod cross_entropy;
 mod elementwise;
 mod exp;
+mod linear;
 mod norm;
 mod rope;
 
@@ -30,7 +31,7 @@ pub type Rows<const W: usize, T> = Tensor<(usize, Const<W>), f32, Cpu, T>;
 /// is a copy of its buffer (a memcpy: cheap next to the kernels). A permuted or broadcast
 /// view is first made contiguous by dfdx (free for the standard-layout tensors the
 /// forward pass hands over), so the buffer is always in row-major order.
-fn host<S: Shape>(t: &Tensor<S, f32, Cpu>) -> Vec<f32> {
+pub(crate) fn host<S: Shape>(t: &Tensor<S, f32, Cpu>) -> Vec<f32> {
     let t = t.clone().contiguous();
     let mut values = vec![0.0f32; t.shape().num_elements()];
     t.copy_into(&mut values);
@@ -120,44 +121,18 @@ pub fn linear<const IN: usize, const OUT: usize, T: ModelTape<Cpu>>(
     let w = w.expect("a weight was given");
     let (xs, ws) = (host(&x), host(&w));
     let rows = xs.len() / IN;
-    let y = matmul_new(
-        (rows, IN, OUT),
-        (&xs, Strided::rows(0, IN)),
-        (&ws, Strided::rows(0, IN).t()),
-    );
+    let y = linear::forward((rows, IN, OUT), &xs, &ws);
     let out = x.device().tensor_from_vec(y, (rows, Const::<OUT>));
     if T::OWNS_TAPE {
         let (out_slot, x_slot, w_slot) = (slot_of(&out), slot_of(&x), slot_of(&w));
         tape.add_backward_op(move |grads| {
             let _span = profile::span("linear backward");
             let (dy, [dx, dw]) = slots(grads, &*out_slot, [&*x_slot, &*w_slot])?;
-            linear_backward((rows, IN, OUT), dy, (&xs, dx), (&ws, dw));
+            linear::backward((rows, IN, OUT), dy, (&xs, dx), (&ws, dw));
             Ok(())
         });
     }
     out.put_tape(tape)
-}
-
-/// Adds the gradients of `y = x @ w^T` (x [rows, IN], w [OUT, IN]) for `dy`:
-/// dx += dy @ w and dw += dy^T @ x.
-fn linear_backward(
-    (rows, inputs, outputs): (usize, usize, usize),
-    dy: &[f32],
-    (x, dx): (&[f32], &mut [f32]),
-    (w, dw): (&[f32], &mut [f32]),
-) {
-    matmul_threaded(
-        (rows, outputs, inputs),
-        (dx, Strided::rows(0, inputs), true),
-        (dy, Strided::rows(0, outputs)),
-        (w, Strided::rows(0, inputs)),
-    );
-    matmul_threaded(
-        (outputs, rows, inputs),
-        (dw, Strided::rows(0, inputs), true),
-        (dy, Strided::rows(0, outputs).t()),
-        (x, Strided::rows(0, inputs)),
-    );
 }
 
 /// The squared-ReLU feed-forward block `relu(x @ up^T)^2 @ down^T` in one operation: the
@@ -175,17 +150,9 @@ pub fn squared_relu_mlp<const M: usize, const F: usize, T: ModelTape<Cpu>>(
     let up = up.expect("a weight was given");
     let (xs, ups, downs) = (host(&x), host(&up), host(&down));
     let rows = xs.len() / M;
-    let mut pre = matmul_new(
-        (rows, M, F),
-        (&xs, Strided::rows(0, M)),
-        (&ups, Strided::rows(0, M).t()),
-    );
+    let mut pre = linear::forward((rows, M, F), &xs, &ups);
     let hidden = elementwise::squared_relu(&pre);
-    let y = matmul_new(
-        (rows, F, M),
-        (&hidden, Strided::rows(0, F)),
-        (&downs, Strided::rows(0, F).t()),
-    );
+    let y = linear::forward((rows, F, M), &hidden, &downs);
     let out = x.device().tensor_from_vec(y, (rows, Const::<M>));
     if T::OWNS_TAPE {
         let out_slot = slot_of(&out);
@@ -209,7 +176,7 @@ pub fn squared_relu_mlp<const M: usize, const F: usize, T: ModelTape<Cpu>>(
             // Through the activation, in place of the pre-activation; then the up
             // projection.
             elementwise::squared_relu_grad_in_place(&mut pre, &d_hidden);
-            linear_backward((rows, M, F), &pre, (&xs, dx), (&ups, d_up));
+            linear::backward((rows, M, F), &pre, (&xs, dx), (&ups, d_up));
             Ok(())
         });
     }
@@ -234,13 +201,8 @@ pub fn qkv<const M: usize, const QW: usize, const KVW: usize, T: ModelTape<Cpu>>
     let weights = [host(&wq), host(&wk), host(&wv)];
     let widths = [QW, KVW, KVW];
     let rows = xs.len() / M;
-    let [q, k, v] = std::array::from_fn(|i| {
-        matmul_new(
-            (rows, M, widths[i]),
-            (&xs, Strided::rows(0, M)),
-            (&weights[i], Strided::rows(0, M).t()),
-        )
-    });
+    let [q, k, v] =
+        std::array::from_fn(|i| linear::forward((rows, M, widths[i]), &xs, &weights[i]));
     let dev = x.device().clone();
     let q = dev.tensor_from_vec(q, (rows, Const::<QW>));
     let k = dev.tensor_from_vec(k, (rows, Const::<KVW>));
@@ -256,20 +218,8 @@ pub fn qkv<const M: usize, const QW: usize, const KVW: usize, T: ModelTape<Cpu>>
                 [&*ins[0], &*ins[1], &*ins[2], &*ins[3]],
             )?;
             for (i, dw) in [dwq, dwk, dwv].into_iter().enumerate() {
-                let (width, d_out) = (widths[i], d_outs[i]);
-                // dx += d @ w; dw += d^T @ x.
-                matmul_threaded(
-                    (rows, width, M),
-                    (&mut *dx, Strided::rows(0, M), true),
-                    (d_out, Strided::rows(0, width)),
-                    (&weights[i], Strided::rows(0, M)),
-                );
-                matmul_threaded(
-                    (width, rows, M),
-                    (dw, Strided::rows(0, M), true),
-                    (d_out, Strided::rows(0, width).t()),
-                    (&xs, Strided::rows(0, M)),
-                );
+                let dims = (rows, M, widths[i]);
+                linear::backward(dims, d_outs[i], (&xs, &mut *dx), (&weights[i], dw));
             }
             Ok(())
         });
