@@ -11,7 +11,7 @@ use rankprobe::data::corpus::{load_corpus, Documents};
 use rankprobe::data::llmc::encode_llmc_shard;
 use rankprobe::data::prepare_dataset;
 use rankprobe::data::shards::split_documents;
-use rankprobe::spec::run_config::{Corpus, DataConfig, Tokenizer};
+use rankprobe::spec::run_config::{Corpus, DataConfig, EvalWindows, Tokenizer};
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("rankprobe-data-{name}-{}", std::process::id()));
@@ -28,6 +28,7 @@ fn config(corpus: Corpus, tokenizer: Tokenizer) -> DataConfig {
         batch_size: 2,
         val_fraction: 0.25,
         eval_sequences: 2,
+        eval_windows: EvalWindows::First,
     }
 }
 
@@ -104,12 +105,22 @@ fn text_glob_with_bpe_round_trips_and_split_is_disjoint() {
     assert_ne!(a.batch(3), c.batch(3));
     let batch = a.batch(0);
     assert_eq!(batch.inputs[1..16], batch.targets[..15]);
-    let eval = eval_batch(&dataset.splits.val, 16, 2).unwrap();
-    assert_eq!(eval, eval_batch(&dataset.splits.val, 16, 2).unwrap());
-    let too_big = eval_batch(&dataset.splits.val, 16, 100_000)
-        .unwrap_err()
-        .to_string();
-    assert!(too_big.contains("lower data.eval_sequences"), "{too_big}");
+    let first = EvalWindows::First;
+    let eval = eval_batch(&dataset.splits.val, 16, 2, first).unwrap();
+    assert_eq!(eval, eval_batch(&dataset.splits.val, 16, 2, first).unwrap());
+    assert_eq!(eval.inputs[..16], dataset.splits.val.read(0, 16)[..]);
+    // Spread reaches the end of the split: its last window starts in the last half.
+    let spread = eval_batch(&dataset.splits.val, 16, 2, EvalWindows::Spread).unwrap();
+    assert_ne!(spread, eval);
+    let last = dataset.splits.val.len() - 17;
+    let second = &spread.inputs[16..];
+    assert!((last / 2..=last).any(|start| dataset.splits.val.read(start, 16) == second));
+    for placement in [first, EvalWindows::Spread] {
+        let too_big = eval_batch(&dataset.splits.val, 16, 100_000, placement)
+            .unwrap_err()
+            .to_string();
+        assert!(too_big.contains("lower data.eval_sequences"), "{too_big}");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -192,7 +192,7 @@ fn one_transformer_block_forward_and_backward_on_cuda_equals_the_cpu() {
     let gpu = Cuda::seed_from_u64(0);
     let on_cpu: OneBlock<Cpu> = init_model(&cpu, 0.3);
     let mut on_gpu: OneBlock<Cuda> = init_model(&gpu, 0.3);
-    tensors_from_host(&mut on_gpu, &tensors_to_host(&on_cpu)).unwrap();
+    tensors_from_host(&mut on_gpu, &tensors_to_host(&on_cpu), &|_| true).unwrap();
     let (cpu_loss, cpu_grads) = one_block_loss_and_grads(&cpu, &on_cpu);
     let (gpu_loss, gpu_grads) = one_block_loss_and_grads(&gpu, &on_gpu);
     println!("loss: cpu {cpu_loss} gpu {gpu_loss}");

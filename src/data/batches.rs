@@ -9,6 +9,8 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::spec::run_config::EvalWindows;
+
 use super::shards::TokenFile;
 use super::DataError;
 
@@ -101,9 +103,15 @@ impl<'a> TrainBatches<'a> {
     }
 }
 
-/// The fixed eval batch: the first `sequences` windows of the validation split. It does
-/// not depend on the seed, so every run of a study is evaluated on the same tokens.
-pub fn eval_batch(val: &TokenFile, seq_len: usize, sequences: usize) -> Result<Batch, DataError> {
+/// The fixed eval batch: `sequences` windows of the validation split, the first ones or
+/// spread evenly over it. It does not depend on the seed, so every run of a study is
+/// evaluated on the same tokens.
+pub fn eval_batch(
+    val: &TokenFile,
+    seq_len: usize,
+    sequences: usize,
+    placement: EvalWindows,
+) -> Result<Batch, DataError> {
     let needed = sequences * seq_len + 1;
     if val.len() < needed {
         return Err(DataError::Input(format!(
@@ -111,8 +119,55 @@ pub fn eval_batch(val: &TokenFile, seq_len: usize, sequences: usize) -> Result<B
             val.len()
         )));
     }
-    let windows = (0..sequences)
-        .map(|i| val.read(i * seq_len, seq_len + 1))
+    let starts = eval_window_starts(val.len(), seq_len, sequences, placement);
+    let windows = starts
+        .into_iter()
+        .map(|start| val.read(start, seq_len + 1))
         .collect();
     Ok(Batch::from_windows(windows, seq_len))
+}
+
+/// Token offsets of the eval windows in a split of `len` tokens (at least
+/// `sequences * seq_len + 1`). `Spread` takes every k-th of the split's non-overlapping
+/// windows, k = available / sequences, centred so the split's end is covered as well as
+/// its start.
+pub fn eval_window_starts(
+    len: usize,
+    seq_len: usize,
+    sequences: usize,
+    placement: EvalWindows,
+) -> Vec<usize> {
+    match placement {
+        EvalWindows::First => (0..sequences).map(|i| i * seq_len).collect(),
+        EvalWindows::Spread => {
+            let available = (len - 1) / seq_len;
+            let stride = available / sequences;
+            let offset = stride / 2;
+            (0..sequences)
+                .map(|i| (offset + i * stride) * seq_len)
+                .collect()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_windows_are_contiguous_and_spread_ones_cover_the_split() {
+        assert_eq!(
+            eval_window_starts(1001, 10, 4, EvalWindows::First),
+            [0, 10, 20, 30]
+        );
+        // 100 windows, every 25th, starting half a stride in.
+        assert_eq!(
+            eval_window_starts(1001, 10, 4, EvalWindows::Spread),
+            [120, 370, 620, 870]
+        );
+        // Exactly enough tokens: both take every window.
+        for placement in [EvalWindows::First, EvalWindows::Spread] {
+            assert_eq!(eval_window_starts(41, 10, 4, placement), [0, 10, 20, 30]);
+        }
+    }
 }

@@ -43,6 +43,19 @@ impl Architecture {
     pub fn group(&self) -> usize {
         self.n_heads / self.n_kv_heads
     }
+
+    /// Whether the forward pass reads the parameter at `path` (a tensor's name in the
+    /// model's visiting order, e.g. `blocks.3.q_gain`). Every variant's tensors are
+    /// allocated; only those read are trained, decayed and counted.
+    pub fn reads(&self, path: &str) -> bool {
+        let field = path.rsplit('.').next().unwrap_or(path);
+        match field {
+            "lm_head" => !self.tied_embeddings,
+            "w_gate" => self.activation == Activation::SwiGlu,
+            "q_gain" | "k_gain" => self.qk_norm == Some(Gain::Learnable),
+            _ => true,
+        }
+    }
 }
 
 /// Activations captured during a forward pass, for rank probes.

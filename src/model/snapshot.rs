@@ -2,7 +2,8 @@
 //! checkpoint stores of the model.
 
 use dfdx::nn::tensor_collection::{
-    RecursiveWalker, TensorCollection, TensorOptions, TensorVisitor, ViewTensorMut, ViewTensorRef,
+    RecursiveWalker, TensorCollection, TensorOptions, TensorVisitor, ViewTensorMut, ViewTensorName,
+    ViewTensorRef,
 };
 use dfdx::prelude::*;
 
@@ -19,18 +20,55 @@ pub fn tensors_to_host<D: Device<f32>, Mod: TensorCollection<f32, D>>(
     collect.0
 }
 
+/// The path of every tensor of a module type in visiting order (e.g. `blocks.3.q_gain`):
+/// the names of a snapshot's or an optimizer state's positions.
+pub fn tensor_names<D: Device<f32>, Mod: TensorCollection<f32, D>>() -> Vec<String> {
+    let mut names = Names(Vec::new());
+    Mod::iter_tensors(&mut RecursiveWalker {
+        m: String::new(),
+        f: &mut names,
+    })
+    .unwrap_or_else(|never| match never {});
+    names.0
+}
+
+struct Names(Vec<String>);
+
+impl<D: Device<f32>> TensorVisitor<f32, D> for Names {
+    type Viewer = ViewTensorName;
+    type Err = std::convert::Infallible;
+    type E2 = f32;
+    type D2 = D;
+
+    fn visit<S: Shape>(
+        &mut self,
+        _: TensorOptions<S, f32, D>,
+        name: String,
+    ) -> Result<Option<Tensor<S, f32, D>>, Self::Err> {
+        self.0.push(name);
+        Ok(None)
+    }
+}
+
 /// Why a snapshot does not fit a model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotMismatch(pub String);
 
-/// Overwrites every tensor of `module` with `values` (as `tensors_to_host` gave them).
+/// Overwrites the tensors of `module` whose path `take` accepts with `values` (as
+/// `tensors_to_host` gave them); the others keep their values. Every tensor's values
+/// must fit, taken or not.
 pub fn tensors_from_host<D: Device<f32>, Mod: TensorCollection<f32, D>>(
     module: &mut Mod,
     values: &[Vec<f32>],
+    take: &dyn Fn(&str) -> bool,
 ) -> Result<(), SnapshotMismatch> {
-    let mut fill = Fill { values, index: 0 };
+    let mut fill = Fill {
+        values,
+        take,
+        index: 0,
+    };
     Mod::iter_tensors(&mut RecursiveWalker {
-        m: module,
+        m: (module, String::new()),
         f: &mut fill,
     })?;
     if fill.index != values.len() {
@@ -63,11 +101,12 @@ impl<D: Device<f32>> TensorVisitor<f32, D> for Collect {
 
 struct Fill<'a> {
     values: &'a [Vec<f32>],
+    take: &'a dyn Fn(&str) -> bool,
     index: usize,
 }
 
 impl<D: Device<f32>> TensorVisitor<f32, D> for Fill<'_> {
-    type Viewer = ViewTensorMut;
+    type Viewer = (ViewTensorMut, ViewTensorName);
     type Err = SnapshotMismatch;
     type E2 = f32;
     type D2 = D;
@@ -75,7 +114,7 @@ impl<D: Device<f32>> TensorVisitor<f32, D> for Fill<'_> {
     fn visit<S: Shape>(
         &mut self,
         _: TensorOptions<S, f32, D>,
-        t: &mut Tensor<S, f32, D>,
+        (t, path): (&mut Tensor<S, f32, D>, String),
     ) -> Result<Option<Tensor<S, f32, D>>, Self::Err> {
         let index = self.index;
         self.index += 1;
@@ -92,7 +131,9 @@ impl<D: Device<f32>> TensorVisitor<f32, D> for Fill<'_> {
                 values.len()
             )));
         }
-        t.copy_from(values);
+        if (self.take)(&path) {
+            t.copy_from(values);
+        }
         Ok(None)
     }
 }
@@ -110,9 +151,22 @@ mod tests {
             (dev.zeros(), dev.zeros());
         let host = tensors_to_host(&a);
         assert_eq!(host.len(), 2);
-        tensors_from_host(&mut b, &host).unwrap();
+        tensors_from_host(&mut b, &host, &|_| true).unwrap();
         assert_eq!(tensors_to_host(&b), host);
         let mut other: Tensor<Rank1<4>, f32, Cpu> = dev.zeros();
-        assert!(tensors_from_host(&mut other, &host).is_err());
+        assert!(tensors_from_host(&mut other, &host, &|_| true).is_err());
+        // Tuples name their fields by position ("1." is the second).
+        let mut c: (Tensor<Rank2<2, 3>, f32, Cpu>, Tensor<Rank1<3>, f32, Cpu>) =
+            (dev.zeros(), dev.zeros());
+        tensors_from_host(&mut c, &host, &|path| path.starts_with('0')).unwrap();
+        assert_eq!(c.0.as_vec(), host[0]);
+        assert_eq!(c.1.as_vec(), vec![0.0; 3]);
+        type Pair = (Tensor<Rank2<2, 3>, f32, Cpu>, Tensor<Rank1<3>, f32, Cpu>);
+        assert_eq!(tensor_names::<Cpu, Pair>(), ["0.", "1."]);
+        type Tiny = crate::model::Transformer<5, 4, 2, 4, 8, 2, f32, Cpu>;
+        let names = tensor_names::<Cpu, Tiny>();
+        assert_eq!(names.len(), 2 + 2 * 11 + 1);
+        assert_eq!(names[..3], ["embed", "lm_head", "blocks.0.attn_norm"]);
+        assert_eq!(names[7], "blocks.0.q_gain");
     }
 }

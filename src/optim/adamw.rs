@@ -2,12 +2,12 @@
 //! using it could not be checkpointed; this one runs the very same dfdx Adam kernel
 //! (decoupled weight decay) but keeps the moments where they can be saved and restored.
 
-use dfdx::nn::tensor_collection::{
-    RecursiveWalker, TensorCollection, TensorOptions, TensorVisitor, ViewTensorMut,
-};
+use dfdx::nn::tensor_collection::TensorCollection;
 use dfdx::prelude::*;
 
 use crate::spec::run_config::AdamWConfig;
+
+use super::trained::{self, Reads, TensorAction};
 
 /// A device's f32 buffer.
 pub type Buffer<D> = <D as Storage<f32>>::Vec;
@@ -43,14 +43,15 @@ impl HostBuffers for Cuda {
     }
 }
 
-/// AdamW over every trainable tensor of the module it is applied to; apply one instance
-/// to one parameter group only (it keeps one step counter).
+/// AdamW over the tensors of the module it is applied to that the model reads; apply one
+/// instance to one parameter group only (it keeps one step counter).
 pub struct AdamW<D: Device<f32>> {
     pub cfg: AdamConfig,
+    reads: Reads,
     /// Updates taken so far (Adam's bias correction).
     step: i32,
     /// First and second moments, by the tensor's position in the visiting order;
-    /// `None` until the tensor's first update.
+    /// `None` until the tensor's first update, and always for a tensor not read.
     moments: Vec<Option<(Buffer<D>, Buffer<D>)>>,
 }
 
@@ -72,37 +73,41 @@ pub fn adam_config(adamw: &AdamWConfig) -> AdamConfig {
 }
 
 impl<D: HostBuffers> AdamW<D> {
-    pub fn new(cfg: AdamConfig) -> Self {
+    /// AdamW on the tensors `reads` accepts (`trained::all()` for every one).
+    pub fn new(cfg: AdamConfig, reads: Reads) -> Self {
         AdamW {
             cfg,
+            reads,
             step: 0,
             moments: Vec::new(),
         }
     }
 
-    /// One update of every trainable tensor of `module` from `grads`. A tensor without a
-    /// gradient gets a zero one (as `alloc_grads` gives every parameter).
+    /// One update of every trainable tensor of `module` that is read, from `grads`. A
+    /// read tensor without a gradient gets a zero one (as `alloc_grads` gives it).
+    ///
+    /// Moments held for a tensor that is not read are dropped: a checkpoint written
+    /// before unread tensors were skipped holds such moments, all zero (their gradient
+    /// always was), so dropping them continues that run exactly.
     pub fn update<Mod: TensorCollection<f32, D>>(
         &mut self,
         module: &mut Mod,
         grads: &mut Gradients<f32, D>,
     ) -> Result<(), D::Err> {
         self.step = self.step.checked_add(1).expect("fewer than 2^31 steps");
-        let mut visit = Visit {
-            opt: self,
-            grads,
-            index: 0,
-        };
-        Mod::iter_tensors(&mut RecursiveWalker {
-            m: module,
-            f: &mut visit,
-        })?;
-        Ok(())
+        let reads = self.reads.clone();
+        trained::walk(module, &reads, &mut Update { opt: self, grads })
     }
 
+    /// The state on the host, in one canonical form: positions past the last tensor
+    /// with moments are left out (however the vector grew).
     pub fn state(&self, dev: &D) -> Result<AdamWState, D::Err> {
-        let moments = self
+        let used = self
             .moments
+            .iter()
+            .rposition(Option::is_some)
+            .map_or(0, |i| i + 1);
+        let moments = self.moments[..used]
             .iter()
             .map(|slot| {
                 slot.as_ref()
@@ -131,42 +136,35 @@ impl<D: HostBuffers> AdamW<D> {
     }
 }
 
-struct Visit<'a, D: Device<f32>> {
+struct Update<'a, D: Device<f32>> {
     opt: &'a mut AdamW<D>,
     grads: &'a mut Gradients<f32, D>,
-    index: usize,
 }
 
-impl<D: Device<f32>> TensorVisitor<f32, D> for Visit<'_, D> {
-    type Viewer = ViewTensorMut;
-    type Err = D::Err;
-    type E2 = f32;
-    type D2 = D;
-
-    fn visit<S: Shape>(
+impl<D: Device<f32>> TensorAction<D> for Update<'_, D> {
+    fn read<S: Shape>(
         &mut self,
-        opts: TensorOptions<S, f32, D>,
+        index: usize,
         param: &mut Tensor<S, f32, D>,
-    ) -> Result<Option<Tensor<S, f32, D>>, D::Err> {
-        let index = self.index;
-        self.index += 1;
-        if !opts.do_gradient_update {
-            return Ok(None);
+    ) -> Result<(), D::Err> {
+        let moments = &mut self.opt.moments;
+        if moments.len() <= index {
+            moments.resize_with(index + 1, || None);
         }
-        if self.opt.moments.len() <= index {
-            self.opt.moments.resize_with(index + 1, || None);
-        }
-        if self.opt.moments[index].is_none() {
+        if moments[index].is_none() {
             let (dev, len) = (param.device(), param.shape().num_elements());
             let zeros = || <D as Storage<f32>>::try_alloc_len(dev, len);
-            self.opt.moments[index] = Some((zeros()?, zeros()?));
+            moments[index] = Some((zeros()?, zeros()?));
         }
         let grad = self.grads.get_or_alloc_mut(param)?;
-        let (m, v) = self.opt.moments[index].as_mut().expect("allocated above");
-        self.opt
-            .cfg
-            .try_update(self.opt.step, param, m, v, grad)
-            .map(|()| None)
+        let (m, v) = moments[index].as_mut().expect("allocated above");
+        self.opt.cfg.try_update(self.opt.step, param, m, v, grad)
+    }
+
+    fn unread(&mut self, index: usize) {
+        if let Some(slot) = self.opt.moments.get_mut(index) {
+            *slot = None;
+        }
     }
 }
 
@@ -203,7 +201,7 @@ mod tests {
         let dev = Cpu::seed_from_u64(3);
         let mut ours = model(&dev);
         let mut theirs = (ours.0.clone(), ours.1.clone());
-        let mut adamw = AdamW::new(config());
+        let mut adamw = AdamW::new(config(), trained::all());
         let mut adam = Adam::new(&theirs, config());
         for _ in 0..5 {
             let mut g = loss_grads(&dev, &ours, ours.alloc_grads());
@@ -219,7 +217,7 @@ mod tests {
     fn a_restored_state_continues_exactly() {
         let dev = Cpu::seed_from_u64(5);
         let mut straight = model(&dev);
-        let mut adamw = AdamW::new(config());
+        let mut adamw = AdamW::new(config(), trained::all());
         for _ in 0..3 {
             let mut g = loss_grads(&dev, &straight, straight.alloc_grads());
             adamw.update(&mut straight, &mut g).unwrap();
@@ -230,7 +228,7 @@ mod tests {
             dev.tensor_from_vec(straight.0.as_vec(), (Const::<3>, Const::<4>)),
             dev.tensor_from_vec(straight.1.as_vec(), (Const::<4>,)),
         );
-        let mut restored = AdamW::new(config());
+        let mut restored = AdamW::new(config(), trained::all());
         restored.restore(&dev, &state).unwrap();
         for _ in 0..2 {
             let mut g = loss_grads(&dev, &straight, straight.alloc_grads());
@@ -240,5 +238,26 @@ mod tests {
         }
         assert_eq!(straight.0.as_vec(), resumed.0.as_vec());
         assert_eq!(restored.state(&dev).unwrap(), adamw.state(&dev).unwrap());
+    }
+
+    #[test]
+    fn a_tensor_not_read_keeps_its_values_and_gets_no_state() {
+        let dev = Cpu::seed_from_u64(7);
+        let mut model = model(&dev);
+        let bias_before = model.1.as_vec();
+        // Tuples name their fields by position: "1." is the bias.
+        let reads: Reads = std::sync::Arc::new(|path: &str| !path.starts_with('1'));
+        let mut adamw = AdamW::new(config(), reads);
+        // A moment left by an older layout for the unread tensor is dropped.
+        let zeros = || dev.upload(&[0.0; 4]).unwrap();
+        adamw.moments = vec![None, Some((zeros(), zeros()))];
+        for _ in 0..3 {
+            let mut g = loss_grads(&dev, &model, model.alloc_grads());
+            adamw.update(&mut model, &mut g).unwrap();
+        }
+        assert_eq!(model.1.as_vec(), bias_before);
+        let state = adamw.state(&dev).unwrap();
+        assert!(state.moments[0].is_some());
+        assert_eq!(state.moments.len(), 1, "no trailing empty positions");
     }
 }

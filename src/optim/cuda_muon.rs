@@ -18,12 +18,12 @@ use cudarc::driver::{
     CudaDevice, CudaFunction, CudaSlice, DevicePtr, DevicePtrMut, DeviceSlice, LaunchAsync,
     LaunchConfig,
 };
-use dfdx::optim::{Optimizer, Sgd, SgdConfig, WeightDecay};
 use dfdx::prelude::*;
 
-use crate::model::Transformer;
+use crate::model::{Architecture, Transformer};
 use crate::spec::run_config::{Activation, MuonConfig, MuonMatrices, Precision};
 
+use super::apply_update::ApplyUpdate;
 use super::gemm_plan::{newton_schulz_calls, GemmCall};
 use super::groups::MuonGroup;
 use super::muon::update_scale;
@@ -309,8 +309,9 @@ pub struct CudaMuon {
     workspaces: HashMap<(usize, usize), Workspace>,
     /// The stacked [Q; K; V; O^T] gradient of the merged matrix.
     stack: Option<CudaSlice<f32>>,
-    /// dfdx's SGD over the Muon group (its type names the model shape).
-    sgd: Option<Box<dyn std::any::Any>>,
+    /// Applies the updates to the Muon group (built at the first step, from the model's
+    /// architecture).
+    apply: Option<ApplyUpdate<Cuda>>,
 }
 
 impl CudaMuon {
@@ -322,7 +323,7 @@ impl CudaMuon {
             pending: None,
             workspaces: HashMap::new(),
             stack: None,
-            sgd: None,
+            apply: None,
         }
     }
 
@@ -441,9 +442,10 @@ impl MuonStep<Cuda> for CudaMuon {
         &mut self,
         model: &mut Transformer<V, M, HD, KVW, F, L, f32, Cuda>,
         grads: &mut Grads,
-        activation: Activation,
+        arch: &Architecture,
         lr: f64,
     ) -> Result<(), String> {
+        let activation = arch.activation;
         let dev = slot(grads, &model.embed)?.device();
         self.ready(dev)?;
         let merged = self.config.matrices == MuonMatrices::MergedQkvo;
@@ -490,32 +492,15 @@ impl MuonStep<Cuda> for CudaMuon {
             self.in_place(index, slot(grads, &block.w_down)?, (M, F))?;
             index += 1;
         }
-        // p = p (1 - lr wd) - lr update, on the Muon group only. One SGD for the run:
-        // dfdx allocates its (unused, momentum-free) velocity once, not every step.
-        type GroupSgd<
-            const V: usize,
-            const M: usize,
-            const HD: usize,
-            const KVW: usize,
-            const F: usize,
-            const L: usize,
-        > = Sgd<MuonGroup<V, M, HD, KVW, F, L, Cuda>, f32, Cuda>;
+        // p = p (1 - lr wd) - lr update, on the Muon group's tensors that are read.
         let weight_decay = self.config.weight_decay;
-        let sgd = self.sgd.get_or_insert_with(|| {
-            Box::new(GroupSgd::<V, M, HD, KVW, F, L>::new(
-                MuonGroup::of(model),
-                SgdConfig {
-                    lr,
-                    momentum: None,
-                    weight_decay: Some(WeightDecay::Decoupled(weight_decay)),
-                },
-            ))
+        let apply = self.apply.get_or_insert_with(|| {
+            let arch = arch.clone();
+            ApplyUpdate::new(weight_decay, Arc::new(move |path| arch.reads(path)))
         });
-        let sgd = sgd
-            .downcast_mut::<GroupSgd<V, M, HD, KVW, F, L>>()
-            .expect("a CudaMuon serves one model shape");
-        sgd.cfg.lr = lr;
-        sgd.update(MuonGroup::of_mut(model), grads)
+        apply.lr = lr;
+        apply
+            .apply(MuonGroup::of_mut(model), grads)
             .map_err(|e| err("applying the Muon update", e))
     }
 

@@ -2,17 +2,18 @@
 //! parameters between Muon and AdamW.
 
 pub mod adamw;
+pub mod apply_update;
 #[cfg(feature = "cuda")]
 pub mod cuda_muon;
 pub mod gemm_plan;
 pub mod groups;
 pub mod muon;
 pub mod newton_schulz;
+pub mod trained;
 
 use dfdx::prelude::{Device, Gradients};
 
-use crate::model::Transformer;
-use crate::spec::run_config::Activation;
+use crate::model::{Architecture, Transformer};
 
 /// Muon on one kind of device: the CPU reference (`muon::Muon`) or the CUDA kernels
 /// (`cuda_muon::CudaMuon`). Errors are device errors, as text.
@@ -29,7 +30,7 @@ pub trait MuonStep<D: Device<f32>> {
         &mut self,
         model: &mut Transformer<V, M, HD, KVW, F, L, f32, D>,
         grads: &mut Gradients<f32, D>,
-        activation: Activation,
+        arch: &Architecture,
         lr: f64,
     ) -> Result<(), String>;
 

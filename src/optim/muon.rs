@@ -5,7 +5,7 @@ use dfdx::prelude::*;
 use rayon::prelude::*;
 
 use crate::model::cpu_ops::host;
-use crate::model::Transformer;
+use crate::model::{Architecture, Transformer};
 use crate::spec::run_config::{Activation, MuonConfig, MuonMatrices, UpdateScale};
 
 use super::newton_schulz::{orthogonalize, transpose};
@@ -243,10 +243,10 @@ impl super::MuonStep<Cpu> for Muon {
         &mut self,
         model: &mut Transformer<V, M, HD, KVW, F, L, f32, Cpu>,
         grads: &mut Gradients<f32, Cpu>,
-        activation: Activation,
+        arch: &Architecture,
         lr: f64,
     ) -> Result<(), String> {
-        Muon::step(self, model, grads, activation, lr);
+        Muon::step(self, model, grads, arch.activation, lr);
         Ok(())
     }
 

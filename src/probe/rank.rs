@@ -96,9 +96,26 @@ impl Spectrum {
                     })
                     .map_or(s.len() as f64, |i| (i + 1) as f64)
             }
-            RankMetric::ConditionNumber => max / s.last().copied().unwrap_or(0.0),
+            RankMetric::ConditionNumber => {
+                let min = s.last().copied().unwrap_or(0.0);
+                if min < max * resolvable_ratio(s.len()) {
+                    f64::INFINITY
+                } else {
+                    max / min
+                }
+            }
         }
     }
+}
+
+/// The smallest s_min / s_max that activations of `d` columns can resolve. They are f32:
+/// each element carries a relative error of up to f32's epsilon (more after a forward
+/// pass), which moves every singular value by up to ||dK||_2 <= ||dK||_F <= eps sqrt(d)
+/// s_max (Weyl). Below this ratio s_min is rounding noise, so the condition number is
+/// recorded as infinite: the largest finite value is 1 / ratio (about 1.05e6 for
+/// head_dim 64, 7.4e5 for 128).
+pub fn resolvable_ratio(d: usize) -> f64 {
+    f64::from(f32::EPSILON) * (d as f64).sqrt()
 }
 
 /// The name of a metric in probes.parquet.
@@ -202,5 +219,47 @@ mod tests {
             study < cov / 2.0,
             "the mean direction dominates the uncentred PR: {study}"
         );
+    }
+
+    #[test]
+    fn a_condition_number_beyond_float32_precision_is_infinite() {
+        // Orthogonal columns scaled 1, 1e-2 and `small`: condition number 1 / small.
+        let (n, d) = (512, 3);
+        let q = gaussian(n, d, 5);
+        let k_with = |small: f32| -> Vec<f32> {
+            // Orthonormalise the three Gaussian columns (Gram-Schmidt), then scale them.
+            let mut cols: Vec<Vec<f64>> = (0..d)
+                .map(|j| (0..n).map(|i| f64::from(q[i * d + j])).collect())
+                .collect();
+            for j in 0..d {
+                for p in 0..j {
+                    let dot: f64 = (0..n).map(|i| cols[j][i] * cols[p][i]).sum();
+                    let prev = cols[p].clone();
+                    cols[j]
+                        .iter_mut()
+                        .zip(prev)
+                        .for_each(|(c, v)| *c -= dot * v);
+                }
+                let norm = cols[j].iter().map(|v| v * v).sum::<f64>().sqrt();
+                cols[j].iter_mut().for_each(|c| *c /= norm);
+            }
+            let scales = [1.0, 1e-2, f64::from(small)];
+            (0..n * d)
+                .map(|x| (cols[x % d][x / d] * scales[x % d]) as f32)
+                .collect()
+        };
+        let limit = 1.0 / resolvable_ratio(d);
+        assert!((limit - 4.85e6).abs() < 1e4, "{limit}");
+        // 1e4 is resolvable and comes out right (to the f32 rounding of the data);
+        // 1e9 is far below float32 noise.
+        let resolved = Spectrum::from_rows(&k_with(1e-4), n, d).metric(RankMetric::ConditionNumber);
+        assert!((resolved / 1e4 - 1.0).abs() < 1e-2, "{resolved}");
+        let noise = Spectrum::from_rows(&k_with(1e-9), n, d).metric(RankMetric::ConditionNumber);
+        assert_eq!(noise, f64::INFINITY);
+        // Exactly rank-deficient data too.
+        let mut flat = k_with(1.0);
+        flat.chunks_exact_mut(d).for_each(|row| row[2] = 0.0);
+        let deficient = Spectrum::from_rows(&flat, n, d).metric(RankMetric::ConditionNumber);
+        assert_eq!(deficient, f64::INFINITY);
     }
 }

@@ -43,6 +43,15 @@ fn line_chart<DB: DrawingBackend>(
     y_label: &str,
     series: &[Series],
 ) -> Result<(), String> {
+    // An infinite value (a condition number beyond float32 precision) has no place on
+    // an axis: it is left out of the figure (the tables show it as inf).
+    let series: Vec<Series> = series
+        .iter()
+        .map(|(label, points)| {
+            let finite = points.iter().copied().filter(|(_, y)| y.is_finite());
+            (label.clone(), finite.collect())
+        })
+        .collect();
     let points = series.iter().flat_map(|(_, p)| p.iter());
     let (mut x_max, mut y_min, mut y_max) = (1.0f64, f64::MAX, f64::MIN);
     for &(x, y) in points {
@@ -162,7 +171,9 @@ pub fn write_plots(
         let path = dir.join(&name);
         let root = BitMapBackend::new(&path, (900, 560)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
-        let y_max = layers.iter().copied().fold(threshold, f64::max) * 1.1;
+        // A layer with an infinite value gets no bar (see `line_chart`).
+        let finite = layers.iter().copied().filter(|v| v.is_finite());
+        let y_max = finite.fold(threshold, f64::max) * 1.1;
         let mut chart = ChartBuilder::on(&root)
             .caption(
                 format!(
@@ -189,9 +200,15 @@ pub fn write_plots(
             .map_err(|e| e.to_string())?;
         let c = color(i);
         chart
-            .draw_series(layers.iter().enumerate().map(|(l, &v)| {
-                Rectangle::new([(l as f64 - 0.35, 0.0), (l as f64 + 0.35, v)], c.filled())
-            }))
+            .draw_series(
+                layers
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, v)| v.is_finite())
+                    .map(|(l, &v)| {
+                        Rectangle::new([(l as f64 - 0.35, 0.0), (l as f64 + 0.35, v)], c.filled())
+                    }),
+            )
             .map_err(|e| e.to_string())?;
         chart
             .draw_series(LineSeries::new(

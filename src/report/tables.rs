@@ -51,10 +51,14 @@ pub struct Report {
     pub runs: Vec<RunResults>,
 }
 
+/// A table cell: "-" when missing or NaN, "inf" for a value beyond what the data
+/// resolves (a condition number past float32 precision).
 fn fmt(value: Option<f64>, digits: usize) -> String {
-    value
-        .filter(|v| v.is_finite())
-        .map_or_else(|| "-".to_owned(), |v| format!("{v:.digits$}"))
+    match value {
+        Some(v) if v.is_finite() => format!("{v:.digits$}"),
+        Some(v) if v.is_infinite() => if v > 0.0 { "inf" } else { "-inf" }.to_owned(),
+        _ => "-".to_owned(),
+    }
 }
 
 /// A markdown table and the same table as CSV.

@@ -34,6 +34,28 @@ spec_struct! {
         pub val_fraction: f64,
         /// Validation sequences in the fixed eval batch (same for every run of a study).
         pub eval_sequences: usize,
+        /// Where in the validation split the eval batch's windows lie. `First` is left
+        /// out of the serialised config, so run ids from before the option stay valid.
+        #[serde(default, skip_serializing_if = "EvalWindows::is_first")]
+        pub eval_windows: EvalWindows,
+    }
+}
+
+/// Which windows of the validation split form the eval batch. Either way the batch is
+/// fixed for a study (it depends on no seed), so runs stay paired.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EvalWindows {
+    /// The first `eval_sequences` windows, contiguous from the split's start (the seed
+    /// study's choice): a few documents when the batch is small.
+    #[default]
+    First,
+    /// `eval_sequences` windows spread evenly over the whole split.
+    Spread,
+}
+
+impl EvalWindows {
+    pub fn is_first(&self) -> bool {
+        *self == EvalWindows::First
     }
 }
 
@@ -356,6 +378,7 @@ pub enum RankMetric {
 patch_as_leaf!(
     Corpus,
     Tokenizer,
+    EvalWindows,
     Activation,
     EmbeddingScale,
     QkNorm,

@@ -1,11 +1,13 @@
 //! The optimizers of a run: AdamW on everything, or Muon on the hidden matrices and
-//! AdamW on the rest, each owning exactly its parameters; their state for checkpoints.
+//! AdamW on the rest, each owning exactly its parameters among those the model reads;
+//! their state for checkpoints.
 
 use dfdx::prelude::*;
 
 use crate::model::{Architecture, Transformer};
 use crate::optim::adamw::{adam_config, AdamW, AdamWState};
 use crate::optim::groups::AdamWGroup;
+use crate::optim::trained::Reads;
 use crate::optim::MuonStep;
 use crate::profile;
 use crate::spec::run_config::{AdamWConfig, OptimizerConfig};
@@ -48,17 +50,18 @@ impl<
         const L: usize,
     > Optimizers<D, V, M, HD, KVW, F, L>
 {
-    pub(super) fn new(config: &OptimizerConfig) -> Self {
+    /// The optimizers of `config`, owning the tensors that `reads` accepts.
+    pub(super) fn new(config: &OptimizerConfig, reads: &Reads) -> Self {
         match config {
             OptimizerConfig::AdamW(adamw) => Optimizers::AdamW {
                 config: adamw.clone(),
-                adamw: AdamW::new(adam_config(adamw)),
+                adamw: AdamW::new(adam_config(adamw), reads.clone()),
             },
             OptimizerConfig::Muon(muon) => Optimizers::Muon {
                 muon: D::muon(muon),
                 lr: muon.lr,
                 config: muon.adamw.clone(),
-                adamw: AdamW::new(adam_config(&muon.adamw)),
+                adamw: AdamW::new(adam_config(&muon.adamw), reads.clone()),
             },
         }
     }
@@ -87,8 +90,7 @@ impl<
             } => {
                 let muon_lr = *lr * multiplier;
                 let muon_span = profile::span("step: Muon update");
-                muon.step(model, grads, arch.activation, muon_lr)
-                    .map_err(device_err)?;
+                muon.step(model, grads, arch, muon_lr).map_err(device_err)?;
                 drop(muon_span);
                 let _span = profile::span("step: AdamW update");
                 adamw.cfg.lr = config.lr * multiplier;

@@ -10,6 +10,7 @@ use crate::data::Dataset;
 use crate::model::init::init_model;
 use crate::model::snapshot::{tensors_from_host, tensors_to_host};
 use crate::model::{Architecture, Constants, Taps, Transformer};
+use crate::optim::trained::{self, Reads};
 use crate::plan::cost::steps_and_tokens;
 use crate::probe::measure;
 use crate::profile;
@@ -38,6 +39,10 @@ fn data_err(err: crate::data::DataError) -> TrainError {
     TrainError::Run(err.to_string())
 }
 
+fn device_err(err: impl std::fmt::Debug) -> TrainError {
+    TrainError::Run(format!("gradient buffers: {err:?}"))
+}
+
 pub(super) struct RunLoop<
     'a,
     D: TrainDevice,
@@ -54,6 +59,8 @@ pub(super) struct RunLoop<
     consts: Constants<HD, D>,
     model: Transformer<V, M, HD, KVW, F, L, f32, D>,
     optimizers: Optimizers<D, V, M, HD, KVW, F, L>,
+    /// The tensors the model reads: the only ones with gradients, state and updates.
+    reads: Reads,
     batches: TrainBatches<'a>,
     eval: TokenTensors<D>,
     steps: u64,
@@ -94,13 +101,23 @@ impl<
             config.seed,
         )
         .map_err(data_err)?;
-        let eval =
-            eval_batch(&dataset.splits.val, data.seq_len, data.eval_sequences).map_err(data_err)?;
+        let eval = eval_batch(
+            &dataset.splits.val,
+            data.seq_len,
+            data.eval_sequences,
+            data.eval_windows,
+        )
+        .map_err(data_err)?;
+        let reads: Reads = {
+            let arch = arch.clone();
+            std::sync::Arc::new(move |path| arch.reads(path))
+        };
         let mut run = RunLoop {
             config,
             consts: Constants::<HD, D>::new(&dev, &arch, data.seq_len),
             model: init_model(&dev, config.model.init_std),
-            optimizers: Optimizers::new(&config.optimizer),
+            optimizers: Optimizers::new(&config.optimizer, &reads),
+            reads,
             batches,
             eval: batch_tensors(&dev, &eval),
             steps: steps_and_tokens(config).0,
@@ -130,12 +147,16 @@ impl<
                 checkpoint.step, self.steps
             )));
         }
-        tensors_from_host(&mut self.model, &checkpoint.model).map_err(|mismatch| {
-            TrainError::Run(format!(
-                "the checkpoint does not fit the model: {}",
-                mismatch.0
-            ))
-        })?;
+        // A tensor the model does not read keeps its initial value: a checkpoint written
+        // before such tensors were left alone holds a weight-decayed copy.
+        tensors_from_host(&mut self.model, &checkpoint.model, &*self.reads).map_err(
+            |mismatch| {
+                TrainError::Run(format!(
+                    "the checkpoint does not fit the model: {}",
+                    mismatch.0
+                ))
+            },
+        )?;
         self.optimizers
             .restore(&self.dev, &checkpoint.adamw, checkpoint.muon)?;
         self.start = checkpoint.step;
@@ -150,7 +171,7 @@ impl<
         let evals = eval_steps(self.config, self.steps);
         let probes = probe_steps(self.config, self.steps);
         let mut last_checkpoint = (self.start, Instant::now());
-        let mut grads = self.model.alloc_grads();
+        let mut grads = trained::alloc_grads(&mut self.model, &self.reads).map_err(device_err)?;
         for step in self.start..=self.steps {
             let tokens = step * self.tokens_per_step;
             let resumed_here = step == self.start && step > 0;
@@ -220,7 +241,7 @@ impl<
                 .optimizers
                 .step(&mut self.model, &mut grads, &self.arch, multiplier)?;
             let zero_span = profile::span("step: zero gradients");
-            self.model.zero_grads(&mut grads);
+            trained::zero_grads(&mut self.model, &self.reads, &mut grads).map_err(device_err)?;
             drop(zero_span);
             self.counters.train_seconds += step_started.elapsed().as_secs_f64();
             let tokens_per_s = done as f64 / self.counters.train_seconds.max(1e-9);

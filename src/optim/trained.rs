@@ -1,0 +1,194 @@
+//! The tensors an optimizer owns: those of a module (a model or a parameter group) that
+//! the configured model reads. A tied LM head, the SwiGLU gate of another activation and
+//! frozen QK-norm gains are allocated but never read, so they get no gradient buffer, no
+//! optimizer state, no update and no weight decay.
+//!
+//! Walks keep the module's visiting order and number every tensor, read or not, so state
+//! kept by position (AdamW's moments, a checkpoint's tensors) lines up whatever is skipped.
+
+use dfdx::nn::tensor_collection::{
+    RecursiveWalker, TensorCollection, TensorOptions, TensorVisitor, ViewTensorMut, ViewTensorName,
+};
+use dfdx::prelude::*;
+
+/// Which tensors, by path, the model reads (`Architecture::reads`); `all` for a module
+/// every tensor of which is used.
+pub type Reads = std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// Every tensor is read.
+pub fn all() -> Reads {
+    std::sync::Arc::new(|_| true)
+}
+
+/// What a walk does with each tensor.
+pub trait TensorAction<D: Device<f32>> {
+    /// A trainable tensor the model reads, at position `index` of the visiting order.
+    fn read<S: Shape>(&mut self, index: usize, param: &mut Tensor<S, f32, D>)
+        -> Result<(), D::Err>;
+
+    /// A tensor the model does not read (or one marked not trainable).
+    fn unread(&mut self, _index: usize) {}
+}
+
+/// Calls `action` on every tensor of `module` in visiting order, split by `reads`.
+pub fn walk<D: Device<f32>, Mod: TensorCollection<f32, D>, A: TensorAction<D>>(
+    module: &mut Mod,
+    reads: &Reads,
+    action: &mut A,
+) -> Result<(), D::Err> {
+    let mut visit = Visit {
+        reads,
+        action,
+        index: 0,
+    };
+    Mod::iter_tensors(&mut RecursiveWalker {
+        m: (module, String::new()),
+        f: &mut visit,
+    })?;
+    Ok(())
+}
+
+struct Visit<'a, A> {
+    reads: &'a Reads,
+    action: &'a mut A,
+    index: usize,
+}
+
+impl<D: Device<f32>, A: TensorAction<D>> TensorVisitor<f32, D> for Visit<'_, A> {
+    type Viewer = (ViewTensorMut, ViewTensorName);
+    type Err = D::Err;
+    type E2 = f32;
+    type D2 = D;
+
+    fn visit<S: Shape>(
+        &mut self,
+        opts: TensorOptions<S, f32, D>,
+        (param, path): (&mut Tensor<S, f32, D>, String),
+    ) -> Result<Option<Tensor<S, f32, D>>, D::Err> {
+        let index = self.index;
+        self.index += 1;
+        if opts.do_gradient_update && (self.reads)(&path) {
+            self.action.read(index, param)?;
+        } else {
+            self.action.unread(index);
+        }
+        Ok(None)
+    }
+}
+
+/// Gradient buffers for exactly the tensors of `module` that are read, all zero: what
+/// dfdx's `alloc_grads` gives every tensor.
+pub fn alloc_grads<D: Device<f32>, Mod: TensorCollection<f32, D>>(
+    module: &mut Mod,
+    reads: &Reads,
+) -> Result<Gradients<f32, D>, D::Err> {
+    let mut zero = ZeroGrads(Gradients::leaky());
+    walk(module, reads, &mut zero)?;
+    Ok(zero.0)
+}
+
+/// Zeroes the gradients of the tensors of `module` that are read (after an update).
+pub fn zero_grads<D: Device<f32>, Mod: TensorCollection<f32, D>>(
+    module: &mut Mod,
+    reads: &Reads,
+    grads: &mut Gradients<f32, D>,
+) -> Result<(), D::Err> {
+    let mut zero = ZeroGrads(std::mem::replace(grads, Gradients::leaky()));
+    let result = walk(module, reads, &mut zero);
+    *grads = zero.0;
+    result
+}
+
+struct ZeroGrads<D: Device<f32>>(Gradients<f32, D>);
+
+impl<D: Device<f32>> TensorAction<D> for ZeroGrads<D> {
+    fn read<S: Shape>(&mut self, _: usize, param: &mut Tensor<S, f32, D>) -> Result<(), D::Err> {
+        let grad = self.0.get_or_alloc_mut(param)?;
+        param.device().try_fill_with_zeros(grad)
+    }
+}
+
+/// The number of values in the tensors of `module` that are read: what is trained.
+pub fn count<D: Device<f32>, Mod: TensorCollection<f32, D>>(
+    module: &mut Mod,
+    reads: &Reads,
+) -> usize {
+    struct Count(usize);
+    impl<D: Device<f32>> TensorAction<D> for Count {
+        fn read<S: Shape>(&mut self, _: usize, p: &mut Tensor<S, f32, D>) -> Result<(), D::Err> {
+            self.0 += p.shape().num_elements();
+            Ok(())
+        }
+    }
+    let mut n = Count(0);
+    walk(module, reads, &mut n).unwrap_or_else(|_| unreachable!("counting allocates nothing"));
+    n.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::init::init_model;
+    use crate::model::{Architecture, Transformer};
+    use crate::plan::cost::param_count;
+    use crate::spec::run_config::{Activation, Gain, QkNorm};
+
+    type Tiny = Transformer<11, 16, 4, 8, 24, 2, f32, Cpu>;
+
+    #[test]
+    fn what_is_read_is_what_param_count_counts() {
+        let dev = Cpu::seed_from_u64(1);
+        let mut model: Tiny = init_model(&dev, 0.2);
+        let mut config = crate::spec::test_fixtures::tiny().model;
+        (
+            config.d_model,
+            config.n_heads,
+            config.n_kv_heads,
+            config.head_dim,
+        ) = (16, 4, 2, 4);
+        (config.d_ff, config.n_layers) = (24, 2);
+        for activation in [Activation::SquaredRelu, Activation::SwiGlu] {
+            for tied in [true, false] {
+                for qk_norm in [
+                    QkNorm::None,
+                    QkNorm::RmsNorm { gain: Gain::Frozen },
+                    QkNorm::RmsNorm {
+                        gain: Gain::Learnable,
+                    },
+                ] {
+                    (config.activation, config.tied_embeddings) = (activation, tied);
+                    config.qk_norm = qk_norm;
+                    let arch = Architecture::from_config(&config);
+                    let reads: Reads = std::sync::Arc::new(move |p| arch.reads(p));
+                    let counted = count(&mut model, &reads) as u64;
+                    assert_eq!(counted, param_count(&config, 11).total(), "{config:?}");
+                }
+            }
+        }
+        assert_eq!(count(&mut model, &all()), model.num_trainable_params());
+    }
+
+    #[test]
+    fn gradients_exist_only_for_what_is_read() {
+        let dev = Cpu::seed_from_u64(1);
+        let mut model: Tiny = init_model(&dev, 0.2);
+        let reads: Reads = std::sync::Arc::new(|p: &str| !p.ends_with("w_gate"));
+        let mut grads = alloc_grads(&mut model, &reads).unwrap();
+        // dfdx's `get` panics for a tensor without a gradient buffer.
+        let has = |grads: &Gradients<f32, Cpu>, t: &Tensor<Rank2<24, 16>, f32, Cpu>| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| grads.get(t))).ok()
+        };
+        assert!(has(&grads, &model.blocks[0].w_gate).is_none());
+        let w_up = &model.blocks[1].w_up;
+        grads.get_or_alloc_mut(w_up).unwrap().fill(3.0);
+        assert_eq!(has(&grads, w_up).unwrap().as_vec()[0], 3.0);
+        zero_grads(&mut model, &reads, &mut grads).unwrap();
+        let w_up = &model.blocks[1].w_up;
+        assert!(has(&grads, w_up)
+            .unwrap()
+            .as_vec()
+            .iter()
+            .all(|&g| g == 0.0));
+        assert!(has(&grads, &model.blocks[0].w_gate).is_none());
+    }
+}

@@ -1,0 +1,207 @@
+//! Optimizers, their state and checkpoints cover exactly the tensors the configured model
+//! reads: a tied LM head, an unused SwiGLU gate and frozen or absent QK-norm gains keep
+//! their initial values bit for bit, get no optimizer state, and a checkpoint of the
+//! earlier layout (moments and weight decay for them) resumes to the same results.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use dfdx::prelude::Cpu;
+use rankprobe::data::prepare_dataset;
+use rankprobe::model::snapshot::tensor_names;
+use rankprobe::model::{Architecture, Transformer};
+use rankprobe::optim::groups::AdamWGroup;
+use rankprobe::plan::cost::param_count;
+use rankprobe::plan::PlannedRun;
+use rankprobe::spec::run_config::OptimizerConfig;
+use rankprobe::train::checkpoint::Checkpoint;
+use rankprobe::train::{
+    train_run, CheckpointPolicy, MetricRow, Split, TrainObserver, TrainOptions,
+};
+
+/// The tiny study's model shape: vocabulary 2048, d_model 128, head_dim 32, KV width 64,
+/// d_ff 512, 4 layers.
+type Tiny = Transformer<2048, 128, 32, 64, 512, 4, f32, Cpu>;
+type TinyAdamWGroup = AdamWGroup<2048, 128, 32, 64, 512, 4, Cpu>;
+
+/// Train losses, and every checkpoint as it was on disk when the next one was due.
+struct Observer {
+    path: PathBuf,
+    losses: Vec<(u64, f64)>,
+    checkpoints: Vec<Checkpoint>,
+}
+
+impl TrainObserver for Observer {
+    fn metric(&mut self, row: MetricRow) {
+        if row.split == Split::Train && row.metric == "loss" {
+            self.losses.push((row.step, row.value));
+        }
+    }
+
+    fn step_done(&mut self, _: u64, _: f32, _: f64) {}
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if let Some(checkpoint) = Checkpoint::read(&self.path).unwrap() {
+            self.checkpoints.push(checkpoint);
+        }
+        Ok(())
+    }
+}
+
+fn run(label: &str) -> PlannedRun {
+    let plan = common::plan_text(&common::tiny_text()).unwrap();
+    plan.runs.into_iter().find(|r| r.label == label).unwrap()
+}
+
+/// Trains `run` with a checkpoint every 4 steps, from `resume` if given.
+fn train(run: &PlannedRun, dir: &Path, resume: Option<Checkpoint>) -> Observer {
+    let path = dir.join("checkpoint.bin");
+    let dataset = prepare_dataset(&run.config.data).unwrap();
+    let mut observer = Observer {
+        path: path.clone(),
+        losses: Vec::new(),
+        checkpoints: Vec::new(),
+    };
+    let options = TrainOptions {
+        checkpoints: Some(CheckpointPolicy {
+            path: path.clone(),
+            run_id: run.id.clone(),
+            every_tokens: Some(4 * run.config.data.tokens_per_step()),
+            every: None,
+        }),
+        resume,
+        ..TrainOptions::default()
+    };
+    train_run(&run.config, &dataset, &mut observer, options).unwrap();
+    observer
+        .checkpoints
+        .push(Checkpoint::read(&path).unwrap().unwrap());
+    observer
+}
+
+/// The names of the AdamW state's positions: the whole model in an AdamW run, the
+/// AdamW group in a Muon run.
+fn adamw_names(run: &PlannedRun) -> Vec<String> {
+    match run.config.optimizer {
+        OptimizerConfig::AdamW(_) => tensor_names::<Cpu, Tiny>(),
+        OptimizerConfig::Muon(_) => tensor_names::<Cpu, TinyAdamWGroup>(),
+    }
+}
+
+/// Every checkpoint holds the initial values of the unread tensors, gains exactly 1, and
+/// optimizer moments for exactly the read tensors, as many values as `plan` counts.
+fn assert_only_read_tensors_trained(run: &PlannedRun, checkpoints: &[Checkpoint]) {
+    let arch = Architecture::from_config(&run.config.model);
+    let names = tensor_names::<Cpu, Tiny>();
+    let unread: Vec<usize> = (0..names.len())
+        .filter(|&i| !arch.reads(&names[i]))
+        .collect();
+    assert!(!unread.is_empty());
+    let first = &checkpoints[0];
+    for checkpoint in checkpoints {
+        for &i in &unread {
+            assert_eq!(checkpoint.model[i], first.model[i], "{} changed", names[i]);
+            if names[i].ends_with("_gain") {
+                assert!(
+                    checkpoint.model[i].iter().all(|&g| g == 1.0),
+                    "{}",
+                    names[i]
+                );
+            }
+        }
+        let state_names = adamw_names(run);
+        let mut moment_values = 0;
+        for (i, slot) in checkpoint.adamw.moments.iter().enumerate() {
+            match slot {
+                Some((m, _)) => {
+                    assert!(arch.reads(&state_names[i]), "state for {}", state_names[i]);
+                    moment_values += m.len() as u64;
+                }
+                None => assert!(
+                    !arch.reads(&state_names[i]),
+                    "no state for {}",
+                    state_names[i]
+                ),
+            }
+        }
+        let params = param_count(&run.config.model, 2048);
+        let adamw_owned = match run.config.optimizer {
+            OptimizerConfig::AdamW(_) => params.total(),
+            OptimizerConfig::Muon(_) => params.embeddings + params.gains,
+        };
+        assert_eq!(moment_values, adamw_owned);
+    }
+}
+
+/// What the earlier layout wrote: zero moments for every unread tensor, and the unread
+/// tensors weight-decayed.
+fn as_earlier_layout(run: &PlannedRun, mut checkpoint: Checkpoint) -> Checkpoint {
+    let arch = Architecture::from_config(&run.config.model);
+    for (i, name) in tensor_names::<Cpu, Tiny>().iter().enumerate() {
+        if !arch.reads(name) {
+            checkpoint.model[i].iter_mut().for_each(|v| *v *= 0.9985);
+        }
+    }
+    let state_names = adamw_names(run);
+    checkpoint.adamw.moments.resize(state_names.len(), None);
+    for (slot, name) in checkpoint.adamw.moments.iter_mut().zip(&state_names) {
+        if !arch.reads(name) {
+            let len = slot_len(name);
+            *slot = Some((vec![0.0; len], vec![0.0; len]));
+        }
+    }
+    checkpoint
+}
+
+fn slot_len(name: &str) -> usize {
+    let field = name.rsplit('.').next().unwrap();
+    match field {
+        "lm_head" => 2048 * 128,
+        "w_gate" => 512 * 128,
+        "q_gain" | "k_gain" => 32,
+        other => panic!("{other} is read"),
+    }
+}
+
+#[test]
+fn unread_tensors_stay_initial_and_an_earlier_checkpoint_resumes_exactly() {
+    // A2: Muon, no QK-norm; B2: AdamW, no QK-norm. Both tie embeddings and use squared
+    // ReLU, so the LM head, every gate and every QK gain are unread.
+    for label in ["A2", "B2"] {
+        let run = run(label);
+        let dir =
+            std::env::temp_dir().join(format!("rankprobe-trained-{label}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let straight = train(&run, &dir, None);
+        assert!(straight.checkpoints.len() >= 2, "{label}");
+        assert_only_read_tensors_trained(&run, &straight.checkpoints);
+
+        let earlier = as_earlier_layout(&run, straight.checkpoints[0].clone());
+        let from = earlier.step;
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&dir).unwrap();
+        let resumed = train(&run, &dir, Some(earlier));
+        let tail: Vec<_> = straight.losses.iter().filter(|(s, _)| *s > from).collect();
+        let resumed_losses: Vec<_> = resumed.losses.iter().collect();
+        assert_eq!(resumed_losses, tail, "{label}: resumed losses differ");
+        let last = resumed.checkpoints.last().unwrap();
+        assert_only_read_tensors_trained(&run, &[straight.checkpoints[0].clone(), last.clone()]);
+        let straight_last = straight.checkpoints.last().unwrap();
+        assert_eq!(last.step, straight_last.step, "{label}");
+        assert!(
+            last.model == straight_last.model,
+            "{label}: final weights differ"
+        );
+        assert!(
+            last.adamw == straight_last.adamw,
+            "{label}: AdamW state differs"
+        );
+        assert!(
+            last.muon == straight_last.muon,
+            "{label}: Muon momentum differs"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
