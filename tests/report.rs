@@ -45,6 +45,7 @@ fn write_run(
         git: None,
         versions: vec![],
         data: None,
+        trained_params: None,
         started_at: "2026-01-01T00:00:00Z".into(),
         ended_at: None,
         wall_seconds: None,

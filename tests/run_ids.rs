@@ -34,6 +34,14 @@ fn golden_run_id_is_stable() {
     // together with a migration note in README.
     assert_eq!(run_id(&config), "d41100dccce8");
     assert_eq!(run_id(&config).len(), 12);
+    // An option added later keeps the id when it is at its default.
+    let explicit = GOLDEN_CONFIG.replacen(
+        "eval_sequences: 16),",
+        "eval_sequences: 16, eval_windows: First),",
+        1,
+    );
+    let explicit: RunConfig = ron_options().from_str(&explicit).unwrap();
+    assert_eq!(run_id(&explicit), "d41100dccce8");
 }
 
 #[test]
@@ -117,6 +125,7 @@ fn changing_any_variant_changes_the_id() {
     let overrides = [
         ("data.corpus", "Mix"),
         ("data.tokenizer", "Gpt2"),
+        ("data.eval_windows", "Spread"),
         ("model.activation", "SwiGlu"),
         ("model.embedding_scale", "Unscaled"),
         ("model.qk_norm", "RmsNorm(gain: Frozen)"),

@@ -111,6 +111,16 @@ fn sweep_writes_tidy_metrics_and_manifests_and_is_deterministic() {
             .all(|r| *r == format!("{label}-{}", manifest.run_id)));
         // Exact token accounting: 10 steps of 16 x 128 tokens.
         assert_eq!(manifest.tokens, Some(20_480));
+        // Trained parameters: 4 x (attention 128 x (128 + 64 + 64 + 128) + squared-ReLU
+        // feed-forward 2 x 128 x 512) + the tied embedding 2048 x 128 + norm gains
+        // 4 x 2 x 128 + 128, and QK gains 4 x 2 x 32 where QK-norm is on.
+        let qk_gains = if label == "B2" { 0 } else { 4 * 2 * 32 };
+        let expected = 4 * (128 * 384 + 2 * 128 * 512) + 2048 * 128 + 4 * 2 * 128 + 128;
+        assert_eq!(
+            manifest.trained_params,
+            Some(expected + qk_gains),
+            "{label}"
+        );
         assert_eq!(column_u64(&frame, "tokens").into_iter().max(), Some(20_480));
         // Validation loss at 0, 4096 (step 2), 10240 (step 5) and the end, decreasing.
         let splits = column_str(&frame, "split");

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::data::Dataset;
-use crate::plan::cost::steps_and_tokens;
+use crate::plan::cost::{param_count, steps_and_tokens};
 use crate::plan::{Plan, PlannedRun};
 use crate::spec::{ron_options, Device};
 use crate::store::manifest::{git_state, now, versions, DataSummary, Manifest, RunStatus};
@@ -57,6 +57,7 @@ pub(super) fn train_one(
             train_tokens: meta.train_tokens,
             val_tokens: meta.val_tokens,
         }),
+        trained_params: Some(param_count(&run.config.model, meta.vocab_size as u64).total()),
         started_at: now(),
         ended_at: None,
         wall_seconds: None,

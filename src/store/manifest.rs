@@ -68,6 +68,10 @@ pub struct Manifest {
     /// rankprobe and the versions of the crates that shape results.
     pub versions: Vec<(String, String)>,
     pub data: Option<DataSummary>,
+    /// Parameters the optimizers train: those the configured model reads (a tied LM
+    /// head, an unused SwiGLU gate or frozen QK gains are not counted), as in `plan`.
+    #[serde(default)]
+    pub trained_params: Option<u64>,
     pub started_at: String,
     pub ended_at: Option<String>,
     pub wall_seconds: Option<f64>,
