@@ -1,7 +1,9 @@
 //! The tensors an optimizer owns: those of a module (a model or a parameter group) that
 //! the configured model reads. A tied LM head, the SwiGLU gate of another activation and
-//! frozen QK-norm gains are allocated but never read, so they get no gradient buffer, no
-//! optimizer state, no update and no weight decay.
+//! frozen QK-norm gains are allocated but never read, so they get no optimizer state, no
+//! update and no weight decay. (They keep a gradient buffer, always zero: dfdx's
+//! `alloc_grads`/`zero_grads` mark which gradients survive a backward pass by tensor ids
+//! that only dfdx can see, so the buffers are allocated for the whole model.)
 //!
 //! Walks keep the module's visiting order and number every tensor, read or not, so state
 //! kept by position (AdamW's moments, a checkpoint's tensors) lines up whatever is skipped.
@@ -76,38 +78,6 @@ impl<D: Device<f32>, A: TensorAction<D>> TensorVisitor<f32, D> for Visit<'_, A> 
     }
 }
 
-/// Gradient buffers for exactly the tensors of `module` that are read, all zero: what
-/// dfdx's `alloc_grads` gives every tensor.
-pub fn alloc_grads<D: Device<f32>, Mod: TensorCollection<f32, D>>(
-    module: &mut Mod,
-    reads: &Reads,
-) -> Result<Gradients<f32, D>, D::Err> {
-    let mut zero = ZeroGrads(Gradients::leaky());
-    walk(module, reads, &mut zero)?;
-    Ok(zero.0)
-}
-
-/// Zeroes the gradients of the tensors of `module` that are read (after an update).
-pub fn zero_grads<D: Device<f32>, Mod: TensorCollection<f32, D>>(
-    module: &mut Mod,
-    reads: &Reads,
-    grads: &mut Gradients<f32, D>,
-) -> Result<(), D::Err> {
-    let mut zero = ZeroGrads(std::mem::replace(grads, Gradients::leaky()));
-    let result = walk(module, reads, &mut zero);
-    *grads = zero.0;
-    result
-}
-
-struct ZeroGrads<D: Device<f32>>(Gradients<f32, D>);
-
-impl<D: Device<f32>> TensorAction<D> for ZeroGrads<D> {
-    fn read<S: Shape>(&mut self, _: usize, param: &mut Tensor<S, f32, D>) -> Result<(), D::Err> {
-        let grad = self.0.get_or_alloc_mut(param)?;
-        param.device().try_fill_with_zeros(grad)
-    }
-}
-
 /// The number of values in the tensors of `module` that are read: what is trained.
 pub fn count<D: Device<f32>, Mod: TensorCollection<f32, D>>(
     module: &mut Mod,
@@ -166,29 +136,5 @@ mod tests {
             }
         }
         assert_eq!(count(&mut model, &all()), model.num_trainable_params());
-    }
-
-    #[test]
-    fn gradients_exist_only_for_what_is_read() {
-        let dev = Cpu::seed_from_u64(1);
-        let mut model: Tiny = init_model(&dev, 0.2);
-        let reads: Reads = std::sync::Arc::new(|p: &str| !p.ends_with("w_gate"));
-        let mut grads = alloc_grads(&mut model, &reads).unwrap();
-        // dfdx's `get` panics for a tensor without a gradient buffer.
-        let has = |grads: &Gradients<f32, Cpu>, t: &Tensor<Rank2<24, 16>, f32, Cpu>| {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| grads.get(t))).ok()
-        };
-        assert!(has(&grads, &model.blocks[0].w_gate).is_none());
-        let w_up = &model.blocks[1].w_up;
-        grads.get_or_alloc_mut(w_up).unwrap().fill(3.0);
-        assert_eq!(has(&grads, w_up).unwrap().as_vec()[0], 3.0);
-        zero_grads(&mut model, &reads, &mut grads).unwrap();
-        let w_up = &model.blocks[1].w_up;
-        assert!(has(&grads, w_up)
-            .unwrap()
-            .as_vec()
-            .iter()
-            .all(|&g| g == 0.0));
-        assert!(has(&grads, &model.blocks[0].w_gate).is_none());
     }
 }

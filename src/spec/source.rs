@@ -126,14 +126,14 @@ impl SourceText {
         let line_start: usize = self
             .text
             .split_inclusive('\n')
-            .take(location.line - 1)
+            .take(location.line.saturating_sub(1))
             .map(str::len)
             .sum();
         let line = &self.text[line_start..];
         line_start
             + line
                 .char_indices()
-                .nth(location.col - 1)
+                .nth(location.col.saturating_sub(1))
                 .map_or(line.len(), |(i, _)| i)
     }
 }
@@ -155,15 +155,22 @@ fn tokenize(text: &str) -> Vec<Token> {
                 .find("*/")
                 .map_or(bytes.len(), |n| i + 2 + n + 2);
         } else if c == b'"' {
-            i += 1;
+            // Characters, not bytes: a string may hold any UTF-8, escaped or not.
             let mut content = String::new();
-            while i < bytes.len() && bytes[i] != b'"' {
-                let step = if bytes[i] == b'\\' { 2 } else { 1 };
-                let end = (i + step).min(bytes.len());
-                content.push_str(&text[i..end]);
-                i = end;
+            let mut chars = text[i + 1..].char_indices();
+            i = bytes.len();
+            while let Some((offset, ch)) = chars.next() {
+                if ch == '"' {
+                    i = start + 1 + offset + 1;
+                    break;
+                }
+                content.push(ch);
+                if ch == '\\' {
+                    if let Some((_, escaped)) = chars.next() {
+                        content.push(escaped);
+                    }
+                }
             }
-            i = (i + 1).min(bytes.len());
             tokens.push(Token {
                 kind: TokenKind::Str(content),
                 start,
@@ -221,5 +228,20 @@ mod tests {
         assert!(later.is_none());
         let first = source.find_ident("model", 0, None).unwrap();
         assert_eq!(first.line, 4);
+    }
+
+    #[test]
+    fn any_utf8_in_strings_and_comments_is_safe() {
+        let text = "(\n  description: \"Café 🦀 \\u{e9} \\\" é\",\n  // naïve\n  name: \"ü\",\n  label: \"\\é";
+        let source = SourceText::new("s.ron", text.to_owned());
+        let loc = source.find_string("ü", None).unwrap();
+        assert_eq!((loc.line, loc.col, loc.len), (4, 9, 3));
+        let after = source.find_key_path(&["name"]).unwrap();
+        assert_eq!((after.line, after.col), (4, 3));
+        assert!(source.find_key_path(&["label"]).is_some());
+        // Every prefix of the text (an unterminated string anywhere) tokenizes.
+        for (end, _) in text.char_indices() {
+            let _ = SourceText::new("s.ron", text[..end].to_owned());
+        }
     }
 }

@@ -10,7 +10,7 @@ use crate::data::Dataset;
 use crate::model::init::init_model;
 use crate::model::snapshot::{tensors_from_host, tensors_to_host};
 use crate::model::{Architecture, Constants, Taps, Transformer};
-use crate::optim::trained::{self, Reads};
+use crate::optim::trained::Reads;
 use crate::plan::cost::steps_and_tokens;
 use crate::probe::measure;
 use crate::profile;
@@ -39,10 +39,6 @@ fn data_err(err: crate::data::DataError) -> TrainError {
     TrainError::Run(err.to_string())
 }
 
-fn device_err(err: impl std::fmt::Debug) -> TrainError {
-    TrainError::Run(format!("gradient buffers: {err:?}"))
-}
-
 pub(super) struct RunLoop<
     'a,
     D: TrainDevice,
@@ -59,7 +55,7 @@ pub(super) struct RunLoop<
     consts: Constants<HD, D>,
     model: Transformer<V, M, HD, KVW, F, L, f32, D>,
     optimizers: Optimizers<D, V, M, HD, KVW, F, L>,
-    /// The tensors the model reads: the only ones with gradients, state and updates.
+    /// The tensors the model reads: the only ones with optimizer state and updates.
     reads: Reads,
     batches: TrainBatches<'a>,
     eval: TokenTensors<D>,
@@ -171,7 +167,7 @@ impl<
         let evals = eval_steps(self.config, self.steps);
         let probes = probe_steps(self.config, self.steps);
         let mut last_checkpoint = (self.start, Instant::now());
-        let mut grads = trained::alloc_grads(&mut self.model, &self.reads).map_err(device_err)?;
+        let mut grads = self.model.alloc_grads();
         for step in self.start..=self.steps {
             let tokens = step * self.tokens_per_step;
             let resumed_here = step == self.start && step > 0;
@@ -241,7 +237,7 @@ impl<
                 .optimizers
                 .step(&mut self.model, &mut grads, &self.arch, multiplier)?;
             let zero_span = profile::span("step: zero gradients");
-            trained::zero_grads(&mut self.model, &self.reads, &mut grads).map_err(device_err)?;
+            self.model.zero_grads(&mut grads);
             drop(zero_span);
             self.counters.train_seconds += step_started.elapsed().as_secs_f64();
             let tokens_per_s = done as f64 / self.counters.train_seconds.max(1e-9);
