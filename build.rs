@@ -18,6 +18,10 @@ mod spec;
 #[path = "src/plan/mod.rs"]
 mod plan;
 
+#[allow(dead_code)]
+#[path = "src/glob_files.rs"]
+mod glob_files;
+
 use spec::run_config::{RunConfig, Tokenizer};
 
 /// (vocab, d_model, head_dim, kv_width, d_ff, n_layers)
@@ -26,7 +30,10 @@ type Shape = (usize, usize, usize, usize, usize, usize);
 const STUDY_DIRS: [&str; 2] = ["experiments", "tests/studies"];
 
 fn main() {
-    for dir in STUDY_DIRS.iter().chain(&["src/spec", "src/plan"]) {
+    for dir in STUDY_DIRS
+        .iter()
+        .chain(&["src/spec", "src/plan", "src/glob_files.rs"])
+    {
         println!("cargo:rerun-if-changed={dir}");
     }
     let mut shapes = BTreeSet::new();

@@ -7,6 +7,7 @@
 pub mod atomic_file;
 pub mod commands;
 pub mod data;
+pub mod glob_files;
 pub mod matmul;
 pub mod model;
 pub mod optim;

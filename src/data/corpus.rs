@@ -148,12 +148,8 @@ fn text_corpus(texts: Vec<String>, origin: String) -> LoadedCorpus {
 }
 
 fn glob_files(pattern: &str) -> Result<Vec<PathBuf>, DataError> {
-    let mut files: Vec<PathBuf> = glob::glob(pattern)
-        .map_err(|e| DataError::Input(format!("`{pattern}` is not a valid glob: {e}")))?
-        .filter_map(Result::ok)
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
+    let files = crate::glob_files::glob_files(pattern, false)
+        .map_err(|e| DataError::Input(e.to_string()))?;
     if files.is_empty() {
         return Err(DataError::Input(format!(
             "no file matches the corpus glob `{pattern}`"

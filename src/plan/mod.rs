@@ -4,6 +4,7 @@ pub mod cost;
 pub mod diff;
 pub mod expand;
 pub mod run_id;
+pub mod study_checks;
 
 use std::path::PathBuf;
 
@@ -81,6 +82,8 @@ pub fn build_plan(loaded: &LoadedStudy) -> Result<Plan, Diagnostics> {
     }
     diagnostics.extend(group_by_runs(per_run));
     diagnostics.extend(duplicate_runs(loaded, &runs));
+    diagnostics.extend(study_checks::label_diagnostics(loaded, &runs));
+    diagnostics.extend(study_checks::report_diagnostics(loaded, &runs));
     if diagnostics.is_empty() {
         Ok(Plan {
             study: loaded.study.name.clone(),

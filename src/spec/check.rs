@@ -10,6 +10,15 @@ use super::run_config::{
 /// Polar Express has coefficients for this many Newton-Schulz steps.
 pub const POLAR_EXPRESS_STEPS: usize = 5;
 
+/// Upper bounds of the sizes in a run config. Far beyond any model this tool can train,
+/// they keep every product of sizes (widths x widths x layers, batch x sequence) well
+/// inside 64 bits, so no shape or budget arithmetic can overflow; a value past them is
+/// a typo, reported as such.
+pub const MAX_WIDTH: usize = 1 << 20;
+pub const MAX_LAYERS: usize = 1 << 12;
+pub const MAX_SEQUENCES: usize = 1 << 24;
+pub const MAX_NS_STEPS: usize = 1 << 10;
+
 /// One thing wrong with a run config.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Problem {
@@ -28,7 +37,10 @@ pub fn check_run(config: &RunConfig) -> Vec<Problem> {
         OptimizerConfig::AdamW(adamw) => check_adamw(adamw, "optimizer", &mut problems),
         OptimizerConfig::Muon(muon) => check_muon(muon, &mut problems),
     }
-    let tokens_per_step = config.data.tokens_per_step();
+    // 0 (no budget check) when the sizes are out of range already.
+    let tokens_per_step = (config.data.batch_size as u64)
+        .checked_mul(config.data.seq_len as u64)
+        .unwrap_or(0);
     check_schedule(&config.schedule, tokens_per_step, &mut problems);
     check_probes(config, &mut problems);
     problems.0
@@ -53,6 +65,23 @@ impl Problems {
                 format!("`{field}` must be at least 1"),
                 "use a positive size",
             );
+        }
+    }
+
+    /// A size in 1..=max; returns whether it is one.
+    fn size(&mut self, field: &str, value: usize, max: usize) -> bool {
+        if value == 0 {
+            self.positive(field, value);
+            false
+        } else if value > max {
+            self.push(
+                field,
+                format!("`{field}` is {value}, more than the largest supported, {max}"),
+                format!("use a size between 1 and {max}"),
+            );
+            false
+        } else {
+            true
         }
     }
 
@@ -90,9 +119,9 @@ impl Problems {
 }
 
 fn check_data(data: &DataConfig, p: &mut Problems) {
-    p.positive("data.seq_len", data.seq_len);
-    p.positive("data.batch_size", data.batch_size);
-    p.positive("data.eval_sequences", data.eval_sequences);
+    p.size("data.seq_len", data.seq_len, MAX_SEQUENCES);
+    p.size("data.batch_size", data.batch_size, MAX_SEQUENCES);
+    p.size("data.eval_sequences", data.eval_sequences, MAX_SEQUENCES);
     if !(data.val_fraction > 0.0 && data.val_fraction < 1.0) {
         p.push(
             "data.val_fraction",
@@ -146,13 +175,20 @@ fn check_data(data: &DataConfig, p: &mut Problems) {
 }
 
 fn check_model(model: &ModelConfig, p: &mut Problems) {
-    p.positive("model.n_layers", model.n_layers);
-    p.positive("model.d_model", model.d_model);
-    p.positive("model.n_heads", model.n_heads);
-    p.positive("model.n_kv_heads", model.n_kv_heads);
-    p.positive("model.head_dim", model.head_dim);
-    p.positive("model.d_ff", model.d_ff);
-    if model.n_heads > 0 && model.head_dim > 0 && model.d_model != model.n_heads * model.head_dim {
+    let sizes = [
+        p.size("model.n_layers", model.n_layers, MAX_LAYERS),
+        p.size("model.d_model", model.d_model, MAX_WIDTH),
+        p.size("model.n_heads", model.n_heads, MAX_WIDTH),
+        p.size("model.n_kv_heads", model.n_kv_heads, MAX_WIDTH),
+        p.size("model.head_dim", model.head_dim, MAX_WIDTH),
+        p.size("model.d_ff", model.d_ff, MAX_WIDTH),
+    ];
+    if sizes.contains(&false) {
+        // The relations below multiply sizes: only meaningful (and safe) within bounds.
+        check_model_values(model, p);
+        return;
+    }
+    if model.d_model != model.n_heads * model.head_dim {
         p.push(
             "model.d_model",
             format!(
@@ -169,7 +205,7 @@ fn check_model(model: &ModelConfig, p: &mut Problems) {
             ),
         );
     }
-    if model.n_kv_heads > 0 && !model.n_heads.is_multiple_of(model.n_kv_heads) {
+    if !model.n_heads.is_multiple_of(model.n_kv_heads) {
         let divisors: Vec<String> = (1..=model.n_heads)
             .filter(|d| model.n_heads.is_multiple_of(*d))
             .map(|d| d.to_string())
@@ -193,6 +229,11 @@ fn check_model(model: &ModelConfig, p: &mut Problems) {
             format!("use head_dim: {}", model.head_dim + 1),
         );
     }
+    check_model_values(model, p);
+}
+
+/// The model's values that are not sizes.
+fn check_model_values(model: &ModelConfig, p: &mut Problems) {
     if !(model.rope_base.is_finite() && model.rope_base > 1.0) {
         p.push(
             "model.rope_base",
@@ -231,7 +272,7 @@ fn check_weight_decay(field: &str, value: f64, p: &mut Problems) {
 fn check_muon(muon: &MuonConfig, p: &mut Problems) {
     p.positive_finite("optimizer.lr", muon.lr);
     p.in_unit_interval("optimizer.momentum", muon.momentum, true);
-    p.positive("optimizer.ns_steps", muon.ns_steps);
+    p.size("optimizer.ns_steps", muon.ns_steps, MAX_NS_STEPS);
     if muon.variant == MuonVariant::PolarExpress && muon.ns_steps > POLAR_EXPRESS_STEPS {
         p.push(
             "optimizer.ns_steps",
@@ -373,7 +414,11 @@ fn check_probes(config: &RunConfig, p: &mut Problems) {
             );
         }
     }
-    p.positive("probes.eval_sequences", probes.eval_sequences);
+    p.size(
+        "probes.eval_sequences",
+        probes.eval_sequences,
+        MAX_SEQUENCES,
+    );
     if probes.eval_sequences > config.data.eval_sequences {
         p.push(
             "probes.eval_sequences",

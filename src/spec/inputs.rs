@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use crate::glob_files::{glob_files, GlobError};
+
 use super::check::Problem;
 use super::run_config::{Corpus, RunConfig, Tokenizer};
 
@@ -15,20 +17,25 @@ pub fn check_inputs(config: &RunConfig) -> Vec<Problem> {
         Corpus::Jsonl { glob, .. } | Corpus::Parquet { glob, .. } => Some(glob),
     };
     if let Some(pattern) = corpus_glob.filter(|p| !p.trim().is_empty()) {
-        match count_matches(pattern) {
-            Ok(0) => problems.push(Problem {
+        match glob_files(pattern, true) {
+            Ok(files) if files.is_empty() => problems.push(Problem {
                 field: "data.corpus".to_owned(),
                 message: format!("no file matches the corpus glob `{pattern}`"),
                 help: format!(
-                    "check the pattern (relative to {}), or use the built-in corpus Sotu",
+                    "check the pattern (relative to {}; directories do not count: name the files, e.g. \"data/*.txt\"), or use the built-in corpus Sotu",
                     current_dir()
                 ),
             }),
             Ok(_) => {}
-            Err(err) => problems.push(Problem {
+            Err(GlobError::Pattern(message)) => problems.push(Problem {
                 field: "data.corpus".to_owned(),
-                message: format!("`{pattern}` is not a valid glob: {err}"),
+                message,
                 help: "use *, ? and [..] wildcards, e.g. \"data/**/*.txt\"".to_owned(),
+            }),
+            Err(GlobError::TooBroad(message)) => problems.push(Problem {
+                field: "data.corpus".to_owned(),
+                message,
+                help: "point the glob at the corpus's own directory, e.g. \"data/**/*.txt\"".to_owned(),
             }),
         }
     }
@@ -45,10 +52,6 @@ pub fn check_inputs(config: &RunConfig) -> Vec<Problem> {
         }
     }
     problems
-}
-
-fn count_matches(pattern: &str) -> Result<usize, glob::PatternError> {
-    Ok(glob::glob(pattern)?.filter_map(Result::ok).count())
 }
 
 fn current_dir() -> String {

@@ -5,8 +5,8 @@ use std::path::Path;
 use ron::error::{Error as RonError, SpannedError};
 
 use super::diagnostic::{Diagnostic, Diagnostics};
-use super::source::SourceText;
-use super::study::Study;
+use super::source::{Location, SourceText};
+use super::study::{Study, OVERRIDE_TWICE};
 use super::suggest::{help_for, quoted_list};
 
 /// A parsed study with the text it came from (for locating later errors).
@@ -16,16 +16,58 @@ pub struct LoadedStudy {
     pub source: SourceText,
 }
 
+/// A study is a few kilobytes of text; reading stops past this, so that a wrong path
+/// (a data file, `/dev/zero`) is refused instead of read until memory runs out.
+pub const MAX_STUDY_BYTES: u64 = 4 << 20;
+
 /// Reads and parses a study file. Syntax and schema errors stop here, with a position.
 pub fn load_study(path: &Path) -> Result<LoadedStudy, Diagnostics> {
-    let text = std::fs::read_to_string(path).map_err(|err| {
-        Diagnostics(vec![Diagnostic::new(format!(
-            "cannot read study file: {err}"
-        ))
-        .in_file(path)
-        .help("pass the path of a .ron study, e.g. experiments/quickstart.ron")])
-    })?;
+    let text = read_study_text(path)?;
     parse_study(SourceText::new(path, text))
+}
+
+/// The study file's text: a regular file (or a pipe) of at most `MAX_STUDY_BYTES` UTF-8
+/// bytes. A leading byte-order mark becomes a space, so columns stay right.
+fn read_study_text(path: &Path) -> Result<String, Diagnostics> {
+    use std::io::Read;
+    let fail = |message: String, help: &str| {
+        Diagnostics(vec![Diagnostic::new(message).in_file(path).help(help)])
+    };
+    let usage = "pass the path of a .ron study, e.g. experiments/quickstart.ron";
+    let metadata = std::fs::metadata(path)
+        .map_err(|err| fail(format!("cannot read study file: {err}"), usage))?;
+    if metadata.is_dir() {
+        return Err(fail("the study path is a directory".to_owned(), usage));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_STUDY_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|err| fail(format!("cannot read study file: {err}"), usage))?;
+    if bytes.len() as u64 > MAX_STUDY_BYTES {
+        return Err(fail(
+            format!(
+                "the study file is larger than {} MiB",
+                MAX_STUDY_BYTES >> 20
+            ),
+            "a study is a small RON text file; check the path",
+        ));
+    }
+    let mut text = String::from_utf8(bytes).map_err(|err| {
+        let bytes = err.as_bytes();
+        let valid = &bytes[..err.utf8_error().valid_up_to()];
+        let valid = std::str::from_utf8(valid).expect("valid up to here");
+        let line = valid.matches('\n').count() + 1;
+        let col = valid.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        let byte = bytes[valid.len()];
+        fail(
+            format!("the study file is not UTF-8 text: byte 0x{byte:02x} at {line}:{col}"),
+            "save the file as UTF-8",
+        )
+    })?;
+    if text.starts_with('\u{feff}') {
+        text.replace_range(..'\u{feff}'.len_utf8(), " ");
+    }
+    Ok(text)
 }
 
 /// Parses study text that was read already.
@@ -44,13 +86,55 @@ pub fn ron_diagnostic(source: &SourceText, err: &SpannedError) -> Diagnostic {
     } else {
         1
     };
-    let location = Some(source.location(start.line, start.col, same_line_len));
-    let (message, help) = describe(&err.code);
-    let diagnostic = Diagnostic::new(message).at(location);
+    let location = source.location(start.line, start.col, same_line_len);
+    let (message, help) = match fraction_at(&location) {
+        Some(number) => (
+            format!("`{number}` is not a whole number"),
+            Some(format!(
+                "this field takes an integer (a count or a size): write e.g. `{}`",
+                number.split(['.', 'e', 'E']).next().unwrap_or("1")
+            )),
+        ),
+        None => describe(&err.code),
+    };
+    // A string left open swallows the text after it; the parser fails far below. Point
+    // at the opening quote of a string that spans lines up to the failure.
+    if let Some((opening, lines)) = source.open_string_before(&location) {
+        return Diagnostic::new(format!("{message} (at {}:{})", location.line, location.col))
+            .at(Some(opening))
+            .help(format!(
+                "the string that opens here runs over {lines} lines to where parsing failed: \
+                 is its closing `\"` missing?"
+            ));
+    }
+    let diagnostic = Diagnostic::new(message).at(Some(location));
     match help {
         Some(help) => diagnostic.help(help),
         None => diagnostic,
     }
+}
+
+/// The number written at `location` when the parser stopped inside it at a fraction or
+/// an exponent (`16.5` where an integer belongs: RON reports "expected `,`" at the `.`).
+fn fraction_at(location: &Location) -> Option<String> {
+    let line: Vec<char> = location.line_text.chars().collect();
+    let at = location.col.checked_sub(1)?;
+    let next = *line.get(at)?;
+    let digit_follows = line
+        .get(at + 1)
+        .is_some_and(|c| c.is_ascii_digit() || *c == '-');
+    if !matches!(next, '.' | 'e' | 'E') || !digit_follows {
+        return None;
+    }
+    let start = line[..at]
+        .iter()
+        .rposition(|c| !(c.is_ascii_digit() || *c == '_'))
+        .map_or(0, |i| i + 1);
+    let end = line[at + 1..]
+        .iter()
+        .position(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+')))
+        .map_or(line.len(), |i| at + 1 + i);
+    (start < at).then(|| line[start..end].iter().collect())
 }
 
 /// A message and a fix for each RON error that a person is likely to make.
@@ -120,6 +204,10 @@ fn describe(code: &RonError) -> (String, Option<String>) {
             code.to_string(),
             Some(format!("write {} for an optional value", quoted_list(&["None", "Some(...)", "the value"]))),
         ),
+        RonError::Message(message) if message.starts_with(OVERRIDE_TWICE) => (
+            message.clone(),
+            Some("keep one of them: a map would silently keep the last".to_owned()),
+        ),
         other => (other.to_string(), None),
     }
 }
@@ -147,5 +235,31 @@ mod tests {
         let d = error_of("(\n  name: \"x\"\n  base: ()\n)");
         let loc = d.location.clone().unwrap();
         assert_eq!(loc.line, 3, "{}", d);
+    }
+
+    #[test]
+    fn study_files_are_read_within_bounds_as_utf8_with_or_without_a_bom() {
+        let dir = std::env::temp_dir().join(format!("rankprobe-load-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = std::fs::read_to_string("tests/studies/tiny.ron").unwrap();
+        let read = |name: &str, bytes: &[u8]| {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).unwrap();
+            load_study(&path).map(|_| ()).map_err(|d| d.to_string())
+        };
+        assert_eq!(read("plain.ron", text.as_bytes()), Ok(()));
+        let bom = [b"\xef\xbb\xbf".as_slice(), text.as_bytes()].concat();
+        assert_eq!(read("bom.ron", &bom), Ok(()));
+        let cafe = text.replace("test fixture", "Café 🦀 ✓");
+        assert_eq!(read("cafe.ron", cafe.as_bytes()), Ok(()));
+        let latin1 = [b"(\n  name: \"caf".as_slice(), b"\xe9\"", b")"].concat();
+        let err = read("latin1.ron", &latin1).unwrap_err();
+        assert!(err.contains("not UTF-8 text: byte 0xe9 at 2:13"), "{err}");
+        let huge = vec![b' '; MAX_STUDY_BYTES as usize + 1];
+        let err = read("huge.ron", &huge).unwrap_err();
+        assert!(err.contains("larger than 4 MiB"), "{err}");
+        let err = load_study(&dir).map(|_| ()).unwrap_err().to_string();
+        assert!(err.contains("is a directory"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

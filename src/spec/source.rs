@@ -122,6 +122,26 @@ impl SourceText {
             .map(|t| self.location_of_bytes(t.start, t.end))
     }
 
+    /// The opening quote of the last string literal before `location` that runs over
+    /// more than one line up to it, and how many lines it spans: after a syntax error,
+    /// most likely a string whose closing quote is missing.
+    pub fn open_string_before(&self, location: &Location) -> Option<(Location, usize)> {
+        let offset = self.offset_of(location);
+        let token = self
+            .tokens
+            .iter()
+            .take_while(|t| t.start < offset)
+            .filter(|t| matches!(t.kind, TokenKind::Str(_)))
+            .last()?;
+        let spanned = &self.text[token.start..token.end.min(offset).max(token.start)];
+        let lines = spanned.matches('\n').count() + 1;
+        (lines > 1).then(|| {
+            let mut opening = self.location_of_bytes(token.start, token.start + 1);
+            opening.len = 1;
+            (opening, lines)
+        })
+    }
+
     fn offset_of(&self, location: &Location) -> usize {
         let line_start: usize = self
             .text

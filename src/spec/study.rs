@@ -172,8 +172,43 @@ pub struct Condition {
     pub name: String,
     #[serde(default)]
     pub description: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "overrides_given_once")]
     pub set: BTreeMap<String, RonValue>,
+}
+
+/// Message prefix of a path given twice in one `set` (`load` adds the fix).
+pub const OVERRIDE_TWICE: &str = "override path given twice in one condition";
+
+/// A condition's overrides, refusing a path given twice (a map would keep the last one
+/// without a word).
+fn overrides_given_once<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, RonValue>, D::Error> {
+    struct Overrides;
+    impl<'de> serde::de::Visitor<'de> for Overrides {
+        type Value = BTreeMap<String, RonValue>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a map of \"field.path\": value")
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut set = BTreeMap::new();
+            while let Some((path, value)) = map.next_entry::<String, RonValue>()? {
+                if set.contains_key(&path) {
+                    return Err(serde::de::Error::custom(format!(
+                        "{OVERRIDE_TWICE}: `{path}`"
+                    )));
+                }
+                set.insert(path, value);
+            }
+            Ok(set)
+        }
+    }
+    deserializer.deserialize_map(Overrides)
 }
 
 /// A field path and the values it takes.
