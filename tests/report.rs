@@ -57,6 +57,7 @@ fn write_run(
         resumed_from_step: None,
         checkpoint_seconds: None,
         checkpoint_share: None,
+        checksums: Default::default(),
     };
     manifest.write(&dir).unwrap();
     let points = [0u64, 1000, 2000, 3000];
@@ -149,6 +150,60 @@ fn report_tables_show_the_fixture_values_and_missing_runs() {
         report
             .markdown
             .contains("noQK: running, shown as far as it got"),
+        "{}",
+        report.markdown
+    );
+    std::fs::remove_dir_all(&study).unwrap();
+}
+
+/// Every single-bit flip in a finished run's result files is reported as unreadable (the
+/// manifest's SHA-256 catches the flips a parquet reader would accept), and none makes a
+/// reader panic, with or without the checksum.
+#[test]
+fn every_bit_flip_in_a_result_file_is_caught_without_a_panic() {
+    use rankprobe::report::load::load_run;
+    use rankprobe::store::manifest::sha256_file;
+
+    let study = std::env::temp_dir().join(format!("rankprobe-flips-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&study);
+    std::fs::create_dir_all(&study).unwrap();
+    write_run(&study, "QK", 0, RunStatus::Done, &|_| vec![30.0, 20.0]);
+    let dir = study.join("run=QK-000000000000");
+    let mut manifest = Manifest::read(&dir).unwrap();
+    for name in [METRICS_FILE, PROBES_FILE] {
+        let sum = sha256_file(&dir.join(name)).unwrap();
+        manifest.checksums.insert(name.to_owned(), sum);
+    }
+    manifest.write(&dir).unwrap();
+    let intact = load_run(&dir, "k_rope", "study_pr").unwrap();
+    assert!(intact.unreadable.is_empty(), "{:?}", intact.unreadable);
+    let mut flips = 0;
+    for name in [METRICS_FILE, PROBES_FILE] {
+        let path = dir.join(name);
+        let original = std::fs::read(&path).unwrap();
+        for byte in 0..original.len() {
+            let mut damaged = original.clone();
+            damaged[byte] ^= 1 << (byte % 8);
+            std::fs::write(&path, &damaged).unwrap();
+            let run = load_run(&dir, "k_rope", "study_pr").unwrap();
+            assert!(
+                run.unreadable.iter().any(|u| u.starts_with(name)),
+                "{name}: a flip of byte {byte} went unnoticed"
+            );
+            flips += 1;
+        }
+        std::fs::write(&path, &original).unwrap();
+    }
+    assert!(flips > 500, "{flips}");
+    // The report still renders, listing the damaged file.
+    let path = dir.join(METRICS_FILE);
+    let original = std::fs::read(&path).unwrap();
+    let mut damaged = original.clone();
+    damaged[original.len() / 2] ^= 0x10;
+    std::fs::write(&path, &damaged).unwrap();
+    let report = build_report(&study, &ReportSettings::default()).unwrap();
+    assert!(
+        report.markdown.contains("checksum mismatch"),
         "{}",
         report.markdown
     );

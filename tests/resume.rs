@@ -46,6 +46,23 @@ fn resume_keeps_done_runs_force_retrains_and_missing_lists_the_rest() {
         "{}",
         text(&missing)
     );
+    // A flipped bit in a finished run's file is caught by its checksum: retrained.
+    let done = manifest(&results, "tiny", "B1");
+    assert_eq!(done.checksums.len(), 2, "{:?}", done.checksums);
+    let probes = common::run_dir(&results.join("tiny"), "B1").join("probes.parquet");
+    let mut bytes = std::fs::read(&probes).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x04;
+    std::fs::write(&probes, &bytes).unwrap();
+    let repaired = rankprobe(&["sweep", TINY, "--results", r, "--only", "B1"]);
+    assert!(repaired.status.success(), "{}", text(&repaired));
+    assert!(
+        text(&repaired).contains("probes.parquet cannot be read (checksum mismatch"),
+        "{}",
+        text(&repaired)
+    );
+    assert_ne!(manifest(&results, "tiny", "B1").started_at, started);
+    let started = manifest(&results, "tiny", "B1").started_at;
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let forced = rankprobe(&["sweep", TINY, "--results", r, "--only", "B1", "--force"]);
     assert!(forced.status.success(), "{}", text(&forced));

@@ -11,6 +11,8 @@ use crate::plan::cost::{param_count, steps_and_tokens};
 use crate::plan::{Plan, PlannedRun};
 use crate::spec::{ron_options, Device};
 use crate::store::manifest::{git_state, now, versions, DataSummary, Manifest, RunStatus};
+use crate::store::metrics::METRICS_FILE;
+use crate::store::probes::PROBES_FILE;
 use crate::store::write_atomic;
 use crate::train::checkpoint::{Checkpoint, CheckpointError, CHECKPOINT_FILE};
 use crate::train::{train_run, CheckpointPolicy, Outcome, TrainError, TrainOptions};
@@ -37,7 +39,7 @@ pub(super) fn train_one(
     )?;
     let started = Instant::now();
     let meta = &dataset.splits.meta;
-    let mut manifest = Manifest {
+    let manifest = Manifest {
         study: plan.study.clone(),
         label: run.label.clone(),
         run_id: run.id.clone(),
@@ -69,13 +71,24 @@ pub(super) fn train_one(
         resumed_from_step: None,
         checkpoint_seconds: None,
         checkpoint_share: None,
+        // The files on disk stay as they are until this session writes them: keep what a
+        // read of them (resuming) must find.
+        checksums: Manifest::read(run_dir)
+            .filter(|earlier| earlier.run_id == run.id)
+            .map(|earlier| earlier.checksums)
+            .unwrap_or_default(),
     };
     manifest
         .write(run_dir)
         .map_err(|e| store_failure(run_dir, e))?;
     let (_, tokens) = steps_and_tokens(&run.config);
     progress.start_run(&run.label, tokens);
-    let mut recorder = RunRecorder::new(format!("{}-{}", run.label, run.id), run_dir, progress);
+    let mut recorder = RunRecorder::new(
+        format!("{}-{}", run.label, run.id),
+        run_dir,
+        progress,
+        manifest,
+    );
     let checkpoint_path = run_dir.join(CHECKPOINT_FILE);
     let resume = if force {
         remove_if_present(&checkpoint_path).map_err(|e| store_failure(run_dir, e))?;
@@ -84,7 +97,7 @@ pub(super) fn train_one(
         resume_point(run, run_dir, &mut recorder)
     };
     if let Some(checkpoint) = &resume {
-        manifest.resumed_from_step = Some(checkpoint.step);
+        recorder.manifest.resumed_from_step = Some(checkpoint.step);
         recorder.note(&format!(
             "{}: resuming from its checkpoint at step {} ({} tokens)",
             run.label,
@@ -118,27 +131,27 @@ pub(super) fn train_one(
             checkpoint_seconds,
             elapsed_s,
         })) => {
-            manifest.probe_seconds = Some(probe_seconds);
-            manifest.probe_share = Some(probe_seconds / elapsed_s);
-            manifest.checkpoint_seconds = Some(checkpoint_seconds);
-            manifest.checkpoint_share = Some(checkpoint_seconds / elapsed_s);
-            manifest.steps = Some(steps);
-            manifest.tokens = Some(tokens);
-            manifest.final_val_loss = Some(final_val_loss);
+            recorder.manifest.probe_seconds = Some(probe_seconds);
+            recorder.manifest.probe_share = Some(probe_seconds / elapsed_s);
+            recorder.manifest.checkpoint_seconds = Some(checkpoint_seconds);
+            recorder.manifest.checkpoint_share = Some(checkpoint_seconds / elapsed_s);
+            recorder.manifest.steps = Some(steps);
+            recorder.manifest.tokens = Some(tokens);
+            recorder.manifest.final_val_loss = Some(final_val_loss);
             (
                 RunStatus::Done,
                 format!("val loss {final_val_loss:.4} after {tokens} tokens"),
             )
         }
         Ok(Ok(Outcome::Diverged { step, loss })) => {
-            manifest.error = Some(format!("loss became {loss} at step {step}"));
+            recorder.manifest.error = Some(format!("loss became {loss} at step {step}"));
             (
                 RunStatus::Diverged,
                 format!("diverged at step {step} (loss {loss})"),
             )
         }
         Ok(Ok(Outcome::Interrupted { step })) => {
-            manifest.error = Some(format!("interrupted after step {step}"));
+            recorder.manifest.error = Some(format!("interrupted after step {step}"));
             (
                 RunStatus::Interrupted,
                 format!("interrupted after step {step}"),
@@ -148,7 +161,7 @@ pub(super) fn train_one(
             if let TrainError::Storage(_) = err {
                 storage_error = Some(err.to_string());
             }
-            manifest.error = Some(err.to_string());
+            recorder.manifest.error = Some(err.to_string());
             (RunStatus::Failed, format!("failed: {err}"))
         }
         Err(panic) => {
@@ -157,14 +170,14 @@ pub(super) fn train_one(
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
                 .unwrap_or_else(|| "unknown panic".to_owned());
-            manifest.error = Some(format!("panic: {message}"));
+            recorder.manifest.error = Some(format!("panic: {message}"));
             (RunStatus::Failed, format!("failed: panic: {message}"))
         }
     };
-    manifest.status = status;
-    manifest.ended_at = Some(now());
-    manifest.wall_seconds = Some(started.elapsed().as_secs_f64());
-    let written = manifest.write(run_dir);
+    recorder.manifest.status = status;
+    recorder.manifest.ended_at = Some(now());
+    recorder.manifest.wall_seconds = Some(started.elapsed().as_secs_f64());
+    let written = recorder.manifest.write(run_dir);
     if let Some(err) = storage_error {
         return Err(Failure::RunFailed(format!(
             "run {} stopped: {err}\nwhat was written before is kept; free space (or fix the \
@@ -243,10 +256,7 @@ fn resume_point(
         Err(err) => {
             let why = format!("the results it continues are unreadable ({err})");
             set_aside(&path, &why, run, recorder);
-            for name in [
-                crate::store::metrics::METRICS_FILE,
-                crate::store::probes::PROBES_FILE,
-            ] {
+            for name in [METRICS_FILE, PROBES_FILE] {
                 let file = run_dir.join(name);
                 if file.exists() {
                     set_aside(&file, "unreadable or incomplete", run, recorder);

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use polars::prelude::{DataFrame, PolarsResult};
 
 use crate::probe::ProbeRow;
-use crate::store::frame::{read_parquet, rows_through_step, write_parquet};
+use crate::store::frame::{read_result, rows_through_step, write_parquet};
+use crate::store::manifest::{sha256_file, Manifest};
 use crate::store::metrics::{metrics_frame, METRICS_FILE};
 use crate::store::probes::{probes_frame, PROBES_FILE};
 use crate::train::{MetricRow, TrainObserver};
@@ -14,10 +15,14 @@ use super::progress::Progress;
 
 /// Collects a run's metrics and probes, rewrites its `metrics.parquet` and
 /// `probes.parquet` after every evaluation (so a crash loses at most the steps since),
-/// and moves the progress bar. A resumed run's earlier rows come first, unchanged.
+/// then its manifest with their SHA-256s, and moves the progress bar. A resumed run's
+/// earlier rows come first, unchanged.
 pub struct RunRecorder<'a> {
     run: String,
     dir: PathBuf,
+    /// The run's manifest: its checksums follow every write of the result files (a crash
+    /// between the two writes leaves a mismatch, and the files are set aside on resume).
+    pub manifest: Manifest,
     /// Rows of the sessions before a resume: (metrics, probes).
     earlier: Option<(DataFrame, DataFrame)>,
     rows: Vec<MetricRow>,
@@ -31,10 +36,16 @@ pub struct RunRecorder<'a> {
 }
 
 impl<'a> RunRecorder<'a> {
-    pub fn new(run: String, run_dir: &Path, progress: &'a mut Progress) -> Self {
+    pub fn new(
+        run: String,
+        run_dir: &Path,
+        progress: &'a mut Progress,
+        manifest: Manifest,
+    ) -> Self {
         RunRecorder {
             run,
             dir: run_dir.to_owned(),
+            manifest,
             earlier: None,
             rows: Vec::new(),
             probes: Vec::new(),
@@ -54,7 +65,7 @@ impl<'a> RunRecorder<'a> {
     /// (later ones were recorded after the checkpoint and will be measured again).
     pub fn resume_at(&mut self, step: u64) -> std::io::Result<()> {
         let earlier = |name: &str| {
-            rows_through_step(&read_parquet(&self.dir.join(name))?, step)
+            rows_through_step(&read_result(&self.dir, name, Some(&self.manifest))?, step)
                 .map_err(std::io::Error::other)
         };
         self.earlier = Some((earlier(METRICS_FILE)?, earlier(PROBES_FILE)?));
@@ -94,6 +105,11 @@ impl<'a> RunRecorder<'a> {
         let probes_now = probes_frame(&self.run, &self.probes);
         let mut probes = with_earlier(probes_now, earlier.map(|(_, p)| p))?;
         write_parquet(&self.dir.join(PROBES_FILE), &mut probes)?;
+        for name in [METRICS_FILE, PROBES_FILE] {
+            let sum = sha256_file(&self.dir.join(name))?;
+            self.manifest.checksums.insert(name.to_owned(), sum);
+        }
+        self.manifest.write(&self.dir)?;
         self.unsaved = false;
         Ok(())
     }

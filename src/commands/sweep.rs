@@ -8,9 +8,9 @@ use std::time::Instant;
 use crate::atomic_file::remove_stale_temps;
 use crate::plan::PlannedRun;
 use crate::spec::Device;
-use crate::store::frame::read_parquet;
+use crate::store::frame::read_result;
 use crate::store::lock::try_lock;
-use crate::store::manifest::RunStatus;
+use crate::store::manifest::{Manifest, RunStatus};
 use crate::store::metrics::METRICS_FILE;
 use crate::store::probes::PROBES_FILE;
 use crate::store::{recorded_status, run_dir_name, study_dir};
@@ -229,8 +229,9 @@ fn install_interrupt_handler() {
 fn finished(dir: &Path, run: &PlannedRun) -> Option<RunStatus> {
     let status = recorded_status(dir, run).filter(|s| s.is_final())?;
     let run_dir = dir.join(run_dir_name(run));
+    let manifest = Manifest::read(&run_dir);
     for name in [METRICS_FILE, PROBES_FILE] {
-        if let Err(err) = read_parquet(&run_dir.join(name)) {
+        if let Err(err) = read_result(&run_dir, name, manifest.as_ref()) {
             println!(
                 "{}: marked {status} but {name} cannot be read ({err}); training it again",
                 run.label

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use polars::prelude::DataFrame;
 
-use crate::store::frame::read_parquet;
+use crate::store::frame::{panic_text, quietly, read_result};
 
 use crate::store::manifest::{Manifest, RunStatus};
 use crate::store::metrics::METRICS_FILE;
@@ -103,8 +103,20 @@ fn numbers(frame: &DataFrame, name: &str) -> Option<Vec<f64>> {
 }
 
 /// One run's results, reading `metric` at `site` from its probes. None if the directory
-/// has no readable manifest.
+/// has no readable manifest. A result file that fails its checksum, cannot be parsed or
+/// lacks a column is listed in `unreadable`, never a panic.
 pub fn load_run(dir: &Path, site: &str, metric: &str) -> Option<RunResults> {
+    let results = load_run_once(dir, site, metric)?;
+    // A run still training rewrites its files, then its manifest: a read in between sees
+    // new files against old checksums. Read once more a moment later.
+    if results.status == RunStatus::Running && !results.unreadable.is_empty() {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        return load_run_once(dir, site, metric);
+    }
+    Some(results)
+}
+
+fn load_run_once(dir: &Path, site: &str, metric: &str) -> Option<RunResults> {
     let manifest = Manifest::read(dir)?;
     let mut results = RunResults {
         label: manifest.label.clone(),
@@ -115,43 +127,90 @@ pub fn load_run(dir: &Path, site: &str, metric: &str) -> Option<RunResults> {
         heads: BTreeMap::new(),
         unreadable: Vec::new(),
     };
-    let mut read = |name: &str| {
-        let path = dir.join(name);
-        match read_parquet(&path) {
-            Ok(frame) => Some(frame),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
-            Err(err) => {
-                results.unreadable.push(format!("{name} ({err})"));
-                None
-            }
-        }
+    let read = |name: &str| match read_result(dir, name, Some(&manifest)) {
+        Ok(frame) => Ok(Some(frame)),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(format!("{name} ({err})")),
     };
-    let (metrics_frame, probes_frame) = (read(METRICS_FILE), read(PROBES_FILE));
-    if let Some(frame) = metrics_frame {
-        let (splits, metrics) = (strings(&frame, "split")?, strings(&frame, "metric")?);
-        let (tokens, values) = (numbers(&frame, "tokens")?, numbers(&frame, "value")?);
-        for i in 0..frame.height() {
-            if splits[i] == "val" && metrics[i] == "loss" {
-                results.val_loss.insert(tokens[i] as u64, values[i]);
-            }
-        }
+    match read(METRICS_FILE)
+        .and_then(|frame| frame.map_or(Ok(()), |f| val_losses(&f, &mut results)))
+    {
+        Ok(()) => {}
+        Err(why) => results.unreadable.push(why),
     }
-    if let Some(frame) = probes_frame {
-        let (sites, metrics) = (strings(&frame, "site")?, strings(&frame, "metric")?);
-        let (tokens, layers, values) = (
-            numbers(&frame, "tokens")?,
-            numbers(&frame, "layer")?,
-            numbers(&frame, "value")?,
-        );
-        for i in 0..frame.height() {
-            if sites[i] == site && metrics[i] == metric {
-                results
-                    .heads
-                    .entry((tokens[i] as u64, layers[i] as u32))
-                    .or_default()
-                    .push(values[i]);
-            }
-        }
+    let probes = read(PROBES_FILE)
+        .and_then(|frame| frame.map_or(Ok(()), |f| head_values(&f, site, metric, &mut results)));
+    if let Err(why) = probes {
+        results.unreadable.push(why);
     }
     Some(results)
+}
+
+/// The columns of `frame`, or why they cannot be read (a missing column, a column of
+/// another type, or a reader panic on damaged data).
+fn columns(
+    frame: &DataFrame,
+    file: &str,
+    strings_of: &[&str],
+    numbers_of: &[&str],
+) -> Result<(Vec<Vec<String>>, Vec<Vec<f64>>), String> {
+    let read = || {
+        let s: Option<Vec<_>> = strings_of.iter().map(|n| strings(frame, n)).collect();
+        let n: Option<Vec<_>> = numbers_of.iter().map(|n| numbers(frame, n)).collect();
+        (s, n)
+    };
+    match quietly(read) {
+        Ok((Some(s), Some(n)))
+            if s.iter()
+                .map(Vec::len)
+                .chain(n.iter().map(Vec::len))
+                .all(|l| l == frame.height()) =>
+        {
+            Ok((s, n))
+        }
+        Ok(_) => Err(format!(
+            "{file} (columns missing, of the wrong type or of unequal length)"
+        )),
+        Err(panic) => Err(format!("{file} (unreadable: {})", panic_text(&*panic))),
+    }
+}
+
+fn val_losses(frame: &DataFrame, results: &mut RunResults) -> Result<(), String> {
+    let (s, n) = columns(
+        frame,
+        METRICS_FILE,
+        &["split", "metric"],
+        &["tokens", "value"],
+    )?;
+    for (((split, metric), tokens), value) in s[0].iter().zip(&s[1]).zip(&n[0]).zip(&n[1]) {
+        if split == "val" && metric == "loss" {
+            results.val_loss.insert(*tokens as u64, *value);
+        }
+    }
+    Ok(())
+}
+
+fn head_values(
+    frame: &DataFrame,
+    site: &str,
+    metric: &str,
+    results: &mut RunResults,
+) -> Result<(), String> {
+    let (s, n) = columns(
+        frame,
+        PROBES_FILE,
+        &["site", "metric"],
+        &["tokens", "layer", "value"],
+    )?;
+    let rows = s[0].iter().zip(&s[1]).zip(&n[0]).zip(&n[1]).zip(&n[2]);
+    for ((((row_site, row_metric), tokens), layer), value) in rows {
+        if row_site == site && row_metric == metric {
+            results
+                .heads
+                .entry((*tokens as u64, *layer as u32))
+                .or_default()
+                .push(*value);
+        }
+    }
+    Ok(())
 }

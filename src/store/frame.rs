@@ -10,7 +10,13 @@ use polars::prelude::{
     ParquetWriter, PolarsResult, SerReader, Series,
 };
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Once;
+
 use crate::atomic_file::write_atomic;
+
+use super::manifest::{sha256_file, Manifest};
 
 /// A column `name` holding `value(row)` for every row.
 pub fn column<R, V, P: ?Sized>(name: &str, rows: &[R], value: impl Fn(&R) -> V) -> Column
@@ -37,11 +43,69 @@ pub fn write_parquet(path: &Path, frame: &mut DataFrame) -> io::Result<()> {
     write_atomic(path, &bytes)
 }
 
-/// The frame in the parquet file at `path`; an error names what is wrong with it.
+/// The frame in the parquet file at `path`; an error names what is wrong with it. A
+/// damaged file can make the parquet reader panic (an assertion, an index out of range):
+/// that panic is caught, kept off the terminal, and returned as `InvalidData`.
 pub fn read_parquet(path: &Path) -> io::Result<DataFrame> {
-    ParquetReader::new(File::open(path)?)
-        .finish()
-        .map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err.to_string()))
+    let file = File::open(path)?;
+    let invalid = |why: String| io::Error::new(io::ErrorKind::InvalidData, why);
+    match quietly(|| ParquetReader::new(file).finish()) {
+        Ok(frame) => frame.map_err(|err| invalid(err.to_string())),
+        Err(panic) => Err(invalid(format!(
+            "unreadable parquet ({})",
+            panic_text(&*panic)
+        ))),
+    }
+}
+
+/// The frame of the result file `name` in `run_dir`, after checking it against the
+/// SHA-256 its manifest recorded (if it recorded one): a flipped bit that the parquet
+/// reader would accept is caught here.
+pub fn read_result(
+    run_dir: &Path,
+    name: &str,
+    manifest: Option<&Manifest>,
+) -> io::Result<DataFrame> {
+    if let Some(expected) = manifest.and_then(|m| m.checksums.get(name)) {
+        let found = sha256_file(&run_dir.join(name))?;
+        if &found != expected {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("checksum mismatch: {name} changed after its run recorded it (sha256 {found}, recorded {expected})"),
+            ));
+        }
+    }
+    read_parquet(&run_dir.join(name))
+}
+
+/// Panics caught by `quietly` in progress: while nonzero, the panic hook stays silent
+/// (a global count, since the reader may panic on one of its worker threads).
+static QUIET_PANICS: AtomicUsize = AtomicUsize::new(0);
+
+/// Runs `f`, turning a panic into an `Err` without printing it.
+pub fn quietly<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if QUIET_PANICS.load(Ordering::SeqCst) == 0 {
+                default(info);
+            }
+        }));
+    });
+    QUIET_PANICS.fetch_add(1, Ordering::SeqCst);
+    let result = catch_unwind(AssertUnwindSafe(f));
+    QUIET_PANICS.fetch_sub(1, Ordering::SeqCst);
+    result
+}
+
+/// A caught panic's message.
+pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 /// The rows of `frame` whose `step` is at most `step` (what a checkpoint at `step` has
@@ -49,4 +113,24 @@ pub fn read_parquet(path: &Path) -> io::Result<DataFrame> {
 pub fn rows_through_step(frame: &DataFrame, step: u64) -> PolarsResult<DataFrame> {
     let mask = frame.column("step")?.u64()?.lt_eq(step);
     frame.filter(&mask)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_and_panics_become_errors() {
+        let path =
+            std::env::temp_dir().join(format!("rankprobe-garbage-{}.parquet", std::process::id()));
+        for bytes in [&b""[..], b"PAR1", b"PAR1 not really parquet PAR1"] {
+            std::fs::write(&path, bytes).unwrap();
+            let err = read_parquet(&path).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        }
+        std::fs::remove_file(&path).unwrap();
+        let caught = quietly(|| -> u8 { panic!("inside a reader") }).unwrap_err();
+        assert_eq!(panic_text(&*caught), "inside a reader");
+        assert_eq!(quietly(|| 7).unwrap(), 7);
+    }
 }

@@ -1,5 +1,6 @@
 //! `manifest.json`: what a run is, where and when it ran, and how it ended.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
@@ -90,6 +91,10 @@ pub struct Manifest {
     pub checkpoint_seconds: Option<f64>,
     #[serde(default)]
     pub checkpoint_share: Option<f64>,
+    /// SHA-256 (hex) of each result file (`metrics.parquet`, `probes.parquet`) as the run
+    /// left it, recorded when the run ends and checked on every read of a file.
+    #[serde(default)]
+    pub checksums: BTreeMap<String, String>,
 }
 
 /// The data a run trained on.
@@ -112,6 +117,18 @@ impl Manifest {
         let text = std::fs::read_to_string(run_dir.join(MANIFEST_FILE)).ok()?;
         serde_json::from_str(&text).ok()
     }
+}
+
+/// The SHA-256 of the file at `path`, as lowercase hex.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// The commit of the working directory's git checkout, if there is one.
