@@ -146,6 +146,9 @@ fn load_run_once(dir: &Path, site: &str, metric: &str) -> Option<RunResults> {
     Some(results)
 }
 
+/// String columns and numeric columns of a frame, as asked for.
+type Columns = (Vec<Vec<String>>, Vec<Vec<f64>>);
+
 /// The columns of `frame`, or why they cannot be read (a missing column, a column of
 /// another type, or a reader panic on damaged data).
 fn columns(
@@ -153,7 +156,7 @@ fn columns(
     file: &str,
     strings_of: &[&str],
     numbers_of: &[&str],
-) -> Result<(Vec<Vec<String>>, Vec<Vec<f64>>), String> {
+) -> Result<Columns, String> {
     let read = || {
         let s: Option<Vec<_>> = strings_of.iter().map(|n| strings(frame, n)).collect();
         let n: Option<Vec<_>> = numbers_of.iter().map(|n| numbers(frame, n)).collect();
