@@ -364,3 +364,77 @@ fn three_shards_of_a_six_run_study_cover_it_once_and_report_merges_them() {
     std::fs::remove_dir_all(&results).unwrap();
     std::fs::remove_file(&study).unwrap();
 }
+
+/// A sweep that finds a selected run locked by another process waits for it: if that
+/// process finishes the run, the sweep keeps it and exits 0; if the process dies, the
+/// sweep trains the run itself. Either way exit 0 means every selected run is done.
+#[test]
+fn a_sweep_waits_for_a_run_another_process_trains_and_its_exit_code_tells_the_truth() {
+    let results = temp("wait");
+    let study = results.with_extension("ron");
+    // About 10 s of training on 2 cores: time to start the second sweep meanwhile.
+    std::fs::write(
+        &study,
+        common::tiny_text().replace("tokens: 20_480,", "tokens: 204_800,"),
+    )
+    .unwrap();
+    let sweep = || {
+        Command::new(env!("CARGO_BIN_EXE_rankprobe"))
+            .args([
+                "sweep",
+                study.to_str().unwrap(),
+                "--results",
+                results.to_str().unwrap(),
+                "--only",
+                "B1",
+            ])
+            .current_dir(common::root())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let locked = || {
+        let study_dir = results.join("tiny");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while std::time::Instant::now() < deadline {
+            let held = std::fs::read_dir(&study_dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|e| e.path().join(".lock").exists());
+            if held {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("the first sweep never took the lock");
+    };
+    for kill_first in [false, true] {
+        let mut first = sweep();
+        locked();
+        let second = sweep();
+        if kill_first {
+            std::thread::sleep(std::time::Duration::from_secs(2));
+            first.kill().unwrap();
+        }
+        let first = first.wait_with_output().unwrap();
+        let second = second.wait_with_output().unwrap();
+        let out = text(&second);
+        assert!(second.status.success(), "{out}");
+        assert!(out.contains("waiting for B1: process"), "{out}");
+        if kill_first {
+            assert!(
+                out.contains("[B1] training"),
+                "the second sweep trains it: {out}"
+            );
+        } else {
+            assert!(first.status.success(), "{}", text(&first));
+            assert!(out.contains("finished by another sweep"), "{out}");
+            assert!(!out.contains("[B1] training"), "{out}");
+        }
+        assert_eq!(manifest(&results, "tiny", "B1").status, RunStatus::Done);
+        std::fs::remove_dir_all(&results).unwrap();
+    }
+    std::fs::remove_file(&study).unwrap();
+}

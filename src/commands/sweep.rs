@@ -119,50 +119,44 @@ pub fn sweep(file: &Path, options: &SweepOptions) -> Result<(), Failure> {
     prepare_results_dir(&dir, &source)?;
     let mut progress = Progress::new(runs.len());
     let mut results = Vec::new();
-    let mut elsewhere = Vec::new();
+    // Runs another process was training when this sweep came to them: waited for after
+    // the others, so that the exit code can say whether they ended done.
+    let mut deferred = Vec::new();
+    let mut busy = Vec::new();
+    let mut stopped = false;
+    let context = Context {
+        plan: &plan,
+        dir: &dir,
+        device,
+        options,
+    };
     for run in &runs {
-        let run_dir = dir.join(run_dir_name(run));
-        fs::create_dir_all(&run_dir).map_err(|e| store_failure(&run_dir, e))?;
-        let _lock = match try_lock(&run_dir).map_err(|e| store_failure(&run_dir, e))? {
-            Ok(lock) => lock,
-            Err(holder) => {
+        match attempt(&context, run, &datasets[&data_key(run)], &mut progress)? {
+            Attempt::Busy(holder) => {
                 progress.println(&format!(
-                    "skipping {}: process {} on {} is training it",
+                    "{}: process {} on {} is training it; coming back to it at the end",
                     run.label, holder.pid, holder.host
                 ));
-                elsewhere.push(run.label.clone());
-                continue;
+                deferred.push(run);
             }
-        };
-        // Another sweep may have finished it since this one started.
-        if !options.force && finished(&dir, run).is_some() {
-            progress.println(&format!(
-                "keeping {} (finished by another sweep)",
-                run.label
-            ));
-            elsewhere.push(run.label.clone());
-            continue;
+            Attempt::Ended(label, status, summary) => {
+                results.push((label, status, summary));
+                if stop_after(status, options, &mut progress, &run.label) {
+                    stopped = true;
+                    break;
+                }
+            }
         }
-        // Under the lock no one else writes here: temporary files are a killed writer's.
-        remove_stale_temps(&run_dir).map_err(|e| store_failure(&run_dir, e))?;
-        let dataset = &datasets[&data_key(run)];
-        let (status, summary) = train_one(
-            &plan,
-            run,
-            dataset,
-            &run_dir,
-            device,
-            options.force,
-            &mut progress,
-        )?;
-        results.push((run.label.clone(), status, summary));
-        if status == RunStatus::Interrupted {
-            progress.println("interrupted: stopping the sweep (run it again to resume)");
-            break;
-        }
-        if options.fail_fast && status != RunStatus::Done {
-            progress.println(&format!("--fail-fast: stopping after {}", run.label));
-            break;
+    }
+    for run in deferred.into_iter().filter(|_| !stopped) {
+        match wait_for(&context, run, &datasets[&data_key(run)], &mut progress)? {
+            None => busy.push(run.label.clone()),
+            Some((label, status, summary)) => {
+                results.push((label, status, summary));
+                if stop_after(status, options, &mut progress, &run.label) {
+                    break;
+                }
+            }
         }
     }
     progress.finish();
@@ -185,18 +179,22 @@ pub fn sweep(file: &Path, options: &SweepOptions) -> Result<(), Failure> {
         started.elapsed().as_secs_f64(),
         runs.len()
     );
-    let unfinished = runs.len() - results.len() - elsewhere.len();
+    let unfinished = runs.len() - results.len() - busy.len();
     if unfinished > 0 {
         println!("{unfinished} runs not started");
     }
     // The exit code says whether every selected run is done, kept runs included.
     let kept_statuses = kept.iter().map(|(run, status)| (&run.label, *status));
     let trained = results.iter().map(|(label, status, _)| (label, *status));
-    let not_done: Vec<String> = kept_statuses
+    let mut not_done: Vec<String> = kept_statuses
         .chain(trained)
         .filter(|(_, status)| *status != RunStatus::Done)
         .map(|(label, status)| format!("{label} ({status})"))
         .collect();
+    not_done.extend(
+        busy.iter()
+            .map(|label| format!("{label} (still training in another process)")),
+    );
     if not_done.is_empty() {
         Ok(())
     } else {
@@ -205,6 +203,107 @@ pub fn sweep(file: &Path, options: &SweepOptions) -> Result<(), Failure> {
             not_done.join(", ")
         )))
     }
+}
+
+/// What a sweep's runs share.
+struct Context<'a> {
+    plan: &'a crate::plan::Plan,
+    dir: &'a Path,
+    device: Device,
+    options: &'a SweepOptions,
+}
+
+enum Attempt {
+    /// Another process holds the run's lock.
+    Busy(crate::store::lock::Holder),
+    /// (label, status, summary): trained here, or found finished by another process.
+    Ended(String, RunStatus, String),
+}
+
+/// Trains `run` unless another process holds it or has finished it meanwhile.
+fn attempt(
+    context: &Context,
+    run: &PlannedRun,
+    dataset: &crate::data::Dataset,
+    progress: &mut Progress,
+) -> Result<Attempt, Failure> {
+    let run_dir = context.dir.join(run_dir_name(run));
+    fs::create_dir_all(&run_dir).map_err(|e| store_failure(&run_dir, e))?;
+    let _lock = match try_lock(&run_dir).map_err(|e| store_failure(&run_dir, e))? {
+        Ok(lock) => lock,
+        Err(holder) => return Ok(Attempt::Busy(holder)),
+    };
+    // Another sweep may have finished it since this one started.
+    if !context.options.force {
+        if let Some(status) = finished(context.dir, run) {
+            progress.println(&format!(
+                "keeping {} (finished by another sweep)",
+                run.label
+            ));
+            let summary = "finished by another sweep".to_owned();
+            return Ok(Attempt::Ended(run.label.clone(), status, summary));
+        }
+    }
+    // Under the lock no one else writes here: temporary files are a killed writer's.
+    remove_stale_temps(&run_dir).map_err(|e| store_failure(&run_dir, e))?;
+    let (status, summary) = train_one(
+        context.plan,
+        run,
+        dataset,
+        &run_dir,
+        context.device,
+        context.options.force,
+        progress,
+    )?;
+    Ok(Attempt::Ended(run.label.clone(), status, summary))
+}
+
+/// Waits until no other process holds `run`, then takes it as `attempt` does (keeping it
+/// if the other process finished it, training it if not). None if an interrupt ends the
+/// wait first.
+fn wait_for(
+    context: &Context,
+    run: &PlannedRun,
+    dataset: &crate::data::Dataset,
+    progress: &mut Progress,
+) -> Result<Option<(String, RunStatus, String)>, Failure> {
+    let mut said = false;
+    loop {
+        match attempt(context, run, dataset, progress)? {
+            Attempt::Ended(label, status, summary) => return Ok(Some((label, status, summary))),
+            Attempt::Busy(holder) => {
+                if crate::train::interrupt::stop_requested() {
+                    return Ok(None);
+                }
+                if !said {
+                    progress.println(&format!(
+                        "waiting for {}: process {} on {} is still training it (Ctrl-C stops waiting)",
+                        run.label, holder.pid, holder.host
+                    ));
+                    said = true;
+                }
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// Whether the sweep stops after a run that ended with `status`.
+fn stop_after(
+    status: RunStatus,
+    options: &SweepOptions,
+    progress: &mut Progress,
+    label: &str,
+) -> bool {
+    if status == RunStatus::Interrupted {
+        progress.println("interrupted: stopping the sweep (run it again to resume)");
+        return true;
+    }
+    if options.fail_fast && status != RunStatus::Done {
+        progress.println(&format!("--fail-fast: stopping after {label}"));
+        return true;
+    }
+    false
 }
 
 /// Ctrl-C or SIGTERM: the run in progress stops after its current step, writes what it
