@@ -5,6 +5,7 @@ use std::path::Path;
 use crate::plan::cost::{param_count, steps_and_tokens, training_flops};
 use crate::plan::diff::{differing_fields, shown_value};
 use crate::plan::Plan;
+use crate::spec::diagnostic::printable;
 use crate::text_table::{human_count, TextTable};
 
 use super::{load_plan, Failure};
@@ -41,7 +42,7 @@ pub fn render_plan(plan: &Plan) -> String {
     }
     let mut out = format!("study {} ({})\n", plan.study, plan.source.display());
     if !plan.description.trim().is_empty() {
-        out += &format!("  {}\n", plan.description.trim());
+        out += &format!("  {}\n", printable(plan.description.trim()));
     }
     let total = total_flops.map_or_else(|| "unknown".to_owned(), |f| format!("{f:.2e}"));
     out += &format!(

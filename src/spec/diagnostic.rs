@@ -52,7 +52,7 @@ impl Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "error: {}", self.message)?;
+        writeln!(f, "error: {}", printable(&self.message))?;
         match &self.location {
             Some(loc) => {
                 let number = loc.line.to_string();
@@ -65,12 +65,19 @@ impl fmt::Display for Diagnostic {
                     loc.col
                 )?;
                 writeln!(f, "{gutter} |")?;
-                writeln!(f, "{number} | {}", loc.line_text)?;
+                writeln!(f, "{number} | {}", printable(&loc.line_text))?;
                 let pad: String = loc
                     .line_text
                     .chars()
                     .take(loc.col.saturating_sub(1))
-                    .map(|c| if c == '\t' { '\t' } else { ' ' })
+                    .map(|c| printable(&c.to_string()))
+                    .map(|shown| {
+                        if shown == "\t" {
+                            shown
+                        } else {
+                            " ".repeat(shown.chars().count())
+                        }
+                    })
                     .collect();
                 writeln!(f, "{gutter} | {pad}{}", "^".repeat(loc.len))?;
             }
@@ -89,10 +96,24 @@ impl fmt::Display for Diagnostic {
             )?;
         }
         if let Some(help) = &self.help {
-            writeln!(f, "  = help: {help}")?;
+            writeln!(f, "  = help: {}", printable(help))?;
         }
         Ok(())
     }
+}
+
+/// `text` safe for a terminal: control characters other than tab and newline (an
+/// escape sequence in a study could clear the screen) are shown as `\u{1b}`.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\t' && c != '\n' {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn plural(n: usize) -> &'static str {
@@ -135,5 +156,20 @@ mod tests {
             shown,
             "error: unknown field `d_modle`\n --> e.ron:2:5\n  |\n2 |     d_modle: 512,\n  |     ^^^^^^^\n  = help: did you mean `d_model`?\n"
         );
+    }
+
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        assert_eq!(printable("a\u{1b}[2Jb\tc"), "a\\u{1b}[2Jb\tc");
+        let source = SourceText::new("e.ron", "(x: \"\u{1b}[2J\", y: 1)".to_owned());
+        let shown = Diagnostic::new("bad \u{7}")
+            .at(Some(source.location(1, 17, 1)))
+            .help("fix")
+            .to_string();
+        assert!(
+            !shown.chars().any(|c| c.is_control() && c != '\n'),
+            "{shown:?}"
+        );
+        assert!(shown.contains("(x: \"\\u{1b}[2J\", y: 1)"), "{shown}");
     }
 }

@@ -50,6 +50,33 @@ pub fn study_diagnostics(loaded: &LoadedStudy) -> Vec<Diagnostic> {
             .help("use letters, digits, `_`, `-`, `.` or `+` (at most 64, not starting with `.`)"),
         );
     }
+    let descriptions = std::iter::once((loaded.study.description.as_str(), "description")).chain(
+        loaded.study.sweep.iter().flat_map(|axis| match axis {
+            Axis::Conditions(conditions) => conditions
+                .iter()
+                .map(|c| (c.description.as_str(), "condition description"))
+                .collect(),
+            _ => Vec::new(),
+        }),
+    );
+    for (text, what) in descriptions {
+        if let Some(c) = text
+            .chars()
+            .find(|c| c.is_control() && *c != '\n' && *c != '\t')
+        {
+            diagnostics.push(
+                Diagnostic::new(format!(
+                    "the {what} contains the control character {}",
+                    c.escape_unicode()
+                ))
+                .at(source
+                    .find_string(text, None)
+                    .or_else(|| source.find_key_path(&["description"])))
+                .in_file(source.path())
+                .help("descriptions are shown on terminals and in reports: use plain text"),
+            );
+        }
+    }
     for problem in check::check_run(&loaded.study.base) {
         diagnostics.push(base_problem(loaded, &problem));
     }
