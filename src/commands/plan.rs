@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::plan::cost::{param_count, steps_and_tokens, training_flops};
-use crate::plan::diff::{differing_fields, shown_value};
+use crate::plan::diff::differing_values;
 use crate::plan::Plan;
 use crate::spec::diagnostic::printable;
 use crate::text_table::{human_count, TextTable};
@@ -20,20 +20,20 @@ pub fn plan(file: &Path) -> Result<(), Failure> {
 /// tokens, steps, parameters and estimated training FLOPs.
 pub fn render_plan(plan: &Plan) -> String {
     let configs: Vec<_> = plan.runs.iter().map(|r| &r.config).collect();
-    let differing = differing_fields(&configs);
+    let (differing, shown) = differing_values(&configs);
     let mut header: Vec<String> = ["#", "label", "run id"].map(String::from).to_vec();
     header.extend(differing.iter().cloned());
     header.extend(["tokens", "steps", "params", "train FLOPs"].map(String::from));
     let mut table = TextTable::new(header);
     let mut total_flops = Some(0.0);
-    for run in &plan.runs {
+    for (run, shown) in plan.runs.iter().zip(shown) {
         let (steps, tokens) = steps_and_tokens(&run.config);
         let vocab = run.config.data.tokenizer.known_vocab();
         let params = vocab.map(|v| param_count(&run.config.model, v as u64).total());
         let flops = training_flops(&run.config, tokens);
         total_flops = total_flops.zip(flops).map(|(sum, f)| sum + f);
         let mut row = vec![run.index.to_string(), run.label.clone(), run.id.clone()];
-        row.extend(differing.iter().map(|path| shown_value(&run.config, path)));
+        row.extend(shown);
         row.push(human_count(tokens));
         row.push(steps.to_string());
         row.push(params.map_or_else(|| "?".to_owned(), human_count));

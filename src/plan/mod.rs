@@ -1,5 +1,7 @@
 //! The run matrix of a study: every run's label, run id and fully resolved config.
 
+use std::collections::HashMap;
+
 pub mod cost;
 pub mod diff;
 pub mod expand;
@@ -216,9 +218,10 @@ fn group_by_runs(per_run: Vec<(Diagnostic, String)>) -> Vec<Diagnostic> {
 /// thing twice.
 fn duplicate_runs(loaded: &LoadedStudy, runs: &[PlannedRun]) -> Vec<Diagnostic> {
     let mut diagnostics = Vec::new();
-    for (i, run) in runs.iter().enumerate() {
-        let earlier = &runs[..i];
-        if let Some(first) = earlier.iter().find(|r| r.label == run.label) {
+    let mut by_label: HashMap<&str, &PlannedRun> = HashMap::with_capacity(runs.len());
+    let mut by_id: HashMap<&str, &PlannedRun> = HashMap::with_capacity(runs.len());
+    for run in runs {
+        if let Some(first) = by_label.get(run.label.as_str()) {
             diagnostics.push(
                 Diagnostic::new(format!("runs {} and {} have the same label `{}`", first.index + 1, run.index + 1, run.label))
                     .at(loaded.source.find_key_path(&["sweep"]))
@@ -226,7 +229,7 @@ fn duplicate_runs(loaded: &LoadedStudy, runs: &[PlannedRun]) -> Vec<Diagnostic> 
                     .help("give the points of the sweep's axes labels that combine into distinct run labels"),
             );
         }
-        if let Some(first) = earlier.iter().find(|r| r.id == run.id) {
+        if let Some(first) = by_id.get(run.id.as_str()) {
             diagnostics.push(
                 Diagnostic::new(format!(
                     "runs `{}` and `{}` resolve to the same config (run id {})",
@@ -237,6 +240,8 @@ fn duplicate_runs(loaded: &LoadedStudy, runs: &[PlannedRun]) -> Vec<Diagnostic> 
                 .help("they would train the same thing twice: make their overrides differ or drop one"),
             );
         }
+        by_label.entry(&run.label).or_insert(run);
+        by_id.entry(&run.id).or_insert(run);
     }
     diagnostics
 }
