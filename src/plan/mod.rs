@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use crate::spec::check::{check_run, Problem};
 use crate::spec::inputs::check_inputs;
 use crate::spec::patch::{Patch, PatchError};
+use crate::spec::run_config::{Corpus, Tokenizer};
 use crate::spec::study::Execution;
 use crate::spec::suggest::closest;
 use crate::spec::{
@@ -56,13 +57,28 @@ pub fn build_plan(loaded: &LoadedStudy) -> Result<Plan, Diagnostics> {
     let base_problems = check_run(&loaded.study.base);
     let mut per_run: Vec<(Diagnostic, String)> = Vec::new();
     let mut runs = Vec::new();
+    let mut inputs_checked: Vec<((Corpus, Tokenizer), Vec<Problem>)> = Vec::new();
     for (index, points) in expand::product(&axes).into_iter().enumerate() {
         let label = expand::run_label(&points);
         match resolve(loaded, &points) {
             Ok(config) => {
                 let mut problems = check_run(&config);
                 problems.retain(|p| !base_problems.contains(p));
-                problems.extend(check_inputs(&config));
+                // The files a run names are checked once per distinct corpus and tokenizer.
+                let (corpus, tokenizer) = (&config.data.corpus, &config.data.tokenizer);
+                let known = inputs_checked
+                    .iter()
+                    .find(|((c, t), _)| c == corpus && t == tokenizer);
+                let inputs = match known {
+                    Some((_, found)) => found.clone(),
+                    None => {
+                        let found = check_inputs(&config);
+                        let key = (corpus.clone(), tokenizer.clone());
+                        inputs_checked.push((key, found.clone()));
+                        found
+                    }
+                };
+                problems.extend(inputs);
                 for problem in problems {
                     let diagnostic = run_problem(loaded, &points, &problem);
                     per_run.push((diagnostic, label.clone()));

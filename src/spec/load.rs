@@ -190,7 +190,7 @@ fn describe(code: &RonError) -> (String, Option<String>) {
         ),
         RonError::InvalidValueForType { expected, found } => (
             format!("expected {expected}, found {found}"),
-            None,
+            Some(format!("write {expected} here; README.md (\"The study file\") shows every field")),
         ),
         RonError::ExpectedStructLike | RonError::ExpectedNamedStructLike(_) => (
             code.to_string(),
@@ -208,7 +208,32 @@ fn describe(code: &RonError) -> (String, Option<String>) {
             message.clone(),
             Some("keep one of them: a map would silently keep the last".to_owned()),
         ),
-        other => (other.to_string(), None),
+        RonError::ExpectedFloat | RonError::ExpectedInteger | RonError::IntegerOutOfBounds
+        | RonError::InvalidIntegerDigit { .. } | RonError::FloatUnderscore => (
+            code.to_string(),
+            Some("write a plain number here, e.g. `16` or `0.02`".to_owned()),
+        ),
+        RonError::ExpectedString | RonError::ExpectedStringEnd | RonError::InvalidEscape(_) => (
+            code.to_string(),
+            Some("write text in double quotes, e.g. `\"A1\"`; escapes are \\\" \\\\ \\n \\t \\u{..}".to_owned()),
+        ),
+        RonError::ExpectedBoolean => (code.to_string(), Some("write `true` or `false`".to_owned())),
+        RonError::ExpectedArray | RonError::ExpectedArrayEnd => (
+            code.to_string(),
+            Some("a list is written `[a, b, c]`".to_owned()),
+        ),
+        RonError::ExpectedMap | RonError::ExpectedMapEnd => (
+            code.to_string(),
+            Some("a map is written `{\"key\": value, ...}`".to_owned()),
+        ),
+        RonError::UnclosedBlockComment | RonError::UnclosedLineComment => (
+            code.to_string(),
+            Some("close the comment with `*/`".to_owned()),
+        ),
+        other => (
+            other.to_string(),
+            Some("README.md (\"The study file\") shows the form of every field".to_owned()),
+        ),
     }
 }
 
