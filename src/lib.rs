@@ -1,8 +1,11 @@
 //! rankprobe: training studies as data.
 //!
 //! Data flows one way: `spec` (RON -> validated study) -> `plan` (run matrix, run ids)
-//! -> `store` (results layout) -> `commands` (what the CLI does). Each module reads only
-//! from the ones before it.
+//! -> `train` (one run: model, optimizers, probes) -> `store` (results layout, atomic
+//! files, manifests) -> `runner` (checks before work, sweeps, recording, locks, progress:
+//! callable without the CLI) -> `report` and `commands` (what the CLI does: arguments
+//! into calls, outcomes into text and exit codes). Each module reads only from the ones
+//! before it.
 
 pub mod atomic_file;
 pub mod commands;
@@ -15,6 +18,7 @@ pub mod plan;
 pub mod probe;
 pub mod profile;
 pub mod report;
+pub mod runner;
 pub mod spec;
 pub mod store;
 pub mod text_table;

@@ -1,200 +1,38 @@
-//! `rankprobe sweep FILE`: check everything, prepare the data, then train every run and
-//! record its metrics and manifest under `results/<study>/`.
+//! `rankprobe sweep FILE`: runs the study (`runner::sweep`), then prints what each run
+//! did, writes and prints the report, and turns the outcome into the exit code.
 
-use std::fs;
-use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::path::Path;
 
-use crate::atomic_file::remove_stale_temps;
-use crate::plan::PlannedRun;
-use crate::spec::Device;
-use crate::store::frame::read_result;
-use crate::store::lock::try_lock;
-use crate::store::manifest::{Manifest, RunStatus};
-use crate::store::metrics::METRICS_FILE;
-use crate::store::probes::PROBES_FILE;
-use crate::store::{recorded_status, run_dir_name, study_dir};
+pub use crate::runner::sweep::{Shard, SweepOptions};
 
-use super::one_run::{store_failure, train_one};
-use super::preflight::{
-    check_writable, data_key, prepare_datasets, prepare_results_dir, resolve_device, select_runs,
-};
-use super::progress::Progress;
-use super::{load_plan, Failure};
-
-/// Options of `sweep`.
-#[derive(Debug, Clone)]
-pub struct SweepOptions {
-    /// Results root; the study writes to `<results>/<study>/`.
-    pub results: PathBuf,
-    /// Only these run labels (all runs when empty).
-    pub only: Vec<String>,
-    /// Overrides the study's `execution.device`.
-    pub device: Option<Device>,
-    /// Retrain runs that are done already.
-    pub force: bool,
-    /// Stop at the first run that fails or diverges.
-    pub fail_fast: bool,
-    /// Only the runs of this shard (`index % count == shard index`).
-    pub shard: Option<Shard>,
-    /// Only the run with this matrix index (`run --index`).
-    pub index: Option<usize>,
-    /// Allow a budget larger than the training split (more than one epoch).
-    pub allow_repeat: bool,
-}
-
-/// Shard `index` of `count` (`--shard 1/3`): the runs whose matrix index modulo `count`
-/// is `index`, so that `count` processes cover the study once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shard {
-    pub index: usize,
-    pub count: usize,
-}
-
-impl std::str::FromStr for Shard {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let parsed = text.split_once('/').and_then(|(i, n)| {
-            Some(Shard {
-                index: i.parse().ok()?,
-                count: n.parse().ok()?,
-            })
-        });
-        match parsed {
-            Some(shard) if shard.count > 0 && shard.index < shard.count => Ok(shard),
-            _ => Err(format!(
-                "`{text}` is not a shard; write INDEX/COUNT with INDEX < COUNT, e.g. 0/3"
-            )),
-        }
-    }
-}
+use super::Failure;
 
 pub fn sweep(file: &Path, options: &SweepOptions) -> Result<(), Failure> {
-    let started = Instant::now();
-    install_interrupt_handler();
-    let plan = load_plan(file)?;
-    let device = resolve_device(options.device.unwrap_or(plan.execution.device))?;
-    let mut runs = select_runs(&plan, &options.only)?;
-    if let Some(shard) = options.shard {
-        runs.retain(|run| run.index % shard.count == shard.index);
+    let outcome = crate::runner::sweep::sweep(file, options)?;
+    println!("study {} in {}:", outcome.study, outcome.dir.display());
+    for (label, status) in &outcome.kept {
+        println!("  {label:<12} {status:<9} kept from an earlier sweep");
     }
-    if let Some(index) = options.index {
-        if index >= plan.runs.len() {
-            return Err(Failure::BadInput(format!(
-                "run index {index} is out of range: study {} has runs 0 to {}",
-                plan.study,
-                plan.runs.len() - 1
-            )));
-        }
-        runs.retain(|run| run.index == index);
-    }
-    let dir = study_dir(&options.results, &plan.study);
-    let source = fs::read(&plan.source).map_err(|err| {
-        Failure::RunFailed(format!("cannot re-read {}: {err}", plan.source.display()))
-    })?;
-    check_writable(&dir)?;
-    // Resume: a finished run (done or diverged) with the same run id is kept as it is.
-    let mut kept: Vec<(PlannedRun, RunStatus)> = Vec::new();
-    let mut to_train = Vec::new();
-    for run in runs {
-        let status = if options.force {
-            None
-        } else {
-            finished(&dir, &run)
-        };
-        match status {
-            Some(status) => kept.push((run, status)),
-            None => to_train.push(run),
-        }
-    }
-    let runs = to_train;
-    for (run, status) in &kept {
-        println!(
-            "keeping {} ({status}, run id {}; --force retrains it)",
-            run.label, run.id
-        );
-    }
-    let datasets = prepare_datasets(&runs, options.allow_repeat)?;
-    prepare_results_dir(&dir, &source)?;
-    let mut progress = Progress::new(runs.len());
-    let mut results = Vec::new();
-    // Runs another process was training when this sweep came to them: waited for after
-    // the others, so that the exit code can say whether they ended done.
-    let mut deferred = Vec::new();
-    let mut busy = Vec::new();
-    let mut stopped = false;
-    let context = Context {
-        plan: &plan,
-        dir: &dir,
-        device,
-        options,
-    };
-    for run in &runs {
-        match attempt(&context, run, &datasets[&data_key(run)], &mut progress)? {
-            Attempt::Busy(holder) => {
-                progress.println(&format!(
-                    "{}: process {} on {} is training it; coming back to it at the end",
-                    run.label, holder.pid, holder.host
-                ));
-                deferred.push(run);
-            }
-            Attempt::Ended(label, status, summary) => {
-                results.push((label, status, summary));
-                if stop_after(status, options, &mut progress, &run.label) {
-                    stopped = true;
-                    break;
-                }
-            }
-        }
-    }
-    for run in deferred.into_iter().filter(|_| !stopped) {
-        match wait_for(&context, run, &datasets[&data_key(run)], &mut progress)? {
-            None => busy.push(run.label.clone()),
-            Some((label, status, summary)) => {
-                results.push((label, status, summary));
-                if stop_after(status, options, &mut progress, &run.label) {
-                    break;
-                }
-            }
-        }
-    }
-    progress.finish();
-    println!("study {} in {}:", plan.study, dir.display());
-    for (run, status) in &kept {
-        println!("  {:<12} {status:<9} kept from an earlier sweep", run.label);
-    }
-    for (label, status, summary) in &results {
+    for (label, status, summary) in &outcome.trained {
         println!("  {label:<12} {status:<9} {summary}");
     }
-    match super::report::write_report(&dir) {
+    match super::report::write_report(&outcome.dir) {
         Ok(markdown) => println!(
             "\n{markdown}(report written to {})\n",
-            dir.join("report").display()
+            outcome.dir.join("report").display()
         ),
         Err(err) => eprintln!("no report: {err}"),
     }
     println!(
         "wall time {:.1} s for {} runs",
-        started.elapsed().as_secs_f64(),
-        runs.len()
+        outcome.wall.as_secs_f64(),
+        outcome.selected
     );
-    let unfinished = runs.len() - results.len() - busy.len();
-    if unfinished > 0 {
-        println!("{unfinished} runs not started");
+    if outcome.not_started() > 0 {
+        println!("{} runs not started", outcome.not_started());
     }
     // The exit code says whether every selected run is done, kept runs included.
-    let kept_statuses = kept.iter().map(|(run, status)| (&run.label, *status));
-    let trained = results.iter().map(|(label, status, _)| (label, *status));
-    let mut not_done: Vec<String> = kept_statuses
-        .chain(trained)
-        .filter(|(_, status)| *status != RunStatus::Done)
-        .map(|(label, status)| format!("{label} ({status})"))
-        .collect();
-    not_done.extend(
-        busy.iter()
-            .map(|label| format!("{label} (still training in another process)")),
-    );
+    let not_done = outcome.not_done();
     if not_done.is_empty() {
         Ok(())
     } else {
@@ -203,140 +41,4 @@ pub fn sweep(file: &Path, options: &SweepOptions) -> Result<(), Failure> {
             not_done.join(", ")
         )))
     }
-}
-
-/// What a sweep's runs share.
-struct Context<'a> {
-    plan: &'a crate::plan::Plan,
-    dir: &'a Path,
-    device: Device,
-    options: &'a SweepOptions,
-}
-
-enum Attempt {
-    /// Another process holds the run's lock.
-    Busy(crate::store::lock::Holder),
-    /// (label, status, summary): trained here, or found finished by another process.
-    Ended(String, RunStatus, String),
-}
-
-/// Trains `run` unless another process holds it or has finished it meanwhile.
-fn attempt(
-    context: &Context,
-    run: &PlannedRun,
-    dataset: &crate::data::Dataset,
-    progress: &mut Progress,
-) -> Result<Attempt, Failure> {
-    let run_dir = context.dir.join(run_dir_name(run));
-    fs::create_dir_all(&run_dir).map_err(|e| store_failure(&run_dir, e))?;
-    let _lock = match try_lock(&run_dir).map_err(|e| store_failure(&run_dir, e))? {
-        Ok(lock) => lock,
-        Err(holder) => return Ok(Attempt::Busy(holder)),
-    };
-    // Another sweep may have finished it since this one started.
-    if !context.options.force {
-        if let Some(status) = finished(context.dir, run) {
-            progress.println(&format!(
-                "keeping {} (finished by another sweep)",
-                run.label
-            ));
-            let summary = "finished by another sweep".to_owned();
-            return Ok(Attempt::Ended(run.label.clone(), status, summary));
-        }
-    }
-    // Under the lock no one else writes here: temporary files are a killed writer's.
-    remove_stale_temps(&run_dir).map_err(|e| store_failure(&run_dir, e))?;
-    let (status, summary) = train_one(
-        context.plan,
-        run,
-        dataset,
-        &run_dir,
-        context.device,
-        context.options.force,
-        progress,
-    )?;
-    Ok(Attempt::Ended(run.label.clone(), status, summary))
-}
-
-/// Waits until no other process holds `run`, then takes it as `attempt` does (keeping it
-/// if the other process finished it, training it if not). None if an interrupt ends the
-/// wait first.
-fn wait_for(
-    context: &Context,
-    run: &PlannedRun,
-    dataset: &crate::data::Dataset,
-    progress: &mut Progress,
-) -> Result<Option<(String, RunStatus, String)>, Failure> {
-    let mut said = false;
-    loop {
-        match attempt(context, run, dataset, progress)? {
-            Attempt::Ended(label, status, summary) => return Ok(Some((label, status, summary))),
-            Attempt::Busy(holder) => {
-                if crate::train::interrupt::stop_requested() {
-                    return Ok(None);
-                }
-                if !said {
-                    progress.println(&format!(
-                        "waiting for {}: process {} on {} is still training it (Ctrl-C stops waiting)",
-                        run.label, holder.pid, holder.host
-                    ));
-                    said = true;
-                }
-                std::thread::sleep(std::time::Duration::from_secs(1));
-            }
-        }
-    }
-}
-
-/// Whether the sweep stops after a run that ended with `status`.
-fn stop_after(
-    status: RunStatus,
-    options: &SweepOptions,
-    progress: &mut Progress,
-    label: &str,
-) -> bool {
-    if status == RunStatus::Interrupted {
-        progress.println("interrupted: stopping the sweep (run it again to resume)");
-        return true;
-    }
-    if options.fail_fast && status != RunStatus::Done {
-        progress.println(&format!("--fail-fast: stopping after {label}"));
-        return true;
-    }
-    false
-}
-
-/// Ctrl-C or SIGTERM: the run in progress stops after its current step, writes what it
-/// has and is marked interrupted. A second one exits at once; every file is written
-/// atomically, so none is left half-written.
-fn install_interrupt_handler() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    static SEEN: AtomicBool = AtomicBool::new(false);
-    let _ = ctrlc::set_handler(|| {
-        if SEEN.swap(true, Ordering::SeqCst) {
-            eprintln!("second interrupt: exiting now");
-            std::process::exit(130);
-        }
-        eprintln!("interrupt: stopping after the current step (again to exit at once)");
-        crate::train::interrupt::request_stop();
-    });
-}
-
-/// The status of `run` in `dir` if it is finished: done or diverged under the same run
-/// id, with results that can be read back. A done run whose files are damaged is
-/// trained again.
-fn finished(dir: &Path, run: &PlannedRun) -> Option<RunStatus> {
-    let status = recorded_status(dir, run).filter(|s| s.is_final())?;
-    let run_dir = dir.join(run_dir_name(run));
-    let manifest = Manifest::read(&run_dir);
-    for name in [METRICS_FILE, PROBES_FILE] {
-        if let Err(err) = read_result(&run_dir, name, manifest.as_ref()) {
-            println!(
-                "{}: marked {status} but {name} cannot be read ({err}); training it again",
-                run.label
-            );
-            return None;
-        }
-    }
-    Some(status)
 }

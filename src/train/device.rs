@@ -11,7 +11,7 @@ use crate::optim::MuonStep;
 use crate::spec::run_config::MuonConfig;
 use crate::spec::Device;
 
-use super::run::TrainError;
+use super::outcome::TrainError;
 
 pub trait TrainDevice: HostBuffers + crate::model::ModelOps {
     type Muon: MuonStep<Self>;

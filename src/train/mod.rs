@@ -8,9 +8,13 @@ pub mod device;
 pub mod interrupt;
 pub mod observer;
 mod optimizers;
+pub mod options;
+pub mod outcome;
 pub mod run;
 mod run_loop;
 pub mod schedule;
 
 pub use observer::{MetricRow, Split, TrainObserver};
-pub use run::{train_run, CheckpointPolicy, Outcome, TrainError, TrainOptions};
+pub use options::{CheckpointPolicy, TrainOptions};
+pub use outcome::{Outcome, TrainError};
+pub use run::{check_trainable, train_run};

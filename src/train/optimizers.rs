@@ -13,7 +13,7 @@ use crate::profile;
 use crate::spec::run_config::{AdamWConfig, OptimizerConfig};
 
 use super::device::TrainDevice;
-use super::run::TrainError;
+use super::outcome::TrainError;
 
 pub(super) enum Optimizers<
     D: TrainDevice,

@@ -20,7 +20,8 @@ use super::checkpoint::{Checkpoint, Counters};
 use super::device::TrainDevice;
 use super::observer::{MetricRow, Split, TrainObserver};
 use super::optimizers::Optimizers;
-use super::run::{CheckpointPolicy, Outcome, TrainError, TrainOptions};
+use super::options::{CheckpointPolicy, TrainOptions};
+use super::outcome::{Outcome, TrainError};
 use super::schedule::{eval_steps, lr_multiplier, probe_steps};
 
 use crate::model::forward::TokenBatch as TokenTensors;

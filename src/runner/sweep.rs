@@ -1,0 +1,356 @@
+//! A sweep: check everything, prepare the data, then train every selected run that is
+//! not finished and record its metrics and manifest under `results/<study>/`. Runs that
+//! another process holds are waited for at the end.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::atomic_file::remove_stale_temps;
+use crate::plan::PlannedRun;
+use crate::spec::Device;
+use crate::store::frame::read_result;
+use crate::store::lock::try_lock;
+use crate::store::manifest::{Manifest, RunStatus};
+use crate::store::metrics::METRICS_FILE;
+use crate::store::probes::PROBES_FILE;
+use crate::store::{recorded_status, run_dir_name, study_dir};
+
+use super::one_run::{store_failure, train_one};
+use super::preflight::{
+    check_writable, data_key, prepare_datasets, prepare_results_dir, resolve_device, select_runs,
+};
+use super::progress::Progress;
+use super::{load_plan, Failure};
+
+/// Options of `sweep`.
+#[derive(Debug, Clone)]
+pub struct SweepOptions {
+    /// Results root; the study writes to `<results>/<study>/`.
+    pub results: PathBuf,
+    /// Only these run labels (all runs when empty).
+    pub only: Vec<String>,
+    /// Overrides the study's `execution.device`.
+    pub device: Option<Device>,
+    /// Retrain runs that are done already.
+    pub force: bool,
+    /// Stop at the first run that fails or diverges.
+    pub fail_fast: bool,
+    /// Only the runs of this shard (`index % count == shard index`).
+    pub shard: Option<Shard>,
+    /// Only the run with this matrix index (`run --index`).
+    pub index: Option<usize>,
+    /// Allow a budget larger than the training split (more than one epoch).
+    pub allow_repeat: bool,
+}
+
+/// Shard `index` of `count` (`--shard 1/3`): the runs whose matrix index modulo `count`
+/// is `index`, so that `count` processes cover the study once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let parsed = text.split_once('/').and_then(|(i, n)| {
+            Some(Shard {
+                index: i.parse().ok()?,
+                count: n.parse().ok()?,
+            })
+        });
+        match parsed {
+            Some(shard) if shard.count > 0 && shard.index < shard.count => Ok(shard),
+            _ => Err(format!(
+                "`{text}` is not a shard; write INDEX/COUNT with INDEX < COUNT, e.g. 0/3"
+            )),
+        }
+    }
+}
+
+/// Trains the selected runs of the study in `file` that are not finished yet, under
+/// `<results>/<study>/`; the caller reports the outcome.
+pub fn sweep(file: &Path, options: &SweepOptions) -> Result<SweepOutcome, Failure> {
+    let started = Instant::now();
+    install_interrupt_handler();
+    let plan = load_plan(file)?;
+    let device = resolve_device(options.device.unwrap_or(plan.execution.device))?;
+    let mut runs = select_runs(&plan, &options.only)?;
+    if let Some(shard) = options.shard {
+        runs.retain(|run| run.index % shard.count == shard.index);
+    }
+    if let Some(index) = options.index {
+        if index >= plan.runs.len() {
+            return Err(Failure::BadInput(format!(
+                "run index {index} is out of range: study {} has runs 0 to {}",
+                plan.study,
+                plan.runs.len() - 1
+            )));
+        }
+        runs.retain(|run| run.index == index);
+    }
+    let dir = study_dir(&options.results, &plan.study);
+    let source = fs::read(&plan.source).map_err(|err| {
+        Failure::RunFailed(format!("cannot re-read {}: {err}", plan.source.display()))
+    })?;
+    check_writable(&dir)?;
+    // Resume: a finished run (done or diverged) with the same run id is kept as it is.
+    let mut kept: Vec<(PlannedRun, RunStatus)> = Vec::new();
+    let mut to_train = Vec::new();
+    for run in runs {
+        let status = if options.force {
+            None
+        } else {
+            finished(&dir, &run)
+        };
+        match status {
+            Some(status) => kept.push((run, status)),
+            None => to_train.push(run),
+        }
+    }
+    let runs = to_train;
+    for (run, status) in &kept {
+        println!(
+            "keeping {} ({status}, run id {}; --force retrains it)",
+            run.label, run.id
+        );
+    }
+    let datasets = prepare_datasets(&runs, options.allow_repeat)?;
+    prepare_results_dir(&dir, &source)?;
+    let mut progress = Progress::new(runs.len());
+    let mut results = Vec::new();
+    // Runs another process was training when this sweep came to them: waited for after
+    // the others, so that the exit code can say whether they ended done.
+    let mut deferred = Vec::new();
+    let mut busy = Vec::new();
+    let mut stopped = false;
+    let context = Context {
+        plan: &plan,
+        dir: &dir,
+        device,
+        options,
+    };
+    for run in &runs {
+        match attempt(&context, run, &datasets[&data_key(run)], &mut progress)? {
+            Attempt::Busy(holder) => {
+                progress.println(&format!(
+                    "{}: process {} on {} is training it; coming back to it at the end",
+                    run.label, holder.pid, holder.host
+                ));
+                deferred.push(run);
+            }
+            Attempt::Ended(label, status, summary) => {
+                results.push((label, status, summary));
+                if stop_after(status, options, &mut progress, &run.label) {
+                    stopped = true;
+                    break;
+                }
+            }
+        }
+    }
+    for run in deferred.into_iter().filter(|_| !stopped) {
+        match wait_for(&context, run, &datasets[&data_key(run)], &mut progress)? {
+            None => busy.push(run.label.clone()),
+            Some((label, status, summary)) => {
+                results.push((label, status, summary));
+                if stop_after(status, options, &mut progress, &run.label) {
+                    break;
+                }
+            }
+        }
+    }
+    progress.finish();
+    Ok(SweepOutcome {
+        study: plan.study.clone(),
+        dir,
+        kept: kept
+            .into_iter()
+            .map(|(run, status)| (run.label, status))
+            .collect(),
+        trained: results,
+        busy,
+        selected: runs.len(),
+        wall: started.elapsed(),
+    })
+}
+
+/// What a sweep did, for the caller to report.
+#[derive(Debug, Clone)]
+pub struct SweepOutcome {
+    pub study: String,
+    /// `<results>/<study>`.
+    pub dir: PathBuf,
+    /// Runs finished by an earlier sweep: (label, status).
+    pub kept: Vec<(String, RunStatus)>,
+    /// Runs this sweep took: (label, status, summary), including runs another process
+    /// finished while this one waited for them.
+    pub trained: Vec<(String, RunStatus, String)>,
+    /// Runs another process was still training when an interrupt ended the wait.
+    pub busy: Vec<String>,
+    /// Runs selected for training (kept ones not included).
+    pub selected: usize,
+    pub wall: std::time::Duration,
+}
+
+impl SweepOutcome {
+    /// Selected runs that are not done, each with why ("B1 (diverged)").
+    pub fn not_done(&self) -> Vec<String> {
+        let kept = self.kept.iter().map(|(label, status)| (label, *status));
+        let trained = self
+            .trained
+            .iter()
+            .map(|(label, status, _)| (label, *status));
+        let mut not_done: Vec<String> = kept
+            .chain(trained)
+            .filter(|(_, status)| *status != RunStatus::Done)
+            .map(|(label, status)| format!("{label} ({status})"))
+            .collect();
+        let busy = self.busy.iter();
+        not_done.extend(busy.map(|label| format!("{label} (still training in another process)")));
+        not_done
+    }
+
+    /// Selected runs that were never started (a stop after an interrupt or a failure).
+    pub fn not_started(&self) -> usize {
+        self.selected - self.trained.len() - self.busy.len()
+    }
+}
+
+/// What a sweep's runs share.
+struct Context<'a> {
+    plan: &'a crate::plan::Plan,
+    dir: &'a Path,
+    device: Device,
+    options: &'a SweepOptions,
+}
+
+enum Attempt {
+    /// Another process holds the run's lock.
+    Busy(crate::store::lock::Holder),
+    /// (label, status, summary): trained here, or found finished by another process.
+    Ended(String, RunStatus, String),
+}
+
+/// Trains `run` unless another process holds it or has finished it meanwhile.
+fn attempt(
+    context: &Context,
+    run: &PlannedRun,
+    dataset: &crate::data::Dataset,
+    progress: &mut Progress,
+) -> Result<Attempt, Failure> {
+    let run_dir = context.dir.join(run_dir_name(run));
+    fs::create_dir_all(&run_dir).map_err(|e| store_failure(&run_dir, e))?;
+    let _lock = match try_lock(&run_dir).map_err(|e| store_failure(&run_dir, e))? {
+        Ok(lock) => lock,
+        Err(holder) => return Ok(Attempt::Busy(holder)),
+    };
+    // Another sweep may have finished it since this one started.
+    if !context.options.force {
+        if let Some(status) = finished(context.dir, run) {
+            progress.println(&format!(
+                "keeping {} (finished by another sweep)",
+                run.label
+            ));
+            let summary = "finished by another sweep".to_owned();
+            return Ok(Attempt::Ended(run.label.clone(), status, summary));
+        }
+    }
+    // Under the lock no one else writes here: temporary files are a killed writer's.
+    remove_stale_temps(&run_dir).map_err(|e| store_failure(&run_dir, e))?;
+    let (status, summary) = train_one(
+        context.plan,
+        run,
+        dataset,
+        &run_dir,
+        context.device,
+        context.options.force,
+        progress,
+    )?;
+    Ok(Attempt::Ended(run.label.clone(), status, summary))
+}
+
+/// Waits until no other process holds `run`, then takes it as `attempt` does (keeping it
+/// if the other process finished it, training it if not). None if an interrupt ends the
+/// wait first.
+fn wait_for(
+    context: &Context,
+    run: &PlannedRun,
+    dataset: &crate::data::Dataset,
+    progress: &mut Progress,
+) -> Result<Option<(String, RunStatus, String)>, Failure> {
+    let mut said = false;
+    loop {
+        match attempt(context, run, dataset, progress)? {
+            Attempt::Ended(label, status, summary) => return Ok(Some((label, status, summary))),
+            Attempt::Busy(holder) => {
+                if crate::train::interrupt::stop_requested() {
+                    return Ok(None);
+                }
+                if !said {
+                    progress.println(&format!(
+                        "waiting for {}: process {} on {} is still training it (Ctrl-C stops waiting)",
+                        run.label, holder.pid, holder.host
+                    ));
+                    said = true;
+                }
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// Whether the sweep stops after a run that ended with `status`.
+fn stop_after(
+    status: RunStatus,
+    options: &SweepOptions,
+    progress: &mut Progress,
+    label: &str,
+) -> bool {
+    if status == RunStatus::Interrupted {
+        progress.println("interrupted: stopping the sweep (run it again to resume)");
+        return true;
+    }
+    if options.fail_fast && status != RunStatus::Done {
+        progress.println(&format!("--fail-fast: stopping after {label}"));
+        return true;
+    }
+    false
+}
+
+/// Ctrl-C or SIGTERM: the run in progress stops after its current step, writes what it
+/// has and is marked interrupted. A second one exits at once; every file is written
+/// atomically, so none is left half-written.
+fn install_interrupt_handler() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static SEEN: AtomicBool = AtomicBool::new(false);
+    let _ = ctrlc::set_handler(|| {
+        if SEEN.swap(true, Ordering::SeqCst) {
+            eprintln!("second interrupt: exiting now");
+            std::process::exit(130);
+        }
+        eprintln!("interrupt: stopping after the current step (again to exit at once)");
+        crate::train::interrupt::request_stop();
+    });
+}
+
+/// The status of `run` in `dir` if it is finished: done or diverged under the same run
+/// id, with results that can be read back. A done run whose files are damaged is
+/// trained again.
+fn finished(dir: &Path, run: &PlannedRun) -> Option<RunStatus> {
+    let status = recorded_status(dir, run).filter(|s| s.is_final())?;
+    let run_dir = dir.join(run_dir_name(run));
+    let manifest = Manifest::read(&run_dir);
+    for name in [METRICS_FILE, PROBES_FILE] {
+        if let Err(err) = read_result(&run_dir, name, manifest.as_ref()) {
+            println!(
+                "{}: marked {status} but {name} cannot be read ({err}); training it again",
+                run.label
+            );
+            return None;
+        }
+    }
+    Some(status)
+}

@@ -1,0 +1,44 @@
+//! How a training run ends: its outcome, or the error that stopped it.
+
+use std::fmt;
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Done {
+        steps: u64,
+        tokens: u64,
+        final_val_loss: f64,
+        /// Time spent turning captured activations into rank metrics.
+        probe_seconds: f64,
+        /// Time spent writing checkpoints.
+        checkpoint_seconds: f64,
+        /// Wall time of the whole run, summed over its sessions (resumes).
+        elapsed_s: f64,
+    },
+    /// The loss became NaN or infinite at `step`.
+    Diverged { step: u64, loss: f64 },
+    /// Stopped on request (Ctrl-C, SIGTERM) after `step` steps.
+    Interrupted { step: u64 },
+}
+
+/// Why a run could not train.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrainError {
+    /// This run cannot train (its config, its data or its checkpoint).
+    Run(String),
+    /// Its results or checkpoint could not be written (a full disk, say): later runs
+    /// would fail the same way.
+    Storage(String),
+}
+
+impl fmt::Display for TrainError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrainError::Run(why) => f.write_str(why),
+            TrainError::Storage(why) => write!(f, "cannot write results: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for TrainError {}
