@@ -16,6 +16,24 @@ fn temp(name: &str) -> PathBuf {
     dir
 }
 
+/// `rankprobe sweep STUDY --results RESULTS --only ONLY...`, started with its output piped.
+fn spawn_sweep(study: &str, results: &Path, only: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_rankprobe"))
+        .args([
+            "sweep",
+            study,
+            "--results",
+            results.to_str().unwrap(),
+            "--only",
+        ])
+        .args(only)
+        .current_dir(common::root())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn manifest(results: &Path, study: &str, label: &str) -> Manifest {
     Manifest::read(&common::run_dir(&results.join(study), label)).unwrap()
 }
@@ -212,16 +230,7 @@ fn run_takes_its_index_from_the_job_array_and_slurm_writes_the_array() {
 #[test]
 fn two_concurrent_sweeps_train_every_run_exactly_once() {
     let results = temp("concurrent");
-    let r = results.to_str().unwrap();
-    let spawn = || {
-        Command::new(env!("CARGO_BIN_EXE_rankprobe"))
-            .args(["sweep", TINY, "--results", r, "--only", "B1", "B2"])
-            .current_dir(common::root())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let spawn = || spawn_sweep(TINY, &results, &["B1", "B2"]);
     let (a, b) = (spawn(), spawn());
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     assert!(
@@ -245,21 +254,7 @@ fn sigterm_stops_after_the_current_step_and_marks_the_run_interrupted() {
     let study = results.with_extension("ron");
     let text_of_study = common::tiny_text().replace("tokens: 20_480,", "tokens: 409_600,");
     std::fs::write(&study, text_of_study).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_rankprobe"))
-        .args([
-            "sweep",
-            study.to_str().unwrap(),
-            "--results",
-            results.to_str().unwrap(),
-            "--only",
-            "B1",
-            "B2",
-        ])
-        .current_dir(common::root())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_sweep(study.to_str().unwrap(), &results, &["B1", "B2"]);
     // Wait until B1 has taken steps (its metrics hold train rows), then ask it to stop.
     let metrics = results.join("tiny");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -378,22 +373,7 @@ fn a_sweep_waits_for_a_run_another_process_trains_and_its_exit_code_tells_the_tr
         common::tiny_text().replace("tokens: 20_480,", "tokens: 204_800,"),
     )
     .unwrap();
-    let sweep = || {
-        Command::new(env!("CARGO_BIN_EXE_rankprobe"))
-            .args([
-                "sweep",
-                study.to_str().unwrap(),
-                "--results",
-                results.to_str().unwrap(),
-                "--only",
-                "B1",
-            ])
-            .current_dir(common::root())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let sweep = || spawn_sweep(study.to_str().unwrap(), &results, &["B1"]);
     let locked = || {
         let study_dir = results.join("tiny");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
