@@ -17,6 +17,7 @@ pub mod optim;
 pub mod plan;
 pub mod probe;
 pub mod profile;
+pub mod quiet_panic;
 pub mod report;
 pub mod runner;
 pub mod spec;

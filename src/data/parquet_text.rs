@@ -5,14 +5,20 @@ use std::path::Path;
 
 use polars::prelude::{ParquetReader, SerReader};
 
+use crate::quiet_panic::{panic_text, quietly};
+
 use super::DataError;
 
 /// Every non-null string of `column` in `file`, in row order.
 pub fn read_text_column(file: &Path, column: &str) -> Result<Vec<String>, DataError> {
     let handle = File::open(file).map_err(|e| DataError::io(file, e))?;
-    let frame = ParquetReader::new(handle)
-        .finish()
-        .map_err(|e| DataError::Input(format!("{}: cannot read parquet: {e}", file.display())))?;
+    let cannot =
+        |why: String| DataError::Input(format!("{}: cannot read parquet: {why}", file.display()));
+    // A damaged file can make the reader panic: an error like any other, said once.
+    let frame = match quietly(|| ParquetReader::new(handle).finish()) {
+        Ok(frame) => frame.map_err(|e| cannot(e.to_string()))?,
+        Err(panic) => return Err(cannot(panic_text(&*panic))),
+    };
     let names: Vec<String> = frame
         .get_column_names()
         .iter()

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use polars::prelude::DataFrame;
 
-use crate::store::frame::{panic_text, quietly, read_result};
+use crate::quiet_panic::{panic_text, quietly};
+use crate::store::frame::read_result;
 
 use crate::store::manifest::{Manifest, RunStatus};
 use crate::store::metrics::METRICS_FILE;
