@@ -1,5 +1,5 @@
-//! Checks that files a run config names exist, so a missing corpus is reported before
-//! any work starts. Relative paths are relative to the directory `rankprobe` runs in.
+//! Checks that files a run config names exist, so a missing corpus (or a glob too broad
+//! to expand: the same bounds as loading it) is reported before any work starts. Relative paths are relative to the directory `rankprobe` runs in.
 
 use std::path::Path;
 
@@ -17,7 +17,7 @@ pub fn check_inputs(config: &RunConfig) -> Vec<Problem> {
         Corpus::Jsonl { glob, .. } | Corpus::Parquet { glob, .. } => Some(glob),
     };
     if let Some(pattern) = corpus_glob.filter(|p| !p.trim().is_empty()) {
-        match glob_files(pattern, true) {
+        match glob_files(pattern, false) {
             Ok(files) if files.is_empty() => problems.push(Problem {
                 field: "data.corpus".to_owned(),
                 message: format!("no file matches the corpus glob `{pattern}`"),
