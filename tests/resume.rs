@@ -272,13 +272,18 @@ fn sigterm_stops_after_the_current_step_and_marks_the_run_interrupted() {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    // Slurm may send SIGTERM more than once: each is the same request, never "exit now".
+    for _ in 0..3 {
+        let killed = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let output = child.wait_with_output().unwrap();
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    // 3: interrupted with a checkpoint, nothing failed.
+    assert_eq!(output.status.code(), Some(3), "{}", text(&output));
     let b1 = manifest(&results, "tiny", "B1");
     assert_eq!(b1.status, RunStatus::Interrupted, "{}", text(&output));
     assert!(

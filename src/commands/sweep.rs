@@ -33,12 +33,12 @@ pub fn sweep(file: &Path, options: &SweepOptions) -> Result<(), Failure> {
     }
     // The exit code says whether every selected run is done, kept runs included.
     let not_done = outcome.not_done();
+    let message = format!("runs that did not finish: {}", not_done.join(", "));
     if not_done.is_empty() {
         Ok(())
+    } else if outcome.only_interrupted() {
+        Err(Failure::Interrupted(message))
     } else {
-        Err(Failure::RunFailed(format!(
-            "runs that did not finish: {}",
-            not_done.join(", ")
-        )))
+        Err(Failure::RunFailed(message))
     }
 }

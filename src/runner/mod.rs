@@ -22,6 +22,9 @@ pub enum Failure {
     BadInput(String),
     /// A run or the results store failed. Exit code 1.
     RunFailed(String),
+    /// Stopped by SIGTERM or Ctrl-C with a checkpoint written, nothing failed: running
+    /// the same command again resumes. Exit code 3 (job scripts requeue on it).
+    Interrupted(String),
 }
 
 impl Failure {
@@ -29,6 +32,7 @@ impl Failure {
         match self {
             Failure::BadInput(_) => 2,
             Failure::RunFailed(_) => 1,
+            Failure::Interrupted(_) => 3,
         }
     }
 }
@@ -36,7 +40,9 @@ impl Failure {
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Failure::BadInput(message) | Failure::RunFailed(message) => f.write_str(message),
+            Failure::BadInput(message)
+            | Failure::RunFailed(message)
+            | Failure::Interrupted(message) => f.write_str(message),
         }
     }
 }

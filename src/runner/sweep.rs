@@ -213,6 +213,19 @@ impl SweepOutcome {
         not_done
     }
 
+    /// Whether the runs that are not done were all interrupted (or never started after
+    /// an interrupt): nothing failed, and running the sweep again resumes them.
+    pub fn only_interrupted(&self) -> bool {
+        let kept = self.kept.iter().map(|(_, status)| *status);
+        let trained = self.trained.iter().map(|(_, status, _)| *status);
+        let statuses: Vec<RunStatus> = kept.chain(trained).collect();
+        statuses.contains(&RunStatus::Interrupted)
+            && statuses
+                .iter()
+                .all(|s| matches!(s, RunStatus::Done | RunStatus::Interrupted))
+            && self.busy.is_empty()
+    }
+
     /// Selected runs that were never started (a stop after an interrupt or a failure).
     pub fn not_started(&self) -> usize {
         self.selected - self.trained.len() - self.busy.len()
@@ -321,18 +334,40 @@ fn stop_after(
 }
 
 /// Ctrl-C or SIGTERM: the run in progress stops after its current step, writes what it
-/// has and is marked interrupted. A second one exits at once; every file is written
-/// atomically, so none is left half-written.
+/// has and is marked interrupted. A second Ctrl-C exits at once (every file is written
+/// atomically, so none is left half-written); further SIGTERMs change nothing.
 fn install_interrupt_handler() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    static SEEN: AtomicBool = AtomicBool::new(false);
-    let _ = ctrlc::set_handler(|| {
-        if SEEN.swap(true, Ordering::SeqCst) {
-            eprintln!("second interrupt: exiting now");
-            std::process::exit(130);
-        }
-        eprintln!("interrupt: stopping after the current step (again to exit at once)");
-        crate::train::interrupt::request_stop();
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
+            return;
+        };
+        std::thread::spawn(move || {
+            let mut interrupts = 0;
+            for signal in signals.forever() {
+                // A scheduler may send SIGTERM more than once (Slurm does): each is the
+                // same request. Only a second Ctrl-C means "exit now".
+                if signal == SIGINT {
+                    interrupts += 1;
+                    if interrupts > 1 {
+                        eprintln!("second interrupt: exiting now");
+                        std::process::exit(130);
+                    }
+                }
+                if !crate::train::interrupt::stop_requested() {
+                    let what = if signal == SIGINT {
+                        "interrupt"
+                    } else {
+                        "SIGTERM"
+                    };
+                    eprintln!(
+                        "{what}: stopping after the current step (Ctrl-C again to exit at once)"
+                    );
+                }
+                crate::train::interrupt::request_stop();
+            }
+        });
     });
 }
 
