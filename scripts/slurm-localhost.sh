@@ -9,7 +9,8 @@
 #
 # State lives in $RANKPROBE_SLURM_DIR (default /tmp/rankprobe-slurm). The node has the
 # machine's CPUs, one partition `debug` (default) and a `high` partition on the same node
-# that preempts it (PreemptMode=REQUEUE), so preemption can be tried too.
+# that preempts it (PreemptMode=REQUEUE, with 30 s of GraceTime: SIGTERM, then SIGKILL),
+# so preemption can be tried too. A requeued task may start again after 10 s.
 set -euo pipefail
 
 dir="${RANKPROBE_SLURM_DIR:-/tmp/rankprobe-slurm}"
@@ -90,7 +91,7 @@ SlurmdLogFile=$dir/log/slurmd.log
 SlurmctldPort=16817
 SlurmdPort=16818
 NodeName=$host CPUs=$cpus State=UNKNOWN
-PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP PriorityTier=1
+PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP PriorityTier=1 GraceTime=30
 PartitionName=high Nodes=$host MaxTime=INFINITE State=UP PriorityTier=2 PreemptMode=OFF
 EOF
     # munge: a fresh key, a private socket.
@@ -102,8 +103,9 @@ EOF
         --pid-file="$dir/munge/munged.pid" --log-file="$dir/log/munged.log" \
         --seed-file="$dir/munge/munge.seed" >"$dir/log/munged.out" 2>&1 &
     echo $! >"$dir/munged.pid"
-    # Slurm finds munge's socket through its auth plugin option.
-    echo "AuthInfo=socket=$socket" >>"$conf"
+    # Slurm finds munge's socket through its auth plugin option. cred_expire is also how
+    # long a requeued job waits before it may start again (default 120 s): 10 s here.
+    echo "AuthInfo=socket=$socket,cred_expire=10" >>"$conf"
     export SLURM_CONF="$conf"
     slurmctld -D -i -f "$conf" >"$dir/log/slurmctld.out" 2>&1 &
     echo $! >"$dir/slurmctld.pid"

@@ -1,0 +1,225 @@
+//! The Slurm path on a real one-node Slurm cluster (`scripts/slurm-localhost.sh`): a tiny
+//! study as a job array, one task requeued mid-run. The requeued task must checkpoint on
+//! SIGTERM, go back into the queue, resume from that checkpoint, and end with results
+//! equal to an uninterrupted run's, without duplicate rows.
+//!
+//! Skipped, saying why, where Slurm cannot be started (no root, no apt-get, no packages).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use rankprobe::store::frame::read_parquet;
+use rankprobe::store::manifest::{Manifest, RunStatus};
+
+/// Stops the cluster however the test ends.
+struct Cluster {
+    dir: PathBuf,
+    conf: String,
+}
+
+impl Cluster {
+    fn up() -> Result<Cluster, String> {
+        let dir = std::env::temp_dir().join(format!("rankprobe-slurm-test-{}", std::process::id()));
+        let output = Command::new("bash")
+            .arg(common::root().join("scripts/slurm-localhost.sh"))
+            .arg("up")
+            .env("RANKPROBE_SLURM_DIR", &dir)
+            .output()
+            .map_err(|e| e.to_string())?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let conf = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("export SLURM_CONF="))
+            .map(str::to_owned);
+        match (output.status.success(), conf) {
+            (true, Some(conf)) => Ok(Cluster { dir, conf }),
+            _ => Err(String::from_utf8_lossy(&output.stderr).into_owned()),
+        }
+    }
+
+    fn command(&self, program: &str, args: &[&str]) -> Output {
+        Command::new(program)
+            .args(args)
+            .env("SLURM_CONF", &self.conf)
+            .current_dir(common::root())
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(common::root().join("scripts/slurm-localhost.sh"))
+            .arg("down")
+            .env("RANKPROBE_SLURM_DIR", &self.dir)
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn text(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
+}
+
+fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// (step, split, metric, value) of every row of a run's metrics, in file order; the
+/// wall-clock columns differ between sessions and are left out.
+fn metric_rows(run_dir: &Path) -> Vec<(u64, String, String, u64)> {
+    let frame = read_parquet(&run_dir.join("metrics.parquet")).unwrap();
+    let steps: Vec<u64> = frame
+        .column("step")
+        .unwrap()
+        .u64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
+    let strings = |name: &str| -> Vec<String> {
+        let column = frame.column(name).unwrap().str().unwrap().clone();
+        column
+            .downcast_iter()
+            .flat_map(|a| {
+                a.iter()
+                    .map(|v| v.unwrap_or("").to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let (splits, metrics) = (strings("split"), strings("metric"));
+    let values: Vec<f64> = frame
+        .column("value")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
+    (0..frame.height())
+        .filter(|&i| metrics[i] == "loss")
+        .map(|i| {
+            (
+                steps[i],
+                splits[i].clone(),
+                metrics[i].clone(),
+                values[i].to_bits(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_job_array_with_a_requeued_task_ends_with_the_uninterrupted_results() {
+    let cluster = match Cluster::up() {
+        Ok(cluster) => cluster,
+        Err(why) => {
+            println!("SKIPPED: a local Slurm cluster cannot be started here: {why}");
+            return;
+        }
+    };
+    let work = std::env::temp_dir().join(format!("rankprobe-slurm-study-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    // Long enough (~10 s a run) to requeue a task in the middle of its run.
+    let study = work.join("study.ron");
+    std::fs::write(
+        &study,
+        common::tiny_text().replace("tokens: 20_480,", "tokens: 204_800,"),
+    )
+    .unwrap();
+    let results = work.join("results");
+    let (study_arg, results_arg) = (study.to_str().unwrap(), results.to_str().unwrap());
+    let script = cluster.command(
+        env!("CARGO_BIN_EXE_rankprobe"),
+        &[
+            "slurm",
+            study_arg,
+            "--results",
+            results_arg,
+            "--max-parallel",
+            "2",
+            "--gpus",
+            "0",
+            "--time",
+            "20",
+        ],
+    );
+    assert!(script.status.success(), "{}", text(&script));
+    let script_path = work.join("job.sbatch");
+    std::fs::write(&script_path, &script.stdout).unwrap();
+    let submitted = cluster.command("sbatch", &["--parsable", script_path.to_str().unwrap()]);
+    assert!(submitted.status.success(), "{}", text(&submitted));
+    let job = String::from_utf8_lossy(&submitted.stdout).trim().to_owned();
+    let logs = results.join("tiny/slurm-logs");
+    let log = |task: usize| {
+        std::fs::read_to_string(logs.join(format!("task-{task}.out"))).unwrap_or_default()
+    };
+
+    // Task 1 (A2) is requeued once it trains.
+    wait_until("task 1 to train", Duration::from_secs(120), || {
+        log(1).contains(" tok/s")
+    });
+    let requeued = cluster.command("scontrol", &["requeue", &format!("{job}_1")]);
+    assert!(requeued.status.success(), "{}", text(&requeued));
+    wait_until("the job array to end", Duration::from_secs(300), || {
+        let queue = cluster.command("squeue", &["-h", "-j", &job]);
+        queue.status.success() && text(&queue).trim().is_empty()
+    });
+
+    let first = log(1);
+    assert!(
+        first.contains("attempt 1") && first.contains("rankprobe exited with 3"),
+        "{first}"
+    );
+    assert!(
+        first.contains("attempt 2") && first.contains("resuming from its checkpoint at step"),
+        "{first}"
+    );
+    let missing = cluster.command(
+        env!("CARGO_BIN_EXE_rankprobe"),
+        &["missing", study_arg, "--results", results_arg],
+    );
+    assert!(
+        text(&missing).contains("all 4 runs of tiny are done"),
+        "{}",
+        text(&missing)
+    );
+    let study_dir = results.join("tiny");
+    let a2 = common::run_dir(&study_dir, "A2");
+    let manifest = Manifest::read(&a2).unwrap();
+    assert_eq!(manifest.status, RunStatus::Done);
+    let resumed = manifest
+        .resumed_from_step
+        .expect("A2 resumed from its interrupt checkpoint");
+    assert!(resumed > 0, "{resumed}");
+
+    // The same run, uninterrupted, outside Slurm: the same rows, none twice.
+    let reference = work.join("reference");
+    let sweep = cluster.command(
+        env!("CARGO_BIN_EXE_rankprobe"),
+        &[
+            "sweep",
+            study_arg,
+            "--results",
+            reference.to_str().unwrap(),
+            "--only",
+            "A2",
+        ],
+    );
+    assert!(sweep.status.success(), "{}", text(&sweep));
+    let straight = metric_rows(&common::run_dir(&reference.join("tiny"), "A2"));
+    let requeued_rows = metric_rows(&a2);
+    assert_eq!(
+        requeued_rows, straight,
+        "the requeued run's losses differ from an uninterrupted run's"
+    );
+    std::fs::remove_dir_all(&work).unwrap();
+}
