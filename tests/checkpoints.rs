@@ -80,46 +80,6 @@ fn reference_and_seconds() -> &'static (PathBuf, f64) {
     })
 }
 
-/// Metrics rows without what depends on timing (elapsed_s, tokens_per_s), in file order:
-/// (step, tokens, split, metric, value bits).
-fn metric_rows(dir: &Path) -> Vec<(u64, u64, String, String, u64)> {
-    let frame = read_parquet(&dir.join("metrics.parquet")).unwrap();
-    let u64s = |name: &str| -> Vec<u64> {
-        frame
-            .column(name)
-            .unwrap()
-            .u64()
-            .unwrap()
-            .into_no_null_iter()
-            .collect()
-    };
-    let strs = |name: &str| -> Vec<String> {
-        let column = frame.column(name).unwrap().str().unwrap().clone();
-        column.iter().map(|v| v.unwrap().to_owned()).collect()
-    };
-    let values: Vec<f64> = frame
-        .column("value")
-        .unwrap()
-        .f64()
-        .unwrap()
-        .into_no_null_iter()
-        .collect();
-    let (steps, tokens, splits, metrics) =
-        (u64s("step"), u64s("tokens"), strs("split"), strs("metric"));
-    (0..frame.height())
-        .filter(|&i| metrics[i] != "tokens_per_s")
-        .map(|i| {
-            (
-                steps[i],
-                tokens[i],
-                splits[i].clone(),
-                metrics[i].clone(),
-                values[i].to_bits(),
-            )
-        })
-        .collect()
-}
-
 /// Every probe row, rendered, in file order.
 fn probe_rows(dir: &Path) -> Vec<String> {
     let frame = read_parquet(&dir.join("probes.parquet")).unwrap();
@@ -144,7 +104,7 @@ fn assert_same_as_reference(results: &Path) {
         assert_eq!(ours.file_name(), theirs.file_name(), "same run ids");
         let manifest = Manifest::read(&ours).unwrap();
         assert_eq!(manifest.status, RunStatus::Done, "{label}: {manifest:?}");
-        let rows = metric_rows(&ours);
+        let rows = common::metric_rows(&ours);
         let mut keys: Vec<_> = rows
             .iter()
             .map(|r| (r.0, r.2.clone(), r.3.clone()))
@@ -152,7 +112,11 @@ fn assert_same_as_reference(results: &Path) {
         keys.sort();
         keys.dedup();
         assert_eq!(keys.len(), rows.len(), "{label}: duplicate metric rows");
-        assert_eq!(rows, metric_rows(&theirs), "{label}: metrics differ");
+        assert_eq!(
+            rows,
+            common::metric_rows(&theirs),
+            "{label}: metrics differ"
+        );
         assert_eq!(
             probe_rows(&ours),
             probe_rows(&theirs),

@@ -7,11 +7,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use rankprobe::store::frame::read_parquet;
 use rankprobe::store::manifest::{Manifest, RunStatus};
 
 /// Stops the cluster however the test ends.
@@ -71,49 +70,6 @@ fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(250));
     }
-}
-
-/// (step, split, metric, value) of every row of a run's metrics, in file order; the
-/// wall-clock columns differ between sessions and are left out.
-fn metric_rows(run_dir: &Path) -> Vec<(u64, String, String, u64)> {
-    let frame = read_parquet(&run_dir.join("metrics.parquet")).unwrap();
-    let steps: Vec<u64> = frame
-        .column("step")
-        .unwrap()
-        .u64()
-        .unwrap()
-        .into_no_null_iter()
-        .collect();
-    let strings = |name: &str| -> Vec<String> {
-        let column = frame.column(name).unwrap().str().unwrap().clone();
-        column
-            .downcast_iter()
-            .flat_map(|a| {
-                a.iter()
-                    .map(|v| v.unwrap_or("").to_owned())
-                    .collect::<Vec<_>>()
-            })
-            .collect()
-    };
-    let (splits, metrics) = (strings("split"), strings("metric"));
-    let values: Vec<f64> = frame
-        .column("value")
-        .unwrap()
-        .f64()
-        .unwrap()
-        .into_no_null_iter()
-        .collect();
-    (0..frame.height())
-        .filter(|&i| metrics[i] == "loss")
-        .map(|i| {
-            (
-                steps[i],
-                splits[i].clone(),
-                metrics[i].clone(),
-                values[i].to_bits(),
-            )
-        })
-        .collect()
 }
 
 #[test]
@@ -215,8 +171,8 @@ fn a_job_array_with_a_requeued_task_ends_with_the_uninterrupted_results() {
         ],
     );
     assert!(sweep.status.success(), "{}", text(&sweep));
-    let straight = metric_rows(&common::run_dir(&reference.join("tiny"), "A2"));
-    let requeued_rows = metric_rows(&a2);
+    let straight = common::metric_rows(&common::run_dir(&reference.join("tiny"), "A2"));
+    let requeued_rows = common::metric_rows(&a2);
     assert_eq!(
         requeued_rows, straight,
         "the requeued run's losses differ from an uninterrupted run's"

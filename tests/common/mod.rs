@@ -85,3 +85,43 @@ pub fn text(output: &Output) -> String {
         String::from_utf8_lossy(&output.stderr)
     )
 }
+
+/// Metrics rows without what depends on timing (elapsed_s, tokens_per_s), in file order:
+/// (step, tokens, split, metric, value bits).
+pub fn metric_rows(dir: &Path) -> Vec<(u64, u64, String, String, u64)> {
+    let frame = rankprobe::store::frame::read_parquet(&dir.join("metrics.parquet")).unwrap();
+    let u64s = |name: &str| -> Vec<u64> {
+        frame
+            .column(name)
+            .unwrap()
+            .u64()
+            .unwrap()
+            .into_no_null_iter()
+            .collect()
+    };
+    let strs = |name: &str| -> Vec<String> {
+        let column = frame.column(name).unwrap().str().unwrap().clone();
+        column.iter().map(|v| v.unwrap().to_owned()).collect()
+    };
+    let values: Vec<f64> = frame
+        .column("value")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
+    let (steps, tokens, splits, metrics) =
+        (u64s("step"), u64s("tokens"), strs("split"), strs("metric"));
+    (0..frame.height())
+        .filter(|&i| metrics[i] != "tokens_per_s")
+        .map(|i| {
+            (
+                steps[i],
+                tokens[i],
+                splits[i].clone(),
+                metrics[i].clone(),
+                values[i].to_bits(),
+            )
+        })
+        .collect()
+}
