@@ -1,7 +1,8 @@
 //! The Slurm path on a real one-node Slurm cluster (`scripts/slurm-localhost.sh`): a tiny
-//! study as a job array, one task requeued mid-run. The requeued task must checkpoint on
-//! SIGTERM, go back into the queue, resume from that checkpoint, and end with results
-//! equal to an uninterrupted run's, without duplicate rows.
+//! study as a job array, one task requeued mid-run and one cancelled. The requeued task
+//! must checkpoint on SIGTERM, go back into the queue, resume from that checkpoint, and
+//! end with results equal to an uninterrupted run's, without duplicate rows; the
+//! cancelled one must checkpoint and stay cancelled.
 //!
 //! Skipped, saying why, where Slurm cannot be started (no root, no apt-get, no packages).
 
@@ -73,7 +74,7 @@ fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
 }
 
 #[test]
-fn a_job_array_with_a_requeued_task_ends_with_the_uninterrupted_results() {
+fn a_requeued_task_resumes_to_the_uninterrupted_results_and_a_cancelled_one_stays_cancelled() {
     let cluster = match Cluster::up() {
         Ok(cluster) => cluster,
         Err(why) => {
@@ -125,6 +126,12 @@ fn a_job_array_with_a_requeued_task_ends_with_the_uninterrupted_results() {
     });
     let requeued = cluster.command("scontrol", &["requeue", &format!("{job}_1")]);
     assert!(requeued.status.success(), "{}", text(&requeued));
+    // Task 3 (B2) is cancelled by hand: it checkpoints, and stays cancelled.
+    wait_until("task 3 to train", Duration::from_secs(240), || {
+        log(3).contains(" tok/s")
+    });
+    let cancelled = cluster.command("scancel", &[&format!("{job}_3")]);
+    assert!(cancelled.status.success(), "{}", text(&cancelled));
     wait_until("the job array to end", Duration::from_secs(300), || {
         let queue = cluster.command("squeue", &["-h", "-j", &job]);
         queue.status.success() && text(&queue).trim().is_empty()
@@ -139,15 +146,26 @@ fn a_job_array_with_a_requeued_task_ends_with_the_uninterrupted_results() {
         first.contains("attempt 2") && first.contains("resuming from its checkpoint at step"),
         "{first}"
     );
+    let cancelled_log = log(3);
+    assert!(
+        cancelled_log.contains("rankprobe exited with 3"),
+        "{cancelled_log}"
+    );
+    assert!(
+        !cancelled_log.contains("attempt 2"),
+        "a cancelled task was requeued: {cancelled_log}"
+    );
     let missing = cluster.command(
         env!("CARGO_BIN_EXE_rankprobe"),
         &["missing", study_arg, "--results", results_arg],
     );
     assert!(
-        text(&missing).contains("all 4 runs of tiny are done"),
+        text(&missing).contains("1 of 4 runs not done; indices: 3"),
         "{}",
         text(&missing)
     );
+    let b2 = Manifest::read(&common::run_dir(&results.join("tiny"), "B2")).unwrap();
+    assert_eq!(b2.status, RunStatus::Interrupted);
     let study_dir = results.join("tiny");
     let a2 = common::run_dir(&study_dir, "A2");
     let manifest = Manifest::read(&a2).unwrap();

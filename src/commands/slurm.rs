@@ -97,9 +97,16 @@ child=$!
 while wait "$child"; code=$?; kill -0 "$child" 2>/dev/null; do :; done
 echo "== $(date -Is) rankprobe exited with $code"
 if [ "$code" = 3 ]; then
-    # Interrupted with a checkpoint: back into the queue (after a preemption Slurm
-    # requeues the task itself, and this request fails harmlessly).
-    scontrol requeue "${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}" || true
+    # Interrupted with a checkpoint. Still RUNNING means the time-limit warning or a
+    # signal by hand (`scancel --batch --signal=TERM`): back into the queue. Preemption
+    # and `scontrol requeue` requeue the task themselves; `scancel` cancels it (CANCELLED):
+    # then nothing is requeued.
+    task="${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}"
+    state=$(scontrol show job "$task" -o 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p' | head -n 1)
+    echo "== task state $state"
+    if [ "$state" = RUNNING ]; then
+        scontrol requeue "$task" || true
+    fi
     exit 0
 fi
 exit "$code"
