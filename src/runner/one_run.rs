@@ -73,8 +73,7 @@ pub(super) fn train_one(
         checkpoint_share: None,
         // The files on disk stay as they are until this session writes them: keep what a
         // read of them (resuming) must find.
-        checksums: Manifest::read(run_dir)
-            .filter(|earlier| earlier.run_id == run.id)
+        checksums: Manifest::read_for(run_dir, &run.id)
             .map(|earlier| earlier.checksums)
             .unwrap_or_default(),
     };

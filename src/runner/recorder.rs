@@ -6,7 +6,7 @@ use polars::prelude::{DataFrame, PolarsResult};
 
 use crate::probe::ProbeRow;
 use crate::store::frame::{read_result, rows_through_step, write_parquet};
-use crate::store::manifest::{sha256_file, Manifest};
+use crate::store::manifest::Manifest;
 use crate::store::metrics::{metrics_frame, METRICS_FILE};
 use crate::store::probes::{probes_frame, PROBES_FILE};
 use crate::train::{MetricRow, TrainObserver};
@@ -101,14 +101,13 @@ impl<'a> RunRecorder<'a> {
         };
         let metrics_now = metrics_frame(&self.run, &self.rows);
         let mut metrics = with_earlier(metrics_now, earlier.map(|(m, _)| m))?;
-        write_parquet(&self.dir.join(METRICS_FILE), &mut metrics)?;
+        let metrics_sum = write_parquet(&self.dir.join(METRICS_FILE), &mut metrics)?;
         let probes_now = probes_frame(&self.run, &self.probes);
         let mut probes = with_earlier(probes_now, earlier.map(|(_, p)| p))?;
-        write_parquet(&self.dir.join(PROBES_FILE), &mut probes)?;
-        for name in [METRICS_FILE, PROBES_FILE] {
-            let sum = sha256_file(&self.dir.join(name))?;
-            self.manifest.checksums.insert(name.to_owned(), sum);
-        }
+        let probes_sum = write_parquet(&self.dir.join(PROBES_FILE), &mut probes)?;
+        let checksums = &mut self.manifest.checksums;
+        checksums.insert(METRICS_FILE.to_owned(), metrics_sum);
+        checksums.insert(PROBES_FILE.to_owned(), probes_sum);
         self.manifest.write(&self.dir)?;
         self.unsaved = false;
         Ok(())

@@ -11,10 +11,10 @@ use crate::plan::PlannedRun;
 use crate::spec::Device;
 use crate::store::frame::read_result;
 use crate::store::lock::try_lock;
-use crate::store::manifest::{Manifest, RunStatus};
+use crate::store::manifest::RunStatus;
 use crate::store::metrics::METRICS_FILE;
 use crate::store::probes::PROBES_FILE;
-use crate::store::{recorded_status, run_dir_name, study_dir};
+use crate::store::{recorded_manifest, run_dir_name, study_dir};
 
 use super::one_run::{store_failure, train_one};
 use super::preflight::{
@@ -375,11 +375,11 @@ fn install_interrupt_handler() {
 /// id, with results that can be read back. A done run whose files are damaged is
 /// trained again.
 fn finished(dir: &Path, run: &PlannedRun) -> Option<RunStatus> {
-    let status = recorded_status(dir, run).filter(|s| s.is_final())?;
+    let manifest = recorded_manifest(dir, run).filter(|m| m.status.is_final())?;
+    let status = manifest.status;
     let run_dir = dir.join(run_dir_name(run));
-    let manifest = Manifest::read(&run_dir);
     for name in [METRICS_FILE, PROBES_FILE] {
-        if let Err(err) = read_result(&run_dir, name, manifest.as_ref()) {
+        if let Err(err) = read_result(&run_dir, name, Some(&manifest)) {
             println!(
                 "{}: marked {status} but {name} cannot be read ({err}); training it again",
                 run.label

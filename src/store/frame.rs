@@ -13,7 +13,7 @@ use polars::prelude::{
 use crate::atomic_file::write_atomic;
 pub use crate::quiet_panic::{panic_text, quietly};
 
-use super::manifest::{sha256_file, Manifest};
+use super::manifest::{sha256_file, sha256_hex, Manifest};
 
 /// A column `name` holding `value(row)` for every row.
 pub fn column<R, V, P: ?Sized>(name: &str, rows: &[R], value: impl Fn(&R) -> V) -> Column
@@ -30,14 +30,16 @@ pub fn run_frame(run: &str, height: usize, columns: Vec<Column>) -> PolarsResult
     DataFrame::new(height, all)
 }
 
-/// Writes `frame` to `path` atomically: readers see the old file or the whole new one.
-pub fn write_parquet(path: &Path, frame: &mut DataFrame) -> io::Result<()> {
+/// Writes `frame` to `path` atomically (readers see the old file or the whole new one);
+/// returns the SHA-256 of the bytes written, for the run's manifest.
+pub fn write_parquet(path: &Path, frame: &mut DataFrame) -> io::Result<String> {
     let mut bytes = Vec::new();
     ParquetWriter::new(&mut bytes)
         .with_compression(ParquetCompression::Snappy)
         .finish(frame)
         .map_err(io::Error::other)?;
-    write_atomic(path, &bytes)
+    write_atomic(path, &bytes)?;
+    Ok(sha256_hex(&bytes))
 }
 
 /// The frame in the parquet file at `path`; an error names what is wrong with it. A

@@ -5,8 +5,10 @@ use std::path::Path;
 use std::process::Command;
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::atomic_file::write_atomic;
+use crate::data::cache::hex;
 use crate::spec::RunConfig;
 
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -117,18 +119,23 @@ impl Manifest {
         let text = std::fs::read_to_string(run_dir.join(MANIFEST_FILE)).ok()?;
         serde_json::from_str(&text).ok()
     }
+
+    /// The manifest in `run_dir` if it is the one of run id `run_id`.
+    pub fn read_for(run_dir: &Path, run_id: &str) -> Option<Manifest> {
+        Manifest::read(run_dir).filter(|m| m.run_id == run_id)
+    }
 }
 
-/// The SHA-256 of the file at `path`, as lowercase hex.
+/// The SHA-256 of the file at `path`, as lowercase hex (as `sha256_hex` of its bytes).
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();
     std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(hex(&hasher.finalize()))
+}
+
+/// The SHA-256 of `bytes`, as lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
 }
 
 /// The commit of the working directory's git checkout, if there is one.

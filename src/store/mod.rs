@@ -25,9 +25,13 @@ pub fn run_dir_name(run: &PlannedRun) -> String {
     format!("run={}-{}", run.label, run.id)
 }
 
-/// The status recorded for `run` under `study_dir`, if its directory has a manifest for
+/// The manifest recorded for `run` under `study_dir`, if its directory has one for
 /// exactly this run id.
+pub fn recorded_manifest(study_dir: &Path, run: &PlannedRun) -> Option<manifest::Manifest> {
+    manifest::Manifest::read_for(&study_dir.join(run_dir_name(run)), &run.id)
+}
+
+/// The status recorded for `run` under `study_dir` (see `recorded_manifest`).
 pub fn recorded_status(study_dir: &Path, run: &PlannedRun) -> Option<manifest::RunStatus> {
-    let manifest = manifest::Manifest::read(&study_dir.join(run_dir_name(run)))?;
-    (manifest.run_id == run.id).then_some(manifest.status)
+    recorded_manifest(study_dir, run).map(|m| m.status)
 }
