@@ -147,17 +147,10 @@ impl<D: Device<f32>> TensorAction<D> for Update<'_, D> {
         index: usize,
         param: &mut Tensor<S, f32, D>,
     ) -> Result<(), D::Err> {
-        let moments = &mut self.opt.moments;
-        if moments.len() <= index {
-            moments.resize_with(index + 1, || None);
-        }
-        if moments[index].is_none() {
-            let (dev, len) = (param.device(), param.shape().num_elements());
-            let zeros = || <D as Storage<f32>>::try_alloc_len(dev, len);
-            moments[index] = Some((zeros()?, zeros()?));
-        }
+        let (dev, len) = (param.device(), param.shape().num_elements());
+        let zeros = || <D as Storage<f32>>::try_alloc_len(dev, len);
+        let (m, v) = trained::state_at(&mut self.opt.moments, index, || Ok((zeros()?, zeros()?)))?;
         let grad = self.grads.get_or_alloc_mut(param)?;
-        let (m, v) = moments[index].as_mut().expect("allocated above");
         self.opt.cfg.try_update(self.opt.step, param, m, v, grad)
     }
 

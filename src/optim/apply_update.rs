@@ -51,21 +51,16 @@ impl<D: Device<f32>> TensorAction<D> for Step<'_, D> {
         index: usize,
         param: &mut Tensor<S, f32, D>,
     ) -> Result<(), D::Err> {
-        let velocity = &mut self.apply.velocity;
-        if velocity.len() <= index {
-            velocity.resize_with(index + 1, || None);
-        }
-        if velocity[index].is_none() {
-            let len = param.shape().num_elements();
-            velocity[index] = Some(<D as Storage<f32>>::try_alloc_len(param.device(), len)?);
-        }
+        let (dev, len) = (param.device(), param.shape().num_elements());
+        let velocity = trained::state_at(&mut self.apply.velocity, index, || {
+            <D as Storage<f32>>::try_alloc_len(dev, len)
+        })?;
         let config = SgdConfig {
             lr: self.apply.lr,
             momentum: None,
             weight_decay: Some(WeightDecay::Decoupled(self.apply.weight_decay)),
         };
         let update = self.grads.get_or_alloc_mut(param)?;
-        let velocity = velocity[index].as_mut().expect("allocated above");
         config.try_update(param, velocity, update)
     }
 }

@@ -78,26 +78,46 @@ impl<D: Device<f32>, A: TensorAction<D>> TensorVisitor<f32, D> for Visit<'_, A> 
     }
 }
 
-/// The number of values in the tensors of `module` that are read: what is trained.
-pub fn count<D: Device<f32>, Mod: TensorCollection<f32, D>>(
-    module: &mut Mod,
-    reads: &Reads,
-) -> usize {
-    struct Count(usize);
-    impl<D: Device<f32>> TensorAction<D> for Count {
-        fn read<S: Shape>(&mut self, _: usize, p: &mut Tensor<S, f32, D>) -> Result<(), D::Err> {
-            self.0 += p.shape().num_elements();
-            Ok(())
-        }
+/// The state kept for the tensor at position `index` (AdamW's moments, SGD's velocity),
+/// created by `make` at its first use; state is kept by position in the visiting order.
+pub fn state_at<B, E>(
+    states: &mut Vec<Option<B>>,
+    index: usize,
+    make: impl FnOnce() -> Result<B, E>,
+) -> Result<&mut B, E> {
+    if states.len() <= index {
+        states.resize_with(index + 1, || None);
     }
-    let mut n = Count(0);
-    walk(module, reads, &mut n).unwrap_or_else(|_| unreachable!("counting allocates nothing"));
-    n.0
+    if states[index].is_none() {
+        states[index] = Some(make()?);
+    }
+    Ok(states[index].as_mut().expect("created above"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The number of values in the tensors of `module` that are read: what is trained.
+    pub fn count<D: Device<f32>, Mod: TensorCollection<f32, D>>(
+        module: &mut Mod,
+        reads: &Reads,
+    ) -> usize {
+        struct Count(usize);
+        impl<D: Device<f32>> TensorAction<D> for Count {
+            fn read<S: Shape>(
+                &mut self,
+                _: usize,
+                p: &mut Tensor<S, f32, D>,
+            ) -> Result<(), D::Err> {
+                self.0 += p.shape().num_elements();
+                Ok(())
+            }
+        }
+        let mut n = Count(0);
+        walk(module, reads, &mut n).unwrap_or_else(|_| unreachable!("counting allocates nothing"));
+        n.0
+    }
     use crate::model::init::init_model;
     use crate::model::{Architecture, Transformer};
     use crate::plan::cost::param_count;
