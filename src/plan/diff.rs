@@ -263,39 +263,20 @@ fn is_within(path: &str, parent: &str) -> bool {
 
 /// Every field of the config by dotted path, in config order, with its shown value.
 fn flatten_config(config: &RunConfig) -> Vec<(String, String)> {
-    let value = serde_json::to_value(config).expect("a run config always serialises to JSON");
     let mut out = Vec::new();
-    flatten(&value, "", &mut out);
+    flatten(&to_json(config), "", &mut out);
     out
 }
 
+/// Every node below `path` with how it is shown: a struct or enum at its own path
+/// (then its fields below it; an enum variant's fields sit directly below the enum's
+/// path), a leaf by its value.
 fn flatten(value: &Value, path: &str, out: &mut Vec<(String, String)>) {
-    match value {
-        Value::Object(fields) => {
-            if let Some((variant, inner)) = as_enum(value) {
-                out.push((path.to_owned(), short(value, variant)));
-                if inner.is_object() {
-                    // The variant's own fields sit directly below the enum's path.
-                    flatten_fields(inner, path, out);
-                }
-            } else {
-                if !path.is_empty() {
-                    out.push((path.to_owned(), short(value, "(..)")));
-                }
-                for (name, field) in fields {
-                    flatten(field, &join(path, name), out);
-                }
-            }
-        }
-        _ => out.push((path.to_owned(), compact(value))),
+    if !path.is_empty() {
+        out.push((path.to_owned(), display(value)));
     }
-}
-
-fn flatten_fields(value: &Value, path: &str, out: &mut Vec<(String, String)>) {
-    if let Value::Object(fields) = value {
-        for (name, field) in fields {
-            flatten(field, &join(path, name), out);
-        }
+    for (name, field) in children(value).into_iter().flatten() {
+        flatten(field, &join(path, name), out);
     }
 }
 
