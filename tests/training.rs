@@ -56,34 +56,6 @@ fn assert_schema(frame: &DataFrame, expected: &[(&str, DataType)]) {
     }
 }
 
-fn column_f64(frame: &DataFrame, name: &str) -> Vec<f64> {
-    frame
-        .column(name)
-        .unwrap()
-        .f64()
-        .unwrap()
-        .into_no_null_iter()
-        .collect()
-}
-
-fn column_u64(frame: &DataFrame, name: &str) -> Vec<u64> {
-    frame
-        .column(name)
-        .unwrap()
-        .u64()
-        .unwrap()
-        .into_no_null_iter()
-        .collect()
-}
-
-fn column_str(frame: &DataFrame, name: &str) -> Vec<String> {
-    let strings = frame.column(name).unwrap().str().unwrap();
-    strings
-        .downcast_iter()
-        .flat_map(|a| a.iter().map(|v| v.unwrap().to_owned()).collect::<Vec<_>>())
-        .collect()
-}
-
 #[test]
 fn sweep_writes_tidy_metrics_and_manifests_and_is_deterministic() {
     let first = sweep_tiny("a", &["A1", "B1", "B2"]);
@@ -106,7 +78,7 @@ fn sweep_writes_tidy_metrics_and_manifests_and_is_deterministic() {
         assert_eq!(manifest.label, label);
         let dir_name = dir.file_name().unwrap().to_string_lossy().into_owned();
         assert_eq!(dir_name, format!("run={label}-{}", manifest.run_id));
-        assert!(column_str(&frame, "run")
+        assert!(common::column_str(&frame, "run")
             .iter()
             .all(|r| *r == format!("{label}-{}", manifest.run_id)));
         // Exact token accounting: 10 steps of 16 x 128 tokens.
@@ -121,12 +93,15 @@ fn sweep_writes_tidy_metrics_and_manifests_and_is_deterministic() {
             Some(expected + qk_gains),
             "{label}"
         );
-        assert_eq!(column_u64(&frame, "tokens").into_iter().max(), Some(20_480));
+        assert_eq!(
+            common::column_u64(&frame, "tokens").into_iter().max(),
+            Some(20_480)
+        );
         // Validation loss at 0, 4096 (step 2), 10240 (step 5) and the end, decreasing.
-        let splits = column_str(&frame, "split");
-        let metrics = column_str(&frame, "metric");
-        let steps = column_u64(&frame, "step");
-        let values = column_f64(&frame, "value");
+        let splits = common::column_str(&frame, "split");
+        let metrics = common::column_str(&frame, "metric");
+        let steps = common::column_u64(&frame, "step");
+        let values = common::column_f64(&frame, "value");
         let val: Vec<(u64, f64)> = (0..frame.height())
             .filter(|&i| splits[i] == "val" && metrics[i] == "loss")
             .map(|i| (steps[i], values[i]))
@@ -136,15 +111,15 @@ fn sweep_writes_tidy_metrics_and_manifests_and_is_deterministic() {
         assert!(manifest.final_val_loss.unwrap() < val[0].1);
     }
     // A Muon run also records the learning rate of its AdamW group.
-    let muon_metrics = column_str(&read_metrics(&run_dir(&first, "A1")), "metric");
+    let muon_metrics = common::column_str(&read_metrics(&run_dir(&first, "A1")), "metric");
     assert!(muon_metrics.iter().any(|m| m == "adamw_lr"));
     // Same spec and seed on the CPU: identical losses and learning rates, Muon and AdamW.
     let deterministic = |frame: &DataFrame| -> Vec<(String, String, u64, f64)> {
         let (splits, metrics, steps, values) = (
-            column_str(frame, "split"),
-            column_str(frame, "metric"),
-            column_u64(frame, "step"),
-            column_f64(frame, "value"),
+            common::column_str(frame, "split"),
+            common::column_str(frame, "metric"),
+            common::column_u64(frame, "step"),
+            common::column_f64(frame, "value"),
         );
         (0..frame.height())
             .filter(|&i| metrics[i] != "tokens_per_s")
@@ -179,9 +154,9 @@ fn probes_parquet_has_the_documented_schema_and_sane_ranks() {
     assert_schema(&frame, &expected);
     // Probe points 0, 4096 (step 2) and 20480 (step 10); 4 layers x 2 KV heads x 3 metrics.
     assert_eq!(frame.height(), 3 * 4 * 2 * 3);
-    let metrics = column_str(&frame, "metric");
-    let values = column_f64(&frame, "value");
-    let steps = column_u64(&frame, "step");
+    let metrics = common::column_str(&frame, "metric");
+    let values = common::column_f64(&frame, "value");
+    let steps = common::column_u64(&frame, "step");
     assert_eq!(
         steps
             .iter()
@@ -191,7 +166,9 @@ fn probes_parquet_has_the_documented_schema_and_sane_ranks() {
             .collect::<Vec<_>>(),
         [0, 2, 10]
     );
-    assert!(column_str(&frame, "site").iter().all(|s| s == "k_rope"));
+    assert!(common::column_str(&frame, "site")
+        .iter()
+        .all(|s| s == "k_rope"));
     for (metric, value) in metrics.iter().zip(&values) {
         match metric.as_str() {
             "study_pr" => assert!(*value > 1.0 && *value <= 32.0, "{value}"),

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use polars::prelude::DataFrame;
 use rankprobe::plan::{build_plan, Plan};
 use rankprobe::spec::source::SourceText;
 use rankprobe::spec::{parse_study, Diagnostics};
@@ -86,32 +87,42 @@ pub fn text(output: &Output) -> String {
     )
 }
 
-/// Metrics rows without what depends on timing (elapsed_s, tokens_per_s), in file order:
-/// (step, tokens, split, metric, value bits).
-pub fn metric_rows(dir: &Path) -> Vec<(u64, u64, String, String, u64)> {
-    let frame = rankprobe::store::frame::read_parquet(&dir.join("metrics.parquet")).unwrap();
-    let u64s = |name: &str| -> Vec<u64> {
-        frame
-            .column(name)
-            .unwrap()
-            .u64()
-            .unwrap()
-            .into_no_null_iter()
-            .collect()
-    };
-    let strs = |name: &str| -> Vec<String> {
-        let column = frame.column(name).unwrap().str().unwrap().clone();
-        column.iter().map(|v| v.unwrap().to_owned()).collect()
-    };
-    let values: Vec<f64> = frame
-        .column("value")
+/// A column's values, by type.
+pub fn column_f64(frame: &DataFrame, name: &str) -> Vec<f64> {
+    frame
+        .column(name)
         .unwrap()
         .f64()
         .unwrap()
         .into_no_null_iter()
-        .collect();
-    let (steps, tokens, splits, metrics) =
-        (u64s("step"), u64s("tokens"), strs("split"), strs("metric"));
+        .collect()
+}
+
+pub fn column_u64(frame: &DataFrame, name: &str) -> Vec<u64> {
+    frame
+        .column(name)
+        .unwrap()
+        .u64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect()
+}
+
+pub fn column_str(frame: &DataFrame, name: &str) -> Vec<String> {
+    let strings = frame.column(name).unwrap().str().unwrap();
+    strings
+        .downcast_iter()
+        .flat_map(|a| a.iter().map(|v| v.unwrap().to_owned()).collect::<Vec<_>>())
+        .collect()
+}
+
+/// Metrics rows without what depends on timing (elapsed_s, tokens_per_s), in file order:
+/// (step, tokens, split, metric, value bits).
+pub fn metric_rows(dir: &Path) -> Vec<(u64, u64, String, String, u64)> {
+    let frame = rankprobe::store::frame::read_parquet(&dir.join("metrics.parquet")).unwrap();
+    let (steps, tokens) = (column_u64(&frame, "step"), column_u64(&frame, "tokens"));
+    let (splits, metrics) = (column_str(&frame, "split"), column_str(&frame, "metric"));
+    let values = column_f64(&frame, "value");
     (0..frame.height())
         .filter(|&i| metrics[i] != "tokens_per_s")
         .map(|i| {
