@@ -5,15 +5,28 @@ use std::path::Path;
 
 use crate::atomic_file::write_atomic;
 use crate::report::{build_report, ReportSettings};
+use crate::store::layout_upgrade::upgrade_layout;
 
 use super::Failure;
 
 /// Builds, writes and returns the report's markdown.
 pub fn write_report(study_dir: &Path) -> Result<String, Failure> {
     // The study's own report choices, when its file is there and still parses.
-    let settings = crate::spec::load_study(&study_dir.join("study.ron"))
+    let loaded = crate::spec::load_study(&study_dir.join("study.ron")).ok();
+    let settings = loaded
+        .as_ref()
         .map(|loaded| ReportSettings::from_spec(&loaded.study.report))
         .unwrap_or_default();
+    let plan = loaded.and_then(|loaded| crate::plan::build_plan(&loaded).ok());
+    let moved = upgrade_layout(study_dir, plan.as_ref()).map_err(|err| {
+        Failure::RunFailed(format!(
+            "cannot move the earlier results in {} into today's layout: {err}",
+            study_dir.display()
+        ))
+    })?;
+    for line in moved {
+        println!("results of an earlier version moved: {line}");
+    }
     let report = build_report(study_dir, &settings).map_err(Failure::BadInput)?;
     let dir = study_dir.join("report");
     std::fs::create_dir_all(&dir)

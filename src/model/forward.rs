@@ -188,6 +188,47 @@ impl<
     }
 }
 
+impl<
+        const V: usize,
+        const M: usize,
+        const HD: usize,
+        const KVW: usize,
+        const F: usize,
+        const L: usize,
+        D: ModelOps,
+    > Transformer<V, M, HD, KVW, F, L, f32, D>
+{
+    /// For evaluation: the mean next-token cross-entropy (the number `loss` gives) and
+    /// the loss of every token [batch * seq]. The LM head runs over at most 2^24 logits
+    /// at a time, so a large vocabulary's logits never exist whole.
+    pub fn loss_and_token_losses(
+        &self,
+        arch: &Architecture,
+        consts: &Constants<HD, D>,
+        (tokens, targets): TokenBatch<D>,
+        taps: Option<&mut Taps>,
+    ) -> (f32, Vec<f32>) {
+        let x = self.hidden(arch, consts, tokens, self.embed.clone(), taps);
+        let head = self.head(arch);
+        let ids = targets.as_vec();
+        let mean = D::lm_head_loss(x.clone(), head.clone(), targets).as_vec()[0];
+        let rows = x.shape().0;
+        let chunk = ((1usize << 24) / V).max(1);
+        let mut losses = Vec::with_capacity(rows);
+        for start in (0..rows).step_by(chunk) {
+            let end = (start + chunk).min(rows);
+            let part: Rows<M, D, NoneTape> = x.clone().slice((start..end, ..)).realize();
+            let part_ids = x
+                .device()
+                .tensor_from_vec(ids[start..end].to_vec(), (end - start,));
+            let logits = D::linear(part, head.clone());
+            let nll = logits.log_softmax::<Axis<1>>().select(part_ids).negate();
+            losses.extend(nll.as_vec());
+        }
+        (mean, losses)
+    }
+}
+
 /// Mean next-token cross-entropy of logits [batch * seq, V] against targets
 /// [batch * seq].
 pub fn cross_entropy<const V: usize, D: Device<f32>, T: ModelTape<D>>(

@@ -332,3 +332,28 @@ fn taps_capture_requested_sites_without_changing_the_output() {
         assert!((rms - 1.0).abs() < 1e-3, "{rms}");
     }
 }
+
+#[test]
+fn token_losses_are_each_positions_cross_entropy() {
+    let dev = Cpu::seed_from_u64(6);
+    let a = arch(Some(Gain::Learnable), Activation::SquaredRelu);
+    let consts = Constants::<4, Cpu>::new(&dev, &a, 5);
+    let model: Tiny = init_model(&dev, 0.3);
+    let tokens = dev.tensor_from_vec(vec![1usize, 5, 2, 7, 3, 9, 4, 0, 10, 6], (2, 5));
+    let ids = vec![5usize, 2, 7, 3, 1, 4, 0, 10, 6, 8];
+    let targets = dev.tensor_from_vec(ids.clone(), (10,));
+    let (mean, losses) =
+        model.loss_and_token_losses(&a, &consts, (tokens.clone(), targets.clone()), None);
+    assert!((mean - tiny_loss(&model, &a, &consts, &dev)).abs() < 1e-5);
+    let logits = model
+        .forward(&a, &consts, tokens, model.embed.clone(), None)
+        .as_vec();
+    for (row, (&loss, &id)) in losses.iter().zip(&ids).enumerate() {
+        let l = &logits[row * 11..][..11];
+        let top = l.iter().copied().fold(f32::MIN, f32::max);
+        let log_z = top + l.iter().map(|v| (v - top).exp()).sum::<f32>().ln();
+        assert!((loss - (log_z - l[id])).abs() < 1e-5, "row {row}: {loss}");
+    }
+    let average = losses.iter().sum::<f32>() / 10.0;
+    assert!((average - mean).abs() < 1e-5);
+}

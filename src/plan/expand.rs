@@ -19,6 +19,11 @@ pub struct Assignment {
 pub struct Point {
     pub label: String,
     pub assignments: Vec<Assignment>,
+    /// What a named condition is ("Muon + QK-norm"); empty for other axes.
+    pub description: String,
+    /// Whether the point is a seed of a `Seeds` axis: runs that differ only in these are
+    /// repeats of one condition.
+    pub is_seed: bool,
 }
 
 /// The points of every axis, in order, or what is wrong with the axes.
@@ -64,6 +69,24 @@ pub fn run_label(points: &[&Point]) -> String {
     } else {
         label
     }
+}
+
+/// The condition of a run: its label without the pieces of `Seeds` axes ("base" when
+/// nothing else is left). Runs of one condition differ only in their seed.
+pub fn run_condition(points: &[&Point]) -> String {
+    let pieces: Vec<&Point> = points.iter().copied().filter(|p| !p.is_seed).collect();
+    run_label(&pieces)
+}
+
+/// What the named conditions among `points` are, joined with "; " (empty when none
+/// has a description).
+pub fn run_description(points: &[&Point]) -> String {
+    points
+        .iter()
+        .map(|p| p.description.as_str())
+        .filter(|d| !d.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Joins label pieces with `_`, skipping empty ones (a zipped axis may leave its part out).
@@ -135,6 +158,8 @@ fn points_of(axis: &Axis, at: &AxisSite) -> Result<Vec<Point>, Vec<Diagnostic>> 
                 Point {
                     label: condition.name.clone(),
                     assignments,
+                    description: condition.description.clone(),
+                    is_seed: false,
                 }
             })
             .collect(),
@@ -149,6 +174,8 @@ fn points_of(axis: &Axis, at: &AxisSite) -> Result<Vec<Point>, Vec<Diagnostic>> 
                     value: RonValue(seed.to_string()),
                     location: at.location(),
                 }],
+                description: String::new(),
+                is_seed: true,
             })
             .collect(),
     };
@@ -187,6 +214,9 @@ fn grid_points(grid: &GridAxis, at: &AxisSite) -> Result<Vec<Point>, Vec<Diagnos
                 value: value.clone(),
                 location: path_at.clone(),
             }],
+            description: String::new(),
+            // A grid over the seed repeats the other axes' conditions, as `Seeds` does.
+            is_seed: grid.path == "seed",
         })
         .collect())
 }
@@ -216,6 +246,9 @@ fn zip_points(members: &[GridAxis], at: &AxisSite) -> Result<Vec<Point>, Vec<Dia
                 .iter()
                 .flat_map(|column| column[i].assignments.clone())
                 .collect(),
+            description: String::new(),
+            // Zipped with the seed, each point is still its own condition.
+            is_seed: false,
         })
         .collect())
 }

@@ -6,7 +6,7 @@
 
 use nalgebra::{DMatrix, SymmetricEigen};
 
-use crate::spec::run_config::RankMetric;
+use crate::spec::run_config::ProbeMetric;
 
 /// What the metrics need from one [n x d] matrix.
 #[derive(Debug, Clone)]
@@ -67,15 +67,15 @@ impl Spectrum {
         Spectrum::from_gram(&gram, &sums, n)
     }
 
-    pub fn metric(&self, metric: RankMetric) -> f64 {
+    pub fn metric(&self, metric: ProbeMetric) -> f64 {
         let s = &self.singular_values;
         let sum: f64 = s.iter().sum();
         let sum_sq: f64 = s.iter().map(|v| v * v).sum();
         let max = s.first().copied().unwrap_or(0.0);
         match metric {
-            RankMetric::StudyPr => sum * sum / sum_sq,
-            RankMetric::CovariancePr => self.cov_trace * self.cov_trace / self.cov_trace_sq,
-            RankMetric::EntropyRank => {
+            ProbeMetric::StudyPr => sum * sum / sum_sq,
+            ProbeMetric::CovariancePr => self.cov_trace * self.cov_trace / self.cov_trace_sq,
+            ProbeMetric::EntropyRank => {
                 let entropy: f64 = s
                     .iter()
                     .filter(|&&v| v > 0.0)
@@ -86,8 +86,8 @@ impl Spectrum {
                     .sum();
                 entropy.exp()
             }
-            RankMetric::StableRank => sum_sq / (max * max),
-            RankMetric::R90 => {
+            ProbeMetric::StableRank => sum_sq / (max * max),
+            ProbeMetric::R90 => {
                 let mut acc = 0.0;
                 s.iter()
                     .position(|v| {
@@ -96,7 +96,7 @@ impl Spectrum {
                     })
                     .map_or(s.len() as f64, |i| (i + 1) as f64)
             }
-            RankMetric::ConditionNumber => {
+            ProbeMetric::ConditionNumber => {
                 let min = s.last().copied().unwrap_or(0.0);
                 if min < max * resolvable_ratio(s.len()) {
                     f64::INFINITY
@@ -104,6 +104,7 @@ impl Spectrum {
                     max / min
                 }
             }
+            other => unreachable!("{other:?} is not a rank metric"),
         }
     }
 }
@@ -116,18 +117,6 @@ impl Spectrum {
 /// head_dim 64, 7.4e5 for 128).
 pub fn resolvable_ratio(d: usize) -> f64 {
     f64::from(f32::EPSILON) * (d as f64).sqrt()
-}
-
-/// The name of a metric in probes.parquet.
-pub fn metric_name(metric: RankMetric) -> &'static str {
-    match metric {
-        RankMetric::StudyPr => "study_pr",
-        RankMetric::CovariancePr => "covariance_pr",
-        RankMetric::EntropyRank => "entropy_rank",
-        RankMetric::StableRank => "stable_rank",
-        RankMetric::R90 => "r90",
-        RankMetric::ConditionNumber => "condition_number",
-    }
 }
 
 #[cfg(test)]
@@ -153,28 +142,28 @@ mod tests {
             (s.singular_values[0] - 2.0).abs() < 1e-12
                 && (s.singular_values[1] - 1.0).abs() < 1e-12
         );
-        assert!((s.metric(RankMetric::StudyPr) - 9.0 / 5.0).abs() < 1e-9);
-        assert!((s.metric(RankMetric::StableRank) - 5.0 / 4.0).abs() < 1e-9);
-        assert!((s.metric(RankMetric::ConditionNumber) - 2.0).abs() < 1e-9);
-        assert_eq!(s.metric(RankMetric::R90), 2.0); // 4/5 < 0.9
+        assert!((s.metric(ProbeMetric::StudyPr) - 9.0 / 5.0).abs() < 1e-9);
+        assert!((s.metric(ProbeMetric::StableRank) - 5.0 / 4.0).abs() < 1e-9);
+        assert!((s.metric(ProbeMetric::ConditionNumber) - 2.0).abs() < 1e-9);
+        assert_eq!(s.metric(ProbeMetric::R90), 2.0); // 4/5 < 0.9
         let (q1, q2) = (2.0f64 / 3.0, 1.0f64 / 3.0);
         assert!(
-            (s.metric(RankMetric::EntropyRank) - (-(q1 * q1.ln()) - q2 * q2.ln()).exp()).abs()
+            (s.metric(ProbeMetric::EntropyRank) - (-(q1 * q1.ln()) - q2 * q2.ln()).exp()).abs()
                 < 1e-9
         );
         // Centred: columns (1,0,0) and (0,2,0): means 1/3, 2/3; C = [[2/9, -2/9], [-2/9, 8/9]].
         let (c11, c12, c22) = (2.0 / 9.0, -2.0 / 9.0, 8.0 / 9.0);
         let expected = (c11 + c22) * (c11 + c22) / (c11 * c11 + 2.0 * c12 * c12 + c22 * c22);
-        assert!((s.metric(RankMetric::CovariancePr) - expected).abs() < 1e-9);
+        assert!((s.metric(ProbeMetric::CovariancePr) - expected).abs() < 1e-9);
     }
 
     #[test]
     fn isotropic_gaussian_has_pr_close_to_d() {
         let (n, d) = (8192, 64);
         let s = Spectrum::from_rows(&gaussian(n, d, 1), n, d);
-        let pr = s.metric(RankMetric::StudyPr);
+        let pr = s.metric(ProbeMetric::StudyPr);
         assert!(pr > 0.95 * d as f64 && pr <= d as f64, "{pr}");
-        assert!(s.metric(RankMetric::CovariancePr) > 0.9 * d as f64);
+        assert!(s.metric(ProbeMetric::CovariancePr) > 0.9 * d as f64);
     }
 
     #[test]
@@ -189,10 +178,10 @@ mod tests {
             }
         }
         let s = Spectrum::from_rows(&m, n, d);
-        assert!(s.metric(RankMetric::StudyPr) <= k as f64 + 1e-6);
-        assert!(s.metric(RankMetric::R90) <= k as f64);
+        assert!(s.metric(ProbeMetric::StudyPr) <= k as f64 + 1e-6);
+        assert!(s.metric(ProbeMetric::R90) <= k as f64);
         assert!(
-            s.metric(RankMetric::ConditionNumber) > 1e3,
+            s.metric(ProbeMetric::ConditionNumber) > 1e3,
             "rank deficient"
         );
     }
@@ -210,8 +199,8 @@ mod tests {
         }
         let s = Spectrum::from_rows(&k, n, d);
         let (study, cov) = (
-            s.metric(RankMetric::StudyPr),
-            s.metric(RankMetric::CovariancePr),
+            s.metric(ProbeMetric::StudyPr),
+            s.metric(ProbeMetric::CovariancePr),
         );
         // Centred variances grow like j^2: their PR is (sum j^2)^2 / sum j^4 = 9.18.
         assert!((cov - 9.18).abs() < 0.5, "{cov}");
@@ -252,14 +241,15 @@ mod tests {
         assert!((limit - 4.85e6).abs() < 1e4, "{limit}");
         // 1e4 is resolvable and comes out right (to the f32 rounding of the data);
         // 1e9 is far below float32 noise.
-        let resolved = Spectrum::from_rows(&k_with(1e-4), n, d).metric(RankMetric::ConditionNumber);
+        let resolved =
+            Spectrum::from_rows(&k_with(1e-4), n, d).metric(ProbeMetric::ConditionNumber);
         assert!((resolved / 1e4 - 1.0).abs() < 1e-2, "{resolved}");
-        let noise = Spectrum::from_rows(&k_with(1e-9), n, d).metric(RankMetric::ConditionNumber);
+        let noise = Spectrum::from_rows(&k_with(1e-9), n, d).metric(ProbeMetric::ConditionNumber);
         assert_eq!(noise, f64::INFINITY);
         // Exactly rank-deficient data too.
         let mut flat = k_with(1.0);
         flat.chunks_exact_mut(d).for_each(|row| row[2] = 0.0);
-        let deficient = Spectrum::from_rows(&flat, n, d).metric(RankMetric::ConditionNumber);
+        let deficient = Spectrum::from_rows(&flat, n, d).metric(ProbeMetric::ConditionNumber);
         assert_eq!(deficient, f64::INFINITY);
     }
 }

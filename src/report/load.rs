@@ -1,7 +1,7 @@
 //! Reading a study's results back: every run directory's manifest, metrics and probes.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use polars::prelude::DataFrame;
 
@@ -11,6 +11,7 @@ use crate::store::frame::read_result;
 use crate::store::manifest::{Manifest, RunStatus};
 use crate::store::metrics::METRICS_FILE;
 use crate::store::probes::PROBES_FILE;
+use crate::store::{RunPaths, Table, RUNS_DIR};
 
 /// What the report needs of one run.
 #[derive(Debug, Clone)]
@@ -62,22 +63,18 @@ impl RunResults {
     }
 }
 
-/// The run directories of a study (`run=*`), sorted.
-pub fn run_dirs(study_dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(study_dir) else {
+/// The names (`<label>-<id>`) of a study's run directories, sorted.
+pub fn run_names(study_dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(study_dir.join(RUNS_DIR)) else {
         return Vec::new();
     };
-    let mut dirs: Vec<PathBuf> = entries
+    let mut names: Vec<String> = entries
         .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.is_dir()
-                && p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("run="))
-        })
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    dirs.sort();
-    dirs
+    names.sort();
+    names
 }
 
 fn strings(frame: &DataFrame, name: &str) -> Option<Vec<String>> {
@@ -106,19 +103,19 @@ fn numbers(frame: &DataFrame, name: &str) -> Option<Vec<f64>> {
 /// One run's results, reading `metric` at `site` from its probes. None if the directory
 /// has no readable manifest. A result file that fails its checksum, cannot be parsed or
 /// lacks a column is listed in `unreadable`, never a panic.
-pub fn load_run(dir: &Path, site: &str, metric: &str) -> Option<RunResults> {
-    let results = load_run_once(dir, site, metric)?;
+pub fn load_run(paths: &RunPaths, site: &str, metric: &str) -> Option<RunResults> {
+    let results = load_run_once(paths, site, metric)?;
     // A run still training rewrites its files, then its manifest: a read in between sees
     // new files against old checksums. Read once more a moment later.
     if results.status == RunStatus::Running && !results.unreadable.is_empty() {
         std::thread::sleep(std::time::Duration::from_millis(200));
-        return load_run_once(dir, site, metric);
+        return load_run_once(paths, site, metric);
     }
     Some(results)
 }
 
-fn load_run_once(dir: &Path, site: &str, metric: &str) -> Option<RunResults> {
-    let manifest = Manifest::read(dir)?;
+fn load_run_once(paths: &RunPaths, site: &str, metric: &str) -> Option<RunResults> {
+    let manifest = Manifest::read(&paths.dir)?;
     let mut results = RunResults {
         label: manifest.label.clone(),
         index: manifest.index,
@@ -128,18 +125,18 @@ fn load_run_once(dir: &Path, site: &str, metric: &str) -> Option<RunResults> {
         heads: BTreeMap::new(),
         unreadable: Vec::new(),
     };
-    let read = |name: &str| match read_result(dir, name, Some(&manifest)) {
+    let read = |table: Table| match read_result(paths.table(table), table, Some(&manifest)) {
         Ok(frame) => Ok(Some(frame)),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(err) => Err(format!("{name} ({err})")),
+        Err(err) => Err(format!("{} ({err})", table.file_name())),
     };
-    match read(METRICS_FILE)
+    match read(Table::Metrics)
         .and_then(|frame| frame.map_or(Ok(()), |f| val_losses(&f, &mut results)))
     {
         Ok(()) => {}
         Err(why) => results.unreadable.push(why),
     }
-    let probes = read(PROBES_FILE)
+    let probes = read(Table::Probes)
         .and_then(|frame| frame.map_or(Ok(()), |f| head_values(&f, site, metric, &mut results)));
     if let Err(why) = probes {
         results.unreadable.push(why);

@@ -3,13 +3,14 @@
 use std::path::Path;
 
 use crate::plan::build_plan;
-use crate::probe::rank::metric_name;
 use crate::probe::site_name;
 use crate::spec::load_study;
 use crate::spec::study::ReportSpec;
 use crate::store::manifest::RunStatus;
 
-use super::load::{load_run, run_dirs, RunResults};
+use crate::store::{run_name, RunPaths};
+
+use super::load::{load_run, run_names, RunResults};
 
 /// What the report shows, from the study's `report` section.
 #[derive(Debug, Clone)]
@@ -28,7 +29,7 @@ impl ReportSettings {
     pub fn from_spec(spec: &ReportSpec) -> Self {
         ReportSettings {
             site: site_name(spec.site).to_owned(),
-            metric: metric_name(spec.metric).to_owned(),
+            metric: spec.metric.name().to_owned(),
             threshold: spec.layer_threshold,
             at_tokens: spec.at_tokens.clone(),
         }
@@ -88,10 +89,10 @@ fn nearest(points: &[u64], target: f64) -> Option<u64> {
 /// Reads `study_dir` and builds the report. Works on partial results: runs still
 /// running, failed or missing are listed as such.
 pub fn build_report(study_dir: &Path, settings: &ReportSettings) -> Result<Report, String> {
-    let dirs = run_dirs(study_dir);
-    if dirs.is_empty() {
+    let names = run_names(study_dir);
+    if names.is_empty() {
         return Err(format!(
-            "{} has no run directories (run=...)",
+            "{} has no run directories (runs/...)",
             study_dir.display()
         ));
     }
@@ -102,26 +103,25 @@ pub fn build_report(study_dir: &Path, settings: &ReportSettings) -> Result<Repor
         .map(|plan| {
             plan.runs
                 .iter()
-                .map(|r| (r.label.clone(), format!("run={}-{}", r.label, r.id)))
+                .map(|r| (r.label.clone(), run_name(r)))
                 .collect()
         });
     let mut runs: Vec<RunResults> = Vec::new();
     let mut notes = Vec::new();
-    for dir in &dirs {
-        let name = dir
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
+    for name in &names {
         if let Some(expected) = &expected {
-            if !expected.iter().any(|(_, n)| *n == name) {
+            if !expected.iter().any(|(_, n)| n == name) {
                 notes.push(format!(
                     "{name}: results of an earlier version of the study, not compared"
                 ));
                 continue;
             }
         }
-        match load_run(dir, &settings.site, &settings.metric) {
+        match load_run(
+            &RunPaths::named(study_dir, name),
+            &settings.site,
+            &settings.metric,
+        ) {
             Some(run) => runs.push(run),
             None => notes.push(format!("{name}: no readable manifest, skipped")),
         }

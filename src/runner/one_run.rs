@@ -10,10 +10,9 @@ use crate::data::Dataset;
 use crate::plan::cost::{param_count, steps_and_tokens};
 use crate::plan::{Plan, PlannedRun};
 use crate::spec::{ron_options, Device};
+use crate::store::frame::RunKeys;
 use crate::store::manifest::{git_state, now, versions, DataSummary, Manifest, RunStatus};
-use crate::store::metrics::METRICS_FILE;
-use crate::store::probes::PROBES_FILE;
-use crate::store::write_atomic;
+use crate::store::{write_atomic, RunPaths, Table};
 use crate::train::checkpoint::{Checkpoint, CheckpointError, CHECKPOINT_FILE};
 use crate::train::{train_run, CheckpointPolicy, Outcome, TrainError, TrainOptions};
 
@@ -28,11 +27,12 @@ pub(super) fn train_one(
     plan: &Plan,
     run: &PlannedRun,
     dataset: &Dataset,
-    run_dir: &Path,
+    paths: &RunPaths,
     device: Device,
     force: bool,
     progress: &mut Progress,
 ) -> Result<(RunStatus, String), Failure> {
+    let run_dir = paths.dir.as_path();
     write(
         &run_dir.join("run.ron"),
         resolved_run_ron(plan, run).as_bytes(),
@@ -42,6 +42,8 @@ pub(super) fn train_one(
     let manifest = Manifest {
         study: plan.study.clone(),
         label: run.label.clone(),
+        condition: Some(run.condition.clone()),
+        description: Some(run.description.clone()),
         run_id: run.id.clone(),
         index: run.index,
         seed: run.config.seed,
@@ -83,8 +85,8 @@ pub(super) fn train_one(
     let (_, tokens) = steps_and_tokens(&run.config);
     progress.start_run(&run.label, tokens);
     let mut recorder = RunRecorder::new(
-        format!("{}-{}", run.label, run.id),
-        run_dir,
+        RunKeys::of(&plan.study, run),
+        paths.clone(),
         progress,
         manifest,
     );
@@ -93,7 +95,7 @@ pub(super) fn train_one(
         remove_if_present(&checkpoint_path).map_err(|e| store_failure(run_dir, e))?;
         None
     } else {
-        resume_point(run, run_dir, &mut recorder)
+        resume_point(run, paths, &mut recorder)
     };
     if let Some(checkpoint) = &resume {
         recorder.manifest.resumed_from_step = Some(checkpoint.step);
@@ -225,20 +227,20 @@ pub fn resolved_run_ron(plan: &Plan, run: &PlannedRun) -> String {
 /// deleted) and the run starts from step 0.
 fn resume_point(
     run: &PlannedRun,
-    run_dir: &Path,
+    paths: &RunPaths,
     recorder: &mut RunRecorder,
 ) -> Option<Checkpoint> {
-    let path = run_dir.join(CHECKPOINT_FILE);
+    let path = paths.dir.join(CHECKPOINT_FILE);
     let checkpoint = match Checkpoint::read(&path) {
         Ok(None) => return None,
         Ok(Some(checkpoint)) if checkpoint.run_id == run.id => checkpoint,
         Ok(Some(checkpoint)) => {
             let why = format!("it belongs to run id {}", checkpoint.run_id);
-            set_aside(&path, &why, run, recorder);
+            set_aside(&path, &paths.dir, &why, run, recorder);
             return None;
         }
         Err(err @ CheckpointError::Corrupt(_)) => {
-            set_aside(&path, &err.to_string(), run, recorder);
+            set_aside(&path, &paths.dir, &err.to_string(), run, recorder);
             return None;
         }
         Err(CheckpointError::Io(err)) => {
@@ -254,11 +256,12 @@ fn resume_point(
         Ok(()) => Some(checkpoint),
         Err(err) => {
             let why = format!("the results it continues are unreadable ({err})");
-            set_aside(&path, &why, run, recorder);
-            for name in [METRICS_FILE, PROBES_FILE] {
-                let file = run_dir.join(name);
+            set_aside(&path, &paths.dir, &why, run, recorder);
+            for table in Table::ALL {
+                let file = paths.table(table);
                 if file.exists() {
-                    set_aside(&file, "unreadable or incomplete", run, recorder);
+                    let why = "unreadable or incomplete";
+                    set_aside(file, &paths.dir, why, run, recorder);
                 }
             }
             None
@@ -266,16 +269,15 @@ fn resume_point(
     }
 }
 
-/// Renames `path` to `path.unusable-<time>` and says why.
-fn set_aside(path: &Path, why: &str, run: &PlannedRun, recorder: &mut RunRecorder) {
+/// Moves `path` into `into` as `<its name>.unusable-<time>` and says why. Tables go to
+/// the run's directory: a damaged file left among the others would break reading the
+/// table's directory as one dataset.
+fn set_aside(path: &Path, into: &Path, why: &str, run: &PlannedRun, recorder: &mut RunRecorder) {
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let aside = path.with_extension(format!(
-        "{}.unusable-{stamp}",
-        path.extension()
-            .map_or(String::new(), |e| e.to_string_lossy().into_owned())
-    ));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let aside = into.join(format!("{name}.unusable-{stamp}"));
     let moved = fs::rename(path, &aside);
     recorder.note(&format!(
         "{}: not using {}: {why}; {}; the run starts from step 0",

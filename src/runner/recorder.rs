@@ -1,25 +1,24 @@
 //! Connects a training run to the results store and the progress display.
 
-use std::path::{Path, PathBuf};
-
 use polars::prelude::{DataFrame, PolarsResult};
 
 use crate::probe::ProbeRow;
-use crate::store::frame::{read_result, rows_through_step, write_parquet};
+use crate::store::frame::{read_result, rows_through_step, write_parquet, RunKeys};
 use crate::store::manifest::Manifest;
-use crate::store::metrics::{metrics_frame, METRICS_FILE};
-use crate::store::probes::{probes_frame, PROBES_FILE};
+use crate::store::metrics::metrics_frame;
+use crate::store::probes::probes_frame;
+use crate::store::{RunPaths, Table};
 use crate::train::{MetricRow, TrainObserver};
 
 use super::progress::Progress;
 
-/// Collects a run's metrics and probes, rewrites its `metrics.parquet` and
-/// `probes.parquet` after every evaluation (so a crash loses at most the steps since),
+/// Collects a run's metrics and probes, rewrites its metrics and probes files after
+/// every evaluation (so a crash loses at most the steps since),
 /// then its manifest with their SHA-256s, and moves the progress bar. A resumed run's
 /// earlier rows come first, unchanged.
 pub struct RunRecorder<'a> {
-    run: String,
-    dir: PathBuf,
+    keys: RunKeys,
+    paths: RunPaths,
     /// The run's manifest: its checksums follow every write of the result files (a crash
     /// between the two writes leaves a mismatch, and the files are set aside on resume).
     pub manifest: Manifest,
@@ -37,14 +36,14 @@ pub struct RunRecorder<'a> {
 
 impl<'a> RunRecorder<'a> {
     pub fn new(
-        run: String,
-        run_dir: &Path,
+        keys: RunKeys,
+        paths: RunPaths,
         progress: &'a mut Progress,
         manifest: Manifest,
     ) -> Self {
         RunRecorder {
-            run,
-            dir: run_dir.to_owned(),
+            keys,
+            paths,
             manifest,
             earlier: None,
             rows: Vec::new(),
@@ -64,11 +63,12 @@ impl<'a> RunRecorder<'a> {
     /// Continues a run resumed at `step`: keeps the rows its files hold up to that step
     /// (later ones were recorded after the checkpoint and will be measured again).
     pub fn resume_at(&mut self, step: u64) -> std::io::Result<()> {
-        let earlier = |name: &str| {
-            rows_through_step(&read_result(&self.dir, name, Some(&self.manifest))?, step)
+        let earlier = |table: Table| {
+            let path = self.paths.table(table);
+            rows_through_step(&read_result(path, table, Some(&self.manifest))?, step)
                 .map_err(std::io::Error::other)
         };
-        self.earlier = Some((earlier(METRICS_FILE)?, earlier(PROBES_FILE)?));
+        self.earlier = Some((earlier(Table::Metrics)?, earlier(Table::Probes)?));
         // The files still hold the rows after `step`.
         self.unsaved = true;
         Ok(())
@@ -99,16 +99,17 @@ impl<'a> RunRecorder<'a> {
             }
             .map_err(std::io::Error::other)
         };
-        let metrics_now = metrics_frame(&self.run, &self.rows);
+        let metrics_now = metrics_frame(&self.keys, &self.rows);
         let mut metrics = with_earlier(metrics_now, earlier.map(|(m, _)| m))?;
-        let metrics_sum = write_parquet(&self.dir.join(METRICS_FILE), &mut metrics)?;
-        let probes_now = probes_frame(&self.run, &self.probes);
+        let metrics_path = self.paths.table(Table::Metrics);
+        let metrics_sum = write_parquet(metrics_path, &mut metrics)?;
+        let probes_now = probes_frame(&self.keys, &self.probes);
         let mut probes = with_earlier(probes_now, earlier.map(|(_, p)| p))?;
-        let probes_sum = write_parquet(&self.dir.join(PROBES_FILE), &mut probes)?;
+        let probes_sum = write_parquet(self.paths.table(Table::Probes), &mut probes)?;
         let checksums = &mut self.manifest.checksums;
-        checksums.insert(METRICS_FILE.to_owned(), metrics_sum);
-        checksums.insert(PROBES_FILE.to_owned(), probes_sum);
-        self.manifest.write(&self.dir)?;
+        checksums.insert(Table::Metrics.file_name().to_owned(), metrics_sum);
+        checksums.insert(Table::Probes.file_name().to_owned(), probes_sum);
+        self.manifest.write(&self.paths.dir)?;
         self.unsaved = false;
         Ok(())
     }

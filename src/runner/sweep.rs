@@ -6,15 +6,14 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::atomic_file::remove_stale_temps;
+use crate::atomic_file::{remove_stale_temps, remove_stale_temps_of};
 use crate::plan::PlannedRun;
 use crate::spec::Device;
 use crate::store::frame::read_result;
+use crate::store::layout_upgrade::upgrade_layout;
 use crate::store::lock::try_lock;
 use crate::store::manifest::RunStatus;
-use crate::store::metrics::METRICS_FILE;
-use crate::store::probes::PROBES_FILE;
-use crate::store::{recorded_manifest, run_dir_name, study_dir};
+use crate::store::{recorded_manifest, study_dir, RunPaths, Table};
 
 use super::one_run::{store_failure, train_one};
 use super::preflight::{
@@ -97,6 +96,7 @@ pub fn sweep(file: &Path, options: &SweepOptions) -> Result<SweepOutcome, Failur
         Failure::RunFailed(format!("cannot re-read {}: {err}", plan.source.display()))
     })?;
     check_writable(&dir)?;
+    upgrade_results(&dir, &plan)?;
     // Resume: a finished run (done or diverged) with the same run id is kept as it is.
     let mut kept: Vec<(PlannedRun, RunStatus)> = Vec::new();
     let mut to_train = Vec::new();
@@ -177,6 +177,20 @@ pub fn sweep(file: &Path, options: &SweepOptions) -> Result<SweepOutcome, Failur
     })
 }
 
+/// Moves runs an earlier version wrote into today's layout, keeping their results.
+fn upgrade_results(dir: &Path, plan: &crate::plan::Plan) -> Result<(), Failure> {
+    let moved = upgrade_layout(dir, Some(plan)).map_err(|err| {
+        Failure::RunFailed(format!(
+            "cannot move the earlier results in {} into today's layout: {err}",
+            dir.display()
+        ))
+    })?;
+    for line in moved {
+        println!("results of an earlier version moved: {line}");
+    }
+    Ok(())
+}
+
 /// What a sweep did, for the caller to report.
 #[derive(Debug, Clone)]
 pub struct SweepOutcome {
@@ -254,8 +268,11 @@ fn attempt(
     dataset: &crate::data::Dataset,
     progress: &mut Progress,
 ) -> Result<Attempt, Failure> {
-    let run_dir = context.dir.join(run_dir_name(run));
-    fs::create_dir_all(&run_dir).map_err(|e| store_failure(&run_dir, e))?;
+    let paths = RunPaths::of(context.dir, run);
+    let run_dir = paths.dir.clone();
+    paths
+        .create_dirs()
+        .map_err(|e| store_failure(context.dir, e))?;
     let _lock = match try_lock(&run_dir).map_err(|e| store_failure(&run_dir, e))? {
         Ok(lock) => lock,
         Err(holder) => return Ok(Attempt::Busy(holder)),
@@ -273,11 +290,15 @@ fn attempt(
     }
     // Under the lock no one else writes here: temporary files are a killed writer's.
     remove_stale_temps(&run_dir).map_err(|e| store_failure(&run_dir, e))?;
+    for table in Table::ALL {
+        let path = paths.table(table);
+        remove_stale_temps_of(path).map_err(|e| store_failure(path, e))?;
+    }
     let (status, summary) = train_one(
         context.plan,
         run,
         dataset,
-        &run_dir,
+        &paths,
         context.device,
         context.options.force,
         progress,
@@ -377,9 +398,10 @@ fn install_interrupt_handler() {
 fn finished(dir: &Path, run: &PlannedRun) -> Option<RunStatus> {
     let manifest = recorded_manifest(dir, run).filter(|m| m.status.is_final())?;
     let status = manifest.status;
-    let run_dir = dir.join(run_dir_name(run));
-    for name in [METRICS_FILE, PROBES_FILE] {
-        if let Err(err) = read_result(&run_dir, name, Some(&manifest)) {
+    let paths = RunPaths::of(dir, run);
+    for table in Table::ALL {
+        let name = table.file_name();
+        if let Err(err) = read_result(paths.table(table), table, Some(&manifest)) {
             println!(
                 "{}: marked {status} but {name} cannot be read ({err}); training it again",
                 run.label

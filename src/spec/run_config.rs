@@ -322,7 +322,7 @@ spec_struct! {
         #[serde(default)]
         pub every_tokens: Option<u64>,
         pub sites: Vec<Site>,
-        pub metrics: Vec<RankMetric>,
+        pub metrics: Vec<ProbeMetric>,
         /// Validation sequences of the eval batch fed through the model at each probe.
         pub eval_sequences: usize,
         /// Also store the singular spectrum of each head.
@@ -358,10 +358,14 @@ pub enum Stage {
     Rope,
 }
 
-/// Rank metrics of a captured [n x d] matrix with singular values s_i.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum RankMetric {
-    /// The seed study's participation ratio (sum s)^2 / sum s^2, uncentred.
+/// What a probe measures. Rank metrics and `DeadHeads` apply to every site of
+/// `probes.sites`; the attention metrics to every layer's attention scores; `IclScore`
+/// to the whole model's next-token losses.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum ProbeMetric {
+    /// Rank metrics of a captured [n x d] matrix with singular values s_i:
+    /// the seed study's participation ratio (sum s)^2 / sum s^2, uncentred.
     StudyPr,
     /// (tr C)^2 / tr(C^2) of the centred covariance.
     CovariancePr,
@@ -373,6 +377,62 @@ pub enum RankMetric {
     R90,
     /// s_max / s_min.
     ConditionNumber,
+    /// Per query head: the entropy (nats) of each query's causal attention distribution,
+    /// averaged over queries. Low: sharp attention.
+    AttentionEntropy,
+    /// Per query head: the largest pre-softmax logit q.k / sqrt(head_dim) over every
+    /// causal pair (what QK-norm bounds).
+    MaxAttentionLogit,
+    /// Per layer and site: the fraction of heads whose `StudyPr` is below `below_pr`.
+    DeadHeads { below_pr: f64 },
+    /// Mean next-token loss at positions `late` minus that at `early` (half-open
+    /// [from, to) ranges of sequence positions, over the eval batch): negative when the
+    /// model uses its context.
+    IclScore {
+        early: (usize, usize),
+        late: (usize, usize),
+    },
+}
+
+/// What a probe metric is computed from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// The singular values of each head's activations at a site.
+    Rank,
+    /// Each query head's causal attention scores.
+    Attention,
+    /// The rank of every head of a layer at a site.
+    DeadHeads,
+    /// The model's loss by position.
+    Icl,
+}
+
+impl ProbeMetric {
+    /// The metric's name in probes.parquet (`IclScore` also writes `icl_loss_early` and
+    /// `icl_loss_late`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ProbeMetric::StudyPr => "study_pr",
+            ProbeMetric::CovariancePr => "covariance_pr",
+            ProbeMetric::EntropyRank => "entropy_rank",
+            ProbeMetric::StableRank => "stable_rank",
+            ProbeMetric::R90 => "r90",
+            ProbeMetric::ConditionNumber => "condition_number",
+            ProbeMetric::AttentionEntropy => "attention_entropy",
+            ProbeMetric::MaxAttentionLogit => "max_attention_logit",
+            ProbeMetric::DeadHeads { .. } => "dead_head_fraction",
+            ProbeMetric::IclScore { .. } => "icl_score",
+        }
+    }
+
+    pub fn kind(self) -> MetricKind {
+        match self {
+            ProbeMetric::AttentionEntropy | ProbeMetric::MaxAttentionLogit => MetricKind::Attention,
+            ProbeMetric::DeadHeads { .. } => MetricKind::DeadHeads,
+            ProbeMetric::IclScore { .. } => MetricKind::Icl,
+            _ => MetricKind::Rank,
+        }
+    }
 }
 
 patch_as_leaf!(

@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::run_config::{RankMetric, RunConfig, Site, Stage, Tensor};
+use super::run_config::{ProbeMetric, RunConfig, Site, Stage, Tensor};
 
 /// The top level of a `.ron` study file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,7 +41,7 @@ pub struct ReportSpec {
     pub site: Site,
     /// The rank metric they show.
     #[serde(default = "default_metric")]
-    pub metric: RankMetric,
+    pub metric: ProbeMetric,
     /// Layers whose value is below this count as collapsed.
     #[serde(default = "default_threshold")]
     pub layer_threshold: f64,
@@ -54,8 +54,8 @@ fn default_site() -> Site {
     }
 }
 
-fn default_metric() -> RankMetric {
-    RankMetric::StudyPr
+fn default_metric() -> ProbeMetric {
+    ProbeMetric::StudyPr
 }
 
 fn default_threshold() -> f64 {

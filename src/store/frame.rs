@@ -13,7 +13,10 @@ use polars::prelude::{
 use crate::atomic_file::write_atomic;
 pub use crate::quiet_panic::{panic_text, quietly};
 
+use crate::plan::PlannedRun;
+
 use super::manifest::{sha256_file, sha256_hex, Manifest};
+use super::Table;
 
 /// A column `name` holding `value(row)` for every row.
 pub fn column<R, V, P: ?Sized>(name: &str, rows: &[R], value: impl Fn(&R) -> V) -> Column
@@ -23,9 +26,44 @@ where
     Column::new(name.into(), rows.iter().map(value).collect::<Vec<V>>())
 }
 
-/// A frame whose first column is `run` (the same value on every row), then `columns`.
-pub fn run_frame(run: &str, height: usize, columns: Vec<Column>) -> PolarsResult<DataFrame> {
-    let mut all = vec![Column::new("run".into(), vec![run; height])];
+/// What every row of a run's tables says about the run, so that the tables of many
+/// runs (and studies) read as one dataset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunKeys {
+    pub study: String,
+    /// The label without its seed: runs of one condition are its repeats.
+    pub condition: String,
+    pub label: String,
+    pub run_id: String,
+    pub seed: u64,
+}
+
+/// The key columns, first in every table: study, condition, label, run_id (str), seed
+/// (u64).
+pub const KEY_COLUMNS: [&str; 5] = ["study", "condition", "label", "run_id", "seed"];
+
+impl RunKeys {
+    pub fn of(study: &str, run: &PlannedRun) -> RunKeys {
+        RunKeys {
+            study: study.to_owned(),
+            condition: run.condition.clone(),
+            label: run.label.clone(),
+            run_id: run.id.clone(),
+            seed: run.config.seed,
+        }
+    }
+}
+
+/// A frame of the key columns (the same values on every row), then `columns`.
+pub fn keyed_frame(keys: &RunKeys, height: usize, columns: Vec<Column>) -> PolarsResult<DataFrame> {
+    let text = |i: usize, value: &str| Column::new(KEY_COLUMNS[i].into(), vec![value; height]);
+    let mut all = vec![
+        text(0, &keys.study),
+        text(1, &keys.condition),
+        text(2, &keys.label),
+        text(3, &keys.run_id),
+        Column::new(KEY_COLUMNS[4].into(), vec![keys.seed; height]),
+    ];
     all.extend(columns);
     DataFrame::new(height, all)
 }
@@ -57,24 +95,25 @@ pub fn read_parquet(path: &Path) -> io::Result<DataFrame> {
     }
 }
 
-/// The frame of the result file `name` in `run_dir`, after checking it against the
-/// SHA-256 its manifest recorded (if it recorded one): a flipped bit that the parquet
-/// reader would accept is caught here.
+/// The frame of a run's `table` file at `path`, after checking it against the SHA-256
+/// its manifest recorded (if it recorded one): a flipped bit that the parquet reader
+/// would accept is caught here.
 pub fn read_result(
-    run_dir: &Path,
-    name: &str,
+    path: &Path,
+    table: Table,
     manifest: Option<&Manifest>,
 ) -> io::Result<DataFrame> {
+    let name = table.file_name();
     if let Some(expected) = manifest.and_then(|m| m.checksums.get(name)) {
-        let found = sha256_file(&run_dir.join(name))?;
+        let found = sha256_file(path)?;
         if &found != expected {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("checksum mismatch: {name} changed after its run recorded it (sha256 {found}, recorded {expected})"),
+                format!("checksum mismatch: {} changed after its run recorded it (sha256 {found}, recorded {expected})", path.display()),
             ));
         }
     }
-    read_parquet(&run_dir.join(name))
+    read_parquet(path)
 }
 
 /// The rows of `frame` whose `step` is at most `step` (what a checkpoint at `step` has

@@ -58,6 +58,12 @@ pub struct GitState {
 pub struct Manifest {
     pub study: String,
     pub label: String,
+    /// The label without its seed (absent in manifests before it was recorded).
+    #[serde(default)]
+    pub condition: Option<String>,
+    /// What the run's named conditions are.
+    #[serde(default)]
+    pub description: Option<String>,
     pub run_id: String,
     pub index: usize,
     pub seed: u64,

@@ -1,10 +1,20 @@
 //! The results layout on disk and how files get there (atomically).
 //!
-//! `results/<study>/study.ron` is the study file as given; every run lives in
-//! `results/<study>/run=<label>-<run id>/` (hive-style, so dataframe tools can read the
-//! run as a column). A changed config changes the id, so old results stay beside new ones.
+//! ```text
+//! results/<study>/study.ron                       the study file as given
+//! results/<study>/metrics/<label>-<run id>.parquet   one table per directory, so that
+//! results/<study>/probes/<label>-<run id>.parquet    each reads as one dataset
+//! results/<study>/runs/<label>-<run id>/          manifest.json, run.ron, checkpoint
+//! results/<study>/report/                         tables and figures
+//! ```
+//!
+//! Every row of the tables names its study, condition, label, run id and seed, so
+//! `pandas.read_parquet("results/<study>/metrics")` (or a glob in duckdb and polars)
+//! reads every run in one call. A changed config changes the id, so old results stay
+//! beside new ones.
 
 pub mod frame;
+pub mod layout_upgrade;
 pub mod lock;
 pub mod manifest;
 pub mod metrics;
@@ -20,15 +30,83 @@ pub fn study_dir(results_root: &Path, study: &str) -> PathBuf {
     results_root.join(study)
 }
 
-/// `run=<label>-<id>`.
-pub fn run_dir_name(run: &PlannedRun) -> String {
-    format!("run={}-{}", run.label, run.id)
+/// Where the run directories of a study live.
+pub const RUNS_DIR: &str = "runs";
+
+/// `<label>-<id>`: a run's directory and the stem of its table files.
+pub fn run_name(run: &PlannedRun) -> String {
+    format!("{}-{}", run.label, run.id)
+}
+
+/// A table every run writes one file of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    Metrics,
+    Probes,
+}
+
+impl Table {
+    pub const ALL: [Table; 2] = [Table::Metrics, Table::Probes];
+
+    /// The table's directory in the study directory.
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            Table::Metrics => "metrics",
+            Table::Probes => "probes",
+        }
+    }
+
+    /// The name the manifest's checksums and messages use (`metrics.parquet`).
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Table::Metrics => metrics::METRICS_FILE,
+            Table::Probes => probes::PROBES_FILE,
+        }
+    }
+}
+
+/// The files of one run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunPaths {
+    /// `runs/<name>/`: manifest, resolved config, checkpoint, lock.
+    pub dir: PathBuf,
+    /// `<study>/metrics/<name>.parquet` and `<study>/probes/<name>.parquet`.
+    tables: [PathBuf; 2],
+}
+
+impl RunPaths {
+    /// The paths of the run called `name` (`<label>-<id>`) in `study_dir`.
+    pub fn named(study_dir: &Path, name: &str) -> RunPaths {
+        let table = |t: Table| study_dir.join(t.dir_name()).join(format!("{name}.parquet"));
+        RunPaths {
+            dir: study_dir.join(RUNS_DIR).join(name),
+            tables: Table::ALL.map(table),
+        }
+    }
+
+    pub fn of(study_dir: &Path, run: &PlannedRun) -> RunPaths {
+        RunPaths::named(study_dir, &run_name(run))
+    }
+
+    /// The run's file of `table`.
+    pub fn table(&self, table: Table) -> &Path {
+        &self.tables[table as usize]
+    }
+
+    /// Creates the run's directory and the table directories.
+    pub fn create_dirs(&self) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        for path in &self.tables {
+            std::fs::create_dir_all(path.parent().expect("tables are in a directory"))?;
+        }
+        Ok(())
+    }
 }
 
 /// The manifest recorded for `run` under `study_dir`, if its directory has one for
 /// exactly this run id.
 pub fn recorded_manifest(study_dir: &Path, run: &PlannedRun) -> Option<manifest::Manifest> {
-    manifest::Manifest::read_for(&study_dir.join(run_dir_name(run)), &run.id)
+    manifest::Manifest::read_for(&RunPaths::of(study_dir, run).dir, &run.id)
 }
 
 /// The status recorded for `run` under `study_dir` (see `recorded_manifest`).

@@ -12,7 +12,7 @@ use crate::model::snapshot::{tensors_from_host, tensors_to_host};
 use crate::model::{Architecture, Constants, Taps, Transformer};
 use crate::optim::trained::Reads;
 use crate::plan::cost::steps_and_tokens;
-use crate::probe::measure;
+use crate::probe::{measure, model_rows, sites_to_capture, wants_token_losses, ProbePoint};
 use crate::profile;
 use crate::spec::run_config::RunConfig;
 
@@ -261,30 +261,45 @@ impl<
     /// Validation loss at `step`, with the rank probes when `probing`.
     fn evaluate(&mut self, observer: &mut dyn TrainObserver, step: u64, probing: bool, at: f64) {
         let tokens = step * self.tokens_per_step;
+        let probes = &self.config.probes;
         let mut taps = Taps {
-            sites: self.config.probes.sites.clone(),
+            sites: sites_to_capture(probes),
             captured: Vec::new(),
         };
-        let loss = self.model.loss(
-            &self.arch,
-            &self.consts,
-            self.eval.clone(),
-            self.model.embed.clone(),
-            probing.then_some(&mut taps),
-        );
+        let taps_wanted = probing.then_some(&mut taps);
+        let (loss, token_losses) = if probing && wants_token_losses(probes) {
+            let (mean, losses) = self.model.loss_and_token_losses(
+                &self.arch,
+                &self.consts,
+                self.eval.clone(),
+                taps_wanted,
+            );
+            (mean, Some(losses))
+        } else {
+            let loss = self.model.loss(
+                &self.arch,
+                &self.consts,
+                self.eval.clone(),
+                self.model.embed.clone(),
+                taps_wanted,
+            );
+            (loss.as_vec()[0], None)
+        };
         if probing {
             let probe_started = Instant::now();
-            let rows = self.config.probes.eval_sequences * self.config.data.seq_len;
-            observer.probes(measure(
-                &taps.captured,
-                &self.config.probes.metrics,
-                rows,
+            let at = ProbePoint {
                 step,
                 tokens,
-            ));
+                seq: self.config.data.seq_len,
+            };
+            let mut rows = measure(&taps.captured, probes, at);
+            if let Some(losses) = &token_losses {
+                rows.extend(model_rows(losses, probes, at));
+            }
+            observer.probes(rows);
             self.counters.probe_seconds += probe_started.elapsed().as_secs_f64();
         }
-        self.counters.last_val = f64::from(loss.as_vec()[0]);
+        self.counters.last_val = f64::from(loss);
         observer.metric(MetricRow {
             step,
             tokens,
