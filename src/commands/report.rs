@@ -39,10 +39,9 @@ pub fn write_report(study_dir: &Path) -> Result<String, Failure> {
             .map_err(|e| Failure::RunFailed(format!("cannot write {}: {e}", path.display())))?;
     }
     let figures =
-        crate::report::plots::write_plots(&dir, &report.runs, &settings.metric, settings.threshold)
-            .map_err(|e| {
-                Failure::RunFailed(format!("cannot draw the figures in {}: {e}", dir.display()))
-            })?;
+        crate::report::plots::write_plots(&dir, &report.runs, &settings).map_err(|e| {
+            Failure::RunFailed(format!("cannot draw the figures in {}: {e}", dir.display()))
+        })?;
     Ok(format!(
         "{}Figures: {}\n",
         report.markdown,

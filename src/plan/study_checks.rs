@@ -56,6 +56,36 @@ pub fn report_diagnostics(loaded: &LoadedStudy, runs: &[PlannedRun]) -> Vec<Diag
             "e.g. layer_threshold: 10.0 (layers below it count as collapsed)".to_owned(),
         ));
     }
+    if report.metric.kind() != crate::spec::run_config::MetricKind::Rank {
+        diagnostics.push(located(
+            format!(
+                "`report.metric` must be a rank metric of each head at `report.site`, not {:?}",
+                report.metric
+            ),
+            "metric",
+            "use StudyPr, CovariancePr, EntropyRank, StableRank, R90 or ConditionNumber; the report shows the other probes on their own".to_owned(),
+        ));
+    }
+    for (a, b) in &report.differences {
+        for name in [a, b] {
+            if !runs.iter().any(|r| &r.condition == name) {
+                let mut known: Vec<&str> = runs.iter().map(|r| r.condition.as_str()).collect();
+                known.dedup();
+                diagnostics.push(located(
+                    format!("`report.differences` names condition `{name}`, which no run has"),
+                    "differences",
+                    format!("use the conditions' names: {}", known.join(", ")),
+                ));
+            }
+        }
+        if a == b {
+            diagnostics.push(located(
+                format!("`report.differences` compares `{a}` with itself"),
+                "differences",
+                "name two different conditions, e.g. (\"A1\", \"A2\")".to_owned(),
+            ));
+        }
+    }
     let not_probing = |probed: &dyn Fn(&PlannedRun) -> bool| -> Vec<String> {
         runs.iter()
             .filter(|r| !probed(r))

@@ -17,6 +17,11 @@ use crate::store::{RunPaths, Table, RUNS_DIR};
 #[derive(Debug, Clone)]
 pub struct RunResults {
     pub label: String,
+    /// The label without its seed: the runs of one condition are its seeds.
+    pub condition: String,
+    /// What the condition is ("Muon + QK-norm"); may be empty.
+    pub description: String,
+    pub seed: u64,
     pub index: usize,
     pub status: RunStatus,
     pub budget: u64,
@@ -24,6 +29,8 @@ pub struct RunResults {
     pub val_loss: BTreeMap<u64, f64>,
     /// Per (tokens, layer): the probe metric of each head at the report's site.
     pub heads: BTreeMap<(u64, u32), Vec<f64>>,
+    /// Every probe value by (site, metric), then tokens: over layers and heads.
+    pub probes: BTreeMap<(String, String), BTreeMap<u64, Vec<f64>>>,
     /// Result files that exist but cannot be read (damaged by a crash or a copy).
     pub unreadable: Vec<String>,
 }
@@ -61,6 +68,33 @@ impl RunResults {
         tokens.dedup();
         tokens
     }
+
+    /// One number for the whole model of probe `metric` at `site` at `tokens`: the
+    /// largest value for `max_attention_logit` (what QK-norm bounds), else the mean over
+    /// layers and heads.
+    pub fn model_probe(&self, site: &str, metric: &str, tokens: u64) -> Option<f64> {
+        let values = self
+            .probes
+            .get(&(site.to_owned(), metric.to_owned()))?
+            .get(&tokens)?;
+        let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+        if finite.is_empty() {
+            return None;
+        }
+        Some(if metric == "max_attention_logit" {
+            finite.iter().copied().fold(f64::MIN, f64::max)
+        } else {
+            finite.iter().sum::<f64>() / finite.len() as f64
+        })
+    }
+
+    /// Token points at which `metric` at `site` was probed.
+    pub fn probe_points(&self, site: &str, metric: &str) -> Vec<u64> {
+        self.probes
+            .get(&(site.to_owned(), metric.to_owned()))
+            .map(|by_tokens| by_tokens.keys().copied().collect())
+            .unwrap_or_default()
+    }
 }
 
 /// The names (`<label>-<id>`) of a study's run directories, sorted.
@@ -97,7 +131,15 @@ fn numbers(frame: &DataFrame, name: &str) -> Option<Vec<f64>> {
         .ok()?
         .cast(&polars::prelude::DataType::Float64)
         .ok()?;
-    Some(column.f64().ok()?.into_no_null_iter().collect())
+    // A null (the layer of a model-wide probe) reads as NaN.
+    Some(
+        column
+            .f64()
+            .ok()?
+            .iter()
+            .map(|v| v.unwrap_or(f64::NAN))
+            .collect(),
+    )
 }
 
 /// One run's results, reading `metric` at `site` from its probes. None if the directory
@@ -118,11 +160,18 @@ fn load_run_once(paths: &RunPaths, site: &str, metric: &str) -> Option<RunResult
     let manifest = Manifest::read(&paths.dir)?;
     let mut results = RunResults {
         label: manifest.label.clone(),
+        condition: manifest
+            .condition
+            .clone()
+            .unwrap_or_else(|| manifest.label.clone()),
+        description: manifest.description.clone().unwrap_or_default(),
+        seed: manifest.seed,
         index: manifest.index,
         status: manifest.status,
         budget: manifest.config.schedule.tokens,
         val_loss: BTreeMap::new(),
         heads: BTreeMap::new(),
+        probes: BTreeMap::new(),
         unreadable: Vec::new(),
     };
     let read = |table: Table| match read_result(paths.table(table), table, Some(&manifest)) {
@@ -212,6 +261,13 @@ fn head_values(
                 .or_default()
                 .push(*value);
         }
+        results
+            .probes
+            .entry((row_site.clone(), row_metric.clone()))
+            .or_default()
+            .entry(*tokens as u64)
+            .or_default()
+            .push(*value);
     }
     Ok(())
 }

@@ -2,8 +2,11 @@
 //! trajectory tables, as markdown (printed at the end of a sweep) and CSV files, and PNG
 //! figures.
 
+pub mod conditions;
+mod findings;
 pub mod load;
 pub mod plots;
+pub mod stats;
 pub mod tables;
 
 pub use tables::{build_report, Report, ReportSettings};

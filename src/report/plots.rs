@@ -7,7 +7,12 @@ use std::sync::Once;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 
+use super::conditions::{
+    group, metric_name_unit, metric_title, site_title, tokens_title, Condition,
+};
 use super::load::RunResults;
+use super::stats::Estimate;
+use super::tables::{other_probes, ReportSettings};
 
 const FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 const FAMILY: &str = "sans-serif";
@@ -34,9 +39,18 @@ fn color(i: usize) -> RGBColor {
     COLORS[i % COLORS.len()]
 }
 
-type Series = (String, Vec<(f64, f64)>);
+/// One condition's line: (x, mean, 95% interval) at each point.
+struct Series {
+    title: String,
+    points: Vec<(f64, f64, Option<(f64, f64)>)>,
+}
 
-/// One line chart of `series` in `area`.
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// One line chart of `series` in `area`: a line per condition and, with seeds, its 95%
+/// confidence band.
 fn line_chart<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     title: &str,
@@ -45,53 +59,66 @@ fn line_chart<DB: DrawingBackend>(
 ) -> Result<(), String> {
     // An infinite value (a condition number beyond float32 precision) has no place on
     // an axis: it is left out of the figure (the tables show it as inf).
-    let series: Vec<Series> = series
-        .iter()
-        .map(|(label, points)| {
-            let finite = points.iter().copied().filter(|(_, y)| y.is_finite());
-            (label.clone(), finite.collect())
-        })
-        .collect();
-    let points = series.iter().flat_map(|(_, p)| p.iter());
     let (mut x_max, mut y_min, mut y_max) = (1.0f64, f64::MAX, f64::MIN);
-    for &(x, y) in points {
+    for &(x, y, band) in series.iter().flat_map(|s| s.points.iter()) {
+        let (lo, hi) = band.unwrap_or((y, y));
         x_max = x_max.max(x);
-        y_min = y_min.min(y);
-        y_max = y_max.max(y);
+        y_min = y_min.min(lo.min(y));
+        y_max = y_max.max(hi.max(y));
     }
     if y_min > y_max {
         (y_min, y_max) = (0.0, 1.0);
     }
-    let pad = ((y_max - y_min) * 0.08).max(1e-3);
+    // A flat series (no dead heads at all) still gets a readable axis around its value.
+    let pad = ((y_max - y_min) * 0.08)
+        .max(y_max.abs().max(y_min.abs()) * 0.05)
+        .max(0.05);
     let mut chart = ChartBuilder::on(area)
         .caption(title, (FAMILY, 22))
         .margin(14)
         .x_label_area_size(44)
-        .y_label_area_size(60)
-        .build_cartesian_2d(
-            0f64..x_max * 1.02,
-            (y_min - pad).min(0f64.max(y_min - pad))..y_max + pad,
-        )
-        .map_err(|e| e.to_string())?;
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..x_max * 1.02, y_min - pad..y_max + pad)
+        .map_err(err)?;
     chart
         .configure_mesh()
         .x_desc("training tokens")
         .y_desc(y_label)
-        .x_label_formatter(&|x| format!("{:.0}K", x / 1e3))
+        .x_label_formatter(&|x| tokens_title(x.max(0.0).round() as u64))
         .label_style((FAMILY, 14))
         .axis_desc_style((FAMILY, 16))
         .draw()
-        .map_err(|e| e.to_string())?;
-    for (i, (label, points)) in series.iter().enumerate() {
+        .map_err(err)?;
+    for (i, s) in series.iter().enumerate() {
         let c = color(i);
+        let banded: Vec<(f64, (f64, f64))> = s
+            .points
+            .iter()
+            .filter_map(|&(x, _, b)| Some((x, b?)))
+            .collect();
+        if banded.len() > 1 {
+            let outline: Vec<(f64, f64)> = banded
+                .iter()
+                .map(|&(x, (lo, _))| (x, lo))
+                .chain(banded.iter().rev().map(|&(x, (_, hi))| (x, hi)))
+                .collect();
+            chart
+                .draw_series(std::iter::once(Polygon::new(outline, c.mix(0.18).filled())))
+                .map_err(err)?;
+        }
+        let line = s.points.iter().map(|&(x, y, _)| (x, y));
         chart
-            .draw_series(LineSeries::new(points.iter().copied(), c.stroke_width(2)))
-            .map_err(|e| e.to_string())?
-            .label(label.clone())
+            .draw_series(LineSeries::new(line, c.stroke_width(2)))
+            .map_err(err)?
+            .label(s.title.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(3)));
         chart
-            .draw_series(points.iter().map(|&p| Circle::new(p, 3, c.filled())))
-            .map_err(|e| e.to_string())?;
+            .draw_series(
+                s.points
+                    .iter()
+                    .map(|&(x, y, _)| Circle::new((x, y), 3, c.filled())),
+            )
+            .map_err(err)?;
     }
     chart
         .configure_series_labels()
@@ -100,133 +127,223 @@ fn line_chart<DB: DrawingBackend>(
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()
-        .map_err(|e| e.to_string())
+        .map_err(err)
 }
 
-fn pr_series(runs: &[RunResults]) -> Vec<Series> {
-    runs.iter()
-        .map(|r| {
-            let points = r
-                .probe_tokens()
+/// Each condition's mean (and interval) of `value` at each of `points`.
+fn series(
+    conditions: &[Condition],
+    points: &dyn Fn(&RunResults) -> Vec<u64>,
+    value: &dyn Fn(&RunResults, u64) -> Option<f64>,
+) -> Vec<Series> {
+    conditions
+        .iter()
+        .map(|c| {
+            let mut xs: Vec<u64> = c.runs.iter().flat_map(|r| points(r)).collect();
+            xs.sort_unstable();
+            xs.dedup();
+            let points = xs
                 .into_iter()
-                .filter_map(|t| r.model_at(t).map(|pr| (t as f64, pr)))
+                .filter_map(|x| {
+                    let e = c.estimate(&|r| value(r, x))?;
+                    Some((x as f64, e.mean, e.ci))
+                })
                 .collect();
-            (r.label.clone(), points)
+            Series {
+                title: c.title(),
+                points,
+            }
         })
         .collect()
 }
 
-fn loss_series(runs: &[RunResults]) -> Vec<Series> {
-    runs.iter()
-        .map(|r| {
-            (
-                r.label.clone(),
-                r.val_loss.iter().map(|(&t, &l)| (t as f64, l)).collect(),
-            )
-        })
-        .collect()
+/// A new PNG of `size` at `dir/name`, drawn by `draw`.
+fn figure(
+    dir: &Path,
+    name: &str,
+    size: (u32, u32),
+    draw: impl FnOnce(&DrawingArea<BitMapBackend, plotters::coord::Shift>) -> Result<(), String>,
+) -> Result<String, String> {
+    let path = dir.join(name);
+    let root = BitMapBackend::new(&path, size).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    draw(&root)?;
+    root.present().map_err(err)?;
+    Ok(name.to_owned())
 }
 
-/// Writes `pr_trajectory.png`, `loss_and_pr.png` and `layers_<label>.png` into `dir`;
+/// Writes `trajectories.png` (validation loss and the report metric over training),
+/// `layers.png` (every condition's per-layer values at the last probe on one axis) and,
+/// when the runs have them, `probes.png` (the other probes over training) into `dir`;
 /// returns the file names.
 pub fn write_plots(
     dir: &Path,
     runs: &[RunResults],
-    metric: &str,
-    threshold: f64,
+    settings: &ReportSettings,
 ) -> Result<Vec<String>, String> {
     register();
+    let conditions = group(runs);
+    let (metric, site) = (&settings.metric, &settings.site);
     let mut written = Vec::new();
-    let pr = pr_series(runs);
-
-    let name = "pr_trajectory.png".to_owned();
-    let path = dir.join(&name);
-    let root = BitMapBackend::new(&path, (1000, 620)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
-    line_chart(
-        &root,
-        &format!("Model {metric} of attention keys (mean over heads and layers)"),
-        metric,
-        &pr,
-    )?;
-    root.present().map_err(|e| e.to_string())?;
-    written.push(name);
-
-    let name = "loss_and_pr.png".to_owned();
-    let path = dir.join(&name);
-    let root = BitMapBackend::new(&path, (1500, 560)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let (left, right) = root.split_horizontally(750);
-    line_chart(&left, "Validation loss", "loss (nats)", &loss_series(runs))?;
-    line_chart(&right, &format!("Model {metric}"), metric, &pr)?;
-    root.present().map_err(|e| e.to_string())?;
-    written.push(name);
-
-    for (i, run) in runs.iter().enumerate() {
-        let Some(last) = run.last_probe() else {
-            continue;
-        };
-        let layers = run.final_layers();
-        let name = format!("layers_{}.png", run.label);
-        let path = dir.join(&name);
-        let root = BitMapBackend::new(&path, (900, 560)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
-        // A layer with an infinite value gets no bar (see `line_chart`).
-        let finite = layers.iter().copied().filter(|v| v.is_finite());
-        let y_max = finite.fold(threshold, f64::max) * 1.1;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                format!(
-                    "{}: {metric} per layer at {}K tokens",
-                    run.label,
-                    last / 1000
-                ),
-                (FAMILY, 22),
-            )
-            .margin(14)
-            .x_label_area_size(44)
-            .y_label_area_size(60)
-            .build_cartesian_2d(-0.6f64..layers.len() as f64 - 0.4, 0f64..y_max)
-            .map_err(|e| e.to_string())?;
-        chart
-            .configure_mesh()
-            .x_desc("layer")
-            .y_desc(metric)
-            .x_labels(layers.len())
-            .x_label_formatter(&|x| format!("{:.0}", x))
-            .label_style((FAMILY, 14))
-            .axis_desc_style((FAMILY, 16))
-            .draw()
-            .map_err(|e| e.to_string())?;
-        let c = color(i);
-        chart
-            .draw_series(
-                layers
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, v)| v.is_finite())
-                    .map(|(l, &v)| {
-                        Rectangle::new([(l as f64 - 0.35, 0.0), (l as f64 + 0.35, v)], c.filled())
-                    }),
-            )
-            .map_err(|e| e.to_string())?;
-        chart
-            .draw_series(LineSeries::new(
-                [(-0.6, threshold), (layers.len() as f64 - 0.4, threshold)],
-                RED.stroke_width(2),
-            ))
-            .map_err(|e| e.to_string())?
-            .label(format!("{metric} = {threshold}"))
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(2)));
-        chart
-            .configure_series_labels()
-            .label_font((FAMILY, 15))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| e.to_string())?;
-        root.present().map_err(|e| e.to_string())?;
-        written.push(name);
+    let seeds = if conditions.iter().any(|c| c.runs.len() > 1) {
+        ", mean of seeds ± 95% CI"
+    } else {
+        ""
+    };
+    let loss = series(
+        &conditions,
+        &|r| r.val_loss.keys().copied().collect(),
+        &|r, t| r.val_loss.get(&t).copied(),
+    );
+    let rank = series(&conditions, &|r| r.probe_tokens(), &|r, t| r.model_at(t));
+    written.push(figure(dir, "trajectories.png", (1600, 600), |root| {
+        let (left, right) = root.split_horizontally(800);
+        line_chart(
+            &left,
+            &format!("Validation loss{seeds}"),
+            "validation loss (nats)",
+            &loss,
+        )?;
+        let title = format!(
+            "{} of {}{seeds}",
+            metric_name_unit(metric).0,
+            site_title(site)
+        );
+        line_chart(&right, &title, &metric_title(metric), &rank)
+    })?);
+    written.push(figure(dir, "layers.png", (1100, 620), |root| {
+        layer_bars(root, &conditions, settings)
+    })?);
+    let others = other_probes(runs, site);
+    if !others.is_empty() {
+        let rows = others.len().div_ceil(2) as u32;
+        written.push(figure(dir, "probes.png", (1600, 560 * rows), |root| {
+            let areas = root.split_evenly((rows as usize, 2));
+            for ((site, metric), area) in others.iter().zip(&areas) {
+                let s = series(&conditions, &|r| r.probe_points(site, metric), &|r, t| {
+                    r.model_probe(site, metric, t)
+                });
+                let (name, unit) = metric_name_unit(metric);
+                line_chart(area, &format!("{name}{seeds}"), unit, &s)?;
+            }
+            Ok(())
+        })?);
     }
     Ok(written)
+}
+
+/// Grouped bars: for each layer, one bar per condition (its mean at the last probe, with
+/// the 95% interval as an error bar), and the threshold as a dashed line.
+fn layer_bars<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    conditions: &[Condition],
+    settings: &ReportSettings,
+) -> Result<(), String> {
+    let (metric, threshold) = (&settings.metric, settings.threshold);
+    // The last probe point of any run: a run that has not reached it is left out.
+    let last = conditions
+        .iter()
+        .flat_map(|c| c.runs.iter().filter_map(|r| r.last_probe()))
+        .max()
+        .unwrap_or(0);
+    let n_layers = conditions
+        .iter()
+        .flat_map(|c| c.runs.iter().map(|r| r.layers_at(last).len()))
+        .max()
+        .unwrap_or(0);
+    let bars: Vec<Vec<Option<Estimate>>> = conditions
+        .iter()
+        .map(|c| {
+            (0..n_layers)
+                .map(|l| c.estimate(&|r| r.layers_at(last).get(l).copied()))
+                .collect()
+        })
+        .collect();
+    let top = bars
+        .iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.ci.map_or(e.mean, |(_, hi)| hi))
+        .fold(threshold, f64::max);
+    let mut chart = ChartBuilder::on(root)
+        .caption(
+            format!(
+                "{} of {} per layer at {} tokens",
+                metric_name_unit(metric).0,
+                site_title(&settings.site),
+                tokens_title(last)
+            ),
+            (FAMILY, 22),
+        )
+        .margin(14)
+        .x_label_area_size(44)
+        .y_label_area_size(70)
+        .build_cartesian_2d(-0.6f64..n_layers as f64 - 0.4, 0f64..top * 1.12)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("layer")
+        .y_desc(metric_title(metric))
+        .x_labels(n_layers.max(1))
+        .x_label_formatter(&|x| format!("{:.0}", x))
+        .label_style((FAMILY, 14))
+        .axis_desc_style((FAMILY, 16))
+        .draw()
+        .map_err(err)?;
+    let width = 0.8 / conditions.len().max(1) as f64;
+    for (i, (condition, layers)) in conditions.iter().zip(&bars).enumerate() {
+        let c = color(i);
+        let x0 = |l: usize| l as f64 - 0.4 + width * i as f64;
+        chart
+            .draw_series(layers.iter().enumerate().filter_map(|(l, e)| {
+                let e = e.as_ref()?;
+                Some(Rectangle::new(
+                    [(x0(l) + 0.05 * width, 0.0), (x0(l) + 0.95 * width, e.mean)],
+                    c.filled(),
+                ))
+            }))
+            .map_err(err)?
+            .label(condition.title())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 16, y + 6)], c.filled()));
+        // The 95% interval: a vertical line with caps.
+        let cap = width * 0.2;
+        chart
+            .draw_series(layers.iter().enumerate().filter_map(|(l, e)| {
+                let (lo, hi) = e.as_ref()?.ci?;
+                let x = x0(l) + width / 2.0;
+                Some(PathElement::new(
+                    vec![
+                        (x - cap, lo),
+                        (x + cap, lo),
+                        (x, lo),
+                        (x, hi),
+                        (x - cap, hi),
+                        (x + cap, hi),
+                    ],
+                    BLACK.stroke_width(1),
+                ))
+            }))
+            .map_err(err)?;
+    }
+    // The threshold in black and dashed: no condition has that colour.
+    let dashes = (0..n_layers * 8).map(|k| {
+        let x = -0.6 + k as f64 / 8.0;
+        PathElement::new(
+            vec![(x, threshold), (x + 0.07, threshold)],
+            BLACK.stroke_width(2),
+        )
+    });
+    chart
+        .draw_series(dashes)
+        .map_err(err)?
+        .label(format!("{metric} = {threshold} (collapse threshold)"))
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 8, y)], BLACK.stroke_width(2)));
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .label_font((FAMILY, 15))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)
 }

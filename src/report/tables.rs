@@ -10,7 +10,12 @@ use crate::store::manifest::RunStatus;
 
 use crate::store::{run_name, RunPaths};
 
+use super::conditions::{
+    difference, group, metric_name_unit, site_title, tokens_title, Condition, Quantity,
+};
+use super::findings::findings;
 use super::load::{load_run, run_names, RunResults};
+use super::stats::Estimate;
 
 /// What the report shows, from the study's `report` section.
 #[derive(Debug, Clone)]
@@ -23,6 +28,8 @@ pub struct ReportSettings {
     pub threshold: f64,
     /// Token points of the side-by-side table (empty: the defaults).
     pub at_tokens: Vec<u64>,
+    /// Pairs of conditions whose paired differences are shown (empty: every pair).
+    pub differences: Vec<(String, String)>,
 }
 
 impl ReportSettings {
@@ -32,6 +39,7 @@ impl ReportSettings {
             metric: spec.metric.name().to_owned(),
             threshold: spec.layer_threshold,
             at_tokens: spec.at_tokens.clone(),
+            differences: spec.differences.clone(),
         }
     }
 }
@@ -54,11 +62,20 @@ pub struct Report {
 
 /// A table cell: "-" when missing or NaN, "inf" for a value beyond what the data
 /// resolves (a condition number past float32 precision).
-fn fmt(value: Option<f64>, digits: usize) -> String {
+pub(super) fn fmt(value: Option<f64>, digits: usize) -> String {
     match value {
         Some(v) if v.is_finite() => format!("{v:.digits$}"),
         Some(v) if v.is_infinite() => if v > 0.0 { "inf" } else { "-inf" }.to_owned(),
         _ => "-".to_owned(),
+    }
+}
+
+/// An estimate's cell: "4.512" for one run, "4.512 ± 0.031" (95% CI) for seeds, and an
+/// infinite single value as "inf".
+fn cell(estimate: Option<Estimate>, single: Option<f64>, digits: usize) -> String {
+    match estimate {
+        Some(e) => e.display(digits),
+        None => fmt(single, digits),
     }
 }
 
@@ -72,9 +89,23 @@ fn table(header: &[String], rows: &[Vec<String>]) -> (String, String) {
     let mut csv = header.join(",") + "\n";
     for row in rows {
         md += &format!("| {} |\n", row.join(" | "));
-        csv += &(row.join(",") + "\n");
+        csv += &(row
+            .iter()
+            .map(|c| csv_field(c))
+            .collect::<Vec<_>>()
+            .join(",")
+            + "\n");
     }
     (md, csv)
+}
+
+/// A CSV field, quoted when it holds a comma or a quote.
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
 }
 
 /// The probe point nearest `fraction` of the budget, among those probed.
@@ -86,9 +117,388 @@ fn nearest(points: &[u64], target: f64) -> Option<u64> {
     })
 }
 
+/// The probes other than the report's metric that the report summarises at the last
+/// probe, when the runs have them: (site, metric).
+pub(super) fn other_probes(runs: &[RunResults], site: &str) -> Vec<(String, String)> {
+    let wanted = [
+        (crate::probe::ATTENTION_SITE, "attention_entropy"),
+        (crate::probe::ATTENTION_SITE, "max_attention_logit"),
+        (site, "dead_head_fraction"),
+        (crate::probe::OUTPUT_SITE, "icl_score"),
+    ];
+    wanted
+        .iter()
+        .filter(|(s, m)| {
+            runs.iter()
+                .any(|r| r.probes.contains_key(&(s.to_string(), m.to_string())))
+        })
+        .map(|(s, m)| (s.to_string(), m.to_string()))
+        .collect()
+}
+
+/// Everything the report's tables need to know, shared with the findings.
+pub(super) struct Context<'a> {
+    pub study: String,
+    pub description: String,
+    pub settings: &'a ReportSettings,
+    pub conditions: Vec<Condition<'a>>,
+    /// Token points of the side-by-side table.
+    pub points: Vec<u64>,
+    /// The quantities compared: val loss and the report metric at each point, layer
+    /// statistics and the other probes at each run's last probe.
+    pub quantities: Vec<Quantity>,
+    /// The pairs of conditions compared, as indices into `conditions`.
+    pub pairs: Vec<(usize, usize)>,
+    pub seeds: usize,
+}
+
+/// The quantities of the comparison table.
+fn quantities(
+    settings: &ReportSettings,
+    points: &[u64],
+    others: &[(String, String)],
+) -> Vec<Quantity> {
+    let m = settings.metric.clone();
+    // Layer values and the other probes at the last point (a run that has not reached
+    // it yet is left out of them).
+    let last = points.last().copied().unwrap_or(0);
+    let mut out = Vec::new();
+    for &p in points {
+        out.push(Quantity {
+            key: format!("val_loss@{p}"),
+            title: format!("val loss @{}", tokens_title(p)),
+            digits: 4,
+            value: Box::new(move |r: &RunResults| r.val_loss.get(&p).copied()),
+        });
+        out.push(Quantity {
+            key: format!("{m}@{p}"),
+            title: format!("{m} @{}", tokens_title(p)),
+            digits: 2,
+            value: Box::new(move |r: &RunResults| r.model_at(p)),
+        });
+    }
+    let layer_stat = |key: &str, stat: fn(&[f64]) -> Option<f64>| Quantity {
+        key: key.to_owned(),
+        title: key.replace('_', " "),
+        digits: 2,
+        value: Box::new(move |r: &RunResults| stat(&r.layers_at(last))),
+    };
+    out.push(layer_stat("layer_min", |l| {
+        l.iter().copied().reduce(f64::min)
+    }));
+    out.push(layer_stat("layer_mean", |l| {
+        (!l.is_empty()).then(|| l.iter().sum::<f64>() / l.len() as f64)
+    }));
+    out.push(layer_stat("layer_max", |l| {
+        l.iter().copied().reduce(f64::max)
+    }));
+    let threshold = settings.threshold;
+    out.push(Quantity {
+        key: format!("layers_below_{threshold}"),
+        title: format!("layers < {threshold}"),
+        digits: 2,
+        value: Box::new(move |r: &RunResults| {
+            let layers = r.layers_at(last);
+            (!layers.is_empty()).then(|| layers.iter().filter(|&&v| v < threshold).count() as f64)
+        }),
+    });
+    for (site, metric) in others {
+        let (site, metric) = (site.clone(), metric.clone());
+        out.push(Quantity {
+            key: metric.clone(),
+            title: metric.replace('_', " "),
+            digits: 3,
+            value: Box::new(move |r: &RunResults| r.model_probe(&site, &metric, last)),
+        });
+    }
+    out
+}
+
 /// Reads `study_dir` and builds the report. Works on partial results: runs still
-/// running, failed or missing are listed as such.
+/// running, failed or missing are listed as such. With seeds, every value is the mean
+/// over a condition's seeds with its 95% confidence interval.
 pub fn build_report(study_dir: &Path, settings: &ReportSettings) -> Result<Report, String> {
+    let (runs, notes, description) = collect_runs(study_dir, settings)?;
+    let study = study_dir
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    let all_points: Vec<u64> = {
+        let mut p: Vec<u64> = runs.iter().flat_map(|r| r.probe_tokens()).collect();
+        p.sort_unstable();
+        p.dedup();
+        p
+    };
+    let budget = runs.iter().map(|r| r.budget).max().unwrap_or(0);
+    let points: Vec<u64> = if settings.at_tokens.is_empty() {
+        let last = all_points.last().copied();
+        let two_thirds =
+            nearest(&all_points, budget as f64 * 2.0 / 3.0).filter(|p| Some(*p) != last);
+        two_thirds.into_iter().chain(last).collect()
+    } else {
+        // A requested point is shown at the nearest probe.
+        settings
+            .at_tokens
+            .iter()
+            .filter_map(|&t| nearest(&all_points, t as f64))
+            .collect()
+    };
+    let conditions = group(&runs);
+    let pairs: Vec<(usize, usize)> = if settings.differences.is_empty() {
+        let n = conditions.len();
+        (0..n)
+            .flat_map(|a| (a + 1..n).map(move |b| (a, b)))
+            .collect()
+    } else {
+        let index = |name: &String| conditions.iter().position(|c| &c.name == name);
+        settings
+            .differences
+            .iter()
+            .filter_map(|(a, b)| Some((index(a)?, index(b)?)))
+            .collect()
+    };
+    let others = other_probes(&runs, &settings.site);
+    let seeds = conditions.iter().map(|c| c.runs.len()).max().unwrap_or(0);
+    let context = Context {
+        study,
+        description,
+        settings,
+        quantities: quantities(settings, &points, &others),
+        conditions,
+        points,
+        pairs,
+        seeds,
+    };
+    let mut csv = Vec::new();
+    let (m, site) = (&settings.metric, &settings.site);
+    let mut markdown = format!("# {}", context.study);
+    if !context.description.is_empty() {
+        markdown += &format!(": {}", context.description);
+    }
+    let (name, unit) = metric_name_unit(m);
+    markdown += &format!(
+        "\n\nMetric: {name} of {} (`{m}` at `{site}`, {unit}), mean over heads and layers. ",
+        site_title(site)
+    );
+    markdown += &if context.seeds > 1 {
+        format!("Each value is the mean over a condition's seeds (n = {}) ± the half-width of its 95% confidence interval (Student's t).\n\n", context.seeds)
+    } else {
+        "One run per condition: no confidence intervals (add a `Seeds` axis for them).\n\n"
+            .to_owned()
+    };
+    markdown += &format!("## Findings\n\n{}\n\n", findings(&context));
+
+    let (md, text) = comparison_table(&context);
+    markdown +=
+        &format!("## Comparison\n\nLayer and probe columns are at the last point.\n\n{md}\n");
+    csv.push(("comparison.csv".to_owned(), text));
+    csv.push(("comparison_long.csv".to_owned(), long_table(&context)));
+    if !context.pairs.is_empty() {
+        let (md, text) = differences_table(&context);
+        markdown += &format!("## Paired differences\n\nEach row is a − b over the seeds both conditions ran (paired by seed); * marks a 95% interval that excludes zero.\n\n{md}\n");
+        csv.push(("differences.csv".to_owned(), text));
+    }
+    let (md, text) = layer_table(&context);
+    let last = context.points.last().copied().unwrap_or(0);
+    markdown += &format!(
+        "## Layer-wise {m} at {} tokens\n\n{md}\n",
+        tokens_title(last)
+    );
+    csv.push(("layers.csv".to_owned(), text));
+    let (md, text) = trajectory_table(&context, &all_points);
+    markdown += &format!("## {m} over training\n\n{md}\n");
+    csv.push(("trajectories.csv".to_owned(), text));
+
+    if !notes.is_empty() {
+        markdown += &format!(
+            "## Not complete\n\n{}\n",
+            notes.iter().map(|n| format!("- {n}\n")).collect::<String>()
+        );
+    }
+    Ok(Report {
+        markdown,
+        csv,
+        runs,
+    })
+}
+
+/// The condition column: its name and description.
+fn condition_cell(condition: &Condition) -> String {
+    condition.title()
+}
+
+/// "done" for one run, "3/3 done" for seeds.
+fn status_cell(condition: &Condition) -> String {
+    match condition.runs.as_slice() {
+        [run] => run.status.to_string(),
+        runs => {
+            let done = runs.iter().filter(|r| r.status == RunStatus::Done).count();
+            format!("{done}/{} done", runs.len())
+        }
+    }
+}
+
+fn comparison_table(context: &Context) -> (String, String) {
+    let mut header = vec!["condition".to_owned(), "status".to_owned()];
+    if context.seeds > 1 {
+        header.push("n".to_owned());
+    }
+    header.extend(context.quantities.iter().map(|q| q.title.clone()));
+    let rows: Vec<Vec<String>> = context
+        .conditions
+        .iter()
+        .map(|c| {
+            let mut row = vec![condition_cell(c), status_cell(c)];
+            if context.seeds > 1 {
+                row.push(c.runs.len().to_string());
+            }
+            for q in &context.quantities {
+                let single = (c.runs.len() == 1).then(|| (q.value)(c.runs[0])).flatten();
+                row.push(cell(c.estimate(&*q.value), single, q.digits));
+            }
+            row
+        })
+        .collect();
+    table(&header, &rows)
+}
+
+/// Every estimate in long form: condition, description, quantity, mean, sd, n, ci_low,
+/// ci_high (empty where undefined).
+fn long_table(context: &Context) -> String {
+    let mut csv = "condition,description,quantity,mean,sd,n,ci_low,ci_high\n".to_owned();
+    let num = |v: f64| {
+        if v.is_nan() {
+            String::new()
+        } else {
+            v.to_string()
+        }
+    };
+    for c in &context.conditions {
+        for q in &context.quantities {
+            let Some(e) = c.estimate(&*q.value) else {
+                continue;
+            };
+            let (lo, hi) = e.ci.unwrap_or((f64::NAN, f64::NAN));
+            csv += &format!(
+                "{},{},{},{},{},{},{},{}\n",
+                csv_field(&c.name),
+                csv_field(&c.description),
+                q.key,
+                num(e.mean),
+                num(e.sd),
+                e.n,
+                num(lo),
+                num(hi)
+            );
+        }
+    }
+    csv
+}
+
+/// The quantities a difference is shown for: val loss and the metric at the last
+/// point, and the other probes.
+pub(super) fn compared<'a>(context: &'a Context) -> Vec<&'a Quantity> {
+    let last = context.points.last();
+    context
+        .quantities
+        .iter()
+        .filter(|q| {
+            let at_last = last.is_some_and(|p| q.key.ends_with(&format!("@{p}")));
+            at_last || !(q.key.contains('@') || q.key.starts_with("layer"))
+        })
+        .collect()
+}
+
+fn differences_table(context: &Context) -> (String, String) {
+    let quantities = compared(context);
+    let mut header = vec!["a − b".to_owned(), "n".to_owned()];
+    header.extend(quantities.iter().map(|q| format!("Δ {}", q.title)));
+    let rows: Vec<Vec<String>> = context
+        .pairs
+        .iter()
+        .map(|&(a, b)| {
+            let (a, b) = (&context.conditions[a], &context.conditions[b]);
+            let mut n = 0;
+            let mut row = vec![format!("{} − {}", a.name, b.name)];
+            let cells: Vec<String> = quantities
+                .iter()
+                .map(|q| match difference(a, b, &*q.value) {
+                    Some(d) => {
+                        n = n.max(d.n);
+                        let star = if d.excludes_zero() { " *" } else { "" };
+                        match d.ci {
+                            Some((lo, hi)) => format!(
+                                "{:+.p$} [{:+.p$}, {:+.p$}]{star}",
+                                d.mean,
+                                lo,
+                                hi,
+                                p = q.digits
+                            ),
+                            None => format!("{:+.p$}", d.mean, p = q.digits),
+                        }
+                    }
+                    None => "-".to_owned(),
+                })
+                .collect();
+            row.push(n.to_string());
+            row.extend(cells);
+            row
+        })
+        .collect();
+    table(&header, &rows)
+}
+
+fn layer_table(context: &Context) -> (String, String) {
+    let last = context.points.last().copied().unwrap_or(0);
+    let n_layers = context
+        .conditions
+        .iter()
+        .flat_map(|c| c.runs.iter().map(|r| r.layers_at(last).len()))
+        .max()
+        .unwrap_or(0);
+    let header: Vec<String> = std::iter::once("layer".to_owned())
+        .chain(context.conditions.iter().map(condition_cell))
+        .collect();
+    let rows: Vec<Vec<String>> = (0..n_layers)
+        .map(|layer| {
+            std::iter::once(layer.to_string())
+                .chain(context.conditions.iter().map(|c| {
+                    let value = |r: &RunResults| r.layers_at(last).get(layer).copied();
+                    let single = (c.runs.len() == 1).then(|| value(c.runs[0])).flatten();
+                    cell(c.estimate(&value), single, 2)
+                }))
+                .collect()
+        })
+        .collect();
+    table(&header, &rows)
+}
+
+fn trajectory_table(context: &Context, points: &[u64]) -> (String, String) {
+    let header: Vec<String> = std::iter::once("tokens".to_owned())
+        .chain(context.conditions.iter().map(condition_cell))
+        .collect();
+    let rows: Vec<Vec<String>> = points
+        .iter()
+        .map(|&p| {
+            std::iter::once(p.to_string())
+                .chain(context.conditions.iter().map(|c| {
+                    let value = |r: &RunResults| r.model_at(p);
+                    let single = (c.runs.len() == 1).then(|| value(c.runs[0])).flatten();
+                    cell(c.estimate(&value), single, 2)
+                }))
+                .collect()
+        })
+        .collect();
+    table(&header, &rows)
+}
+
+/// The runs of `study_dir` that belong to the study as it is now, in matrix order, and
+/// notes on what is missing, unreadable or unfinished.
+fn collect_runs(
+    study_dir: &Path,
+    settings: &ReportSettings,
+) -> Result<(Vec<RunResults>, Vec<String>, String), String> {
     let names = run_names(study_dir);
     if names.is_empty() {
         return Err(format!(
@@ -97,8 +507,12 @@ pub fn build_report(study_dir: &Path, settings: &ReportSettings) -> Result<Repor
         ));
     }
     // The study as it is now: only runs of its current matrix are compared.
-    let expected: Option<Vec<(String, String)>> = load_study(&study_dir.join("study.ron"))
-        .ok()
+    let loaded = load_study(&study_dir.join("study.ron")).ok();
+    let description = loaded
+        .as_ref()
+        .map(|l| l.study.description.clone())
+        .unwrap_or_default();
+    let expected: Option<Vec<(String, String)>> = loaded
         .and_then(|loaded| build_plan(&loaded).ok())
         .map(|plan| {
             plan.runs
@@ -151,121 +565,5 @@ pub fn build_report(study_dir: &Path, settings: &ReportSettings) -> Result<Repor
         }
     }
     runs.sort_by_key(|r| r.index);
-    let study = study_dir
-        .file_name()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned();
-    let (m, site, threshold) = (&settings.metric, &settings.site, settings.threshold);
-    let mut markdown = format!("# {study}: {m} of {site}, mean over heads and layers\n\n");
-    let mut csv = Vec::new();
-
-    // The side-by-side table at the last probe point and the one nearest 2/3 of the budget.
-    let budget = runs.iter().map(|r| r.budget).max().unwrap_or(0);
-    let all_points: Vec<u64> = {
-        let mut p: Vec<u64> = runs.iter().flat_map(|r| r.probe_tokens()).collect();
-        p.sort_unstable();
-        p.dedup();
-        p
-    };
-    let points: Vec<u64> = if settings.at_tokens.is_empty() {
-        let last = all_points.last().copied();
-        let two_thirds =
-            nearest(&all_points, budget as f64 * 2.0 / 3.0).filter(|p| Some(*p) != last);
-        two_thirds.into_iter().chain(last).collect()
-    } else {
-        // A requested point is shown at the nearest probe.
-        settings
-            .at_tokens
-            .iter()
-            .filter_map(|&t| nearest(&all_points, t as f64))
-            .collect()
-    };
-    let mut header = vec!["condition".to_owned(), "status".to_owned()];
-    for p in &points {
-        header.push(format!("val loss @{p}"));
-        header.push(format!("{m} @{p}"));
-    }
-    header.extend(
-        [
-            "layer min",
-            "layer mean",
-            "layer max",
-            &format!("layers < {threshold}"),
-        ]
-        .map(String::from),
-    );
-    // Each run's layer values at its last probe, shown by two tables.
-    let finals: Vec<Vec<f64>> = runs.iter().map(RunResults::final_layers).collect();
-    let rows: Vec<Vec<String>> = runs
-        .iter()
-        .zip(&finals)
-        .map(|(run, final_layers)| {
-            let mut row = vec![run.label.clone(), run.status.to_string()];
-            for p in &points {
-                row.push(fmt(run.val_loss.get(p).copied(), 4));
-                row.push(fmt(run.model_at(*p), 2));
-            }
-            let min = final_layers.iter().copied().reduce(f64::min);
-            let max = final_layers.iter().copied().reduce(f64::max);
-            let mean = (!final_layers.is_empty())
-                .then(|| final_layers.iter().sum::<f64>() / final_layers.len() as f64);
-            row.extend([fmt(min, 2), fmt(mean, 2), fmt(max, 2)]);
-            row.push(
-                final_layers
-                    .iter()
-                    .filter(|&&v| v < threshold)
-                    .count()
-                    .to_string(),
-            );
-            row
-        })
-        .collect();
-    let (md, text) = table(&header, &rows);
-    markdown += &format!("## Comparison\n\nLayer columns are at each run's last probe.\n\n{md}\n");
-    csv.push(("comparison.csv".to_owned(), text));
-
-    // Layer-wise PR at each run's last probe.
-    let n_layers = finals.iter().map(Vec::len).max().unwrap_or(0);
-    let header: Vec<String> = std::iter::once("layer".to_owned())
-        .chain(runs.iter().map(|r| r.label.clone()))
-        .collect();
-    let rows: Vec<Vec<String>> = (0..n_layers)
-        .map(|layer| {
-            std::iter::once(layer.to_string())
-                .chain(finals.iter().map(|f| fmt(f.get(layer).copied(), 2)))
-                .collect()
-        })
-        .collect();
-    let (md, text) = table(&header, &rows);
-    markdown += &format!("## Layer-wise {m} at the last probe\n\n{md}\n");
-    csv.push(("layers.csv".to_owned(), text));
-
-    // Trajectories.
-    let header: Vec<String> = std::iter::once("tokens".to_owned())
-        .chain(runs.iter().map(|r| r.label.clone()))
-        .collect();
-    let rows: Vec<Vec<String>> = all_points
-        .iter()
-        .map(|p| {
-            std::iter::once(p.to_string())
-                .chain(runs.iter().map(|r| fmt(r.model_at(*p), 2)))
-                .collect()
-        })
-        .collect();
-    let (md, text) = table(&header, &rows);
-    markdown += &format!("## {m} over training\n\n{md}\n");
-    csv.push(("trajectories.csv".to_owned(), text));
-
-    if !notes.is_empty() {
-        markdown += &format!(
-            "## Not complete\n\n{}\n",
-            notes.iter().map(|n| format!("- {n}\n")).collect::<String>()
-        );
-    }
-    Ok(Report {
-        markdown,
-        csv,
-        runs,
-    })
+    Ok((runs, notes, description))
 }

@@ -45,6 +45,10 @@ pub struct ReportSpec {
     /// Layers whose value is below this count as collapsed.
     #[serde(default = "default_threshold")]
     pub layer_threshold: f64,
+    /// Pairs of conditions (a, b) whose paired differences a - b the report shows, e.g.
+    /// [("A1", "A2")]; empty: every pair, in matrix order.
+    #[serde(default)]
+    pub differences: Vec<(String, String)>,
 }
 
 fn default_site() -> Site {
@@ -69,6 +73,7 @@ impl Default for ReportSpec {
             site: default_site(),
             metric: default_metric(),
             layer_threshold: default_threshold(),
+            differences: Vec::new(),
         }
     }
 }
