@@ -82,7 +82,8 @@ fn reference_and_seconds() -> &'static (PathBuf, f64) {
 
 /// Every probe row, rendered, in file order.
 fn probe_rows(dir: &Path) -> Vec<String> {
-    let frame = read_parquet(&dir.join("probes.parquet")).unwrap();
+    let probes = common::table_of(dir, rankprobe::store::Table::Probes);
+    let frame = read_parquet(&probes).unwrap();
     let columns = frame.columns();
     (0..frame.height())
         .map(|i| {
@@ -272,7 +273,10 @@ fn damaged_files_of_an_earlier_crash_are_set_aside_and_the_runs_trained_again() 
     // The damage: a truncated checkpoint, a truncated parquet of a finished run.
     let bytes = std::fs::read(&checkpoint).unwrap();
     std::fs::write(&checkpoint, &bytes[..bytes.len() / 2]).unwrap();
-    let b1 = run_dir(&results.join("ckpt"), "B1").join("metrics.parquet");
+    let b1 = common::table_of(
+        &run_dir(&results.join("ckpt"), "B1"),
+        rankprobe::store::Table::Metrics,
+    );
     let bytes = std::fs::read(&b1).unwrap();
     std::fs::write(&b1, &bytes[..bytes.len() / 2]).unwrap();
     let report = rankprobe(&["report", results.join("ckpt").to_str().unwrap()]);

@@ -72,16 +72,16 @@ fn sweep_writes_resolved_run_configs_that_read_back_to_the_same_ids() {
     assert!(output.status.success(), "{}", stderr(&output));
     let study_dir = results.join("tiny");
     assert!(study_dir.join("study.ron").is_file());
-    let mut run_dirs: Vec<_> = std::fs::read_dir(&study_dir)
+    let mut run_dirs: Vec<_> = std::fs::read_dir(study_dir.join("runs"))
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir() && p.file_name().unwrap().to_string_lossy().starts_with("run="))
+        .filter(|p| p.is_dir())
         .collect();
     run_dirs.sort();
     assert_eq!(run_dirs.len(), 2);
     for dir in &run_dirs {
         let name = dir.file_name().unwrap().to_str().unwrap().to_owned();
-        let (label, id) = name.strip_prefix("run=").unwrap().rsplit_once('-').unwrap();
+        let (label, id) = name.rsplit_once('-').unwrap();
         assert!(["B1", "B2"].contains(&label), "{name}");
         let text = std::fs::read_to_string(dir.join("run.ron")).unwrap();
         let config: RunConfig = ron_options()
@@ -117,15 +117,8 @@ fn sweep_only_selects_runs_and_rejects_unknown_labels() {
     let results = temp_results("only");
     let output = sweep(TINY, &results, &["--only", "B2"]);
     assert!(output.status.success(), "{}", stderr(&output));
-    let count = std::fs::read_dir(results.join("tiny"))
+    let count = std::fs::read_dir(results.join("tiny").join("runs"))
         .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .starts_with("run=")
-        })
         .count();
     assert_eq!(count, 1);
     let output = sweep(TINY, &results, &["--only", "b1"]);

@@ -67,7 +67,10 @@ fn resume_keeps_done_runs_force_retrains_and_missing_lists_the_rest() {
     // A flipped bit in a finished run's file is caught by its checksum: retrained.
     let done = manifest(&results, "tiny", "B1");
     assert_eq!(done.checksums.len(), 2, "{:?}", done.checksums);
-    let probes = common::run_dir(&results.join("tiny"), "B1").join("probes.parquet");
+    let probes = common::table_of(
+        &common::run_dir(&results.join("tiny"), "B1"),
+        rankprobe::store::Table::Probes,
+    );
     let mut bytes = std::fs::read(&probes).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x04;
@@ -256,13 +259,12 @@ fn sigterm_stops_after_the_current_step_and_marks_the_run_interrupted() {
     std::fs::write(&study, text_of_study).unwrap();
     let child = spawn_sweep(study.to_str().unwrap(), &results, &["B1", "B2"]);
     // Wait until B1 has taken steps (its metrics hold train rows), then ask it to stop.
-    let metrics = results.join("tiny");
+    let study_dir = results.join("tiny");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let has_train_rows = |dir: &Path| {
-        rankprobe::store::frame::read_parquet(&dir.join("metrics.parquet"))
-            .is_ok_and(|frame| frame.height() > 1)
+    let has_train_rows = |file: &Path| {
+        rankprobe::store::frame::read_parquet(file).is_ok_and(|frame| frame.height() > 1)
     };
-    while !std::fs::read_dir(&metrics)
+    while !std::fs::read_dir(study_dir.join("metrics"))
         .map(|d| d.flatten().any(|e| has_train_rows(&e.path())))
         .unwrap_or(false)
     {
@@ -292,8 +294,9 @@ fn sigterm_stops_after_the_current_step_and_marks_the_run_interrupted() {
         text(&output)
     );
     // What it wrote before stopping is intact.
-    let dir = metrics.join(format!("run=B1-{}", b1.run_id));
-    let frame = ParquetReader::new(std::fs::File::open(dir.join("metrics.parquet")).unwrap());
+    let dir = study_dir.join("runs").join(format!("B1-{}", b1.run_id));
+    let metrics_file = common::table_of(&dir, rankprobe::store::Table::Metrics);
+    let frame = ParquetReader::new(std::fs::File::open(metrics_file).unwrap());
     assert!(frame.finish().unwrap().height() > 0);
     // It checkpointed where it stopped, so the next sweep resumes there.
     let checkpoint = Checkpoint::read(&dir.join("checkpoint.bin"))

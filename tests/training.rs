@@ -8,6 +8,7 @@ use std::process::Command;
 
 use polars::prelude::*;
 use rankprobe::store::manifest::{Manifest, RunStatus};
+use rankprobe::store::Table;
 
 use common::TINY;
 
@@ -42,7 +43,7 @@ fn run_dir(results: &Path, label: &str) -> PathBuf {
 }
 
 fn read_metrics(dir: &Path) -> DataFrame {
-    let file = std::fs::File::open(dir.join("metrics.parquet")).unwrap();
+    let file = std::fs::File::open(common::table_of(dir, Table::Metrics)).unwrap();
     ParquetReader::new(file).finish().unwrap()
 }
 
@@ -64,7 +65,11 @@ fn sweep_writes_tidy_metrics_and_manifests_and_is_deterministic() {
         let dir = run_dir(&first, label);
         let frame = read_metrics(&dir);
         let expected = [
-            ("run", DataType::String),
+            ("study", DataType::String),
+            ("condition", DataType::String),
+            ("label", DataType::String),
+            ("run_id", DataType::String),
+            ("seed", DataType::UInt64),
             ("step", DataType::UInt64),
             ("tokens", DataType::UInt64),
             ("split", DataType::String),
@@ -77,10 +82,24 @@ fn sweep_writes_tidy_metrics_and_manifests_and_is_deterministic() {
         assert_eq!(manifest.status, RunStatus::Done);
         assert_eq!(manifest.label, label);
         let dir_name = dir.file_name().unwrap().to_string_lossy().into_owned();
-        assert_eq!(dir_name, format!("run={label}-{}", manifest.run_id));
-        assert!(common::column_str(&frame, "run")
+        assert_eq!(dir_name, format!("{label}-{}", manifest.run_id));
+        // Every row names its run: the tables of a study read as one dataset.
+        assert!(common::column_str(&frame, "study")
             .iter()
-            .all(|r| *r == format!("{label}-{}", manifest.run_id)));
+            .all(|s| s == "tiny"));
+        assert!(common::column_str(&frame, "condition")
+            .iter()
+            .all(|c| c == label));
+        assert!(common::column_str(&frame, "label")
+            .iter()
+            .all(|l| l == label));
+        assert!(common::column_str(&frame, "run_id")
+            .iter()
+            .all(|i| *i == manifest.run_id));
+        assert!(common::column_u64(&frame, "seed")
+            .iter()
+            .all(|&s| s == manifest.seed));
+        assert_eq!(manifest.condition.as_deref(), Some(label));
         // Exact token accounting: 10 steps of 16 x 128 tokens.
         assert_eq!(manifest.tokens, Some(20_480));
         // Trained parameters: 4 x (attention 128 x (128 + 64 + 64 + 128) + squared-ReLU
@@ -139,10 +158,14 @@ fn sweep_writes_tidy_metrics_and_manifests_and_is_deterministic() {
 fn probes_parquet_has_the_documented_schema_and_sane_ranks() {
     let results = sweep_tiny("probes", &["A1"]);
     let dir = run_dir(&results, "A1");
-    let file = std::fs::File::open(dir.join("probes.parquet")).unwrap();
+    let file = std::fs::File::open(common::table_of(&dir, Table::Probes)).unwrap();
     let frame = ParquetReader::new(file).finish().unwrap();
     let expected = [
-        ("run", DataType::String),
+        ("study", DataType::String),
+        ("condition", DataType::String),
+        ("label", DataType::String),
+        ("run_id", DataType::String),
+        ("seed", DataType::UInt64),
         ("step", DataType::UInt64),
         ("tokens", DataType::UInt64),
         ("layer", DataType::UInt32),

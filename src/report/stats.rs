@@ -89,10 +89,13 @@ mod tests {
         assert!(
             (hi - 2.0 - 4.303 / 3f64.sqrt()).abs() < 1e-9 && (2.0 - lo - (hi - 2.0)).abs() < 1e-12
         );
-        assert!(e.excludes_zero());
         assert_eq!(e.display(2), "2.00 ± 2.48");
-        // An interval across zero.
-        assert!(!Estimate::of(&[-1.0, 1.0, 0.5]).unwrap().excludes_zero());
+        // [-0.48, 4.48] holds zero; 10, 11, 12 gives [8.52, 13.48], which does not.
+        assert!(!e.excludes_zero());
+        assert!(Estimate::of(&[10.0, 11.0, 12.0]).unwrap().excludes_zero());
+        assert!(Estimate::of(&[-10.0, -11.0, -12.0])
+            .unwrap()
+            .excludes_zero());
     }
 
     #[test]

@@ -196,7 +196,7 @@ fn quantities(
     out.push(Quantity {
         key: format!("layers_below_{threshold}"),
         title: format!("layers < {threshold}"),
-        digits: 2,
+        digits: 1,
         value: Box::new(move |r: &RunResults| {
             let layers = r.layers_at(last);
             (!layers.is_empty()).then(|| layers.iter().filter(|&&v| v < threshold).count() as f64)

@@ -59,20 +59,29 @@ pub fn rankprobe(args: &[&str]) -> Output {
         .unwrap()
 }
 
-/// `run=<label>-<id>` under a study's results directory, if it is there yet.
+/// `runs/<label>-<id>` under a study's results directory, if it is there yet.
 pub fn find_run_dir(study_dir: &Path, label: &str) -> Option<PathBuf> {
-    std::fs::read_dir(study_dir)
+    std::fs::read_dir(study_dir.join("runs"))
         .ok()?
         .map(|e| e.unwrap().path())
         .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with(&format!("run={label}-"))
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            // `<label>-<12 hex digits>`: a label may itself contain '-'.
+            name.rsplit_once('-').is_some_and(|(l, _)| l == label)
         })
 }
 
-/// `run=<label>-<id>` under a study's results directory.
+/// The file of `table` of the run whose directory is `run_dir` (`<study>/runs/<name>`):
+/// `<study>/<table>/<name>.parquet`.
+pub fn table_of(run_dir: &Path, table: rankprobe::store::Table) -> PathBuf {
+    let study = run_dir.parent().unwrap().parent().unwrap();
+    let name = run_dir.file_name().unwrap().to_string_lossy();
+    rankprobe::store::RunPaths::named(study, &name)
+        .table(table)
+        .to_owned()
+}
+
+/// `runs/<label>-<id>` under a study's results directory.
 pub fn run_dir(study_dir: &Path, label: &str) -> PathBuf {
     find_run_dir(study_dir, label)
         .unwrap_or_else(|| panic!("no run directory for {label} in {}", study_dir.display()))
@@ -119,7 +128,8 @@ pub fn column_str(frame: &DataFrame, name: &str) -> Vec<String> {
 /// Metrics rows without what depends on timing (elapsed_s, tokens_per_s), in file order:
 /// (step, tokens, split, metric, value bits).
 pub fn metric_rows(dir: &Path) -> Vec<(u64, u64, String, String, u64)> {
-    let frame = rankprobe::store::frame::read_parquet(&dir.join("metrics.parquet")).unwrap();
+    let metrics = table_of(dir, rankprobe::store::Table::Metrics);
+    let frame = rankprobe::store::frame::read_parquet(&metrics).unwrap();
     let (steps, tokens) = (column_u64(&frame, "step"), column_u64(&frame, "tokens"));
     let (splits, metrics) = (column_str(&frame, "split"), column_str(&frame, "metric"));
     let values = column_f64(&frame, "value");
