@@ -142,3 +142,40 @@ fn a_run_specific_error_names_the_run() {
     assert!(shown.contains("in run: n_kv_heads3"), "{shown}");
     assert!(!shown.contains("n_kv_heads2"), "{shown}");
 }
+
+#[test]
+fn conditions_are_labels_without_their_seeds() {
+    let plan = common::plan_text(&common::tiny_with_sweep(
+        r#"Conditions([(name: "A", description: "first"), (name: "B", set: {"optimizer.lr": 0.01})]), Seeds([1, 2])"#,
+    ))
+    .unwrap();
+    let got: Vec<(&str, &str, &str)> = plan
+        .runs
+        .iter()
+        .map(|r| {
+            (
+                r.label.as_str(),
+                r.condition.as_str(),
+                r.description.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("A_s1", "A", "first"),
+            ("A_s2", "A", "first"),
+            ("B_s1", "B", ""),
+            ("B_s2", "B", ""),
+        ]
+    );
+    // A grid over `seed` repeats the conditions as `Seeds` does.
+    let plan = common::plan_text(&common::tiny_with_sweep(
+        r#"Grid(path: "seed", values: [7, 8]), Grid(path: "optimizer.lr", values: [0.01, 0.02])"#,
+    ))
+    .unwrap();
+    let conditions: Vec<&str> = plan.runs.iter().map(|r| r.condition.as_str()).collect();
+    assert_eq!(conditions, ["lr0.01", "lr0.02", "lr0.01", "lr0.02"]);
+    let plan = common::plan_text(&common::tiny_with_sweep("Seeds([1, 2])")).unwrap();
+    assert!(plan.runs.iter().all(|r| r.condition == "base"));
+}

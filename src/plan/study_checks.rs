@@ -5,7 +5,7 @@ use crate::spec::{Diagnostic, LoadedStudy};
 
 use super::PlannedRun;
 
-/// The longest run label: `run=<label>-<12-hex id>` and its files' temporary names
+/// The longest run label: `<label>-<12-hex id>.parquet` and its temporary name
 /// (`.<name>.tmp-<pid>`) stay within the 255-byte file-name limit of common filesystems.
 pub const MAX_LABEL_BYTES: usize = 200;
 
@@ -69,8 +69,12 @@ pub fn report_diagnostics(loaded: &LoadedStudy, runs: &[PlannedRun]) -> Vec<Diag
     for (a, b) in &report.differences {
         for name in [a, b] {
             if !runs.iter().any(|r| &r.condition == name) {
-                let mut known: Vec<&str> = runs.iter().map(|r| r.condition.as_str()).collect();
-                known.dedup();
+                let mut known: Vec<&str> = Vec::new();
+                for run in runs {
+                    if !known.contains(&run.condition.as_str()) {
+                        known.push(&run.condition);
+                    }
+                }
                 diagnostics.push(located(
                     format!("`report.differences` names condition `{name}`, which no run has"),
                     "differences",
