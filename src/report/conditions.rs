@@ -64,6 +64,9 @@ pub fn difference(
     paired_difference(&pairs)
 }
 
+/// How a quantity is read from one run.
+pub type RunValue = Box<dyn Fn(&RunResults) -> Option<f64>>;
+
 /// A number the report shows for each run, with its name for a reader.
 pub struct Quantity {
     /// Column name in tables and CSV files (`val_loss`, `study_pr`, ...).
@@ -71,7 +74,7 @@ pub struct Quantity {
     /// What it is, with its unit ("validation loss (nats)").
     pub title: String,
     pub digits: usize,
-    pub value: Box<dyn Fn(&RunResults) -> Option<f64>>,
+    pub value: RunValue,
 }
 
 /// A probe metric's name for a reader and its unit.

@@ -39,10 +39,13 @@ fn color(i: usize) -> RGBColor {
     COLORS[i % COLORS.len()]
 }
 
-/// One condition's line: (x, mean, 95% interval) at each point.
+/// A point of a condition's line: x, the mean, and the 95% interval when there are seeds.
+type Point = (f64, f64, Option<(f64, f64)>);
+
+/// One condition's line.
 struct Series {
     title: String,
-    points: Vec<(f64, f64, Option<(f64, f64)>)>,
+    points: Vec<Point>,
 }
 
 fn err(e: impl std::fmt::Display) -> String {

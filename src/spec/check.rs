@@ -436,6 +436,44 @@ fn check_probes(config: &RunConfig, p: &mut Problems) {
     }
 }
 
+/// The settings of `DeadHeads` and `IclScore`.
+fn probe_metric_checks(p: &mut Problems, metric: &ProbeMetric, seq_len: usize) {
+    match *metric {
+        ProbeMetric::DeadHeads { below_pr } if !(below_pr.is_finite() && below_pr > 0.0) => {
+            p.push(
+                "probes.metrics",
+                format!("DeadHeads(below_pr: {below_pr}) needs a positive, finite threshold"),
+                "a participation ratio is at least 1; e.g. DeadHeads(below_pr: 2.0)",
+            );
+        }
+        ProbeMetric::IclScore { early, late } => {
+            for (which, (from, to)) in [("early", early), ("late", late)] {
+                if from >= to || to > seq_len {
+                    p.push(
+                        "probes.metrics",
+                        format!(
+                            "IclScore {which}: ({from}, {to}) is not a range of positions \
+                             [from, to) within the sequence of {seq_len} tokens"
+                        ),
+                        format!("give from < to <= {seq_len}, e.g. early: (0, 16), late: ({}, {seq_len})", seq_len - seq_len / 8),
+                    );
+                }
+            }
+            if early.1 > late.0 && early.0 < late.1 && early.0 < early.1 && late.0 < late.1 {
+                p.push(
+                    "probes.metrics",
+                    format!(
+                        "IclScore: early ({}, {}) and late ({}, {}) overlap",
+                        early.0, early.1, late.0, late.1
+                    ),
+                    "give early positions that end where or before the late ones start",
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -495,43 +533,5 @@ mod tests {
     #[test]
     fn probe_at_exactly_the_budget_is_allowed() {
         assert_eq!(problems_after("probes.at_tokens", "[0, 20_480]"), vec![]);
-    }
-}
-
-/// The settings of `DeadHeads` and `IclScore`.
-fn probe_metric_checks(p: &mut Problems, metric: &ProbeMetric, seq_len: usize) {
-    match *metric {
-        ProbeMetric::DeadHeads { below_pr } if !(below_pr.is_finite() && below_pr > 0.0) => {
-            p.push(
-                "probes.metrics",
-                format!("DeadHeads(below_pr: {below_pr}) needs a positive, finite threshold"),
-                "a participation ratio is at least 1; e.g. DeadHeads(below_pr: 2.0)",
-            );
-        }
-        ProbeMetric::IclScore { early, late } => {
-            for (which, (from, to)) in [("early", early), ("late", late)] {
-                if from >= to || to > seq_len {
-                    p.push(
-                        "probes.metrics",
-                        format!(
-                            "IclScore {which}: ({from}, {to}) is not a range of positions \
-                             [from, to) within the sequence of {seq_len} tokens"
-                        ),
-                        format!("give from < to <= {seq_len}, e.g. early: (0, 16), late: ({}, {seq_len})", seq_len - seq_len / 8),
-                    );
-                }
-            }
-            if early.1 > late.0 && early.0 < late.1 && early.0 < early.1 && late.0 < late.1 {
-                p.push(
-                    "probes.metrics",
-                    format!(
-                        "IclScore: early ({}, {}) and late ({}, {}) overlap",
-                        early.0, early.1, late.0, late.1
-                    ),
-                    "give early positions that end where or before the late ones start",
-                );
-            }
-        }
-        _ => {}
     }
 }
