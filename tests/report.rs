@@ -42,34 +42,10 @@ fn write_run(study: &Path, run: Fixture) -> RunPaths {
     let paths = RunPaths::named(study, &format!("{}-{run_id}", run.label));
     paths.create_dirs().unwrap();
     let manifest = Manifest {
-        study: "fixture".into(),
-        label: run.label.into(),
         condition: Some(run.condition.into()),
         description: Some(format!("{} described", run.condition)),
-        run_id: run_id.clone(),
-        index: run.index,
-        seed: run.seed,
         status: run.status,
-        error: None,
-        config,
-        overrides: vec![],
-        device: "cpu".into(),
-        git: None,
-        versions: vec![],
-        data: None,
-        trained_params: None,
-        started_at: "2026-01-01T00:00:00Z".into(),
-        ended_at: None,
-        wall_seconds: None,
-        steps: None,
-        tokens: None,
-        final_val_loss: None,
-        probe_seconds: None,
-        probe_share: None,
-        resumed_from_step: None,
-        checkpoint_seconds: None,
-        checkpoint_share: None,
-        checksums: Default::default(),
+        ..Manifest::starting("fixture", run.label, &run_id, run.index, config)
     };
     manifest.write(&paths.dir).unwrap();
     let keys = RunKeys {

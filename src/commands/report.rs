@@ -5,7 +5,6 @@ use std::path::Path;
 
 use crate::atomic_file::write_atomic;
 use crate::report::{build_report, ReportSettings};
-use crate::store::layout_upgrade::upgrade_layout;
 
 use super::Failure;
 
@@ -18,15 +17,7 @@ pub fn write_report(study_dir: &Path) -> Result<String, Failure> {
         .map(|loaded| ReportSettings::from_spec(&loaded.study.report))
         .unwrap_or_default();
     let plan = loaded.and_then(|loaded| crate::plan::build_plan(&loaded).ok());
-    let moved = upgrade_layout(study_dir, plan.as_ref()).map_err(|err| {
-        Failure::RunFailed(format!(
-            "cannot move the earlier results in {} into today's layout: {err}",
-            study_dir.display()
-        ))
-    })?;
-    for line in moved {
-        println!("results of an earlier version moved: {line}");
-    }
+    crate::runner::sweep::upgrade_results(study_dir, plan.as_ref())?;
     let report = build_report(study_dir, &settings).map_err(Failure::BadInput)?;
     let dir = study_dir.join("report");
     std::fs::create_dir_all(&dir)

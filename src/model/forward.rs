@@ -186,18 +186,7 @@ impl<
         let x = self.hidden(arch, consts, tokens, embed, taps);
         D::lm_head_loss(x, self.head(arch).retaped::<T>(), targets)
     }
-}
 
-impl<
-        const V: usize,
-        const M: usize,
-        const HD: usize,
-        const KVW: usize,
-        const F: usize,
-        const L: usize,
-        D: ModelOps,
-    > Transformer<V, M, HD, KVW, F, L, f32, D>
-{
     /// For evaluation: the mean next-token cross-entropy (the number `loss` gives) and
     /// the loss of every token [batch * seq]. The LM head runs over at most 2^24 logits
     /// at a time, so a large vocabulary's logits never exist whole.

@@ -52,6 +52,24 @@ fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
+type Chart<'a, DB> = ChartContext<
+    'a,
+    DB,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// The legend, top right, over a light background.
+fn legend<'a, DB: DrawingBackend + 'a>(chart: &mut Chart<'a, DB>) -> Result<(), String> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .label_font((FAMILY, 15))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)
+}
+
 /// One line chart of `series` in `area`: a line per condition and, with seeds, its 95%
 /// confidence band.
 fn line_chart<DB: DrawingBackend>(
@@ -123,14 +141,7 @@ fn line_chart<DB: DrawingBackend>(
             )
             .map_err(err)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .label_font((FAMILY, 15))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)
+    legend(&mut chart)
 }
 
 /// Each condition's mean (and interval) of `value` at each of `points`.
@@ -341,12 +352,5 @@ fn layer_bars<DB: DrawingBackend>(
         .map_err(err)?
         .label(format!("{metric} = {threshold} (collapse threshold)"))
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 8, y)], BLACK.stroke_width(2)));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .label_font((FAMILY, 15))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)
+    legend(&mut chart)
 }

@@ -40,16 +40,8 @@ pub(super) fn train_one(
     let started = Instant::now();
     let meta = &dataset.splits.meta;
     let manifest = Manifest {
-        study: plan.study.clone(),
-        label: run.label.clone(),
         condition: Some(run.condition.clone()),
         description: Some(run.description.clone()),
-        run_id: run.id.clone(),
-        index: run.index,
-        seed: run.config.seed,
-        status: RunStatus::Running,
-        error: None,
-        config: run.config.clone(),
         overrides: run.overrides.clone(),
         device: device.to_string(),
         git: git_state(),
@@ -62,22 +54,18 @@ pub(super) fn train_one(
             val_tokens: meta.val_tokens,
         }),
         trained_params: Some(param_count(&run.config.model, meta.vocab_size as u64).total()),
-        started_at: now(),
-        ended_at: None,
-        wall_seconds: None,
-        steps: None,
-        tokens: None,
-        final_val_loss: None,
-        probe_seconds: None,
-        probe_share: None,
-        resumed_from_step: None,
-        checkpoint_seconds: None,
-        checkpoint_share: None,
         // The files on disk stay as they are until this session writes them: keep what a
         // read of them (resuming) must find.
         checksums: Manifest::read_for(run_dir, &run.id)
             .map(|earlier| earlier.checksums)
             .unwrap_or_default(),
+        ..Manifest::starting(
+            &plan.study,
+            &run.label,
+            &run.id,
+            run.index,
+            run.config.clone(),
+        )
     };
     manifest
         .write(run_dir)

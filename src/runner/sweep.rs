@@ -96,7 +96,7 @@ pub fn sweep(file: &Path, options: &SweepOptions) -> Result<SweepOutcome, Failur
         Failure::RunFailed(format!("cannot re-read {}: {err}", plan.source.display()))
     })?;
     check_writable(&dir)?;
-    upgrade_results(&dir, &plan)?;
+    upgrade_results(&dir, Some(&plan))?;
     // Resume: a finished run (done or diverged) with the same run id is kept as it is.
     let mut kept: Vec<(PlannedRun, RunStatus)> = Vec::new();
     let mut to_train = Vec::new();
@@ -177,9 +177,10 @@ pub fn sweep(file: &Path, options: &SweepOptions) -> Result<SweepOutcome, Failur
     })
 }
 
-/// Moves runs an earlier version wrote into today's layout, keeping their results.
-fn upgrade_results(dir: &Path, plan: &crate::plan::Plan) -> Result<(), Failure> {
-    let moved = upgrade_layout(dir, Some(plan)).map_err(|err| {
+/// Moves runs an earlier version wrote into today's layout, keeping their results;
+/// `plan` (the study as it is now, if it still plans) names their conditions.
+pub fn upgrade_results(dir: &Path, plan: Option<&crate::plan::Plan>) -> Result<(), Failure> {
+    let moved = upgrade_layout(dir, plan).map_err(|err| {
         Failure::RunFailed(format!(
             "cannot move the earlier results in {} into today's layout: {err}",
             dir.display()

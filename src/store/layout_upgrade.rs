@@ -91,36 +91,7 @@ mod tests {
         let loaded = crate::spec::load_study(Path::new("tests/studies/tiny.ron")).unwrap();
         let plan = crate::plan::build_plan(&loaded).unwrap();
         let run = &plan.runs[0];
-        Manifest {
-            study: plan.study.clone(),
-            label: "A1".into(),
-            condition: None,
-            description: None,
-            run_id: "abc".into(),
-            index: 0,
-            seed: run.config.seed,
-            status: crate::store::manifest::RunStatus::Done,
-            error: None,
-            config: run.config.clone(),
-            overrides: Vec::new(),
-            device: "cpu".into(),
-            git: None,
-            versions: Vec::new(),
-            data: None,
-            trained_params: None,
-            started_at: String::new(),
-            ended_at: None,
-            wall_seconds: None,
-            steps: None,
-            tokens: None,
-            final_val_loss: None,
-            probe_seconds: None,
-            probe_share: None,
-            resumed_from_step: None,
-            checkpoint_seconds: None,
-            checkpoint_share: None,
-            checksums: Default::default(),
-        }
+        Manifest::starting(&plan.study, "A1", "abc", 0, run.config.clone())
     }
 
     #[test]

@@ -116,6 +116,47 @@ pub struct DataSummary {
 }
 
 impl Manifest {
+    /// The manifest of a run that is starting now: what it is (its seed is the config's),
+    /// status `running`, nothing yet about how it went.
+    pub fn starting(
+        study: &str,
+        label: &str,
+        run_id: &str,
+        index: usize,
+        config: RunConfig,
+    ) -> Self {
+        Manifest {
+            study: study.to_owned(),
+            label: label.to_owned(),
+            condition: None,
+            description: None,
+            run_id: run_id.to_owned(),
+            index,
+            seed: config.seed,
+            status: RunStatus::Running,
+            error: None,
+            config,
+            overrides: Vec::new(),
+            device: String::new(),
+            git: None,
+            versions: Vec::new(),
+            data: None,
+            trained_params: None,
+            started_at: now(),
+            ended_at: None,
+            wall_seconds: None,
+            steps: None,
+            tokens: None,
+            final_val_loss: None,
+            probe_seconds: None,
+            probe_share: None,
+            resumed_from_step: None,
+            checkpoint_seconds: None,
+            checkpoint_share: None,
+            checksums: BTreeMap::new(),
+        }
+    }
+
     pub fn write(&self, run_dir: &Path) -> std::io::Result<()> {
         let json = serde_json::to_string_pretty(self).expect("manifests serialise");
         write_atomic(&run_dir.join(MANIFEST_FILE), json.as_bytes())
