@@ -11,7 +11,8 @@ use crate::store::manifest::RunStatus;
 use crate::store::{run_name, RunPaths};
 
 use super::conditions::{
-    difference, group, metric_name_unit, site_title, tokens_title, Condition, Quantity,
+    difference, group, metric_name_unit, metric_title, site_title, tokens_title, Condition,
+    Quantity,
 };
 use super::findings::findings;
 use super::load::{load_run, run_names, RunResults};
@@ -290,8 +291,19 @@ pub fn build_report(study_dir: &Path, settings: &ReportSettings) -> Result<Repor
     markdown += &format!("## Findings\n\n{}\n\n", findings(&context));
 
     let (md, text) = comparison_table(&context);
-    markdown +=
-        &format!("## Comparison\n\nLayer and probe columns are at the last point.\n\n{md}\n");
+    let mut columns = vec![
+        "val loss: validation loss (nats)".to_owned(),
+        format!("{m}: {} of {}", metric_title(m), site_title(site)),
+    ];
+    columns.extend(
+        others
+            .iter()
+            .map(|(_, o)| format!("{}: {}", o.replace('_', " "), metric_title(o))),
+    );
+    markdown += &format!(
+        "## Comparison\n\nLayer and probe columns are at the last point. Columns: {}.\n\n{md}\n",
+        columns.join("; ")
+    );
     csv.push(("comparison.csv".to_owned(), text));
     csv.push(("comparison_long.csv".to_owned(), long_table(&context)));
     if !context.pairs.is_empty() {
