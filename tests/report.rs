@@ -242,7 +242,7 @@ fn seeds_give_intervals_and_paired_differences() {
         "{row}"
     );
     assert!(row.contains("-0.6000 ["), "{row}");
-    assert!(md.contains("Paired differences whose 95% confidence interval excludes zero: QK − noQK in val loss @3K: -0.6000"), "{md}");
+    assert!(md.contains("Paired differences (a − b, by seed) whose 95% confidence interval excludes zero: QK − noQK (n = 3): val loss @3K -0.6000 ["), "{md}");
     assert!(
         md.contains(
             "Validation loss at 3K tokens, best to worst: QK 2.200 ± 0.248, noQK 2.800 ± 0.745."

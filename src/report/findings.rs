@@ -98,18 +98,22 @@ fn differences_sentence(context: &Context) -> String {
     let mut significant = Vec::new();
     for &(a, b) in &context.pairs {
         let (a, b) = (&context.conditions[a], &context.conditions[b]);
-        for quantity in compared(context) {
-            let Some(d) = difference(a, b, &*quantity.value) else {
-                continue;
-            };
-            if d.excludes_zero() {
-                let (lo, hi) = d.ci.unwrap_or_default();
+        let mut n = 0;
+        let parts: Vec<String> = compared(context)
+            .into_iter()
+            .filter_map(|quantity| {
+                let d = difference(a, b, &*quantity.value).filter(|d| d.excludes_zero())?;
+                let (lo, hi) = d.ci?;
+                n = d.n;
                 let p = quantity.digits;
-                significant.push(format!(
-                    "{} − {} in {}: {:+.p$} (95% CI {:+.p$} to {:+.p$}, n = {})",
-                    a.name, b.name, quantity.title, d.mean, lo, hi, d.n
-                ));
-            }
+                Some(format!(
+                    "{} {:+.p$} [{:+.p$}, {:+.p$}]",
+                    quantity.title, d.mean, lo, hi
+                ))
+            })
+            .collect();
+        if !parts.is_empty() {
+            significant.push(format!("{} − {} (n = {n}): {}", a.name, b.name, parts.join(", ")));
         }
     }
     if significant.is_empty() {
@@ -119,7 +123,7 @@ fn differences_sentence(context: &Context) -> String {
         )
     } else {
         format!(
-            "Paired differences whose 95% confidence interval excludes zero: {}.",
+            "Paired differences (a − b, by seed) whose 95% confidence interval excludes zero: {}. The other differences in the table are within seed noise.",
             significant.join("; ")
         )
     }

@@ -94,12 +94,20 @@ fn line_chart<DB: DrawingBackend>(
     let pad = ((y_max - y_min) * 0.08)
         .max(y_max.abs().max(y_min.abs()) * 0.05)
         .max(0.05);
+    // A quantity that is never negative (a fraction, a loss) keeps its axis at or above
+    // zero even where a wide interval would reach below it.
+    let nonnegative = series.iter().flat_map(|s| &s.points).all(|p| p.1 >= 0.0);
+    let bottom = if nonnegative {
+        (y_min - pad).max(0.0)
+    } else {
+        y_min - pad
+    };
     let mut chart = ChartBuilder::on(area)
         .caption(title, (FAMILY, 22))
         .margin(14)
         .x_label_area_size(44)
         .y_label_area_size(70)
-        .build_cartesian_2d(0f64..x_max * 1.02, y_min - pad..y_max + pad)
+        .build_cartesian_2d(0f64..x_max * 1.02, bottom..y_max + pad)
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -292,7 +300,8 @@ fn layer_bars<DB: DrawingBackend>(
         .margin(14)
         .x_label_area_size(44)
         .y_label_area_size(70)
-        .build_cartesian_2d(-0.6f64..n_layers as f64 - 0.4, 0f64..top * 1.12)
+        // Headroom for the legend above the bars.
+        .build_cartesian_2d(-0.6f64..n_layers as f64 - 0.4, 0f64..top * 1.45)
         .map_err(err)?;
     chart
         .configure_mesh()
