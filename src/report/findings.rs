@@ -113,7 +113,12 @@ fn differences_sentence(context: &Context) -> String {
             })
             .collect();
         if !parts.is_empty() {
-            significant.push(format!("{} − {} (n = {n}): {}", a.name, b.name, parts.join(", ")));
+            significant.push(format!(
+                "{} − {} (n = {n}): {}",
+                a.name,
+                b.name,
+                parts.join(", ")
+            ));
         }
     }
     if significant.is_empty() {
