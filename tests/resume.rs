@@ -427,3 +427,123 @@ fn a_sweep_waits_for_a_run_another_process_trains_and_its_exit_code_tells_the_tr
     }
     std::fs::remove_file(&study).unwrap();
 }
+
+/// Moves a study's results back into the layout of earlier versions: `run=<name>/`
+/// holding the manifest, checkpoint and both tables, rows keyed by one `run` column.
+fn to_earlier_layout(study_dir: &Path) {
+    use polars::prelude::{Column, DataFrame};
+    use rankprobe::store::frame::{read_parquet, write_parquet, KEY_COLUMNS};
+    use rankprobe::store::Table;
+    for entry in std::fs::read_dir(study_dir.join("runs")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        let old = study_dir.join(format!("run={name}"));
+        let tables: Vec<PathBuf> = Table::ALL
+            .iter()
+            .map(|&t| common::table_of(&study_dir.join("runs").join(&name), t))
+            .collect();
+        std::fs::rename(study_dir.join("runs").join(&name), &old).unwrap();
+        let mut manifest = Manifest::read(&old).unwrap();
+        for (table, path) in Table::ALL.iter().zip(&tables) {
+            let frame = read_parquet(path).unwrap().drop_many(KEY_COLUMNS);
+            let mut columns = vec![Column::new(
+                "run".into(),
+                vec![name.as_str(); frame.height()],
+            )];
+            columns.extend(frame.columns().iter().cloned());
+            let mut earlier = DataFrame::new(frame.height(), columns).unwrap();
+            let sum = write_parquet(&old.join(table.file_name()), &mut earlier).unwrap();
+            manifest.checksums.insert(table.file_name().to_owned(), sum);
+            std::fs::remove_file(path).unwrap();
+        }
+        manifest.condition = None;
+        manifest.description = None;
+        manifest.write(&old).unwrap();
+    }
+    std::fs::remove_dir(study_dir.join("runs")).unwrap();
+}
+
+/// Results of an earlier version: the next sweep moves them into today's layout, keeps
+/// the finished run and resumes the interrupted one from its checkpoint, its earlier
+/// rows kept once.
+#[test]
+fn results_in_the_earlier_layout_are_moved_kept_and_resumed() {
+    let results = temp("earlier");
+    let study = results.with_extension("ron");
+    std::fs::write(
+        &study,
+        common::tiny_text().replace("tokens: 20_480,", "tokens: 204_800,"),
+    )
+    .unwrap();
+    let s = study.to_str().unwrap();
+    let r = results.to_str().unwrap();
+    let done = rankprobe(&["sweep", s, "--results", r, "--only", "B2"]);
+    assert!(done.status.success(), "{}", text(&done));
+    let child = spawn_sweep(s, &results, &["B1"]);
+    let study_dir = results.join("tiny");
+    let has_train_rows = || {
+        std::fs::read_dir(study_dir.join("metrics"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("B1-"))
+            .any(|e| rankprobe::store::frame::read_parquet(&e.path()).is_ok_and(|f| f.height() > 1))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !has_train_rows() {
+        assert!(std::time::Instant::now() < deadline, "B1 never trained");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let stopped = child.wait_with_output().unwrap();
+    assert_eq!(stopped.status.code(), Some(3), "{}", text(&stopped));
+    let b2_rows = common::metric_rows(&common::run_dir(&study_dir, "B2"));
+    to_earlier_layout(&study_dir);
+    assert!(!study_dir.join("runs").exists());
+
+    let again = rankprobe(&["sweep", s, "--results", r, "--only", "B1", "B2"]);
+    let out = text(&again);
+    assert!(again.status.success(), "{out}");
+    assert!(
+        out.contains("results of an earlier version moved: run=B1-"),
+        "{out}"
+    );
+    assert!(out.contains("keeping B2 (done"), "{out}");
+    assert!(
+        out.contains("B1: resuming from its checkpoint at step"),
+        "{out}"
+    );
+    // The finished run's rows are the same rows, now with the key columns.
+    assert_eq!(
+        common::metric_rows(&common::run_dir(&study_dir, "B2")),
+        b2_rows
+    );
+    let b1 = common::metric_rows(&common::run_dir(&study_dir, "B1"));
+    let train_steps: Vec<u64> = b1
+        .iter()
+        .filter(|row| row.2 == "train" && row.3 == "loss")
+        .map(|row| row.0)
+        .collect();
+    assert_eq!(
+        train_steps,
+        (1..=100).collect::<Vec<u64>>(),
+        "each step once"
+    );
+    assert_eq!(manifest(&results, "tiny", "B1").status, RunStatus::Done);
+    assert_eq!(
+        manifest(&results, "tiny", "B1").condition.as_deref(),
+        Some("B1")
+    );
+    // Nothing of the earlier layout is left.
+    let left: Vec<String> = std::fs::read_dir(&study_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("run="))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    std::fs::remove_dir_all(&results).unwrap();
+    std::fs::remove_file(&study).unwrap();
+}
