@@ -2,6 +2,8 @@
 //! and how large its logits get, from the queries and keys the model attends with
 //! (captured after QK-norm and RoPE).
 
+use rayon::prelude::*;
+
 /// Queries and keys of one layer, rows [sequences * seq] as the model lays them out.
 pub struct QueriesKeys<'a> {
     /// [rows, heads * head_dim].
@@ -26,43 +28,45 @@ pub struct HeadAttention {
 }
 
 /// The statistics of every query head (query head h reads key head h / (heads /
-/// kv_heads), as the model does).
+/// kv_heads), as the model does). Heads run in parallel; a logit is an f32 dot product
+/// (as in the model), the softmax and its entropy are taken in f64.
 pub fn head_attention(x: &QueriesKeys) -> Vec<HeadAttention> {
+    (0..x.heads)
+        .into_par_iter()
+        .map(|h| one_head(x, h))
+        .collect()
+}
+
+fn one_head(x: &QueriesKeys, h: usize) -> HeadAttention {
     let d = x.head_dim;
     let scale = 1.0 / (d as f64).sqrt();
-    let group = x.heads / x.kv_heads;
-    let sequences = x.rows / x.seq;
+    let kv = h / (x.heads / x.kv_heads);
     let mut logits = vec![0.0f64; x.seq];
-    (0..x.heads)
-        .map(|h| {
-            let kv = h / group;
-            let (mut entropy_sum, mut max_logit, mut queries) = (0.0, f64::NEG_INFINITY, 0usize);
-            for b in 0..sequences {
-                for i in 0..x.seq {
-                    let row = b * x.seq + i;
-                    let q = &x.q[(row * x.heads + h) * d..][..d];
-                    for (j, logit) in logits[..=i].iter_mut().enumerate() {
-                        let key_row = b * x.seq + j;
-                        let k = &x.k[(key_row * x.kv_heads + kv) * d..][..d];
-                        let dot: f64 = q.iter().zip(k).map(|(a, b)| f64::from(a * b)).sum();
-                        *logit = dot * scale;
-                    }
-                    let seen = &logits[..=i];
-                    let top = seen.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                    max_logit = max_logit.max(top);
-                    let z: f64 = seen.iter().map(|l| (l - top).exp()).sum();
-                    // H = log Z' + top - sum p_j l_j, with p_j = exp(l_j - top) / Z'.
-                    let mean_logit: f64 = seen.iter().map(|l| (l - top).exp() * l).sum::<f64>() / z;
-                    entropy_sum += z.ln() + top - mean_logit;
-                    queries += 1;
-                }
+    let (mut entropy_sum, mut max_logit, mut queries) = (0.0, f64::NEG_INFINITY, 0usize);
+    for b in 0..x.rows / x.seq {
+        for i in 0..x.seq {
+            let row = b * x.seq + i;
+            let q = &x.q[(row * x.heads + h) * d..][..d];
+            for (j, logit) in logits[..=i].iter_mut().enumerate() {
+                let key_row = b * x.seq + j;
+                let k = &x.k[(key_row * x.kv_heads + kv) * d..][..d];
+                let dot: f32 = q.iter().zip(k).map(|(a, b)| a * b).sum();
+                *logit = f64::from(dot) * scale;
             }
-            HeadAttention {
-                entropy: entropy_sum / queries.max(1) as f64,
-                max_logit,
-            }
-        })
-        .collect()
+            let seen = &logits[..=i];
+            let top = seen.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            max_logit = max_logit.max(top);
+            let z: f64 = seen.iter().map(|l| (l - top).exp()).sum();
+            // H = log Z' + top - sum p_j l_j, with p_j = exp(l_j - top) / Z'.
+            let mean_logit: f64 = seen.iter().map(|l| (l - top).exp() * l).sum::<f64>() / z;
+            entropy_sum += z.ln() + top - mean_logit;
+            queries += 1;
+        }
+    }
+    HeadAttention {
+        entropy: entropy_sum / queries.max(1) as f64,
+        max_logit,
+    }
 }
 
 #[cfg(test)]
