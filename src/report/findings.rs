@@ -3,8 +3,8 @@
 //! differences are larger than seed noise).
 
 use super::conditions::{difference, metric_name_unit, site_title, tokens_title, Condition};
+use super::context::{compared, Context};
 use super::stats::Estimate;
-use super::tables::{compared, Context};
 
 /// "A1 (Muon + QK-norm)".
 fn named(condition: &Condition) -> String {

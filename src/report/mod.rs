@@ -2,11 +2,15 @@
 //! trajectory tables, as markdown (printed at the end of a sweep) and CSV files, and PNG
 //! figures.
 
+mod collect;
 pub mod conditions;
+mod context;
 mod findings;
 pub mod load;
 pub mod plots;
+pub mod settings;
 pub mod stats;
 pub mod tables;
 
-pub use tables::{build_report, Report, ReportSettings};
+pub use settings::ReportSettings;
+pub use tables::{build_report, Report};

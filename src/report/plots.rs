@@ -10,9 +10,10 @@ use plotters::style::{register_font, FontStyle};
 use super::conditions::{
     group, metric_name_unit, metric_title, site_title, tokens_title, Condition,
 };
+use super::context::other_probes;
 use super::load::RunResults;
+use super::settings::ReportSettings;
 use super::stats::Estimate;
-use super::tables::{other_probes, ReportSettings};
 
 const FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 const FAMILY: &str = "sans-serif";

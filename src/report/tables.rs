@@ -2,54 +2,17 @@
 
 use std::path::Path;
 
-use crate::plan::build_plan;
-use crate::probe::site_name;
-use crate::spec::load_study;
-use crate::spec::study::ReportSpec;
 use crate::store::manifest::RunStatus;
 
-use crate::store::{run_name, RunPaths};
-
+use super::collect::collect_runs;
 use super::conditions::{
     difference, group, metric_name_unit, metric_title, site_title, tokens_title, Condition,
-    Quantity,
 };
+use super::context::{compared, other_probes, quantities, Context};
 use super::findings::findings;
-use super::load::{load_run, run_names, RunResults};
+use super::load::RunResults;
+use super::settings::ReportSettings;
 use super::stats::Estimate;
-
-/// What the report shows, from the study's `report` section.
-#[derive(Debug, Clone)]
-pub struct ReportSettings {
-    /// Probe site (`k_rope` for the seed study).
-    pub site: String,
-    /// Probe metric (`study_pr`: the seed study's participation ratio).
-    pub metric: String,
-    /// Layers below this value are counted as collapsed.
-    pub threshold: f64,
-    /// Token points of the side-by-side table (empty: the defaults).
-    pub at_tokens: Vec<u64>,
-    /// Pairs of conditions whose paired differences are shown (empty: every pair).
-    pub differences: Vec<(String, String)>,
-}
-
-impl ReportSettings {
-    pub fn from_spec(spec: &ReportSpec) -> Self {
-        ReportSettings {
-            site: site_name(spec.site).to_owned(),
-            metric: spec.metric.name().to_owned(),
-            threshold: spec.layer_threshold,
-            at_tokens: spec.at_tokens.clone(),
-            differences: spec.differences.clone(),
-        }
-    }
-}
-
-impl Default for ReportSettings {
-    fn default() -> Self {
-        ReportSettings::from_spec(&ReportSpec::default())
-    }
-}
 
 /// A rendered report.
 #[derive(Debug, Clone)]
@@ -116,103 +79,6 @@ fn nearest(points: &[u64], target: f64) -> Option<u64> {
             .abs()
             .total_cmp(&(*b as f64 - target).abs())
     })
-}
-
-/// The probes other than the report's metric that the report summarises at the last
-/// probe, when the runs have them: (site, metric).
-pub(super) fn other_probes(runs: &[RunResults], site: &str) -> Vec<(String, String)> {
-    let wanted = [
-        (crate::probe::ATTENTION_SITE, "attention_entropy"),
-        (crate::probe::ATTENTION_SITE, "max_attention_logit"),
-        (site, "dead_head_fraction"),
-        (crate::probe::OUTPUT_SITE, "icl_score"),
-    ];
-    wanted
-        .iter()
-        .filter(|(s, m)| {
-            runs.iter()
-                .any(|r| r.probes.contains_key(&(s.to_string(), m.to_string())))
-        })
-        .map(|(s, m)| (s.to_string(), m.to_string()))
-        .collect()
-}
-
-/// Everything the report's tables need to know, shared with the findings.
-pub(super) struct Context<'a> {
-    pub study: String,
-    pub description: String,
-    pub settings: &'a ReportSettings,
-    pub conditions: Vec<Condition<'a>>,
-    /// Token points of the side-by-side table.
-    pub points: Vec<u64>,
-    /// The quantities compared: val loss and the report metric at each point, layer
-    /// statistics and the other probes at each run's last probe.
-    pub quantities: Vec<Quantity>,
-    /// The pairs of conditions compared, as indices into `conditions`.
-    pub pairs: Vec<(usize, usize)>,
-    pub seeds: usize,
-}
-
-/// The quantities of the comparison table.
-fn quantities(
-    settings: &ReportSettings,
-    points: &[u64],
-    others: &[(String, String)],
-) -> Vec<Quantity> {
-    let m = settings.metric.clone();
-    // Layer values and the other probes at the last point (a run that has not reached
-    // it yet is left out of them).
-    let last = points.last().copied().unwrap_or(0);
-    let mut out = Vec::new();
-    for &p in points {
-        out.push(Quantity {
-            key: format!("val_loss@{p}"),
-            title: format!("val loss @{}", tokens_title(p)),
-            digits: 4,
-            value: Box::new(move |r: &RunResults| r.val_loss.get(&p).copied()),
-        });
-        out.push(Quantity {
-            key: format!("{m}@{p}"),
-            title: format!("{m} @{}", tokens_title(p)),
-            digits: 2,
-            value: Box::new(move |r: &RunResults| r.model_at(p)),
-        });
-    }
-    let layer_stat = |key: &str, stat: fn(&[f64]) -> Option<f64>| Quantity {
-        key: key.to_owned(),
-        title: key.replace('_', " "),
-        digits: 2,
-        value: Box::new(move |r: &RunResults| stat(&r.layers_at(last))),
-    };
-    out.push(layer_stat("layer_min", |l| {
-        l.iter().copied().reduce(f64::min)
-    }));
-    out.push(layer_stat("layer_mean", |l| {
-        (!l.is_empty()).then(|| l.iter().sum::<f64>() / l.len() as f64)
-    }));
-    out.push(layer_stat("layer_max", |l| {
-        l.iter().copied().reduce(f64::max)
-    }));
-    let threshold = settings.threshold;
-    out.push(Quantity {
-        key: format!("layers_below_{threshold}"),
-        title: format!("layers < {threshold}"),
-        digits: 1,
-        value: Box::new(move |r: &RunResults| {
-            let layers = r.layers_at(last);
-            (!layers.is_empty()).then(|| layers.iter().filter(|&&v| v < threshold).count() as f64)
-        }),
-    });
-    for (site, metric) in others {
-        let (site, metric) = (site.clone(), metric.clone());
-        out.push(Quantity {
-            key: metric.clone(),
-            title: metric.replace('_', " "),
-            digits: 3,
-            value: Box::new(move |r: &RunResults| r.model_probe(&site, &metric, last)),
-        });
-    }
-    out
 }
 
 /// Reads `study_dir` and builds the report. Works on partial results: runs still
@@ -408,20 +274,6 @@ fn long_table(context: &Context) -> String {
     csv
 }
 
-/// The quantities a difference is shown for: val loss and the metric at the last
-/// point, and the other probes.
-pub(super) fn compared<'a>(context: &'a Context) -> Vec<&'a Quantity> {
-    let last = context.points.last();
-    context
-        .quantities
-        .iter()
-        .filter(|q| {
-            let at_last = last.is_some_and(|p| q.key.ends_with(&format!("@{p}")));
-            at_last || !(q.key.contains('@') || q.key.starts_with("layer"))
-        })
-        .collect()
-}
-
 fn differences_table(context: &Context) -> (String, String) {
     let quantities = compared(context);
     let mut header = vec!["a − b".to_owned(), "n".to_owned()];
@@ -503,79 +355,4 @@ fn trajectory_table(context: &Context, points: &[u64]) -> (String, String) {
         })
         .collect();
     table(&header, &rows)
-}
-
-/// The runs of `study_dir` that belong to the study as it is now, in matrix order, and
-/// notes on what is missing, unreadable or unfinished.
-fn collect_runs(
-    study_dir: &Path,
-    settings: &ReportSettings,
-) -> Result<(Vec<RunResults>, Vec<String>, String), String> {
-    let names = run_names(study_dir);
-    if names.is_empty() {
-        return Err(format!(
-            "{} has no run directories (runs/...)",
-            study_dir.display()
-        ));
-    }
-    // The study as it is now: only runs of its current matrix are compared.
-    let loaded = load_study(&study_dir.join("study.ron")).ok();
-    let description = loaded
-        .as_ref()
-        .map(|l| l.study.description.clone())
-        .unwrap_or_default();
-    let expected: Option<Vec<(String, String)>> = loaded
-        .and_then(|loaded| build_plan(&loaded).ok())
-        .map(|plan| {
-            plan.runs
-                .iter()
-                .map(|r| (r.label.clone(), run_name(r)))
-                .collect()
-        });
-    let mut runs: Vec<RunResults> = Vec::new();
-    let mut notes = Vec::new();
-    for name in &names {
-        if let Some(expected) = &expected {
-            if !expected.iter().any(|(_, n)| n == name) {
-                notes.push(format!(
-                    "{name}: results of an earlier version of the study, not compared"
-                ));
-                continue;
-            }
-        }
-        match load_run(
-            &RunPaths::named(study_dir, name),
-            &settings.site,
-            &settings.metric,
-        ) {
-            Some(run) => runs.push(run),
-            None => notes.push(format!("{name}: no readable manifest, skipped")),
-        }
-    }
-    if let Some(expected) = &expected {
-        for (label, _) in expected {
-            if !runs.iter().any(|r| &r.label == label) {
-                notes.push(format!("{label}: no results yet"));
-            }
-        }
-    }
-    for run in &runs {
-        for file in &run.unreadable {
-            notes.push(format!("{}: cannot read {file}; left out", run.label));
-        }
-        if run.status != RunStatus::Done {
-            notes.push(format!(
-                "{}: {}, shown as far as it got",
-                run.label, run.status
-            ));
-        }
-        if run.heads.is_empty() {
-            notes.push(format!(
-                "{}: no probes of {} at {}",
-                run.label, settings.metric, settings.site
-            ));
-        }
-    }
-    runs.sort_by_key(|r| r.index);
-    Ok((runs, notes, description))
 }

@@ -1,0 +1,118 @@
+//! What the report compares: the conditions, the token points, the quantities of each
+//! run and the pairs of conditions; shared by the tables and the findings.
+
+use super::conditions::tokens_title;
+use super::conditions::{Condition, Quantity};
+use super::load::RunResults;
+use super::settings::ReportSettings;
+
+/// The probes other than the report's metric that the report summarises at the last
+/// probe, when the runs have them: (site, metric).
+pub(super) fn other_probes(runs: &[RunResults], site: &str) -> Vec<(String, String)> {
+    let wanted = [
+        (crate::probe::ATTENTION_SITE, "attention_entropy"),
+        (crate::probe::ATTENTION_SITE, "max_attention_logit"),
+        (site, "dead_head_fraction"),
+        (crate::probe::OUTPUT_SITE, "icl_score"),
+    ];
+    wanted
+        .iter()
+        .filter(|(s, m)| {
+            runs.iter()
+                .any(|r| r.probes.contains_key(&(s.to_string(), m.to_string())))
+        })
+        .map(|(s, m)| (s.to_string(), m.to_string()))
+        .collect()
+}
+
+/// Everything the report's tables need to know, shared with the findings.
+pub(super) struct Context<'a> {
+    pub study: String,
+    pub description: String,
+    pub settings: &'a ReportSettings,
+    pub conditions: Vec<Condition<'a>>,
+    /// Token points of the side-by-side table.
+    pub points: Vec<u64>,
+    /// The quantities compared: val loss and the report metric at each point, layer
+    /// statistics and the other probes at each run's last probe.
+    pub quantities: Vec<Quantity>,
+    /// The pairs of conditions compared, as indices into `conditions`.
+    pub pairs: Vec<(usize, usize)>,
+    pub seeds: usize,
+}
+
+/// The quantities of the comparison table.
+pub(super) fn quantities(
+    settings: &ReportSettings,
+    points: &[u64],
+    others: &[(String, String)],
+) -> Vec<Quantity> {
+    let m = settings.metric.clone();
+    // Layer values and the other probes at the last point (a run that has not reached
+    // it yet is left out of them).
+    let last = points.last().copied().unwrap_or(0);
+    let mut out = Vec::new();
+    for &p in points {
+        out.push(Quantity {
+            key: format!("val_loss@{p}"),
+            title: format!("val loss @{}", tokens_title(p)),
+            digits: 4,
+            value: Box::new(move |r: &RunResults| r.val_loss.get(&p).copied()),
+        });
+        out.push(Quantity {
+            key: format!("{m}@{p}"),
+            title: format!("{m} @{}", tokens_title(p)),
+            digits: 2,
+            value: Box::new(move |r: &RunResults| r.model_at(p)),
+        });
+    }
+    let layer_stat = |key: &str, stat: fn(&[f64]) -> Option<f64>| Quantity {
+        key: key.to_owned(),
+        title: key.replace('_', " "),
+        digits: 2,
+        value: Box::new(move |r: &RunResults| stat(&r.layers_at(last))),
+    };
+    out.push(layer_stat("layer_min", |l| {
+        l.iter().copied().reduce(f64::min)
+    }));
+    out.push(layer_stat("layer_mean", |l| {
+        (!l.is_empty()).then(|| l.iter().sum::<f64>() / l.len() as f64)
+    }));
+    out.push(layer_stat("layer_max", |l| {
+        l.iter().copied().reduce(f64::max)
+    }));
+    let threshold = settings.threshold;
+    out.push(Quantity {
+        key: format!("layers_below_{threshold}"),
+        title: format!("layers < {threshold}"),
+        digits: 1,
+        value: Box::new(move |r: &RunResults| {
+            let layers = r.layers_at(last);
+            (!layers.is_empty()).then(|| layers.iter().filter(|&&v| v < threshold).count() as f64)
+        }),
+    });
+    for (site, metric) in others {
+        let (site, metric) = (site.clone(), metric.clone());
+        out.push(Quantity {
+            key: metric.clone(),
+            title: metric.replace('_', " "),
+            digits: 3,
+            value: Box::new(move |r: &RunResults| r.model_probe(&site, &metric, last)),
+        });
+    }
+    out
+}
+
+/// The quantities a difference is shown for: val loss and the metric at the last
+/// point, and the other probes.
+pub(super) fn compared<'a>(context: &'a Context) -> Vec<&'a Quantity> {
+    let last = context.points.last();
+    context
+        .quantities
+        .iter()
+        .filter(|q| {
+            let at_last = last.is_some_and(|p| q.key.ends_with(&format!("@{p}")));
+            at_last || !(q.key.contains('@') || q.key.starts_with("layer"))
+        })
+        .collect()
+}
