@@ -29,6 +29,15 @@ impl Condition<'_> {
     }
 }
 
+/// The most layers any run of `conditions` has probed at `tokens`.
+pub fn layer_count(conditions: &[Condition], tokens: u64) -> usize {
+    conditions
+        .iter()
+        .flat_map(|c| c.runs.iter().map(|r| r.layers_at(tokens).len()))
+        .max()
+        .unwrap_or(0)
+}
+
 /// The runs grouped by condition, in matrix order (each condition where its first run is).
 pub fn group(runs: &[RunResults]) -> Vec<Condition<'_>> {
     let mut conditions: Vec<Condition> = Vec::new();
@@ -74,6 +83,9 @@ pub struct Quantity {
     /// What it is, with its unit ("validation loss (nats)").
     pub title: String,
     pub digits: usize,
+    /// Whether the paired differences show it (the values at the last point do, the
+    /// earlier points and layer statistics do not).
+    pub compared: bool,
     pub value: RunValue,
 }
 

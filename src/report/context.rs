@@ -41,6 +41,21 @@ pub(super) struct Context<'a> {
     pub seeds: usize,
 }
 
+/// The key of the validation loss at `tokens`.
+pub(super) fn val_loss_key(tokens: u64) -> String {
+    format!("val_loss@{tokens}")
+}
+
+/// The key of the report metric `metric` (model mean) at `tokens`.
+pub(super) fn metric_key(metric: &str, tokens: u64) -> String {
+    format!("{metric}@{tokens}")
+}
+
+/// The key of the count of layers below `threshold`.
+pub(super) fn layers_below_key(threshold: f64) -> String {
+    format!("layers_below_{threshold}")
+}
+
 /// The quantities of the comparison table.
 pub(super) fn quantities(
     settings: &ReportSettings,
@@ -54,15 +69,17 @@ pub(super) fn quantities(
     let mut out = Vec::new();
     for &p in points {
         out.push(Quantity {
-            key: format!("val_loss@{p}"),
+            key: val_loss_key(p),
             title: format!("val loss @{}", tokens_title(p)),
             digits: 4,
+            compared: p == last,
             value: Box::new(move |r: &RunResults| r.val_loss.get(&p).copied()),
         });
         out.push(Quantity {
-            key: format!("{m}@{p}"),
+            key: metric_key(&m, p),
             title: format!("{m} @{}", tokens_title(p)),
             digits: 2,
+            compared: p == last,
             value: Box::new(move |r: &RunResults| r.model_at(p)),
         });
     }
@@ -70,6 +87,7 @@ pub(super) fn quantities(
         key: key.to_owned(),
         title: key.replace('_', " "),
         digits: 2,
+        compared: false,
         value: Box::new(move |r: &RunResults| stat(&r.layers_at(last))),
     };
     out.push(layer_stat("layer_min", |l| {
@@ -83,9 +101,10 @@ pub(super) fn quantities(
     }));
     let threshold = settings.threshold;
     out.push(Quantity {
-        key: format!("layers_below_{threshold}"),
+        key: layers_below_key(threshold),
         title: format!("layers < {threshold}"),
         digits: 1,
+        compared: false,
         value: Box::new(move |r: &RunResults| {
             let layers = r.layers_at(last);
             (!layers.is_empty()).then(|| layers.iter().filter(|&&v| v < threshold).count() as f64)
@@ -97,6 +116,7 @@ pub(super) fn quantities(
             key: metric.clone(),
             title: metric.replace('_', " "),
             digits: 3,
+            compared: true,
             value: Box::new(move |r: &RunResults| r.model_probe(&site, &metric, last)),
         });
     }
@@ -106,13 +126,5 @@ pub(super) fn quantities(
 /// The quantities a difference is shown for: val loss and the metric at the last
 /// point, and the other probes.
 pub(super) fn compared<'a>(context: &'a Context) -> Vec<&'a Quantity> {
-    let last = context.points.last();
-    context
-        .quantities
-        .iter()
-        .filter(|q| {
-            let at_last = last.is_some_and(|p| q.key.ends_with(&format!("@{p}")));
-            at_last || !(q.key.contains('@') || q.key.starts_with("layer"))
-        })
-        .collect()
+    context.quantities.iter().filter(|q| q.compared).collect()
 }

@@ -2,8 +2,10 @@
 //! them (which condition has the highest and lowest rank, the loss ranking, which paired
 //! differences are larger than seed noise).
 
-use super::conditions::{difference, metric_name_unit, site_title, tokens_title, Condition};
-use super::context::{compared, Context};
+use super::conditions::{
+    difference, layer_count, metric_name_unit, site_title, tokens_title, Condition,
+};
+use super::context::{compared, layers_below_key, metric_key, val_loss_key, Context};
 use super::stats::Estimate;
 
 /// "A1 (Muon + QK-norm)".
@@ -15,7 +17,7 @@ fn named(condition: &Condition) -> String {
     }
 }
 
-/// The conditions with their estimate of the quantity `key`, best first by `order`.
+/// The conditions with their estimate of the quantity `key`, lowest mean first.
 fn ranked<'a>(context: &'a Context, key: &str) -> Vec<(&'a Condition<'a>, Estimate)> {
     let Some(quantity) = context.quantities.iter().find(|q| q.key == key) else {
         return Vec::new();
@@ -37,7 +39,7 @@ pub(super) fn findings(context: &Context) -> String {
     let settings = context.settings;
     let metric = &settings.metric;
     let mut sentences = Vec::new();
-    let rank = ranked(context, &format!("{metric}@{last}"));
+    let rank = ranked(context, &metric_key(metric, last));
     let at = tokens_title(last);
     if let [(low, low_e), .., (high, high_e)] = rank.as_slice() {
         sentences.push(format!(
@@ -50,7 +52,7 @@ pub(super) fn findings(context: &Context) -> String {
             low_e.display(2),
         ));
     }
-    let loss = ranked(context, &format!("val_loss@{last}"));
+    let loss = ranked(context, &val_loss_key(last));
     if !loss.is_empty() {
         let order: Vec<String> = loss
             .iter()
@@ -62,7 +64,7 @@ pub(super) fn findings(context: &Context) -> String {
         ));
     }
     let threshold = settings.threshold;
-    let below = ranked(context, &format!("layers_below_{threshold}"));
+    let below = ranked(context, &layers_below_key(threshold));
     let collapsed: Vec<String> = below
         .iter()
         .rev()
@@ -74,12 +76,7 @@ pub(super) fn findings(context: &Context) -> String {
     } else {
         format!(
             "Layers with {metric} below {threshold} (of {} per run): {}.",
-            context
-                .conditions
-                .iter()
-                .flat_map(|c| c.runs.iter().map(|r| r.layers_at(last).len()))
-                .max()
-                .unwrap_or(0),
+            layer_count(&context.conditions, last),
             collapsed.join(", ")
         )
     });
@@ -103,13 +100,8 @@ fn differences_sentence(context: &Context) -> String {
             .into_iter()
             .filter_map(|quantity| {
                 let d = difference(a, b, &*quantity.value).filter(|d| d.excludes_zero())?;
-                let (lo, hi) = d.ci?;
                 n = d.n;
-                let p = quantity.digits;
-                Some(format!(
-                    "{} {:+.p$} [{:+.p$}, {:+.p$}]",
-                    quantity.title, d.mean, lo, hi
-                ))
+                Some(format!("{} {}", quantity.title, d.signed(quantity.digits)))
             })
             .collect();
         if !parts.is_empty() {

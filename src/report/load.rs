@@ -55,13 +55,6 @@ impl RunResults {
         self.heads.keys().next_back().map(|&(tokens, _)| tokens)
     }
 
-    /// Layer PRs at the last probe (empty without probes).
-    pub fn final_layers(&self) -> Vec<f64> {
-        self.last_probe()
-            .map(|t| self.layers_at(t))
-            .unwrap_or_default()
-    }
-
     /// Token points with probes.
     pub fn probe_tokens(&self) -> Vec<u64> {
         let mut tokens: Vec<u64> = self.heads.keys().map(|(t, _)| *t).collect();

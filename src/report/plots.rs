@@ -8,7 +8,7 @@ use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 
 use super::conditions::{
-    group, metric_name_unit, metric_title, site_title, tokens_title, Condition,
+    group, layer_count, metric_name_unit, metric_title, site_title, tokens_title, Condition,
 };
 use super::context::other_probes;
 use super::load::RunResults;
@@ -269,11 +269,7 @@ fn layer_bars<DB: DrawingBackend>(
         .flat_map(|c| c.runs.iter().filter_map(|r| r.last_probe()))
         .max()
         .unwrap_or(0);
-    let n_layers = conditions
-        .iter()
-        .flat_map(|c| c.runs.iter().map(|r| r.layers_at(last).len()))
-        .max()
-        .unwrap_or(0);
+    let n_layers = layer_count(conditions, last);
     let bars: Vec<Vec<Option<Estimate>>> = conditions
         .iter()
         .map(|c| {

@@ -46,6 +46,15 @@ impl Estimate {
         self.ci.is_some_and(|(lo, hi)| lo > 0.0 || hi < 0.0)
     }
 
+    /// A difference with its sign: "+0.525 [+0.250, +0.801]" (the 95% interval) for
+    /// several values, "+0.525" for one.
+    pub fn signed(&self, digits: usize) -> String {
+        match self.ci {
+            Some((lo, hi)) => format!("{:+.digits$} [{lo:+.digits$}, {hi:+.digits$}]", self.mean),
+            None => format!("{:+.digits$}", self.mean),
+        }
+    }
+
     /// "4.512" for one value, "4.512 ± 0.031" (95% CI half-width) for several.
     pub fn display(&self, digits: usize) -> String {
         match self.ci {
@@ -115,6 +124,8 @@ mod tests {
         assert_eq!((d.mean, d.sd), (1.0, 0.0));
         assert_eq!(d.ci, Some((1.0, 1.0)));
         assert!(d.excludes_zero());
+        assert_eq!(d.signed(2), "+1.00 [+1.00, +1.00]");
+        assert_eq!(Estimate::of(&[-0.5]).unwrap().signed(1), "-0.5");
         assert!((t_975(1000) - 1.962).abs() < 1e-3);
     }
 }

@@ -6,13 +6,13 @@ use crate::store::manifest::RunStatus;
 
 use super::collect::collect_runs;
 use super::conditions::{
-    difference, group, metric_name_unit, metric_title, site_title, tokens_title, Condition,
+    difference, group, layer_count, metric_name_unit, metric_title, site_title, tokens_title,
+    Condition,
 };
 use super::context::{compared, other_probes, quantities, Context};
 use super::findings::findings;
 use super::load::RunResults;
 use super::settings::ReportSettings;
-use super::stats::Estimate;
 
 /// A rendered report.
 #[derive(Debug, Clone)]
@@ -26,7 +26,7 @@ pub struct Report {
 
 /// A table cell: "-" when missing or NaN, "inf" for a value beyond what the data
 /// resolves (a condition number past float32 precision).
-pub(super) fn fmt(value: Option<f64>, digits: usize) -> String {
+fn fmt(value: Option<f64>, digits: usize) -> String {
     match value {
         Some(v) if v.is_finite() => format!("{v:.digits$}"),
         Some(v) if v.is_infinite() => if v > 0.0 { "inf" } else { "-inf" }.to_owned(),
@@ -34,12 +34,15 @@ pub(super) fn fmt(value: Option<f64>, digits: usize) -> String {
     }
 }
 
-/// An estimate's cell: "4.512" for one run, "4.512 ± 0.031" (95% CI) for seeds, and an
-/// infinite single value as "inf".
-fn cell(estimate: Option<Estimate>, single: Option<f64>, digits: usize) -> String {
-    match estimate {
+/// The cell of a condition's `value`: "4.512" for one run, "4.512 ± 0.031" (95% CI) for
+/// seeds, and a single run's infinite value as "inf".
+fn value_cell(c: &Condition, value: &dyn Fn(&RunResults) -> Option<f64>, digits: usize) -> String {
+    match c.estimate(value) {
         Some(e) => e.display(digits),
-        None => fmt(single, digits),
+        None => {
+            let single = (c.runs.len() == 1).then(|| value(c.runs[0])).flatten();
+            fmt(single, digits)
+        }
     }
 }
 
@@ -201,11 +204,6 @@ pub fn build_report(study_dir: &Path, settings: &ReportSettings) -> Result<Repor
     })
 }
 
-/// The condition column: its name and description.
-fn condition_cell(condition: &Condition) -> String {
-    condition.title()
-}
-
 /// "done" for one run, "3/3 done" for seeds.
 fn status_cell(condition: &Condition) -> String {
     match condition.runs.as_slice() {
@@ -227,13 +225,12 @@ fn comparison_table(context: &Context) -> (String, String) {
         .conditions
         .iter()
         .map(|c| {
-            let mut row = vec![condition_cell(c), status_cell(c)];
+            let mut row = vec![c.title(), status_cell(c)];
             if context.seeds > 1 {
                 row.push(c.runs.len().to_string());
             }
             for q in &context.quantities {
-                let single = (c.runs.len() == 1).then(|| (q.value)(c.runs[0])).flatten();
-                row.push(cell(c.estimate(&*q.value), single, q.digits));
+                row.push(value_cell(c, &*q.value, q.digits));
             }
             row
         })
@@ -291,16 +288,7 @@ fn differences_table(context: &Context) -> (String, String) {
                     Some(d) => {
                         n = n.max(d.n);
                         let star = if d.excludes_zero() { " *" } else { "" };
-                        match d.ci {
-                            Some((lo, hi)) => format!(
-                                "{:+.p$} [{:+.p$}, {:+.p$}]{star}",
-                                d.mean,
-                                lo,
-                                hi,
-                                p = q.digits
-                            ),
-                            None => format!("{:+.p$}", d.mean, p = q.digits),
-                        }
+                        format!("{}{star}", d.signed(q.digits))
                     }
                     None => "-".to_owned(),
                 })
@@ -315,23 +303,19 @@ fn differences_table(context: &Context) -> (String, String) {
 
 fn layer_table(context: &Context) -> (String, String) {
     let last = context.points.last().copied().unwrap_or(0);
-    let n_layers = context
-        .conditions
-        .iter()
-        .flat_map(|c| c.runs.iter().map(|r| r.layers_at(last).len()))
-        .max()
-        .unwrap_or(0);
+    let n_layers = layer_count(&context.conditions, last);
     let header: Vec<String> = std::iter::once("layer".to_owned())
-        .chain(context.conditions.iter().map(condition_cell))
+        .chain(context.conditions.iter().map(Condition::title))
         .collect();
     let rows: Vec<Vec<String>> = (0..n_layers)
         .map(|layer| {
             std::iter::once(layer.to_string())
-                .chain(context.conditions.iter().map(|c| {
-                    let value = |r: &RunResults| r.layers_at(last).get(layer).copied();
-                    let single = (c.runs.len() == 1).then(|| value(c.runs[0])).flatten();
-                    cell(c.estimate(&value), single, 2)
-                }))
+                .chain(
+                    context
+                        .conditions
+                        .iter()
+                        .map(|c| value_cell(c, &|r| r.layers_at(last).get(layer).copied(), 2)),
+                )
                 .collect()
         })
         .collect();
@@ -340,17 +324,18 @@ fn layer_table(context: &Context) -> (String, String) {
 
 fn trajectory_table(context: &Context, points: &[u64]) -> (String, String) {
     let header: Vec<String> = std::iter::once("tokens".to_owned())
-        .chain(context.conditions.iter().map(condition_cell))
+        .chain(context.conditions.iter().map(Condition::title))
         .collect();
     let rows: Vec<Vec<String>> = points
         .iter()
         .map(|&p| {
             std::iter::once(p.to_string())
-                .chain(context.conditions.iter().map(|c| {
-                    let value = |r: &RunResults| r.model_at(p);
-                    let single = (c.runs.len() == 1).then(|| value(c.runs[0])).flatten();
-                    cell(c.estimate(&value), single, 2)
-                }))
+                .chain(
+                    context
+                        .conditions
+                        .iter()
+                        .map(|c| value_cell(c, &|r| r.model_at(p), 2)),
+                )
                 .collect()
         })
         .collect();
