@@ -48,13 +48,7 @@ fn write_run(study: &Path, run: Fixture) -> RunPaths {
         ..Manifest::starting("fixture", run.label, &run_id, run.index, config)
     };
     manifest.write(&paths.dir).unwrap();
-    let keys = RunKeys {
-        study: "fixture".into(),
-        condition: run.condition.into(),
-        label: run.label.into(),
-        run_id,
-        seed: run.seed,
-    };
+    let keys = RunKeys::of(&manifest);
     let points = [0u64, 1000, 2000, 3000];
     let metrics: Vec<MetricRow> = points
         .iter()

@@ -10,7 +10,6 @@ use crate::data::Dataset;
 use crate::plan::cost::{param_count, steps_and_tokens};
 use crate::plan::{Plan, PlannedRun};
 use crate::spec::{ron_options, Device};
-use crate::store::frame::RunKeys;
 use crate::store::manifest::{git_state, now, versions, DataSummary, Manifest, RunStatus};
 use crate::store::{write_atomic, RunPaths, Table};
 use crate::train::checkpoint::{Checkpoint, CheckpointError, CHECKPOINT_FILE};
@@ -72,12 +71,7 @@ pub(super) fn train_one(
         .map_err(|e| store_failure(run_dir, e))?;
     let (_, tokens) = steps_and_tokens(&run.config);
     progress.start_run(&run.label, tokens);
-    let mut recorder = RunRecorder::new(
-        RunKeys::of(&plan.study, run),
-        paths.clone(),
-        progress,
-        manifest,
-    );
+    let mut recorder = RunRecorder::new(paths.clone(), progress, manifest);
     let checkpoint_path = run_dir.join(CHECKPOINT_FILE);
     let resume = if force {
         remove_if_present(&checkpoint_path).map_err(|e| store_failure(run_dir, e))?;

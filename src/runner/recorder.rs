@@ -17,7 +17,6 @@ use super::progress::Progress;
 /// then its manifest with their SHA-256s, and moves the progress bar. A resumed run's
 /// earlier rows come first, unchanged.
 pub struct RunRecorder<'a> {
-    keys: RunKeys,
     paths: RunPaths,
     /// The run's manifest: its checksums follow every write of the result files (a crash
     /// between the two writes leaves a mismatch, and the files are set aside on resume).
@@ -35,14 +34,8 @@ pub struct RunRecorder<'a> {
 }
 
 impl<'a> RunRecorder<'a> {
-    pub fn new(
-        keys: RunKeys,
-        paths: RunPaths,
-        progress: &'a mut Progress,
-        manifest: Manifest,
-    ) -> Self {
+    pub fn new(paths: RunPaths, progress: &'a mut Progress, manifest: Manifest) -> Self {
         RunRecorder {
-            keys,
             paths,
             manifest,
             earlier: None,
@@ -99,11 +92,13 @@ impl<'a> RunRecorder<'a> {
             }
             .map_err(std::io::Error::other)
         };
-        let metrics_now = metrics_frame(&self.keys, &self.rows);
+        // Every row names the run its manifest describes.
+        let keys = RunKeys::of(&self.manifest);
+        let metrics_now = metrics_frame(&keys, &self.rows);
         let mut metrics = with_earlier(metrics_now, earlier.map(|(m, _)| m))?;
         let metrics_path = self.paths.table(Table::Metrics);
         let metrics_sum = write_parquet(metrics_path, &mut metrics)?;
-        let probes_now = probes_frame(&self.keys, &self.probes);
+        let probes_now = probes_frame(&keys, &self.probes);
         let mut probes = with_earlier(probes_now, earlier.map(|(_, p)| p))?;
         let probes_sum = write_parquet(self.paths.table(Table::Probes), &mut probes)?;
         let checksums = &mut self.manifest.checksums;

@@ -13,8 +13,6 @@ use polars::prelude::{
 use crate::atomic_file::write_atomic;
 pub use crate::quiet_panic::{panic_text, quietly};
 
-use crate::plan::PlannedRun;
-
 use super::manifest::{sha256_file, sha256_hex, Manifest};
 use super::Table;
 
@@ -43,13 +41,18 @@ pub struct RunKeys {
 pub const KEY_COLUMNS: [&str; 5] = ["study", "condition", "label", "run_id", "seed"];
 
 impl RunKeys {
-    pub fn of(study: &str, run: &PlannedRun) -> RunKeys {
+    /// The keys of the run `manifest` describes (a manifest that names no condition, as
+    /// earlier versions wrote them, is its own condition).
+    pub fn of(manifest: &Manifest) -> RunKeys {
         RunKeys {
-            study: study.to_owned(),
-            condition: run.condition.clone(),
-            label: run.label.clone(),
-            run_id: run.id.clone(),
-            seed: run.config.seed,
+            study: manifest.study.clone(),
+            condition: manifest
+                .condition
+                .clone()
+                .unwrap_or_else(|| manifest.label.clone()),
+            label: manifest.label.clone(),
+            run_id: manifest.run_id.clone(),
+            seed: manifest.seed,
         }
     }
 }

@@ -44,15 +44,10 @@ pub fn upgrade_layout(study_dir: &Path, plan: Option<&Plan>) -> io::Result<Vec<S
         paths.create_dirs()?;
         if let Some(mut manifest) = Manifest::read(&old_dir) {
             let planned = plan.and_then(|p| p.runs.iter().find(|r| r.id == manifest.run_id));
-            let keys = RunKeys {
-                study: manifest.study.clone(),
-                condition: planned.map_or(manifest.label.clone(), |r| r.condition.clone()),
-                label: manifest.label.clone(),
-                run_id: manifest.run_id.clone(),
-                seed: manifest.seed,
-            };
-            manifest.condition = Some(keys.condition.clone());
+            manifest.condition =
+                Some(planned.map_or(manifest.label.clone(), |r| r.condition.clone()));
             manifest.description = planned.map(|r| r.description.clone());
+            let keys = RunKeys::of(&manifest);
             for table in Table::ALL {
                 let old_file = old_dir.join(table.file_name());
                 // An unreadable table stays in the run directory, where nothing reads it.
