@@ -68,7 +68,7 @@ pub fn matmul(
 }
 
 /// `matmul` on all of rayon's threads, for large products; on the calling thread alone
-/// when that is one of rayon's workers already (a product inside a parallel loop).
+/// inside `one_per_thread`.
 pub fn matmul_threaded(
     dims: (usize, usize, usize),
     dst: (&mut [f32], Strided, bool),
@@ -121,10 +121,32 @@ pub fn matmul_new(
     dst
 }
 
+thread_local! {
+    /// Set while this thread runs one item of a parallel loop whose items each make
+    /// their own products (`one_per_thread`).
+    static ONE_PER_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with the threaded products inside it on the calling thread alone: for the
+/// items of a parallel loop that already keeps every thread busy (Muon's matrices), where
+/// splitting each product again would only add hand-offs.
+pub fn one_per_thread<R>(f: impl FnOnce() -> R) -> R {
+    /// Restores the flag when `f` returns or unwinds.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            ONE_PER_THREAD.with(|flag| flag.set(self.0));
+        }
+    }
+    let _restore = Restore(ONE_PER_THREAD.with(|flag| flag.replace(true)));
+    f()
+}
+
 fn threads() -> gemm::Parallelism {
-    match rayon::current_thread_index() {
-        Some(_) => gemm::Parallelism::None,
-        None => gemm::Parallelism::Rayon(rayon::current_num_threads()),
+    if ONE_PER_THREAD.with(|flag| flag.get()) {
+        gemm::Parallelism::None
+    } else {
+        gemm::Parallelism::Rayon(rayon::current_num_threads())
     }
 }
 

@@ -181,7 +181,7 @@ impl Muon {
                 if buf.is_empty() {
                     *buf = vec![0.0; grad.len()];
                 }
-                matrix_update(config, buf, grad, *rows, *cols)
+                crate::matmul::one_per_thread(|| matrix_update(config, buf, grad, *rows, *cols))
             })
             .collect();
         // 3. Applied in the same order.

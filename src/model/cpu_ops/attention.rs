@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use crate::matmul::{matmul, Strided};
 
-use super::exp::exp_sum;
+use super::vector;
 
 /// Query rows per block: small blocks skip more of the masked triangle, large ones make
 /// better matrix products.
@@ -75,9 +75,7 @@ impl AttentionShape {
 /// Softmax over row `i`'s first `i + 1` entries (the keys it may see); zeros after them.
 fn causal_softmax(row: &mut [f32], i: usize) {
     let (seen, masked) = row.split_at_mut(i + 1);
-    let max = seen.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-    let inv = 1.0 / exp_sum(seen, max);
-    seen.iter_mut().for_each(|x| *x *= inv);
+    vector::softmax(seen);
     masked.fill(0.0);
 }
 
@@ -219,7 +217,7 @@ pub fn backward(
                         let d_row = &mut d_scores[(i - r0) * seq..(i - r0) * seq + r1];
                         let p_row = &probs[p0 + i * seq..p0 + i * seq + r1];
                         let (seen, masked) = d_row.split_at_mut(i + 1);
-                        let dot: f32 = seen.iter().zip(p_row).map(|(d, p)| d * p).sum();
+                        let dot = vector::dot(seen, &p_row[..=i]);
                         for (ds, &p) in seen.iter_mut().zip(p_row) {
                             *ds = p * (*ds - dot) * scale;
                         }

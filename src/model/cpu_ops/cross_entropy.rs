@@ -5,8 +5,8 @@
 
 use rayon::prelude::*;
 
-use super::exp::exp_sum;
 use super::linear;
+use super::vector;
 
 const ROWS_PER_TASK: usize = 16;
 
@@ -33,10 +33,7 @@ pub fn forward(
             let mut total = 0.0f64;
             for (i, row) in rows.chunks_mut(vocab).enumerate() {
                 let target_logit = row[targets[chunk * ROWS_PER_TASK + i]];
-                let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-                let sum = exp_sum(row, max);
-                let inv = 1.0 / sum;
-                row.iter_mut().for_each(|p| *p *= inv);
+                let (max, sum) = vector::softmax(row);
                 total += f64::from(max + sum.ln() - target_logit);
             }
             total

@@ -1,14 +1,12 @@
-//! A vectorised `exp` for softmax and cross-entropy: Cephes' single-precision
-//! polynomial (relative error about 1e-7 over the range softmax uses), written as plain
-//! loops that the compiler vectorises, compiled for AVX-512 and AVX2 and chosen at run
-//! time. libm's `expf` is scalar: in a quickstart step it cost as much as the attention
-//! products. The same arithmetic runs on every path (no fused multiply-adds), so results
-//! do not depend on the machine.
+//! A vectorisable `exp` for softmax and cross-entropy: Cephes' single-precision
+//! polynomial (relative error about 1e-7 over the range softmax uses), in arithmetic the
+//! compiler vectorises (`vector::exp_sum` runs it over slices). libm's `expf` is scalar:
+//! in a quickstart step it cost as much as the attention products.
 
 /// e^x for x <= 0 down to about -87 (softmax arguments are shifted to be <= 0); below
 /// that the result underflows towards 0 smoothly.
 #[inline(always)]
-fn exp_one(x: f32) -> f32 {
+pub(super) fn exp_one(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
@@ -34,55 +32,9 @@ fn exp_one(x: f32) -> f32 {
     e * f32::from_bits(exponent << 23)
 }
 
-/// Replaces each x with e^(x - shift) and returns their sum.
-#[inline(always)]
-fn exp_sum_generic(xs: &mut [f32], shift: f32) -> f32 {
-    for x in xs.iter_mut() {
-        *x = exp_one(*x - shift);
-    }
-    // Sixteen partial sums: a shape the compiler keeps in vector registers.
-    let mut lanes = [0.0f32; 16];
-    let mut chunks = xs.chunks_exact(16);
-    for chunk in &mut chunks {
-        for (lane, x) in lanes.iter_mut().zip(chunk) {
-            *lane += x;
-        }
-    }
-    lanes.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn exp_sum_avx512(xs: &mut [f32], shift: f32) -> f32 {
-    exp_sum_generic(xs, shift)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn exp_sum_avx2(xs: &mut [f32], shift: f32) -> f32 {
-    exp_sum_generic(xs, shift)
-}
-
-/// Replaces each x with e^(x - shift) (shift at least the largest x, so every argument
-/// is <= 0) and returns their sum.
-pub fn exp_sum(xs: &mut [f32], shift: f32) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F.
-            return unsafe { exp_sum_avx512(xs, shift) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2.
-            return unsafe { exp_sum_avx2(xs, shift) };
-        }
-    }
-    exp_sum_generic(xs, shift)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::super::vector::exp_sum;
 
     #[test]
     fn matches_libm_to_a_few_ulps_and_sums() {
@@ -99,10 +51,9 @@ mod tests {
             );
         }
         assert!((f64::from(sum) - expected_sum).abs() / expected_sum < 1e-6);
-        // The generic path computes the same values bit for bit.
-        let mut generic = xs.clone();
-        exp_sum_generic(&mut generic, 0.0);
-        assert_eq!(generic, ys);
+        // The scalar function computes the same values bit for bit.
+        let scalar: Vec<f32> = xs.iter().map(|&x| super::exp_one(x)).collect();
+        assert_eq!(scalar, ys);
     }
 
     #[test]

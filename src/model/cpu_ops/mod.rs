@@ -13,6 +13,7 @@ mod exp;
 mod linear;
 mod norm;
 mod rope;
+mod vector;
 
 use std::sync::Arc;
 

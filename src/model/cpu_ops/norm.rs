@@ -4,6 +4,8 @@
 
 use rayon::prelude::*;
 
+use super::vector;
+
 /// Groups per parallel task: enough work to pay for the task.
 fn groups_per_task(group: usize) -> usize {
     (16_384 / group).max(1)
@@ -18,7 +20,7 @@ pub fn forward(x: &[f32], group: usize, gain: Option<&[f32]>, eps: f32, y: &mut 
         .zip(inv_rms.par_chunks_mut(per))
         .for_each(|((x, y), inv_rms)| {
             for ((x, y), inv) in x.chunks(group).zip(y.chunks_mut(group)).zip(inv_rms) {
-                let mean_square = x.iter().map(|v| v * v).sum::<f32>() / group as f32;
+                let mean_square = vector::sum_squares(x) / group as f32;
                 *inv = 1.0 / (mean_square + eps).sqrt();
                 match gain {
                     Some(gain) => {
@@ -71,8 +73,7 @@ pub fn backward(
                         *dg += dy * x * inv;
                     }
                 }
-                let mean_dn_n =
-                    dn.iter().zip(x).map(|(d, x)| d * x * inv).sum::<f32>() / group as f32;
+                let mean_dn_n = vector::dot(&dn, x) * inv / group as f32;
                 for ((dx, d), x) in dx.iter_mut().zip(&dn).zip(x) {
                     *dx += inv * (d - x * inv * mean_dn_n);
                 }
