@@ -1,73 +1,259 @@
-//! The LM head and mean next-token cross-entropy, fused on the CPU: logits are computed
-//! into a buffer this operation owns and turned into probabilities in place, so no
-//! [rows, vocab] tensor, copy or zeroed gradient passes through dfdx, and the backward
-//! pass turns the same buffer into the logits' gradient in place.
+//! The LM head and mean next-token cross-entropy, fused on the CPU and taken in blocks
+//! of rows. A block's logits [BLOCK, vocab] are computed, turned into probabilities, and
+//! (when gradients are wanted) into the logits' gradient in place, which goes straight
+//! into the gradients of `x` and the head. The [rows, vocab] logits never exist at once
+//! (16 MB on the quickstart, written and read back five times per step); a block's stay
+//! in the core's cache. The gradients are those of a loss gradient of 1; the backward
+//! pass scales them by the one it receives (the loss is the graph's last operation).
 
 use rayon::prelude::*;
 
-use super::linear;
+use crate::matmul::{matmul, Strided};
+
 use super::vector;
 
-const ROWS_PER_TASK: usize = 16;
+/// Logit elements per block: a block's logits (1 MiB) stay in a core's L2 cache.
+const BLOCK_LOGITS: usize = 1 << 18;
 
-/// What the forward pass keeps: the softmax probabilities [rows, vocab].
-pub struct Saved {
-    probs: Vec<f32>,
+/// The gradients of the mean loss with respect to `x` [rows, width] and the head
+/// [vocab, width], for a loss gradient of 1.
+pub struct Grads {
+    pub dx: Vec<f32>,
+    pub d_head: Vec<f32>,
+}
+
+/// The rows of one block, at most `BLOCK_LOGITS / vocab` and at least 1.
+fn block_rows(vocab: usize) -> usize {
+    (BLOCK_LOGITS / vocab).max(1)
 }
 
 /// Mean loss of the logits `x @ head^T` (x [rows, width], head [vocab, width]) against
-/// `targets`, and what the backward pass needs.
+/// `targets`, and with `want_grads` its gradients (for a loss gradient of 1).
+///
+/// The rows are split into one contiguous part per thread; each part runs its blocks in
+/// order into its own head gradient, and the parts' sums are added in part order, so the
+/// result does not depend on which thread ran what.
 pub fn forward(
     x: &[f32],
     head: &[f32],
     width: usize,
     vocab: usize,
     targets: &[usize],
-) -> (f32, Saved) {
+    want_grads: bool,
+) -> (f32, Option<Grads>) {
     let rows = targets.len();
-    let mut probs = linear::forward((rows, width, vocab), x, head);
-    let total: f64 = probs
-        .par_chunks_mut(vocab * ROWS_PER_TASK)
-        .enumerate()
-        .map(|(chunk, rows)| {
-            let mut total = 0.0f64;
-            for (i, row) in rows.chunks_mut(vocab).enumerate() {
-                let target_logit = row[targets[chunk * ROWS_PER_TASK + i]];
-                let (max, sum) = vector::softmax(row);
-                total += f64::from(max + sum.ln() - target_logit);
-            }
-            total
-        })
-        .sum();
-    ((total / rows as f64) as f32, Saved { probs })
+    assert_eq!(x.len(), rows * width, "LM head input");
+    assert_eq!(head.len(), vocab * width, "LM head weight");
+    if rows == 0 {
+        // The mean of no losses; no row has a gradient.
+        let grads = want_grads.then(|| Grads {
+            dx: Vec::new(),
+            d_head: vec![0.0; vocab * width],
+        });
+        return (f32::NAN, grads);
+    }
+    let block = block_rows(vocab);
+    let blocks = rows.div_ceil(block);
+    let parts = rayon::current_num_threads().clamp(1, blocks);
+    let rows_per_part = blocks.div_ceil(parts) * block;
+    let mut dx = vec![0.0f32; if want_grads { rows * width } else { 0 }];
+    let part_rows = (0..rows).step_by(rows_per_part);
+    let dx_parts: Vec<&mut [f32]> = if want_grads {
+        dx.chunks_mut(rows_per_part * width).collect()
+    } else {
+        part_rows.clone().map(|_| &mut [][..]).collect()
+    };
+    let part = Part {
+        x,
+        head,
+        width,
+        vocab,
+        targets,
+        block,
+        inv_rows: 1.0 / rows as f32,
+    };
+    let results: Vec<(f64, Vec<f32>)> = part_rows
+        .zip(dx_parts)
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .map(|(r0, dx)| part.run(r0..(r0 + rows_per_part).min(rows), want_grads, dx))
+        .collect();
+    let total: f64 = results.iter().map(|(loss, _)| loss).sum();
+    let loss = (total / rows as f64) as f32;
+    if !want_grads {
+        return (loss, None);
+    }
+    let mut partials = results.into_iter().map(|(_, d_head)| d_head);
+    let mut d_head = partials.next().expect("at least one part");
+    for partial in partials {
+        d_head.iter_mut().zip(&partial).for_each(|(d, p)| *d += p);
+    }
+    (loss, Some(Grads { dx, d_head }))
 }
 
-/// Adds the gradients of `x` and `head` for the loss gradient `d_loss`.
-#[allow(clippy::too_many_arguments)]
-pub fn backward(
-    saved: Saved,
-    x: &[f32],
-    head: &[f32],
+/// What every part reads.
+struct Part<'a> {
+    x: &'a [f32],
+    head: &'a [f32],
     width: usize,
     vocab: usize,
-    targets: &[usize],
-    d_loss: f32,
-    dx: &mut [f32],
-    d_head: &mut [f32],
-) {
-    let rows = targets.len();
-    let scale = d_loss / rows as f32;
-    // d logits = scale * (softmax - one_hot(target)), in place.
-    let mut d_logits = saved.probs;
-    d_logits
-        .par_chunks_mut(vocab * ROWS_PER_TASK)
-        .enumerate()
-        .for_each(|(chunk, rows)| {
-            for (i, row) in rows.chunks_mut(vocab).enumerate() {
-                row.iter_mut().for_each(|p| *p *= scale);
-                row[targets[chunk * ROWS_PER_TASK + i]] -= scale;
+    targets: &'a [usize],
+    block: usize,
+    inv_rows: f32,
+}
+
+impl Part<'_> {
+    /// Rows `rows` block by block: the sum of their losses and, with `want_grads`, their
+    /// head gradient (their rows of `dx`, which starts at the first of them, are written).
+    fn run(
+        &self,
+        rows: std::ops::Range<usize>,
+        want_grads: bool,
+        dx: &mut [f32],
+    ) -> (f64, Vec<f32>) {
+        let (width, vocab) = (self.width, self.vocab);
+        let mut logits = vec![0.0f32; self.block * vocab];
+        let mut d_head = vec![0.0f32; if want_grads { vocab * width } else { 0 }];
+        let mut total = 0.0f64;
+        for r0 in rows.clone().step_by(self.block) {
+            let n = self.block.min(rows.end - r0);
+            let logits = &mut logits[..n * vocab];
+            let x_block = Strided::rows(r0 * width, width);
+            matmul(
+                (n, width, vocab),
+                logits,
+                Strided::rows(0, vocab),
+                false,
+                self.x,
+                x_block,
+                self.head,
+                Strided::rows(0, width).t(),
+                1.0,
+            );
+            for (row, &target) in logits.chunks_mut(vocab).zip(&self.targets[r0..r0 + n]) {
+                let target_logit = row[target];
+                let (max, sum) = vector::softmax(row);
+                total += f64::from(max + sum.ln() - target_logit);
+                if want_grads {
+                    // d logits = (softmax - one_hot(target)) / rows.
+                    row.iter_mut().for_each(|p| *p *= self.inv_rows);
+                    row[target] -= self.inv_rows;
+                }
             }
-        });
-    let dims = (rows, width, vocab);
-    linear::backward(dims, &d_logits, (x, dx), (head, d_head));
+            if want_grads {
+                // dx = d logits @ head; d head += d logits^T @ x.
+                matmul(
+                    (n, vocab, width),
+                    dx,
+                    Strided::rows((r0 - rows.start) * width, width),
+                    false,
+                    logits,
+                    Strided::rows(0, vocab),
+                    self.head,
+                    Strided::rows(0, width),
+                    1.0,
+                );
+                matmul(
+                    (vocab, n, width),
+                    &mut d_head,
+                    Strided::rows(0, width),
+                    true,
+                    logits,
+                    Strided::rows(0, vocab).t(),
+                    self.x,
+                    x_block,
+                    1.0,
+                );
+            }
+        }
+        (total, d_head)
+    }
+}
+
+/// Adds `d_loss` times the gradients of a loss gradient of 1 to `dx` and `d_head`.
+pub fn backward(grads: &Grads, d_loss: f32, dx: &mut [f32], d_head: &mut [f32]) {
+    let add = |dst: &mut [f32], src: &[f32]| {
+        dst.par_chunks_mut(1 << 14)
+            .zip(src.par_chunks(1 << 14))
+            .for_each(|(d, s)| d.iter_mut().zip(s).for_each(|(d, s)| *d += d_loss * s));
+    };
+    add(dx, &grads.dx);
+    add(d_head, &grads.d_head);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Loss and gradients computed directly in f64: logits, log-softmax, softmax - one-hot.
+    fn reference(
+        x: &[f32],
+        head: &[f32],
+        width: usize,
+        vocab: usize,
+        targets: &[usize],
+    ) -> (f64, Vec<f64>, Vec<f64>) {
+        let rows = targets.len();
+        let (mut loss, mut dx, mut d_head) =
+            (0.0, vec![0.0; rows * width], vec![0.0; vocab * width]);
+        for (r, &t) in targets.iter().enumerate() {
+            let xr = &x[r * width..(r + 1) * width];
+            let logits: Vec<f64> = (0..vocab)
+                .map(|v| {
+                    (0..width)
+                        .map(|c| f64::from(xr[c]) * f64::from(head[v * width + c]))
+                        .sum()
+                })
+                .collect();
+            let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let sum: f64 = logits.iter().map(|l| (l - max).exp()).sum();
+            loss += max + sum.ln() - logits[t];
+            for (v, l) in logits.iter().enumerate() {
+                let d = ((l - max).exp() / sum - f64::from(u8::from(v == t))) / rows as f64;
+                for c in 0..width {
+                    dx[r * width + c] += d * f64::from(head[v * width + c]);
+                    d_head[v * width + c] += d * f64::from(xr[c]);
+                }
+            }
+        }
+        (loss / rows as f64, dx, d_head)
+    }
+
+    /// Equal to float32 rounding of sums over a 131,072-word vocabulary.
+    fn close(got: &[f32], want: &[f64], what: &str) {
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (f64::from(*g) - w).abs() < 5e-5 + 1e-4 * w.abs(),
+                "{what}[{i}]: {g} vs {w}"
+            );
+        }
+    }
+
+    #[test]
+    fn blocks_and_parts_give_the_loss_and_gradients_of_the_whole() {
+        // A vocabulary this large makes blocks of 2 rows: 7 rows are 4 blocks (the last
+        // one short), split over the threads' parts.
+        let (width, vocab) = (3, BLOCK_LOGITS / 2);
+        assert_eq!(block_rows(vocab), 2);
+        let targets = [0, 5, vocab - 1, 17, 3, 3, 1000];
+        let rows = targets.len();
+        let value = |i: usize, salt: usize| (((i * 7919 + salt) % 211) as f32 - 105.0) / 80.0;
+        let x: Vec<f32> = (0..rows * width).map(|i| value(i, 1)).collect();
+        let head: Vec<f32> = (0..vocab * width).map(|i| value(i, 2)).collect();
+        let (loss, grads) = forward(&x, &head, width, vocab, &targets, true);
+        let (want_loss, want_dx, want_head) = reference(&x, &head, width, vocab, &targets);
+        assert!(
+            (f64::from(loss) - want_loss).abs() < 1e-5 * want_loss,
+            "{loss} vs {want_loss}"
+        );
+        let grads = grads.expect("gradients were asked for");
+        close(&grads.dx, &want_dx, "dx");
+        close(&grads.d_head, &want_head, "d_head");
+        // Without gradients: the same loss; the backward pass scales by the loss gradient.
+        assert_eq!(forward(&x, &head, width, vocab, &targets, false).0, loss);
+        let (mut dx, mut d_head) = (vec![1.0f32; rows * width], vec![0.0f32; vocab * width]);
+        backward(&grads, 2.0, &mut dx, &mut d_head);
+        let doubled: Vec<f64> = want_dx.iter().map(|d| 1.0 + 2.0 * d).collect();
+        close(&dx, &doubled, "accumulated dx");
+    }
 }

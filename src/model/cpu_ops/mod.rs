@@ -342,7 +342,9 @@ pub fn causal_attention<const QW: usize, const KVW: usize, T: ModelTape<Cpu>>(
 }
 
 /// The LM head `x @ head^T` and the mean cross-entropy of its logits [rows, V] against
-/// target ids [rows], fused: the logits never become a tensor.
+/// target ids [rows], fused: the logits never become a tensor, and with a tape the
+/// gradients are computed in the forward pass, block by block (`cross_entropy`), and
+/// scaled by the loss's gradient in the backward pass.
 pub fn lm_head_loss<const M: usize, const V: usize, T: ModelTape<Cpu>>(
     x: Rows<M, T>,
     head: Tensor<Rank2<V, M>, f32, Cpu, T>,
@@ -353,14 +355,14 @@ pub fn lm_head_loss<const M: usize, const V: usize, T: ModelTape<Cpu>>(
     let head = head.expect("a head was given");
     let targets = targets.as_vec();
     let (xs, hs) = (host(&x), host(&head));
-    let (loss, saved) = cross_entropy::forward(&xs, &hs, M, V, &targets);
+    let (loss, unit_grads) = cross_entropy::forward(&xs, &hs, M, V, &targets, T::OWNS_TAPE);
     let out = x.device().tensor_from_vec(vec![loss], ());
-    if T::OWNS_TAPE {
+    if let Some(unit_grads) = unit_grads {
         let (out_slot, x_slot, head_slot) = (slot_of(&out), slot_of(&x), slot_of(&head));
         tape.add_backward_op(move |grads| {
             let _span = profile::span("lm_head_loss backward");
             let (d_loss, [dx, d_head]) = slots(grads, &*out_slot, [&*x_slot, &*head_slot])?;
-            cross_entropy::backward(saved, &xs, &hs, M, V, &targets, d_loss[0], dx, d_head);
+            cross_entropy::backward(&unit_grads, d_loss[0], dx, d_head);
             Ok(())
         });
     }
