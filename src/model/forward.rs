@@ -143,10 +143,10 @@ impl<
         for (layer, block) in self.blocks.iter().enumerate() {
             let gain = Some(block.attn_norm.retaped::<T>());
             let normed = D::rms_norm(x.with_empty_tape(), gain, arch.norm_eps);
-            x = x + block.attention(normed, arch, consts, layer, &mut taps);
+            x = D::add(x, block.attention(normed, arch, consts, layer, &mut taps));
             let gain = Some(block.ffn_norm.retaped::<T>());
             let normed = D::rms_norm(x.with_empty_tape(), gain, arch.norm_eps);
-            x = x + block.feed_forward(normed, arch.activation);
+            x = D::add(x, block.feed_forward(normed, arch.activation));
         }
         D::rms_norm(x, Some(self.final_norm.retaped::<T>()), arch.norm_eps)
     }

@@ -77,6 +77,14 @@ pub trait ModelOps: Device<f32> {
     ) -> Tensor<Rank0, f32, Self, T> {
         composed::cross_entropy(composed::linear(x, head), targets)
     }
+
+    /// `x + y`: a block's output added to the residual stream.
+    fn add<const W: usize, T: ModelTape<Self>>(
+        x: Rows<W, Self, T>,
+        y: Rows<W, Self, T>,
+    ) -> Rows<W, Self, T> {
+        x + y
+    }
 }
 
 impl ModelOps for Cpu {
@@ -135,6 +143,13 @@ impl ModelOps for Cpu {
         targets: Tensor<(usize,), usize, Self>,
     ) -> Tensor<Rank0, f32, Self, T> {
         cpu_ops::lm_head_loss(x, head, targets)
+    }
+
+    fn add<const W: usize, T: ModelTape<Self>>(
+        x: Rows<W, Self, T>,
+        y: Rows<W, Self, T>,
+    ) -> Rows<W, Self, T> {
+        cpu_ops::add(x, y)
     }
 }
 

@@ -26,3 +26,11 @@ pub fn squared_relu_grad_in_place(h: &mut [f32], dy: &[f32]) {
             }
         });
 }
+
+/// `dst += src`.
+pub fn add_in_place(dst: &mut [f32], src: &[f32]) {
+    assert_eq!(dst.len(), src.len(), "adding slices of different lengths");
+    dst.par_chunks_mut(CHUNK)
+        .zip(src.par_chunks(CHUNK))
+        .for_each(|(d, s)| d.iter_mut().zip(s).for_each(|(d, s)| *d += s));
+}

@@ -157,6 +157,12 @@ fn fused_norms_rope_activation_and_loss_match_the_compositions() {
     compare("rope", &|x| super::rope(x, &consts.rope_table), &|x| {
         composed::rope(x, &consts)
     });
+    // Both operands depend on x: its gradient gathers both of the add's.
+    compare(
+        "add",
+        &|x| super::add(x.with_empty_tape(), x.square()),
+        &|x| x.with_empty_tape() + x.square(),
+    );
     // The gain's gradient.
     let gain_grad = |fused: bool| {
         let g = head_gain.leaky_trace();
