@@ -80,16 +80,15 @@ pub fn backward(
             }
             d_gain
         })
-        .reduce(Vec::new, |a, b| {
-            if a.is_empty() {
-                b
-            } else {
-                a.iter().zip(&b).map(|(x, y)| x + y).collect()
-            }
-        });
+        .collect::<Vec<_>>();
+    // Each task's gain gradient is added in task order: the same sums whichever thread
+    // ran what (a parallel `reduce` adds in an order that depends on work stealing, and
+    // a resumed run would not repeat an uninterrupted one bit for bit).
     if let Some(d_gain) = d_gain {
-        for (dg, p) in d_gain.iter_mut().zip(&partial_gain) {
-            *dg += p;
+        for partial in &partial_gain {
+            for (dg, p) in d_gain.iter_mut().zip(partial) {
+                *dg += p;
+            }
         }
     }
 }
