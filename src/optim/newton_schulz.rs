@@ -81,14 +81,17 @@ pub fn orthogonalize(
         .sum::<f64>()
         .sqrt() as f32;
     let scale = 1.0 / (norm * norm_factor(variant) + 1e-7);
-    let tall = rows > cols;
     // Work on the wide orientation: X is [r x c] with r <= c, its Gram matrix [r x r].
+    // A tall matrix is read and written in its own layout through transposed views (no
+    // copies): X = G^T.
+    let tall = rows > cols;
     let (r, c) = if tall { (cols, rows) } else { (rows, cols) };
     let mut x: Vec<f32> = g.iter().map(|v| v * scale).collect();
-    if tall {
-        x = transpose(&x, rows, cols);
-    }
-    let wide = Strided::rows(0, c);
+    let wide = if tall {
+        Strided::rows(0, cols).t()
+    } else {
+        Strided::rows(0, c)
+    };
     let square = Strided::rows(0, r);
     let mut gram = vec![0.0f32; r * r];
     let mut poly = vec![0.0f32; r * r];
@@ -122,9 +125,6 @@ pub fn orthogonalize(
             (&x, wide),
         );
         std::mem::swap(&mut x, &mut next);
-    }
-    if tall {
-        x = transpose(&x, cols, rows);
     }
     x
 }
@@ -205,6 +205,26 @@ mod tests {
                 min > 0.5 && max < 1.5,
                 "{rows}x{cols}: singular values in [{min}, {max}]"
             );
+        }
+    }
+
+    #[test]
+    fn a_tall_matrix_gives_the_transpose_of_its_transposes_result() {
+        let dev = Cpu::seed_from_u64(3);
+        let (rows, cols) = (40, 12);
+        let g = random(&dev, rows, cols);
+        let tall = orthogonalize(&g, rows, cols, MuonVariant::PolarExpress, 5, Precision::F32);
+        let wide = orthogonalize(
+            &transpose(&g, rows, cols),
+            cols,
+            rows,
+            MuonVariant::PolarExpress,
+            5,
+            Precision::F32,
+        );
+        let back = transpose(&wide, cols, rows);
+        for (i, (t, w)) in tall.iter().zip(&back).enumerate() {
+            assert!((t - w).abs() < 1e-5, "[{i}]: {t} vs {w}");
         }
     }
 
