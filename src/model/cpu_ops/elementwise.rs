@@ -5,24 +5,25 @@ use rayon::prelude::*;
 
 const CHUNK: usize = 16_384;
 
-/// `y = relu(x)^2`.
-pub fn squared_relu(x: &[f32]) -> Vec<f32> {
-    x.par_iter()
-        .with_min_len(CHUNK)
-        .map(|&x| {
+/// Replaces each pre-activation x with `relu(x)^2` (the block keeps only this: the
+/// activation's gradient is recovered from it, see `squared_relu_grad`).
+pub fn squared_relu_in_place(x: &mut [f32]) {
+    x.par_chunks_mut(CHUNK).for_each(|x| {
+        for x in x {
             let r = x.max(0.0);
-            r * r
-        })
-        .collect()
+            *x = r * r;
+        }
+    });
 }
 
-/// Replaces the pre-activation `h` with the gradient reaching it, `2 relu(h) dy`.
-pub fn squared_relu_grad_in_place(h: &mut [f32], dy: &[f32]) {
-    h.par_chunks_mut(CHUNK)
-        .zip(dy.par_chunks(CHUNK))
-        .for_each(|(h, dy)| {
-            for (h, &dy) in h.iter_mut().zip(dy) {
-                *h = 2.0 * h.max(0.0) * dy;
+/// Replaces `dy`, the gradient reaching `y = relu(x)^2`, with the gradient reaching x:
+/// `2 relu(x) dy = 2 sqrt(y) dy`.
+pub fn squared_relu_grad(y: &[f32], dy: &mut [f32]) {
+    dy.par_chunks_mut(CHUNK)
+        .zip(y.par_chunks(CHUNK))
+        .for_each(|(dy, y)| {
+            for (dy, &y) in dy.iter_mut().zip(y) {
+                *dy *= 2.0 * y.sqrt();
             }
         });
 }

@@ -22,7 +22,7 @@ use dfdx::prelude::*;
 use crate::profile;
 
 use super::tape::ModelTape;
-use crate::matmul::{matmul_new, matmul_threaded, Strided};
+use crate::matmul::{matmul_new, Strided};
 pub use attention::AttentionShape;
 
 /// Activations [rows, W] on the CPU.
@@ -137,8 +137,8 @@ pub fn linear<const IN: usize, const OUT: usize, T: ModelTape<Cpu>>(
 }
 
 /// The squared-ReLU feed-forward block `relu(x @ up^T)^2 @ down^T` in one operation: the
-/// [rows, F] hidden activations are this operation's own buffers, never tensors (no
-/// copies, no zeroed gradients of them).
+/// [rows, F] hidden activations are this operation's own buffer, never a tensor (no
+/// copies, no zeroed gradients of them), and the only one kept for the backward pass.
 pub fn squared_relu_mlp<const M: usize, const F: usize, T: ModelTape<Cpu>>(
     x: Rows<M, T>,
     up: Tensor<Rank2<F, M>, f32, Cpu, T>,
@@ -151,8 +151,8 @@ pub fn squared_relu_mlp<const M: usize, const F: usize, T: ModelTape<Cpu>>(
     let up = up.expect("a weight was given");
     let (xs, ups, downs) = (host(&x), host(&up), host(&down));
     let rows = xs.len() / M;
-    let mut pre = linear::forward((rows, M, F), &xs, &ups);
-    let hidden = elementwise::squared_relu(&pre);
+    let mut hidden = linear::forward((rows, M, F), &xs, &ups);
+    elementwise::squared_relu_in_place(&mut hidden);
     let y = linear::forward((rows, F, M), &hidden, &downs);
     let out = x.device().tensor_from_vec(y, (rows, Const::<M>));
     if T::OWNS_TAPE {
@@ -163,21 +163,15 @@ pub fn squared_relu_mlp<const M: usize, const F: usize, T: ModelTape<Cpu>>(
             let (dy, [dx, d_up, d_down]) =
                 slots(grads, &*out_slot, [&*x_slot, &*up_slot, &*down_slot])?;
             // Through the down projection: d hidden = dy @ down, d down += dy^T @ hidden.
-            let d_hidden = matmul_new(
+            let mut d_hidden = matmul_new(
                 (rows, M, F),
                 (dy, Strided::rows(0, M)),
                 (&downs, Strided::rows(0, F)),
             );
-            matmul_threaded(
-                (M, rows, F),
-                (d_down, Strided::rows(0, F), true),
-                (dy, Strided::rows(0, M).t()),
-                (&hidden, Strided::rows(0, F)),
-            );
-            // Through the activation, in place of the pre-activation; then the up
-            // projection.
-            elementwise::squared_relu_grad_in_place(&mut pre, &d_hidden);
-            linear::backward((rows, M, F), &pre, (&xs, dx), (&ups, d_up));
+            linear::weight_grad((rows, F, M), dy, &hidden, d_down);
+            // Through the activation, in place; then the up projection.
+            elementwise::squared_relu_grad(&hidden, &mut d_hidden);
+            linear::backward((rows, M, F), &d_hidden, (&xs, dx), (&ups, d_up));
             Ok(())
         });
     }
