@@ -28,19 +28,24 @@ pub fn backward(
     weight_grad((rows, inputs, outputs), dy, x, dw);
 }
 
+/// Below this many outputs, `weight_grad` computes the transposed product.
+const FEW_OUTPUTS: usize = 256;
+
 /// Adds `dy^T @ x` to the weight gradient `dw` [outputs, inputs].
 ///
 /// `gemm` runs these products (an inner dimension of all the rows) faster with more
-/// result rows than columns: [128 x 2048] x [2048 x 512] at about 210 GFLOP/s, its
-/// transpose at 250 (2 cores, AVX-512). With fewer outputs than inputs, `x^T @ dy`
-/// [inputs, outputs] is computed and added transposed.
+/// result rows than columns when the rows are few: [128 x 2048] x [2048 x 512] at about
+/// 210 GFLOP/s, its transpose at 250 (2 cores, AVX-512). With fewer outputs than inputs,
+/// and few outputs, `x^T @ dy` [inputs, outputs] is computed and added transposed. From
+/// 256 outputs on (cpu_20m: 512) both run near the peak, and the transposed form would
+/// only add a copy.
 pub fn weight_grad(
     (rows, inputs, outputs): (usize, usize, usize),
     dy: &[f32],
     x: &[f32],
     dw: &mut [f32],
 ) {
-    if outputs >= inputs {
+    if outputs >= inputs || outputs >= FEW_OUTPUTS {
         matmul_threaded(
             (outputs, rows, inputs),
             (dw, Strided::rows(0, inputs), true),
