@@ -10,6 +10,7 @@ use rayon::prelude::*;
 
 use crate::matmul::{matmul, Strided};
 
+use super::elementwise::add_scaled;
 use super::vector;
 
 /// Logit elements per block: a block's logits (1 MiB) stay in a core's L2 cache.
@@ -100,7 +101,7 @@ pub fn forward(
     let mut partials = results.into_iter().map(|(_, d_head)| d_head);
     let mut d_head = partials.next().expect("at least one part");
     for partial in partials {
-        d_head.iter_mut().zip(&partial).for_each(|(d, p)| *d += p);
+        add_scaled(&mut d_head, &partial, 1.0);
     }
     (loss, Some(Grads { dx, d_head }))
 }
@@ -186,13 +187,8 @@ impl Part<'_> {
 
 /// Adds `d_loss` times the gradients of a loss gradient of 1 to `dx` and `d_head`.
 pub fn backward(grads: &Grads, d_loss: f32, dx: &mut [f32], d_head: &mut [f32]) {
-    let add = |dst: &mut [f32], src: &[f32]| {
-        dst.par_chunks_mut(1 << 14)
-            .zip(src.par_chunks(1 << 14))
-            .for_each(|(d, s)| d.iter_mut().zip(s).for_each(|(d, s)| *d += d_loss * s));
-    };
-    add(dx, &grads.dx);
-    add(d_head, &grads.d_head);
+    add_scaled(dx, &grads.dx, d_loss);
+    add_scaled(d_head, &grads.d_head, d_loss);
 }
 
 #[cfg(test)]

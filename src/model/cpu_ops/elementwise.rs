@@ -28,10 +28,10 @@ pub fn squared_relu_grad(y: &[f32], dy: &mut [f32]) {
         });
 }
 
-/// `dst += src`.
-pub fn add_in_place(dst: &mut [f32], src: &[f32]) {
+/// `dst += scale * src`.
+pub fn add_scaled(dst: &mut [f32], src: &[f32], scale: f32) {
     assert_eq!(dst.len(), src.len(), "adding slices of different lengths");
     dst.par_chunks_mut(CHUNK)
         .zip(src.par_chunks(CHUNK))
-        .for_each(|(d, s)| d.iter_mut().zip(s).for_each(|(d, s)| *d += s));
+        .for_each(|(d, s)| d.iter_mut().zip(s).for_each(|(d, s)| *d += scale * s));
 }

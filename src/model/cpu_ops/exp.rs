@@ -1,6 +1,6 @@
 //! A vectorisable `exp` for softmax and cross-entropy: Cephes' single-precision
 //! polynomial (relative error about 1e-7 over the range softmax uses), in arithmetic the
-//! compiler vectorises (`vector::exp_sum` runs it over slices). libm's `expf` is scalar:
+//! compiler vectorises (`vector::softmax` runs it over slices). libm's `expf` is scalar:
 //! in a quickstart step it cost as much as the attention products.
 
 /// e^x for x <= 0 down to about -87 (softmax arguments are shifted to be <= 0); below

@@ -269,15 +269,15 @@ pub fn add<const W: usize, T: ModelTape<Cpu>>(x: Rows<W, T>, y: Rows<W, T>) -> R
     let (x, y, mut tape) = split2(x, Some(y));
     let y = y.expect("a second operand was given");
     let mut sum = host(&x);
-    elementwise::add_in_place(&mut sum, &host(&y));
+    elementwise::add_scaled(&mut sum, &host(&y), 1.0);
     let out = x.device().tensor_from_vec(sum, *x.shape());
     if T::OWNS_TAPE {
         let (out_slot, x_slot, y_slot) = (slot_of(&out), slot_of(&x), slot_of(&y));
         tape.add_backward_op(move |grads| {
             let _span = profile::span("add backward");
             let (d_out, [dx, dy]) = slots(grads, &*out_slot, [&*x_slot, &*y_slot])?;
-            elementwise::add_in_place(dx, d_out);
-            elementwise::add_in_place(dy, d_out);
+            elementwise::add_scaled(dx, d_out, 1.0);
+            elementwise::add_scaled(dy, d_out, 1.0);
             Ok(())
         });
     }

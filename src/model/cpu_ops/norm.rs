@@ -4,6 +4,7 @@
 
 use rayon::prelude::*;
 
+use super::elementwise::add_scaled;
 use super::vector;
 
 /// Groups per parallel task: enough work to pay for the task.
@@ -86,9 +87,7 @@ pub fn backward(
     // a resumed run would not repeat an uninterrupted one bit for bit).
     if let Some(d_gain) = d_gain {
         for partial in &partial_gain {
-            for (dg, p) in d_gain.iter_mut().zip(partial) {
-                *dg += p;
-            }
+            add_scaled(d_gain, partial, 1.0);
         }
     }
 }
