@@ -146,23 +146,23 @@ fn python_one_liners(study: &Path) {
             "{}\nassert set(['study', 'condition', 'label', 'run_id', 'seed']) <= set(df.columns)\nprint(len(df), df['label'].nunique())",
             line.replace("STUDY", study.to_str().unwrap())
         );
-        let output = Command::new(python())
-            .args(["-c", &code])
-            .env("PYTHONPATH", &site)
-            .output()
-            .unwrap();
+        let output = run_python(&code, &site).unwrap();
         assert!(output.status.success(), "{tool}: {}", text(&output));
         let printed = String::from_utf8_lossy(&output.stdout).trim().to_owned();
         assert_eq!(printed, format!("{expected} 3"), "{tool}");
         // The metrics table reads the same way.
         let metrics = code.replace("probes", "metrics");
-        let output = Command::new(python())
-            .args(["-c", &metrics])
-            .env("PYTHONPATH", &site)
-            .output()
-            .unwrap();
+        let output = run_python(&metrics, &site).unwrap();
         assert!(output.status.success(), "{tool} metrics: {}", text(&output));
     }
+}
+
+/// Runs `code` with the Python packages installed in `site`.
+fn run_python(code: &str, site: &Path) -> std::io::Result<std::process::Output> {
+    Command::new(python())
+        .args(["-c", code])
+        .env("PYTHONPATH", site)
+        .output()
 }
 
 fn python() -> String {
@@ -175,13 +175,7 @@ fn python_packages() -> Option<PathBuf> {
     let home = std::env::var("HOME").ok()?;
     let site = Path::new(&home).join(".cache/rankprobe/py-dataset");
     let check = "import duckdb, polars, pyarrow, pandas";
-    let ready = |site: &Path| {
-        Command::new(python())
-            .args(["-c", check])
-            .env("PYTHONPATH", site)
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
+    let ready = |site: &Path| run_python(check, site).is_ok_and(|o| o.status.success());
     if ready(&site) {
         return Some(site);
     }
