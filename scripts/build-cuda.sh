@@ -5,6 +5,8 @@
 #   scripts/build-cuda.sh                 # -> target/cuda/rankprobe (stripped) and .xz
 #   scripts/build-cuda.sh check           # cargo check --features cuda --all-targets
 #   scripts/build-cuda.sh clippy          # cargo clippy, the same, -D warnings
+#   scripts/build-cuda.sh test [FILTER]   # the CUDA build's unit tests that need no GPU
+#                                         # (NVRTC compiles, cuBLAS linking), on the stub
 #
 # What it does (see DESIGN notes, "Building for the GPU without a GPU"):
 #  1. installs CUDA 13.0's nvcc, headers, cudart, cuBLAS and NVRTC from PyPI into
@@ -90,6 +92,11 @@ export LIBRARY_PATH="$cu/lib:$cu/stub:${LIBRARY_PATH:-}"
 case "${1:-build}" in
     check) exec cargo check --release --features cuda --all-targets ;;
     clippy) exec cargo clippy --release --features cuda --all-targets -- -D warnings ;;
+    test)
+        shift
+        # The stub driver first: no GPU is found, so nothing tries to use one.
+        export LD_LIBRARY_PATH="$cu/stub:$cu/lib:${LD_LIBRARY_PATH:-}"
+        exec cargo test --release --features cuda --lib "$@" ;;
 esac
 # The same target directory as CPU builds: only dfdx, cudarc and rankprobe rebuild.
 cargo build --release --features cuda

@@ -196,6 +196,49 @@ fn a_shape_not_compiled_in_is_refused_before_any_work() {
     std::fs::remove_file(&study).unwrap();
 }
 
+/// `execution.tf32` where the run lands on the CPU (`Auto` without a GPU): the sweep says
+/// it does not apply, trains in f32, and the manifest records that TF32 was not used.
+#[test]
+fn tf32_on_a_cpu_run_is_noted_and_recorded_as_not_used() {
+    let results = temp_results("tf32");
+    let study = results.with_extension("ron");
+    let text = common::tiny_text().replace(
+        "execution: (device: Cpu),",
+        "execution: (device: Auto, tf32: true),",
+    );
+    assert!(text.contains("tf32: true"));
+    std::fs::write(&study, text).unwrap();
+    let output = sweep(
+        study.to_str().unwrap(),
+        &results,
+        &["--device", "cpu", "--only", "B2"],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output)
+            .contains("note: `execution.tf32` applies to CUDA only; on cpu products are f32"),
+        "{}",
+        stdout(&output)
+    );
+    let runs = results.join("tiny").join("runs");
+    let run = std::fs::read_dir(&runs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(
+        manifest["tf32"],
+        serde_json::Value::Bool(false),
+        "{manifest}"
+    );
+    assert_eq!(manifest["device"], "cpu", "{manifest}");
+    std::fs::remove_dir_all(&results).unwrap();
+    std::fs::remove_file(&study).unwrap();
+}
+
 #[test]
 fn muon_bench_times_every_matrix_shape_of_the_study() {
     let output = rankprobe(&["muon-bench", TINY]);

@@ -227,3 +227,54 @@ fn the_muon_kernels_compile_and_load_on_this_gpu() {
     let dev = cudarc::driver::CudaDevice::new(0).expect("CUDA device 0");
     rankprobe::optim::cuda_muon::Kernels::load(dev).expect("kernels/muon.cu compiles and loads");
 }
+
+/// `execution.tf32`: dfdx's products on the opened device round their operands to TF32
+/// (10-bit mantissa: a relative error near 1e-3 on a long random product) only when asked;
+/// without it they are f32 (summation order only: near 1e-6).
+#[test]
+fn tf32_changes_dfdx_products_only_when_asked() {
+    use rankprobe::train::device::TrainDevice;
+    let (rows, k, cols) = (256, 2048, 256);
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let a: Vec<f32> = (0..rows * k).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let b: Vec<f32> = (0..k * cols).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let mut exact = vec![0.0f32; rows * cols];
+    for i in 0..rows {
+        for j in 0..cols {
+            let sum: f64 = (0..k)
+                .map(|p| f64::from(a[i * k + p]) * f64::from(b[p * cols + j]))
+                .sum();
+            exact[i * cols + j] = sum as f32;
+        }
+    }
+    let mut errors = Vec::new();
+    for tf32 in [false, true] {
+        let dev = <Cuda as TrainDevice>::open(0, 0, tf32).expect("CUDA device 0 opens");
+        let ta = dev.tensor_from_vec(a.clone(), (rows, k));
+        let tb = dev.tensor_from_vec(b.clone(), (k, cols));
+        errors.push(relative_error(&ta.matmul(tb).as_vec(), &exact));
+    }
+    println!(
+        "relative error of a [{rows}x{k}] x [{k}x{cols}] product: f32 {:.2e}, tf32 {:.2e}",
+        errors[0], errors[1]
+    );
+    assert!(
+        errors[0] < 1e-5,
+        "f32 product: relative error {:.2e}",
+        errors[0]
+    );
+    assert!(
+        errors[1] > 1e-4 && errors[1] < 1e-2,
+        "TF32 product: relative error {:.2e}, expected TF32 rounding (about 1e-3)",
+        errors[1]
+    );
+}
+
+/// dfdx makes exactly one cuBLAS handle when a device opens: the one whose math mode
+/// `execution.tf32` sets (the opener refuses TF32 otherwise).
+#[test]
+fn opening_a_cuda_device_makes_one_cublas_handle() {
+    let (dev, handles) = rankprobe::train::cublas_math::handles_made_by(|| Cuda::try_build(0, 0));
+    dev.expect("CUDA device 0 opens");
+    assert_eq!(handles.len(), 1);
+}

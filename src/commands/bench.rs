@@ -17,6 +17,8 @@ use crate::plan::cost::{param_count, training_flops};
 use crate::profile;
 use crate::spec::run_config::RunConfig;
 use crate::text_table::{human_count, TextTable};
+#[cfg(feature = "cuda")]
+use crate::train::device::TrainDevice;
 use crate::train::{train_run, MetricRow, TrainObserver, TrainOptions};
 
 use super::{load_plan, Failure};
@@ -111,15 +113,19 @@ fn dfdx_matmul_flops<D: Device<f32> + Synchronize>(
     2.0 * (rows * k * n) as f64 / best
 }
 
-/// The peak reference on the device a bench trains on: one large square product.
-fn peak_flops(device: crate::spec::Device) -> f64 {
+/// The peak reference on the device a bench trains on: one large square product (with
+/// TF32 tensor cores where the run uses them).
+fn peak_flops(device: crate::spec::Device, tf32: bool) -> f64 {
     match device {
         #[cfg(feature = "cuda")]
-        crate::spec::Device::Cuda(ordinal) => match Cuda::try_build(ordinal, 0) {
+        crate::spec::Device::Cuda(ordinal) => match <Cuda as TrainDevice>::open(ordinal, 0, tf32) {
             Ok(dev) => dfdx_matmul_flops(&dev, PEAK_SIDE * 4, PEAK_SIDE * 4, PEAK_SIDE * 4),
             Err(_) => f64::NAN,
         },
-        _ => matmul_flops(PEAK_SIDE, PEAK_SIDE, PEAK_SIDE),
+        _ => {
+            let _ = tf32;
+            matmul_flops(PEAK_SIDE, PEAK_SIDE, PEAK_SIDE)
+        }
     }
 }
 
@@ -247,7 +253,10 @@ pub fn bench(options: BenchOptions) -> Result<(), Failure> {
     let mut rows = Vec::new();
     let mut profiles = Vec::new();
     let mut notes = Vec::new();
-    let mut peaks = vec![peak_flops(device)];
+    // The fastest large products, in f32 ([0]) and with TF32 tensor cores ([1]): each row
+    // is measured against the mode it trained in.
+    let mut peaks: [Vec<f64>; 2] = [vec![peak_flops(device, false)], Vec::new()];
+    let mut row_tf32 = Vec::new();
     for file in options.files {
         let plan = load_plan(file)?;
         let run = match options.label {
@@ -257,6 +266,7 @@ pub fn bench(options: BenchOptions) -> Result<(), Failure> {
             })?,
         };
         let mut config = run.config.clone();
+        let tf32 = crate::train::device::uses_tf32(plan.execution.tf32, device);
         let tokens_per_step = config.data.tokens_per_step();
         // Train `steps` steps, evaluating only at the start and the end.
         config.schedule.tokens = steps * tokens_per_step;
@@ -283,6 +293,7 @@ pub fn bench(options: BenchOptions) -> Result<(), Failure> {
             };
             let train_options = TrainOptions {
                 device,
+                tf32,
                 ..TrainOptions::default()
             };
             reset_peak_memory(device);
@@ -296,7 +307,7 @@ pub fn bench(options: BenchOptions) -> Result<(), Failure> {
                 best = Some(throughput);
             }
             // Measured again after each run: the peak is the best of every measurement.
-            peaks.push(peak_flops(device));
+            peaks[usize::from(tf32)].push(peak_flops(device, tf32));
             if options.torch && !matches!(torch, Some(Err(_))) {
                 let figures = if device != crate::spec::Device::Cpu {
                     Err("the PyTorch reference runs on the CPU only".to_owned())
@@ -304,7 +315,7 @@ pub fn bench(options: BenchOptions) -> Result<(), Failure> {
                     torch_reference(&config, vocab, steps - 1, threads)
                 };
                 if let Ok(f) = &figures {
-                    peaks.push(f.peak_flops);
+                    peaks[0].push(f.peak_flops);
                 }
                 let better = match (&torch, &figures) {
                     (Some(Ok(old)), Ok(new)) => new.tokens_per_s > old.tokens_per_s,
@@ -351,6 +362,7 @@ pub fn bench(options: BenchOptions) -> Result<(), Failure> {
             }
         }
         rows.push(row);
+        row_tf32.push(tf32);
         profiles.push((
             format!("{} {}", plan.study, run.label),
             throughput,
@@ -363,23 +375,34 @@ pub fn bench(options: BenchOptions) -> Result<(), Failure> {
     }
     // The peak is the best large product of the whole bench (rankprobe's kernels and
     // PyTorch's), so both implementations are measured against the same ceiling.
-    let peak = peaks
-        .iter()
-        .copied()
-        .filter(|p| p.is_finite())
-        .fold(f64::NAN, f64::max);
-    for (mut row, (_, _, _, train_flops, torch_flops)) in rows.into_iter().zip(&profiles) {
-        row[6] = format!("{:.2}", train_flops / peak);
+    let best = |measured: &[f64]| {
+        measured
+            .iter()
+            .copied()
+            .filter(|p| p.is_finite())
+            .fold(f64::NAN, f64::max)
+    };
+    let peak = [best(&peaks[0]), best(&peaks[1])];
+    let rows = rows.into_iter().zip(&row_tf32).zip(&profiles);
+    for ((mut row, &tf32), (_, _, _, train_flops, torch_flops)) in rows {
+        row[6] = format!("{:.2}", train_flops / peak[usize::from(tf32)]);
         if let Some(torch_flops) = torch_flops {
-            row[9] = format!("{:.2}", torch_flops / peak);
+            row[9] = format!("{:.2}", torch_flops / peak[0]);
         }
         table.push(row);
     }
     println!(
         "training throughput on {device}, {threads} threads: steps 2-{steps} timed (step 1 warms \
-         up, in PyTorch too); peak = the fastest {PEAK_SIDE}^3 f32 matrix product measured in this run: {:.1} GFLOP/s\n",
-        peak / 1e9
+         up, in PyTorch too); peak = the fastest {PEAK_SIDE}^3 f32 matrix product measured in this run: {:.1} GFLOP/s",
+        peak[0] / 1e9
     );
+    if row_tf32.contains(&true) {
+        println!(
+            "runs with `execution.tf32`: measured against the fastest TF32 product: {:.1} GFLOP/s",
+            peak[1] / 1e9
+        );
+    }
+    println!();
     print!("{}", table.render());
     notes.sort();
     notes.dedup();

@@ -13,6 +13,7 @@ use crate::spec::{ron_options, Device};
 use crate::store::manifest::{git_state, now, versions, DataSummary, Manifest, RunStatus};
 use crate::store::{write_atomic, RunPaths, Table};
 use crate::train::checkpoint::{Checkpoint, CheckpointError, CHECKPOINT_FILE};
+use crate::train::device::uses_tf32;
 use crate::train::{train_run, CheckpointPolicy, Outcome, TrainError, TrainOptions};
 
 use super::progress::Progress;
@@ -43,6 +44,7 @@ pub(super) fn train_one(
         description: Some(run.description.clone()),
         overrides: run.overrides.clone(),
         device: device.to_string(),
+        tf32: uses_tf32(plan.execution.tf32, device),
         git: git_state(),
         versions: versions(),
         data: Some(DataSummary {
@@ -91,6 +93,7 @@ pub(super) fn train_one(
     let execution = &plan.execution;
     let options = TrainOptions {
         device,
+        tf32: uses_tf32(plan.execution.tf32, device),
         checkpoints: Some(CheckpointPolicy {
             path: checkpoint_path.clone(),
             run_id: run.id.clone(),

@@ -77,6 +77,9 @@ pub fn sweep(file: &Path, options: &SweepOptions) -> Result<SweepOutcome, Failur
     install_interrupt_handler();
     let plan = load_plan(file)?;
     let device = resolve_device(options.device.unwrap_or(plan.execution.device))?;
+    if plan.execution.tf32 && !crate::train::device::uses_tf32(true, device) {
+        println!("note: `execution.tf32` applies to CUDA only; on {device} products are f32");
+    }
     let mut runs = select_runs(&plan, &options.only)?;
     if let Some(shard) = options.shard {
         runs.retain(|run| run.index % shard.count == shard.index);

@@ -89,6 +89,17 @@ pub fn study_diagnostics(loaded: &LoadedStudy) -> Vec<Diagnostic> {
                 .help("give a token count, or leave the field out for time-based checkpoints only"),
         );
     }
+    if execution.tf32 && execution.device == Device::Cpu {
+        diagnostics.push(
+            Diagnostic::new(
+                "`execution.tf32` asks for TF32 tensor cores, but `execution.device` is Cpu"
+                    .to_owned(),
+            )
+            .at(source.find_key_path(&["execution", "tf32"]))
+            .in_file(source.path())
+            .help("the CPU has no TF32: remove `tf32: true`, or use `device: Auto` or `Cuda(N)`"),
+        );
+    }
     let minutes = execution.checkpoint_every_minutes;
     if !(minutes.is_finite() && minutes >= 0.0) {
         diagnostics.push(

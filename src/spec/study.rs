@@ -85,6 +85,11 @@ impl Default for ReportSpec {
 pub struct Execution {
     #[serde(default)]
     pub device: Device,
+    /// f32 matrix products on TF32 tensor cores (10-bit mantissa operands, f32
+    /// accumulation) on CUDA: several times faster on Ampere and later GPUs, and a
+    /// different rounding than f32, so off unless asked for. The CPU has no TF32.
+    #[serde(default)]
+    pub tf32: bool,
     /// Checkpoint every this many training tokens (in addition to the time rule).
     #[serde(default)]
     pub checkpoint_every_tokens: Option<u64>,
@@ -102,6 +107,7 @@ impl Default for Execution {
     fn default() -> Self {
         Execution {
             device: Device::default(),
+            tf32: false,
             checkpoint_every_tokens: None,
             checkpoint_every_minutes: default_checkpoint_minutes(),
         }

@@ -73,6 +73,9 @@ pub struct Manifest {
     pub config: RunConfig,
     pub overrides: Vec<(String, String)>,
     pub device: String,
+    /// Whether f32 products ran on TF32 tensor cores (`execution.tf32` on a GPU).
+    #[serde(default)]
+    pub tf32: bool,
     pub git: Option<GitState>,
     /// rankprobe and the versions of the crates that shape results.
     pub versions: Vec<(String, String)>,
@@ -138,6 +141,7 @@ impl Manifest {
             config,
             overrides: Vec::new(),
             device: String::new(),
+            tf32: false,
             git: None,
             versions: Vec::new(),
             data: None,

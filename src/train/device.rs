@@ -16,8 +16,10 @@ use super::outcome::TrainError;
 pub trait TrainDevice: HostBuffers + crate::model::ModelOps {
     type Muon: MuonStep<Self>;
 
-    /// The device `ordinal` (ignored by the CPU), with its random numbers seeded.
-    fn open(ordinal: usize, seed: u64) -> Result<Self, TrainError>;
+    /// The device `ordinal` (ignored by the CPU), with its random numbers seeded; `tf32`:
+    /// f32 matrix products on TF32 tensor cores (CUDA only; the CPU computes in f32 and
+    /// the caller has said so).
+    fn open(ordinal: usize, seed: u64, tf32: bool) -> Result<Self, TrainError>;
 
     fn muon(config: &MuonConfig) -> Self::Muon;
 }
@@ -25,7 +27,7 @@ pub trait TrainDevice: HostBuffers + crate::model::ModelOps {
 impl TrainDevice for Cpu {
     type Muon = Muon;
 
-    fn open(_ordinal: usize, seed: u64) -> Result<Self, TrainError> {
+    fn open(_ordinal: usize, seed: u64, _tf32: bool) -> Result<Self, TrainError> {
         Ok(Cpu::seed_from_u64(seed))
     }
 
@@ -38,10 +40,30 @@ impl TrainDevice for Cpu {
 impl TrainDevice for Cuda {
     type Muon = crate::optim::cuda_muon::CudaMuon;
 
-    fn open(ordinal: usize, seed: u64) -> Result<Self, TrainError> {
-        let dev = Cuda::try_build(ordinal, seed).map_err(|err| {
+    fn open(ordinal: usize, seed: u64, tf32: bool) -> Result<Self, TrainError> {
+        use super::cublas_math::{handles_made_by, set_tf32};
+        let (dev, handles) = handles_made_by(|| Cuda::try_build(ordinal, seed));
+        let dev = dev.map_err(|err| {
             TrainError::Run(format!("cannot open CUDA device {ordinal}: {err:?}"))
         })?;
+        // dfdx makes one handle, for every product of the model.
+        match (tf32, handles.as_slice()) {
+            (false, _) => {}
+            // SAFETY: the handle is dfdx's, alive as long as `dev`.
+            (true, &[handle]) => unsafe { set_tf32(handle, true) }.map_err(|why| {
+                TrainError::Run(format!(
+                    "cannot turn TF32 on for CUDA device {ordinal}: {why}"
+                ))
+            })?,
+            (true, other) => {
+                return Err(TrainError::Run(format!(
+                    "cannot turn TF32 on: opening CUDA device {ordinal} made {} cuBLAS \
+                     handles, expected dfdx's one (a dfdx or cudarc upgrade?); set \
+                     `execution.tf32: false`",
+                    other.len()
+                )))
+            }
+        }
         // Best effort: without it training is correct, only slower.
         if let Err(why) = super::cuda_memory::keep_freed_memory(ordinal) {
             eprintln!(
@@ -54,6 +76,12 @@ impl TrainDevice for Cuda {
     fn muon(config: &MuonConfig) -> Self::Muon {
         crate::optim::cuda_muon::CudaMuon::new(config)
     }
+}
+
+/// Whether f32 products run on TF32 tensor cores: asked for (`execution.tf32`) and on a
+/// GPU; the CPU has no TF32 and computes in f32.
+pub fn uses_tf32(asked: bool, device: Device) -> bool {
+    asked && matches!(device, Device::Cuda(_))
 }
 
 /// The device a run trains on: `Auto` is CUDA device 0 in a CUDA build on a machine with

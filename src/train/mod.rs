@@ -3,6 +3,8 @@
 
 pub mod checkpoint;
 #[cfg(feature = "cuda")]
+pub mod cublas_math;
+#[cfg(feature = "cuda")]
 pub mod cuda_memory;
 pub mod device;
 pub mod interrupt;

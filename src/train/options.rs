@@ -22,6 +22,8 @@ pub struct CheckpointPolicy {
 #[derive(Debug, Clone, Default)]
 pub struct TrainOptions {
     pub device: Device,
+    /// f32 matrix products on TF32 tensor cores (CUDA; see `execution.tf32`).
+    pub tf32: bool,
     pub checkpoints: Option<CheckpointPolicy>,
     pub resume: Option<Checkpoint>,
 }

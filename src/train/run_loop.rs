@@ -88,7 +88,7 @@ impl<
             crate::spec::Device::Cuda(ordinal) => ordinal,
             _ => 0,
         };
-        let dev = D::open(ordinal, config.seed)?;
+        let dev = D::open(ordinal, config.seed, options.tf32)?;
         let arch = Architecture::from_config(&config.model);
         let data = &config.data;
         let batches = TrainBatches::new(
