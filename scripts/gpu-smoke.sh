@@ -8,10 +8,11 @@
 #                                           # DIR holds rankprobe and gpu-tests
 #                                           # (default target/cuda)
 #
-# Rungs: 1 the driver and libraries; 2 our kernels compile (NVRTC) and load; 3 CUDA Muon
-# equals the CPU reference; 4 one transformer block forward and backward on CUDA equals
-# the CPU; 5 a tiny study's loss curve on CUDA follows the CPU's; 6 three steps at the
-# seed shape with per-phase times and GPU memory; 7 `bench` for 20 steps.
+# Rungs: 1 the driver and libraries; 2 our kernels compile (NVRTC) and load, and TF32
+# reaches dfdx's products only when asked; 3 CUDA Muon equals the CPU reference; 4 one
+# transformer block forward and backward on CUDA equals the CPU; 5 a tiny study's loss
+# curve on CUDA follows the CPU's; 6 three steps at the seed shape with per-phase times
+# and GPU memory; 7 `bench` for 20 steps, the seed shape in f32 and with TF32 side by side.
 set -uo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -43,6 +44,11 @@ fi
 # downloads): the same model, vocabulary and batch as experiments/qk_study.ron.
 seed_study="$(mktemp -d)/qk_study.ron"
 sed 's/corpus: Mix,/corpus: Sotu,/' experiments/qk_study.ron > "$seed_study"
+# The same with `execution.tf32`, under its own name so that bench rows tell them apart.
+seed_tf32="$(dirname "$seed_study")/qk_study_tf32.ron"
+sed 's/name: "qk_study",/name: "qk_study_tf32",/; s/execution: (device: Auto),/execution: (device: Auto, tf32: true),/' \
+    "$seed_study" > "$seed_tf32"
+grep -q 'tf32: true' "$seed_tf32" || { echo "could not make the TF32 copy of the seed study" >&2; exit 2; }
 
 results=()
 failed=0
@@ -69,12 +75,14 @@ rung() {
 }
 
 rung "1 driver, GPU and libraries" 60 bash -c "nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total --format=csv && ldd '$rankprobe' | grep -E 'cuda|cublas|nvrtc' && ! ldd '$rankprobe' | grep -q 'not found'"
-rung "2 kernels compile (NVRTC) and load" 120 "$gpu_tests" --test-threads=1 --nocapture the_muon_kernels_compile_and_load_on_this_gpu
+rung "2 kernels compile (NVRTC) and load; TF32 only when asked" 120 "$gpu_tests" --test-threads=1 --nocapture \
+    our_kernels_compile_and_load_on_this_gpu opening_a_cuda_device_makes_one_cublas_handle \
+    tf32_changes_dfdx_products_only_when_asked
 rung "3 CUDA Muon equals the CPU reference" 300 "$gpu_tests" --test-threads=1 --nocapture cuda_muon_update_equals_the_cpu_reference
 rung "4 one block forward+backward: CUDA equals CPU" 300 "$gpu_tests" --test-threads=1 --nocapture one_transformer_block_forward_and_backward
 rung "5 tiny study: CUDA loss curve follows the CPU" 600 "$gpu_tests" --test-threads=1 --nocapture a_short_cuda_run_tracks_the_cpu_loss_curve
 rung "6 three steps at the seed shape (phases, memory)" 600 "$rankprobe" bench "$seed_study" --steps 3 --device cuda --profile
-rung "7 bench, 20 steps" 900 "$rankprobe" bench experiments/quickstart.ron "$seed_study" --steps 20 --device cuda
+rung "7 bench, 20 steps" 900 "$rankprobe" bench experiments/quickstart.ron "$seed_study" "$seed_tf32" --steps 20 --device cuda
 
 echo
 echo "=== summary ==="

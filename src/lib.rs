@@ -9,6 +9,8 @@
 
 pub mod atomic_file;
 pub mod commands;
+#[cfg(feature = "cuda")]
+pub mod cuda_kernels;
 pub mod data;
 pub mod glob_files;
 pub mod matmul;

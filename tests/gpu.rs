@@ -223,9 +223,13 @@ fn one_transformer_block_forward_and_backward_on_cuda_equals_the_cpu() {
 }
 
 #[test]
-fn the_muon_kernels_compile_and_load_on_this_gpu() {
+fn our_kernels_compile_and_load_on_this_gpu() {
     let dev = cudarc::driver::CudaDevice::new(0).expect("CUDA device 0");
-    rankprobe::optim::cuda_muon::Kernels::load(dev).expect("kernels/muon.cu compiles and loads");
+    for file in rankprobe::cuda_kernels::ALL {
+        rankprobe::cuda_kernels::load(&dev, file)
+            .unwrap_or_else(|why| panic!("{}: {why}", file.path));
+    }
+    rankprobe::optim::cuda_muon::Kernels::load(dev).expect("Muon's kernels load");
 }
 
 /// `execution.tf32`: dfdx's products on the opened device round their operands to TF32

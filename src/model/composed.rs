@@ -8,6 +8,19 @@ use super::constants::Constants;
 use super::cpu_ops::AttentionShape;
 use super::tape::ModelTape;
 
+/// `x + constant` where nothing needs the constant's gradient (the causal mask). dfdx's
+/// add computes it anyway; a device may override this to skip it (CUDA: `cuda_ops`).
+pub trait AddConstant: Device<f32> {
+    fn add_constant<S: Shape, T: ModelTape<Self>>(
+        x: Tensor<S, f32, Self, T>,
+        constant: Tensor<S, f32, Self>,
+    ) -> Tensor<S, f32, Self, T> {
+        x + constant
+    }
+}
+
+impl AddConstant for Cpu {}
+
 /// Activations [rows, W].
 pub type Rows<const W: usize, D, T> = Tensor<(usize, Const<W>), f32, D, T>;
 
@@ -85,7 +98,7 @@ pub fn causal_attention<
     const QW: usize,
     const KVW: usize,
     const HD: usize,
-    D: Device<f32>,
+    D: AddConstant,
     T: ModelTape<D>,
 >(
     q: Rows<QW, D, T>,
@@ -123,7 +136,8 @@ pub fn causal_attention<
         for j in 0..group {
             let h = kv * group + j;
             let keys_t = k_kv.retaped::<T>().permute::<_, Axes3<0, 2, 1>>();
-            let probs = (head_of(&q, h).matmul(keys_t) * scale + mask.clone()).softmax::<Axis<2>>();
+            let scores = D::add_constant(head_of(&q, h).matmul(keys_t) * scale, mask.clone());
+            let probs = scores.softmax::<Axis<2>>();
             let head_out = probs
                 .matmul(v_kv.retaped::<T>())
                 .reshape_like(&(b * s, Const::<HD>))

@@ -6,6 +6,8 @@ pub mod arch;
 pub mod composed;
 pub mod constants;
 pub mod cpu_ops;
+#[cfg(feature = "cuda")]
+mod cuda_ops;
 pub mod forward;
 pub mod init;
 pub mod ops;

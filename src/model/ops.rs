@@ -11,7 +11,7 @@ use super::tape::ModelTape;
 
 /// Default methods compose dfdx ops (`composed`), so a device gets a working forward
 /// pass by implementing nothing; the CPU overrides every one with a fused operation.
-pub trait ModelOps: Device<f32> {
+pub trait ModelOps: composed::AddConstant {
     /// The attention projections of `x` by `wq`, `wk` and `wv` (each [out, M]).
     #[allow(clippy::type_complexity)]
     fn qkv<const M: usize, const QW: usize, const KVW: usize, T: ModelTape<Self>>(

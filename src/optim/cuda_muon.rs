@@ -20,6 +20,7 @@ use cudarc::driver::{
 };
 use dfdx::prelude::*;
 
+use crate::cuda_kernels::{self, MUON};
 use crate::model::{Architecture, Transformer};
 use crate::spec::run_config::{Activation, MuonConfig, MuonMatrices, Precision};
 
@@ -29,20 +30,6 @@ use super::groups::MuonGroup;
 use super::muon::update_scale;
 use super::newton_schulz::{coefficients, norm_factor};
 use super::MuonStep;
-
-/// The kernels' source, compiled at run time with NVRTC.
-const SOURCE: &str = include_str!("../../kernels/muon.cu");
-const MODULE: &str = "rankprobe_muon";
-const FUNCTIONS: [&str; 8] = [
-    "momentum",
-    "sum_squares",
-    "divide_by_norm",
-    "scale",
-    "round_bf16",
-    "to_bf16",
-    "copy_range",
-    "transpose",
-];
 
 /// A device error, as text naming what failed.
 fn err(what: &str, error: impl std::fmt::Debug) -> String {
@@ -58,14 +45,11 @@ pub struct Kernels {
 
 impl Kernels {
     pub fn load(dev: Arc<CudaDevice>) -> Result<Kernels, String> {
-        let ptx = cudarc::nvrtc::compile_ptx(SOURCE)
-            .map_err(|e| err("compiling kernels/muon.cu with NVRTC", e))?;
-        dev.load_ptx(ptx, MODULE, &FUNCTIONS)
-            .map_err(|e| err("loading the Muon kernels", e))?;
-        let functions = FUNCTIONS
+        let functions = MUON
+            .functions
             .iter()
-            .map(|&name| (name, dev.get_func(MODULE, name).expect("loaded above")))
-            .collect();
+            .map(|&name| Ok((name, cuda_kernels::function(&dev, &MUON, name)?)))
+            .collect::<Result<_, String>>()?;
         let blas = CudaBlas::new(dev.clone()).map_err(|e| err("creating a cuBLAS handle", e))?;
         Ok(Kernels {
             dev,
@@ -539,24 +523,5 @@ impl CudaMuon {
         let k = self.kernels.as_ref().expect("ready");
         let update = &self.workspaces[&shape].update;
         k.copy(update, 0, grad, 0, shape.0 * shape.1)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    /// NVRTC needs no GPU: the kernels must compile wherever the CUDA build runs. They are
-    /// compiled with no options and no include paths (nothing of the build machine), so
-    /// they must include nothing: then this compilation is the one every machine does.
-    #[test]
-    fn the_kernels_compile_with_nvrtc() {
-        assert!(
-            !super::SOURCE.contains("#include"),
-            "kernels/muon.cu must be self-contained: at run time NVRTC has no include paths"
-        );
-        let ptx = cudarc::nvrtc::compile_ptx(super::SOURCE).expect("kernels/muon.cu compiles");
-        let text = ptx.to_src();
-        for name in super::FUNCTIONS {
-            assert!(text.contains(&format!(".entry {name}")), "{name} missing");
-        }
     }
 }

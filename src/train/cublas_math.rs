@@ -114,7 +114,7 @@ mod tests {
         assert_eq!(cudarc_create as usize, ours as usize);
         // The binary links libcublas for dfdx's products; this test binary only if it
         // references a library function too.
-        std::hint::black_box(cudarc::cublas::sys::cublasSetMathMode as usize);
+        std::hint::black_box(cudarc::cublas::sys::cublasSetMathMode as *const ());
         let library = library_create().expect("libcublas's cublasCreate_v2 is found");
         assert_ne!(library as usize, ours as usize);
     }

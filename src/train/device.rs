@@ -64,6 +64,8 @@ impl TrainDevice for Cuda {
                 )))
             }
         }
+        load_kernels(&dev)
+            .map_err(|why| TrainError::Run(format!("CUDA device {ordinal}: {why}")))?;
         // Best effort: without it training is correct, only slower.
         if let Err(why) = super::cuda_memory::keep_freed_memory(ordinal) {
             eprintln!(
@@ -76,6 +78,23 @@ impl TrainDevice for Cuda {
     fn muon(config: &MuonConfig) -> Self::Muon {
         crate::optim::cuda_muon::CudaMuon::new(config)
     }
+}
+
+/// Compiles and loads our kernels (`kernels/*.cu`) into dfdx's device now, so that a
+/// failure is reported before training, not in the first backward pass. dfdx does not
+/// hand out its `CudaDevice`; a gradient buffer's does (it is allocated on it).
+#[cfg(feature = "cuda")]
+fn load_kernels(dev: &Cuda) -> Result<(), String> {
+    use dfdx::prelude::{Gradients, Rank1, Tensor, ZerosTensor};
+    let probe: Tensor<Rank1<1>, f32, Cuda> = dev.zeros();
+    let mut grads = Gradients::leaky();
+    let slot = grads
+        .get_or_alloc_mut(&probe)
+        .map_err(|e| format!("allocating: {e:?}"))?;
+    let device = cudarc::driver::CudaSlice::device(slot);
+    crate::cuda_kernels::ALL
+        .iter()
+        .try_for_each(|file| crate::cuda_kernels::load(&device, file))
 }
 
 /// Whether f32 products run on TF32 tensor cores: asked for (`execution.tf32`) and on a
