@@ -282,3 +282,21 @@ fn opening_a_cuda_device_makes_one_cublas_handle() {
     dev.expect("CUDA device 0 opens");
     assert_eq!(handles.len(), 1);
 }
+
+/// The causal mask's add on CUDA (`model::cuda_ops`): the same values as dfdx's add, and
+/// a backward pass that gives the scores exactly the output's gradient.
+#[test]
+fn the_masks_add_on_cuda_passes_the_gradient_to_the_scores_only() {
+    use rankprobe::model::composed::AddConstant;
+    let dev = Cuda::seed_from_u64(0);
+    let shape = (2, 5, 5);
+    let x: Tensor<(usize, usize, usize), f32, Cuda> = dev.sample_normal_like(&shape);
+    let mask: Tensor<(usize, usize), f32, Cuda> = dev.sample_normal_like(&(5, 5));
+    let mask = mask.broadcast_like::<_, Axis<0>>(&shape);
+    let weights: Tensor<(usize, usize, usize), f32, Cuda> = dev.sample_normal_like(&shape);
+    let ours = Cuda::add_constant(x.clone().leaky_traced(), mask.clone());
+    assert_eq!(ours.as_vec(), (x.clone() + mask).as_vec());
+    // d/dx sum((x + mask) * weights) = weights.
+    let grads = (ours * weights.clone()).sum().backward();
+    assert_eq!(grads.get(&x).as_vec(), weights.as_vec());
+}
