@@ -4,9 +4,13 @@
 #
 #   scripts/build-cuda.sh                   # here, on a machine with Rust
 #   (carry target/cuda/ and the repository to the GPU machine)
-#   scripts/gpu-smoke.sh [DIR]              # there, from the repository root;
+#   scripts/gpu-smoke.sh [--budget S] [DIR] # there, from the repository root;
 #                                           # DIR holds rankprobe and gpu-tests
 #                                           # (default target/cuda)
+#
+# --budget S: the whole ladder within S seconds (e.g. a lent machine's time per call):
+# each rung's limit is cut to what is left, and rungs that would start with under 10 s
+# left are skipped, so the summary is always printed.
 #
 # Rungs: 1 the driver and libraries; 2 our kernels compile (NVRTC) and load, and TF32
 # reaches dfdx's products only when asked; 3 CUDA Muon equals the CPU reference; 4 one
@@ -17,6 +21,14 @@ set -uo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
+budget=""
+if [ "${1:-}" = "--budget" ]; then
+    budget="${2:?--budget needs a number of seconds}"
+    case "$budget" in
+        *[!0-9]* | "") echo "--budget $budget: expected whole seconds" >&2; exit 2 ;;
+    esac
+    shift 2
+fi
 bin_dir="${1:-target/cuda}"
 for f in rankprobe gpu-tests; do
     if [ ! -x "$bin_dir/$f" ] && [ -f "$bin_dir/$f.xz" ]; then
@@ -58,6 +70,14 @@ rung() {
     if [ "$failed" -ne 0 ]; then
         results+=("SKIP  $name")
         return
+    fi
+    if [ -n "$budget" ]; then
+        local left=$((budget - SECONDS))
+        if [ "$left" -lt 10 ]; then
+            results+=("SKIP  $name (budget of ${budget}s spent)")
+            return
+        fi
+        [ "$left" -lt "$limit" ] && limit="$left"
     fi
     echo
     echo "=== $name (limit ${limit}s) ==="
