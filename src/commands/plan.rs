@@ -45,8 +45,13 @@ pub fn render_plan(plan: &Plan) -> String {
         out += &format!("  {}\n", printable(plan.description.trim()));
     }
     let total = total_flops.map_or_else(|| "unknown".to_owned(), |f| format!("{f:.2e}"));
+    let tf32 = if plan.execution.tf32 {
+        " (TF32 products on CUDA)"
+    } else {
+        ""
+    };
     out += &format!(
-        "{} runs, device {}, total training FLOPs {total}\n\n",
+        "{} runs, device {}{tf32}, total training FLOPs {total}\n\n",
         plan.runs.len(),
         plan.execution.device
     );
