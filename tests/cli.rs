@@ -208,6 +208,12 @@ fn tf32_on_a_cpu_run_is_noted_and_recorded_as_not_used() {
     );
     assert!(text.contains("tf32: true"));
     std::fs::write(&study, text).unwrap();
+    let plan = rankprobe(&["plan", study.to_str().unwrap()]);
+    assert!(
+        stdout(&plan).contains("device auto (TF32 products on CUDA)"),
+        "{}",
+        stdout(&plan)
+    );
     let output = sweep(
         study.to_str().unwrap(),
         &results,
