@@ -113,13 +113,25 @@ fn dfdx_matmul_flops<D: Device<f32> + Synchronize>(
     2.0 * (rows * k * n) as f64 / best
 }
 
+/// The side of the square product the peak is measured on: a GPU needs a larger one
+/// to be busy.
+fn peak_side(device: crate::spec::Device) -> usize {
+    match device {
+        crate::spec::Device::Cuda(_) => PEAK_SIDE * 4,
+        _ => PEAK_SIDE,
+    }
+}
+
 /// The peak reference on the device a bench trains on: one large square product (with
 /// TF32 tensor cores where the run uses them).
 fn peak_flops(device: crate::spec::Device, tf32: bool) -> f64 {
     match device {
         #[cfg(feature = "cuda")]
         crate::spec::Device::Cuda(ordinal) => match <Cuda as TrainDevice>::open(ordinal, 0, tf32) {
-            Ok(dev) => dfdx_matmul_flops(&dev, PEAK_SIDE * 4, PEAK_SIDE * 4, PEAK_SIDE * 4),
+            Ok(dev) => {
+                let side = peak_side(device);
+                dfdx_matmul_flops(&dev, side, side, side)
+            }
             Err(_) => f64::NAN,
         },
         _ => {
@@ -393,8 +405,9 @@ pub fn bench(options: BenchOptions) -> Result<(), Failure> {
     }
     println!(
         "training throughput on {device}, {threads} threads: steps 2-{steps} timed (step 1 warms \
-         up, in PyTorch too); peak = the fastest {PEAK_SIDE}^3 f32 matrix product measured in this run: {:.1} GFLOP/s",
-        peak[0] / 1e9
+         up, in PyTorch too); peak = the fastest {side}^3 f32 matrix product measured in this run: {:.1} GFLOP/s",
+        peak[0] / 1e9,
+        side = peak_side(device)
     );
     if row_tf32.contains(&true) {
         println!(
