@@ -111,6 +111,15 @@ for line in sys.stdin:
     if m.get("profile", {}).get("test") and m.get("executable") and "gpu" in m["target"]["name"]:
         print(m["executable"])' | while read -r exe; do cp "$exe" target/cuda/gpu-tests; done
 strip target/cuda/rankprobe target/cuda/gpu-tests
+# TF32 (`execution.tf32`) relies on the binaries defining cublasCreate_v2 themselves
+# (src/train/cublas_math.rs): check that the linker kept ours.
+for exe in target/cuda/rankprobe target/cuda/gpu-tests; do
+    # (grep reads all of nm's output: with -q, pipefail would see nm's broken pipe)
+    if ! nm -D "$exe" | grep ' T cublasCreate_v2$' > /dev/null; then
+        echo "$exe does not define cublasCreate_v2: TF32 could not be turned on" >&2
+        exit 1
+    fi
+done
 # The corpus, tokenizer and token caches of this machine (a few MB after the tests have
 # run here), for a GPU machine without network: scripts/gpu-smoke.sh uses them.
 cache="${RANKPROBE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rankprobe}"

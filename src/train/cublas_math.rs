@@ -70,6 +70,10 @@ pub fn handles_made_by<R>(open: impl FnOnce() -> R) -> (R, Vec<cublasHandle_t>) 
             WATCHED.with(|watched| watched.borrow_mut().take());
         }
     }
+    // The linker takes this module's code from the library archive only for a symbol
+    // something asks for; asking here keeps `cublasCreate_v2` in every binary that opens
+    // a device, ahead of libcublas's (scripts/build-cuda.sh checks the binaries).
+    std::hint::black_box(cublasCreate_v2 as Create);
     WATCHED.with(|watched| *watched.borrow_mut() = Some(Vec::new()));
     let watch = Watch;
     let result = open();
