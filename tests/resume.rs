@@ -34,6 +34,26 @@ fn spawn_sweep(study: &str, results: &Path, only: &[&str]) -> std::process::Chil
         .unwrap()
 }
 
+/// Polls `done` until it holds; panics with `what` after `seconds`.
+fn wait_until(seconds: u64, what: &str, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Whether a metrics table of `study_dir` whose name starts with `prefix` holds train
+/// rows (more than the step-0 evaluation): the run has taken steps.
+fn has_train_rows(study_dir: &Path, prefix: &str) -> bool {
+    std::fs::read_dir(study_dir.join("metrics"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .any(|e| rankprobe::store::frame::read_parquet(&e.path()).is_ok_and(|f| f.height() > 1))
+}
+
 fn manifest(results: &Path, study: &str, label: &str) -> Manifest {
     Manifest::read(&common::run_dir(&results.join(study), label)).unwrap()
 }
@@ -260,20 +280,9 @@ fn sigterm_stops_after_the_current_step_and_marks_the_run_interrupted() {
     let child = spawn_sweep(study.to_str().unwrap(), &results, &["B1", "B2"]);
     // Wait until B1 has taken steps (its metrics hold train rows), then ask it to stop.
     let study_dir = results.join("tiny");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let has_train_rows = |file: &Path| {
-        rankprobe::store::frame::read_parquet(file).is_ok_and(|frame| frame.height() > 1)
-    };
-    while !std::fs::read_dir(study_dir.join("metrics"))
-        .map(|d| d.flatten().any(|e| has_train_rows(&e.path())))
-        .unwrap_or(false)
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "training never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_until(60, "training never started", || {
+        has_train_rows(&study_dir, "")
+    });
     // Slurm may send SIGTERM more than once: each is the same request, never "exit now".
     for _ in 0..3 {
         let killed = Command::new("kill")
@@ -385,19 +394,13 @@ fn a_sweep_waits_for_a_run_another_process_trains_and_its_exit_code_tells_the_tr
     let sweep = || spawn_sweep(study.to_str().unwrap(), &results, &["B1"]);
     let locked = || {
         let runs_dir = results.join("tiny").join("runs");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        while std::time::Instant::now() < deadline {
-            let held = std::fs::read_dir(&runs_dir)
+        wait_until(120, "the first sweep never took the lock", || {
+            std::fs::read_dir(&runs_dir)
                 .into_iter()
                 .flatten()
                 .flatten()
-                .any(|e| e.path().join(".lock").exists());
-            if held {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        panic!("the first sweep never took the lock");
+                .any(|e| e.path().join(".lock").exists())
+        });
     };
     for kill_first in [false, true] {
         let mut first = sweep();
@@ -480,19 +483,9 @@ fn results_in_the_earlier_layout_are_moved_kept_and_resumed() {
     assert!(done.status.success(), "{}", text(&done));
     let child = spawn_sweep(s, &results, &["B1"]);
     let study_dir = results.join("tiny");
-    let has_train_rows = || {
-        std::fs::read_dir(study_dir.join("metrics"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with("B1-"))
-            .any(|e| rankprobe::store::frame::read_parquet(&e.path()).is_ok_and(|f| f.height() > 1))
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while !has_train_rows() {
-        assert!(std::time::Instant::now() < deadline, "B1 never trained");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_until(120, "B1 never trained", || {
+        has_train_rows(&study_dir, "B1-")
+    });
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -97,18 +97,8 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     use super::*;
-    use crate::optim::newton_schulz::{coefficients, norm_factor, orthogonalize};
+    use crate::optim::newton_schulz::{coefficients, norm_factor, orthogonalize, transpose};
     use crate::spec::run_config::{MuonVariant, Precision};
-
-    fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-        let mut out = vec![0.0; m.len()];
-        for r in 0..rows {
-            for c in 0..cols {
-                out[c * rows + r] = m[r * cols + c];
-            }
-        }
-        out
-    }
 
     /// The GPU's sequence (cuda_muon::matrix_update, f32) replayed on the host.
     fn replay(g: &[f32], rows: usize, cols: usize, variant: MuonVariant, steps: usize) -> Vec<f32> {
