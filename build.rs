@@ -22,6 +22,10 @@ mod plan;
 #[path = "src/glob_files.rs"]
 mod glob_files;
 
+#[allow(dead_code)]
+#[path = "src/regular_file.rs"]
+mod regular_file;
+
 use spec::run_config::{RunConfig, Tokenizer};
 
 /// (vocab, d_model, head_dim, kv_width, d_ff, n_layers)
@@ -32,7 +36,7 @@ const STUDY_DIRS: [&str; 2] = ["experiments", "tests/studies"];
 fn main() {
     for dir in STUDY_DIRS
         .iter()
-        .chain(&["src/spec", "src/plan", "src/glob_files.rs"])
+        .chain(&["src/spec", "src/plan", "src/glob_files.rs", "src/regular_file.rs"])
     {
         println!("cargo:rerun-if-changed={dir}");
     }

@@ -1,11 +1,14 @@
-//! Writing files so that readers see the old file or the whole new one, never a part.
+//! Writing files so that readers see the old file or the whole new one, never a part, and
+//! never through a symbolic link someone planted where a file or directory of ours goes.
 
 use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
 
 /// Writes `contents` to `path` so that readers see the old file or the whole new one,
-/// never a part: write a temporary sibling, flush it to disk, rename it into place.
+/// never a part: write a temporary sibling, flush it to disk, rename it into place. The
+/// temporary file is created new (`O_EXCL`: a link at its name is not followed), and the
+/// rename replaces whatever is at `path`, a link included, never the link's target.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
@@ -16,8 +19,16 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
         name.to_string_lossy(),
         std::process::id()
     ));
+    // A temporary file of an earlier process with our pid (or anything planted there).
+    match fs::remove_file(&temp) {
+        Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
+        _ => {}
+    }
     let result = (|| {
-        let mut file = fs::File::create(&temp)?;
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)?;
         file.write_all(contents)?;
         file.sync_all()?;
         fs::rename(&temp, path)
@@ -26,6 +37,55 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
         let _ = fs::remove_file(&temp);
     }
     result
+}
+
+/// Creates `dir` and its parents below `root` (which must exist or is created as is: the
+/// user may link it anywhere), refusing any of them that is a symbolic link or not a
+/// directory: files written below a link would land outside the tree.
+pub fn create_dir_below(root: &Path, dir: &Path) -> io::Result<()> {
+    let below = dir.strip_prefix(root).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not inside {}", dir.display(), root.display()),
+        )
+    })?;
+    fs::create_dir_all(root)?;
+    let mut at = root.to_path_buf();
+    for part in below.components() {
+        at.push(part);
+        match fs::symlink_metadata(&at) {
+            Ok(meta) if meta.is_dir() => continue,
+            Ok(meta) => return Err(not_a_directory(&at, meta.file_type().is_symlink())),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err),
+        }
+        match fs::create_dir(&at) {
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+                // Made meanwhile by another process: it must be a directory too.
+                let meta = fs::symlink_metadata(&at)?;
+                if !meta.is_dir() {
+                    return Err(not_a_directory(&at, meta.file_type().is_symlink()));
+                }
+            }
+            other => other?,
+        }
+    }
+    Ok(())
+}
+
+fn not_a_directory(path: &Path, link: bool) -> io::Error {
+    let what = if link {
+        "a symbolic link; rankprobe writes nothing through a link inside a results tree"
+    } else {
+        "not a directory"
+    };
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "{} is {what}: move it away (or remove it) and run again",
+            path.display()
+        ),
+    )
 }
 
 /// Removes the temporary files a killed writer left in `dir` (`.NAME.tmp-PID`). Call it
@@ -53,6 +113,7 @@ fn remove_temps_where(dir: &Path, keep: impl Fn(&str) -> bool) -> io::Result<Vec
     for entry in fs::read_dir(dir)? {
         let name = entry?.file_name().to_string_lossy().into_owned();
         if name.starts_with('.') && name.contains(".tmp-") && keep(&name) {
+            // Removing a link removes the link, never its target.
             fs::remove_file(dir.join(&name))?;
             removed.push(name);
         }
@@ -89,6 +150,44 @@ mod tests {
         );
         fs::remove_file(dir.join(".y.ron.tmp-99999")).unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), "second");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn links_at_the_target_or_the_temporary_name_are_replaced_not_followed() {
+        let dir = std::env::temp_dir().join(format!("rankprobe-links-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let outside = dir.join("outside");
+        fs::write(&outside, b"keep").unwrap();
+        let path = dir.join("x.ron");
+        std::os::unix::fs::symlink(&outside, &path).unwrap();
+        let temp = dir.join(format!(".x.ron.tmp-{}", std::process::id()));
+        std::os::unix::fs::symlink(&outside, &temp).unwrap();
+        write_atomic(&path, b"new").unwrap();
+        assert_eq!(fs::read(&outside).unwrap(), b"keep");
+        assert!(fs::symlink_metadata(&path).unwrap().is_file());
+        assert_eq!(fs::read(&path).unwrap(), b"new");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn directories_below_the_root_are_created_and_links_among_them_refused() {
+        let dir = std::env::temp_dir().join(format!("rankprobe-dirs-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let root = dir.join("results");
+        create_dir_below(&root, &root.join("study/runs/a")).unwrap();
+        assert!(root.join("study/runs/a").is_dir());
+        fs::create_dir_all(dir.join("elsewhere")).unwrap();
+        std::os::unix::fs::symlink(dir.join("elsewhere"), root.join("study/report")).unwrap();
+        let err = create_dir_below(&root, &root.join("study/report")).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        fs::write(root.join("study/metrics"), b"").unwrap();
+        let err = create_dir_below(&root, &root.join("study/metrics")).unwrap_err();
+        assert!(err.to_string().contains("not a directory"), "{err}");
+        // The root itself may be a link (results on another disk).
+        std::os::unix::fs::symlink(&root, dir.join("linked")).unwrap();
+        create_dir_below(&dir.join("linked"), &dir.join("linked/study/probes")).unwrap();
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -49,14 +49,15 @@ fn sweep_args<'a>(study: &'a Path, results: &'a Path) -> Vec<&'a str> {
     ]
 }
 
-/// A sweep running in the background, to be killed.
-fn spawn_sweep(study: &Path, results: &Path, extra: &[&str]) -> Child {
+/// A sweep running in the background, to be killed; its output goes to `log`.
+fn spawn_sweep(study: &Path, results: &Path, extra: &[&str], log: &Path) -> Child {
+    let log = std::fs::File::create(log).unwrap();
     Command::new(env!("CARGO_BIN_EXE_rankprobe"))
         .args(sweep_args(study, results))
         .args(extra)
         .current_dir(common::root())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
         .spawn()
         .unwrap()
 }
@@ -132,9 +133,8 @@ fn assert_same_as_reference(results: &Path) {
     }
 }
 
-/// A small deterministic generator, so that each seed kills at its own moments: between
-/// 20% and 90% of an uninterrupted sweep's `total` seconds (from data loading to the
-/// middle of the second run).
+/// A small deterministic generator, so that each seed kills at its own moments: up to 40%
+/// of an uninterrupted sweep's `total` seconds after the state the kill waits for.
 fn delays(seed: u64, total: f64) -> impl Iterator<Item = Duration> {
     let mut state = seed
         .wrapping_mul(6364136223846793005)
@@ -143,42 +143,70 @@ fn delays(seed: u64, total: f64) -> impl Iterator<Item = Duration> {
         state = state
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        let fraction = 0.2 + 0.7 * ((state >> 33) % 1000) as f64 / 1000.0;
+        let fraction = 0.4 * ((state >> 33) % 1000) as f64 / 1000.0;
         Duration::from_secs_f64(total * fraction)
     })
 }
 
+/// Waits until `ready` holds or `child` has exited, failing after two minutes.
+fn wait_for(child: &mut Child, what: &str, ready: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !ready() && child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether any run of `results` has a checkpoint on disk.
+fn a_checkpoint_exists(results: &Path) -> bool {
+    std::fs::read_dir(results.join("ckpt").join("runs"))
+        .into_iter()
+        .flatten()
+        .any(|e| e.is_ok_and(|e| e.path().join("checkpoint.bin").exists()))
+}
+
 #[test]
 fn sweeps_killed_at_random_points_resume_to_the_uninterrupted_results() {
+    // Each kill waits for the state it needs, never for a wall-clock fraction of a run
+    // (which depends on the machine's speed and load): the first comes at a random moment
+    // after a checkpoint exists, the second at a random moment after the next sweep has
+    // resumed from it. Every seed therefore tests resuming, on any machine.
     let (reference, total) = reference_and_seconds();
-    let mut resumed_with_checkpoint = 0;
     for seed in [1, 2, 3] {
         let (study, results) = scratch(&format!("kill{seed}"));
         let mut delays = delays(seed, *total);
-        // Two kills, then let the sweep finish.
-        for _ in 0..2 {
-            let mut child = spawn_sweep(&study, &results, &[]);
+        let logs = [0, 1].map(|i| study.with_file_name(format!("sweep{i}.log")));
+        for (i, log) in logs.iter().enumerate() {
+            let mut child = spawn_sweep(&study, &results, &[], log);
+            if i == 0 {
+                wait_for(&mut child, "a checkpoint", || a_checkpoint_exists(&results));
+            } else {
+                wait_for(&mut child, "the sweep to resume", || {
+                    std::fs::read_to_string(log).is_ok_and(|t| t.contains(RESUMED))
+                });
+            }
             let deadline = Instant::now() + delays.next().unwrap();
             while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
-                std::thread::sleep(Duration::from_millis(20));
+                std::thread::sleep(Duration::from_millis(10));
             }
             child.kill().unwrap(); // SIGKILL: no handler runs, no file is closed cleanly
             child.wait().unwrap();
         }
         let last = rankprobe(&sweep_args(&study, &results));
         assert!(last.status.success(), "seed {seed}: {}", text(&last));
-        if text(&last).contains("resuming from its checkpoint at step") {
-            resumed_with_checkpoint += 1;
-        }
+        let second = std::fs::read_to_string(&logs[1]).unwrap();
+        assert!(
+            second.contains(RESUMED),
+            "seed {seed}: the sweep after the first kill did not resume:\n{second}"
+        );
         assert_same_as_reference(&results);
         std::fs::remove_dir_all(study.parent().unwrap()).unwrap();
     }
-    assert!(
-        resumed_with_checkpoint > 0,
-        "no kill left a checkpoint to resume from; the test did not test resuming"
-    );
     assert!(reference.exists());
 }
+
+/// What a sweep prints when it resumes a run from its checkpoint.
+const RESUMED: &str = "resuming from its checkpoint at step";
 
 #[test]
 fn a_full_disk_stops_the_sweep_and_freed_space_resumes_it() {
@@ -252,7 +280,8 @@ fn an_unwritable_results_directory_is_refused_before_any_work() {
 fn damaged_files_of_an_earlier_crash_are_set_aside_and_the_runs_trained_again() {
     let (study, results) = scratch("damaged");
     // A1 killed once a checkpoint exists; B1 finished.
-    let mut child = spawn_sweep(&study, &results, &["--only", "A1"]);
+    let log = study.with_file_name("sweep.log");
+    let mut child = spawn_sweep(&study, &results, &["--only", "A1"], &log);
     let checkpoint = loop {
         let found = common::find_run_dir(&results.join("ckpt"), "A1");
         if let Some(path) = found.map(|dir| dir.join("checkpoint.bin")) {
@@ -323,5 +352,131 @@ fn a_corpus_too_small_for_the_budget_is_refused_unless_repeats_are_allowed() {
     );
     assert!(message.contains("--allow-repeat"), "{message}");
     assert!(!results.exists(), "nothing is written");
+    std::fs::remove_dir_all(study.parent().unwrap()).unwrap();
+}
+
+/// Copies the directory tree `from` to `to` (regular files and directories only).
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// `bytes` (a checkpoint) with its JSON header changed by `change`, its header length
+/// fixed and its SHA-256 made valid again: damage that only a check of what the
+/// checkpoint holds against the run can catch.
+fn with_header(bytes: &[u8], change: impl Fn(&mut serde_json::Value)) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let len = u64::from_le_bytes(bytes[16..24].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[24..24 + len]).unwrap();
+    change(&mut header);
+    let header = serde_json::to_vec(&header).unwrap();
+    let mut out = bytes[..16].to_vec();
+    out.extend((header.len() as u64).to_le_bytes());
+    out.extend(&header);
+    out.extend(&bytes[24 + len..bytes.len() - 32]);
+    let digest = Sha256::digest(&out);
+    out.extend(digest);
+    out
+}
+
+#[test]
+fn checkpoints_that_do_not_fit_their_run_are_set_aside_never_resumed_or_panicking() {
+    use rankprobe::train::checkpoint::Checkpoint;
+    let (study, results) = scratch("fuzz");
+    // A checkpoint of the Muon run A1 (AdamW moments and Muon momentum), from a sweep
+    // killed once it exists.
+    let log = study.with_file_name("sweep.log");
+    let mut child = spawn_sweep(&study, &results, &["--only", "A1"], &log);
+    wait_for(&mut child, "a checkpoint", || a_checkpoint_exists(&results));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let run = run_dir(&results.join("ckpt"), "A1");
+    let bytes = std::fs::read(run.join("checkpoint.bin")).expect("killed with a checkpoint");
+    let good = Checkpoint::decode(&bytes).unwrap();
+    let resign = |change: &dyn Fn(&mut Checkpoint)| {
+        let mut ckpt = good.clone();
+        change(&mut ckpt);
+        ckpt.encode()
+    };
+    let last = good.model.len() - 1;
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("unmodified", bytes.clone()),
+        ("step beyond the budget", resign(&|c| c.step = 1_000)),
+        ("step 0", resign(&|c| c.step = 0)),
+        ("AdamW's step", resign(&|c| c.adamw.step += 1)),
+        ("negative elapsed time", resign(&|c| c.counters.elapsed_s = -5.0)),
+        ("NaN train seconds", resign(&|c| c.counters.train_seconds = f64::NAN)),
+        ("a model tensor short", resign(&|c| {
+            c.model[0].pop();
+        })),
+        ("a model tensor long", resign(&|c| c.model[last].push(0.5))),
+        ("a model tensor missing", resign(&|c| drop(c.model.pop()))),
+        ("AdamW moments missing", resign(&|c| c.adamw.moments.clear())),
+        ("AdamW moments short", resign(&|c| {
+            let slot = c.adamw.moments.iter_mut().flatten().next().unwrap();
+            slot.0.pop();
+            slot.1.pop();
+        })),
+        ("AdamW moments of too many tensors", resign(&|c| {
+            let extra = c.adamw.moments.iter().flatten().next().cloned();
+            c.adamw.moments.resize(c.model.len() + 3, extra);
+        })),
+        ("a Muon buffer missing", resign(&|c| drop(c.muon.pop()))),
+        ("a Muon buffer long", resign(&|c| c.muon[0].extend([0.0; 8]))),
+        ("Muon buffers in an extra matrix", resign(&|c| c.muon.push(vec![0.0; 64]))),
+        ("no Muon buffers", resign(&|c| c.muon.clear())),
+        ("a NaN weight", resign(&|c| c.model[0][0] = f32::NAN)),
+        ("another run's id", resign(&|c| c.run_id = "0123456789ab".to_owned())),
+        ("model lengths swapped in the header", with_header(&bytes, |h| {
+            let lens = h["model"].as_array_mut().unwrap();
+            let (a, b) = (0, lens.iter().position(|l| l != &lens[0]).unwrap());
+            lens.swap(a, b);
+        })),
+        ("a header length beyond the file", with_header(&bytes, |h| {
+            h["muon"][0] = serde_json::json!(u64::MAX / 8);
+        })),
+        ("a header of the wrong type", with_header(&bytes, |h| {
+            h["step"] = serde_json::json!("seven");
+        })),
+    ];
+    let base = study.with_file_name("base");
+    copy_tree(&results, &base);
+    for (name, checkpoint) in cases {
+        let results = study.with_file_name("case");
+        let _ = std::fs::remove_dir_all(&results);
+        copy_tree(&base, &results);
+        let run = run_dir(&results.join("ckpt"), "A1");
+        std::fs::write(run.join("checkpoint.bin"), &checkpoint).unwrap();
+        let output = rankprobe(&[&sweep_args(&study, &results)[..], &["--only", "A1"]].concat());
+        let said = text(&output);
+        assert!(output.status.success(), "{name}: {said}");
+        assert!(!said.contains("panic"), "{name}: {said}");
+        let set_aside: Vec<String> = std::fs::read_dir(&run)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("checkpoint.bin.unusable-"))
+            .collect();
+        if name == "unmodified" {
+            assert!(said.contains(RESUMED) && set_aside.is_empty(), "{name}: {said}");
+        } else {
+            assert!(
+                said.contains("not using") && set_aside.len() == 1,
+                "{name}: not set aside: {said}"
+            );
+        }
+        let manifest = Manifest::read(&run).unwrap();
+        assert_eq!(manifest.status, RunStatus::Done, "{name}: {said}");
+        let rows = common::metric_rows(&run);
+        let reference_rows = common::metric_rows(&run_dir(&reference().join("ckpt"), "A1"));
+        assert_eq!(rows, reference_rows, "{name}: the results differ");
+    }
     std::fs::remove_dir_all(study.parent().unwrap()).unwrap();
 }

@@ -246,7 +246,19 @@ pub struct BenchOptions<'a> {
 pub fn bench(options: BenchOptions) -> Result<(), Failure> {
     let device = crate::train::device::resolve(options.device)
         .map_err(|err| Failure::BadInput(err.to_string()))?;
-    let steps = options.steps.max(2);
+    if options.steps < 2 {
+        return Err(Failure::BadInput(format!(
+            "bench --steps {}: at least 2 steps are needed: step 1 warms up (first \
+             allocations) and is not timed, so the steps after it are what is measured",
+            options.steps
+        )));
+    }
+    if options.rounds == 0 {
+        return Err(Failure::BadInput(
+            "bench --rounds 0: at least one round is needed".to_owned(),
+        ));
+    }
+    let steps = options.steps;
     let threads = rayon::current_num_threads();
     let mut headers = vec![
         "study",

@@ -3,8 +3,9 @@
 
 use std::path::Path;
 
-use crate::store::manifest::RunStatus;
-use crate::store::{recorded_status, study_dir};
+use crate::spec::diagnostic::one_line;
+use crate::store::finished::recorded;
+use crate::store::study_dir;
 use crate::text_table::TextTable;
 
 use super::{load_plan, Failure};
@@ -40,14 +41,13 @@ pub fn missing(file: &Path, results: &Path) -> Result<(), Failure> {
     );
     let mut indices = Vec::new();
     for run in &plan.runs {
-        let status = recorded_status(&dir, run);
-        if !status.is_some_and(RunStatus::is_final) {
-            let shown = status.map_or_else(|| "not started".to_owned(), |s| s.to_string());
+        let recorded = recorded(&dir, run);
+        if !recorded.is_finished() {
             table.push(vec![
                 run.index.to_string(),
                 run.label.clone(),
                 run.id.clone(),
-                shown,
+                one_line(&recorded.describe()),
             ]);
             indices.push(run.index);
         }

@@ -18,9 +18,12 @@ pub fn write_report(study_dir: &Path) -> Result<String, Failure> {
         .unwrap_or_default();
     let plan = loaded.and_then(|loaded| crate::plan::build_plan(&loaded).ok());
     crate::runner::sweep::upgrade_results(study_dir, plan.as_ref())?;
-    let report = build_report(study_dir, &settings).map_err(Failure::BadInput)?;
+    let mut report = build_report(study_dir, &settings).map_err(Failure::BadInput)?;
+    // Labels, conditions and descriptions come from files on disk: no escape sequence of
+    // theirs reaches a terminal (or a `cat` of the summary).
+    report.markdown = crate::spec::diagnostic::printable(&report.markdown);
     let dir = study_dir.join("report");
-    std::fs::create_dir_all(&dir)
+    crate::atomic_file::create_dir_below(study_dir, &dir)
         .map_err(|e| Failure::RunFailed(format!("cannot create {}: {e}", dir.display())))?;
     let files =
         std::iter::once(("summary.md".to_owned(), report.markdown.clone())).chain(report.csv);

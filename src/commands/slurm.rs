@@ -1,9 +1,10 @@
 //! `rankprobe slurm FILE`: an sbatch job-array script that spreads a study over a cluster,
 //! one array task per run, all writing to one results directory that `report` merges.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::{load_plan, Failure};
+use crate::shell_text;
 
 /// Options of the generated script.
 #[derive(Debug, Clone)]
@@ -38,21 +39,64 @@ pub fn index_from_environment() -> Result<Option<usize>, Failure> {
 /// step and a checkpoint, plus the up to 60 s by which Slurm may send it early or late.
 pub const WARNING_SECONDS: u32 = 180;
 
+/// Where the generated script runs things and writes its logs.
+#[derive(Debug, Clone)]
+pub struct ScriptPaths {
+    /// The directory the tasks start in (where `sbatch` was run).
+    pub cwd: PathBuf,
+    /// The rankprobe binary the tasks run.
+    pub exe: PathBuf,
+    /// The study file, absolute.
+    pub file: PathBuf,
+    /// The results root, absolute.
+    pub results: PathBuf,
+    /// The directory of the tasks' logs (Slurm opens them itself).
+    pub logs: PathBuf,
+}
+
 /// The sbatch script. Creates the directory its logs go to: Slurm opens a task's output
 /// file before the task starts, so it must exist at submission.
 pub fn script(file: &Path, options: &SlurmOptions) -> Result<String, Failure> {
     let plan = load_plan(file)?;
-    let last = plan.runs.len() - 1;
+    let absolute = |path: &Path, what: &str| {
+        std::path::absolute(path).map_err(|e| {
+            Failure::BadInput(format!("cannot resolve the {what} {}: {e}", path.display()))
+        })
+    };
     let cwd = std::env::current_dir().map_err(|e| Failure::RunFailed(e.to_string()))?;
     let exe = std::env::current_exe().map_err(|e| Failure::RunFailed(e.to_string()))?;
-    let logs = options.results.join(&plan.study).join("slurm-logs");
-    std::fs::create_dir_all(&logs).map_err(|e| {
+    let results = absolute(&options.results, "results directory")?;
+    let logs = results.join(&plan.study).join("slurm-logs");
+    crate::atomic_file::create_dir_below(&results, &logs).map_err(|e| {
         Failure::RunFailed(format!(
             "cannot create the log directory {}: {e}",
             logs.display()
         ))
     })?;
     let logs = std::fs::canonicalize(&logs).unwrap_or(logs);
+    let paths = ScriptPaths {
+        cwd,
+        exe,
+        file: absolute(file, "study file")?,
+        results,
+        logs,
+    };
+    render(&plan.study, plan.runs.len(), &paths, options).map_err(Failure::BadInput)
+}
+
+/// The script's text. Every value in shell code is quoted (`shell_text::quote`); values
+/// in `#SBATCH` lines, which Slurm parses itself without a shell, are refused where Slurm
+/// could misread them.
+pub fn render(
+    study: &str,
+    runs: usize,
+    paths: &ScriptPaths,
+    options: &SlurmOptions,
+) -> Result<String, String> {
+    let logs = sbatch_path(&paths.logs)?;
+    check_sbatch_value(&options.time, "--time", |c| {
+        c.is_ascii_alphanumeric() || matches!(c, ':' | '-')
+    })?;
     let mut text = format!(
         "#!/bin/bash\n\
          # rankprobe study `{study}` ({runs} runs) as a Slurm job array: one task per run.\n\
@@ -69,23 +113,24 @@ pub fn script(file: &Path, options: &SlurmOptions) -> Result<String, Failure> {
          # back into the queue; the next attempt resumes from that checkpoint.\n\
          #SBATCH --requeue\n\
          #SBATCH --signal=B:TERM@{warning}\n",
-        study = plan.study,
-        runs = plan.runs.len(),
-        file = file.display(),
+        file = shell_text::comment(&paths.file.display().to_string()),
+        last = runs.saturating_sub(1),
         parallel = options.max_parallel.max(1),
         time = options.time,
-        logs = logs.display(),
         warning = WARNING_SECONDS,
     );
     if options.gpus_per_task > 0 {
         text += &format!("#SBATCH --gpus-per-task={}\n", options.gpus_per_task);
     }
     if let Some(partition) = &options.partition {
+        check_sbatch_value(partition, "--partition", |c| {
+            c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ',')
+        })?;
         text += &format!("#SBATCH --partition={partition}\n");
     }
     text += &format!(
         r#"set -uo pipefail
-cd {cwd}
+cd -- {cwd} || exit 1
 echo "== $(date -Is) task ${{SLURM_ARRAY_TASK_ID}} of job ${{SLURM_ARRAY_JOB_ID}}, attempt $(( ${{SLURM_RESTART_COUNT:-0}} + 1 )) on $(hostname)"
 # rankprobe runs as a child of this shell, not under srun (srun kills its task outright on
 # SIGTERM); the trap passes SIGTERM on, and a repeated SIGTERM changes nothing.
@@ -111,12 +156,57 @@ if [ "$code" = 3 ]; then
 fi
 exit "$code"
 "#,
-        cwd = cwd.display(),
-        exe = exe.display(),
-        file = file.display(),
-        results = options.results.display(),
+        cwd = shell_text::quote_path(&paths.cwd, "working directory")?,
+        exe = shell_text::quote_path(&paths.exe, "rankprobe binary")?,
+        file = shell_text::quote_path(&paths.file, "study file")?,
+        results = shell_text::quote_path(&paths.results, "results directory")?,
     );
     Ok(text)
+}
+
+/// `path` for an `#SBATCH` line. Slurm reads these lines itself: it splits them at
+/// whitespace, treats quotes and `\` specially and expands `%` patterns in file names, so
+/// a path holding any of those (or a control character) cannot be written there.
+fn sbatch_path(path: &Path) -> Result<String, String> {
+    let text = path.to_str().ok_or_else(|| {
+        format!(
+            "the log directory {} is not valid UTF-8: use a results path of UTF-8 characters",
+            path.display()
+        )
+    })?;
+    match text
+        .chars()
+        .find(|&c| c.is_whitespace() || c.is_control() || matches!(c, '%' | '"' | '\'' | '\\'))
+    {
+        Some(c) => Err(format!(
+            "the log directory {:?} holds {}, which Slurm cannot take in `#SBATCH --output`: \
+             use a --results path without spaces, quotes, backslashes, `%` or control characters",
+            text,
+            describe(c)
+        )),
+        None => Ok(text.to_owned()),
+    }
+}
+
+fn describe(c: char) -> String {
+    match c {
+        ' ' => "a space".to_owned(),
+        c if c.is_whitespace() || c.is_control() => format!("the character {}", c.escape_unicode()),
+        c => format!("`{c}`"),
+    }
+}
+
+/// Refuses an option value for an `#SBATCH` line with a character outside `allowed`.
+fn check_sbatch_value(value: &str, option: &str, allowed: impl Fn(char) -> bool) -> Result<(), String> {
+    match value.chars().find(|&c| !allowed(c)) {
+        _ if value.is_empty() => Err(format!("{option} is empty")),
+        Some(c) => Err(format!(
+            "{option} {:?} holds {}, which is not part of a Slurm {option} value",
+            value,
+            describe(c)
+        )),
+        None => Ok(()),
+    }
 }
 
 pub fn slurm(file: &Path, options: &SlurmOptions) -> Result<(), Failure> {

@@ -2,23 +2,34 @@
 
 use std::path::PathBuf;
 
+use crate::data::tokenizer::prepare_tokenizer;
 use crate::model::shapes::{not_compiled_help, ModelShape};
+use crate::spec::run_config::Tokenizer;
 use crate::plan::Plan;
 
 use super::{load_plan, Failure};
 
-/// Runs whose model shape this binary cannot train. Runs with a tokenizer file are
-/// checked when their data is prepared (the vocabulary is in the file).
-fn uncompiled_shapes(plan: &Plan) -> Vec<String> {
+/// Runs whose tokenizer file does not load (as `sweep` would find when it prepares the
+/// data) or whose model shape this binary cannot train; a tokenizer file gives the
+/// vocabulary of its runs' shapes.
+fn unusable_runs(plan: &Plan) -> Vec<String> {
     plan.runs
         .iter()
         .filter_map(|run| {
-            let vocab = run.config.data.tokenizer.known_vocab()?;
+            let tokenizer = &run.config.data.tokenizer;
+            let vocab = match tokenizer {
+                Tokenizer::File(_) => match prepare_tokenizer(tokenizer, "", Vec::new) {
+                    Ok(loaded) => loaded.vocab_size,
+                    Err(err) => return Some(format!("run {}: {err}", run.label)),
+                },
+                _ => tokenizer.known_vocab()?,
+            };
             let shape = ModelShape::of(&run.config, vocab);
             (!shape.is_compiled()).then(|| {
                 format!(
-                    "run {}: the model shape ({shape}) is not compiled in",
-                    run.label
+                    "run {}: the model shape ({shape}) is not compiled in\n  = help: {}",
+                    run.label,
+                    not_compiled_help()
                 )
             })
         })
@@ -30,15 +41,13 @@ pub fn validate(files: &[PathBuf]) -> Result<(), Failure> {
     let mut bad = 0;
     for file in files {
         let checked = load_plan(file).and_then(|plan| {
-            let uncompiled = uncompiled_shapes(&plan);
-            if uncompiled.is_empty() {
+            let mut unusable = unusable_runs(&plan);
+            if unusable.is_empty() {
                 Ok(plan)
             } else {
-                Err(Failure::BadInput(format!(
-                    "{}\n  = help: {}",
-                    uncompiled.join("\n"),
-                    not_compiled_help()
-                )))
+                let mut seen = std::collections::HashSet::new();
+                unusable.retain(|line| seen.insert(line.clone()));
+                Err(Failure::BadInput(unusable.join("\n")))
             }
         });
         match checked {

@@ -2,7 +2,6 @@
 //! A corpus loads as documents (text, or tokens for pre-tokenized shards) plus a content
 //! hash that keys everything derived from it in the cache.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -74,7 +73,7 @@ pub fn load_corpus(corpus: &Corpus) -> Result<LoadedCorpus, DataError> {
             let files = glob_files(pattern)?;
             let texts = files
                 .iter()
-                .map(|f| fs::read_to_string(f).map_err(|e| DataError::io(f, e)))
+                .map(|f| crate::regular_file::read_to_string(f).map_err(|e| DataError::io(f, e)))
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(text_corpus(texts, format!("text files {pattern}")))
         }
@@ -159,7 +158,7 @@ fn glob_files(pattern: &str) -> Result<Vec<PathBuf>, DataError> {
 }
 
 fn read_jsonl(file: &Path, field: &str) -> Result<Vec<String>, DataError> {
-    let text = fs::read_to_string(file).map_err(|e| DataError::io(file, e))?;
+    let text = crate::regular_file::read_to_string(file).map_err(|e| DataError::io(file, e))?;
     text.lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
@@ -243,6 +242,7 @@ fn load_wheel_corpus(recipe: &WheelCorpus) -> Result<LoadedCorpus, DataError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn eot_splits_documents_and_drops_empty_ones() {

@@ -1,7 +1,6 @@
 //! llm.c / modded-nanogpt token shards: a 256 x int32 header (magic 20240520, version 1,
 //! token count, rest zero), then the tokens as little-endian uint16.
 
-use std::fs;
 use std::path::Path;
 
 use super::DataError;
@@ -15,7 +14,7 @@ pub const GPT2_EOT: u32 = 50256;
 
 /// Reads one shard's tokens, checking the header against the file.
 pub fn read_llmc_shard(path: &Path) -> Result<Vec<u32>, DataError> {
-    let bytes = fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let bytes = crate::regular_file::read(path).map_err(|e| DataError::io(path, e))?;
     parse_llmc_shard(&bytes).map_err(|why| {
         DataError::Input(format!(
             "{} is not an llm.c token shard: {why}\n  fix: give shards written by llm.c / modded-nanogpt (magic {MAGIC}, version {VERSION}, uint16 tokens)",

@@ -222,7 +222,7 @@ fn single_file(dir: &Path, suffix: &str) -> Result<PathBuf, DataError> {
 
 /// A file's text, gunzipped when it ends in .gz or .dz (dictzip is gzip).
 fn read_text(path: &Path) -> Result<String, DataError> {
-    let bytes = fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let bytes = crate::regular_file::read(path).map_err(|e| DataError::io(path, e))?;
     let name = path.to_string_lossy();
     let bytes = if name.ends_with(".gz") || name.ends_with(".dz") {
         let mut out = Vec::new();

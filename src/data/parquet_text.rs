@@ -1,6 +1,5 @@
 //! Reading a text column of a parquet file (user corpora), through polars.
 
-use std::fs::File;
 use std::path::Path;
 
 use polars::prelude::{ParquetReader, SerReader};
@@ -11,7 +10,7 @@ use super::DataError;
 
 /// Every non-null string of `column` in `file`, in row order.
 pub fn read_text_column(file: &Path, column: &str) -> Result<Vec<String>, DataError> {
-    let handle = File::open(file).map_err(|e| DataError::io(file, e))?;
+    let handle = crate::regular_file::open(file).map_err(|e| DataError::io(file, e))?;
     let cannot =
         |why: String| DataError::Input(format!("{}: cannot read parquet: {why}", file.display()));
     // A damaged file can make the reader panic: an error like any other, said once.

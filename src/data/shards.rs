@@ -45,7 +45,7 @@ pub struct TokenFile {
 
 impl TokenFile {
     fn open(path: &Path, bytes_per_token: usize) -> Result<Self, DataError> {
-        let file = fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+        let file = crate::regular_file::open(path).map_err(|e| DataError::io(path, e))?;
         let len = file.metadata().map_err(|e| DataError::io(path, e))?.len();
         // An empty file cannot be mapped; it simply has no tokens.
         let map = if len == 0 {
@@ -128,7 +128,7 @@ pub fn prepare_shards(
     if !meta_path.is_file() {
         write_shards(corpus, tokenizer, val_fraction, &dir)?;
     }
-    let meta_text = fs::read_to_string(&meta_path).map_err(|e| DataError::io(&meta_path, e))?;
+    let meta_text = crate::regular_file::read_to_string(&meta_path).map_err(|e| DataError::io(&meta_path, e))?;
     let meta: ShardMeta = serde_json::from_str(&meta_text).map_err(|e| {
         DataError::Input(format!(
             "{} is damaged ({e}); delete {} to rebuild it",

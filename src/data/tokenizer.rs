@@ -89,7 +89,7 @@ pub fn prepare_tokenizer<'a>(
 }
 
 fn load_file(path: &Path) -> Result<TextTokenizer, DataError> {
-    let bytes = fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let bytes = crate::regular_file::read(path).map_err(|e| DataError::io(path, e))?;
     let tokenizer = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| {
         DataError::Input(format!(
             "{} is not a Hugging Face tokenizer.json: {e}",

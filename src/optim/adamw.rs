@@ -121,6 +121,14 @@ impl<D: HostBuffers> AdamW<D> {
         })
     }
 
+    /// The tensors of `module` in visiting order: (length, whether this AdamW updates it).
+    pub fn tensor_sizes<Mod: TensorCollection<f32, D>>(
+        &self,
+        module: &mut Mod,
+    ) -> Result<Vec<(usize, bool)>, D::Err> {
+        trained::tensor_sizes(module, &self.reads)
+    }
+
     pub fn restore(&mut self, dev: &D, state: &AdamWState) -> Result<(), D::Err> {
         self.step = state.step;
         self.moments = state
@@ -154,7 +162,7 @@ impl<D: Device<f32>> TensorAction<D> for Update<'_, D> {
         self.opt.cfg.try_update(self.opt.step, param, m, v, grad)
     }
 
-    fn unread(&mut self, index: usize) {
+    fn unread(&mut self, index: usize, _len: usize) {
         if let Some(slot) = self.opt.moments.get_mut(index) {
             *slot = None;
         }

@@ -28,8 +28,8 @@ pub trait TensorAction<D: Device<f32>> {
     fn read<S: Shape>(&mut self, index: usize, param: &mut Tensor<S, f32, D>)
         -> Result<(), D::Err>;
 
-    /// A tensor the model does not read (or one marked not trainable).
-    fn unread(&mut self, _index: usize) {}
+    /// A tensor the model does not read (or one marked not trainable), of `len` values.
+    fn unread(&mut self, _index: usize, _len: usize) {}
 }
 
 /// Calls `action` on every tensor of `module` in visiting order, split by `reads`.
@@ -72,7 +72,7 @@ impl<D: Device<f32>, A: TensorAction<D>> TensorVisitor<f32, D> for Visit<'_, A> 
         if opts.do_gradient_update && (self.reads)(&path) {
             self.action.read(index, param)?;
         } else {
-            self.action.unread(index);
+            self.action.unread(index, param.shape().num_elements());
         }
         Ok(None)
     }
@@ -92,6 +92,27 @@ pub fn state_at<B, E>(
         states[index] = Some(make()?);
     }
     Ok(states[index].as_mut().expect("created above"))
+}
+
+/// Every tensor of a module in visiting order: (length, whether it is read and trained).
+pub fn tensor_sizes<D: Device<f32>, Mod: TensorCollection<f32, D>>(
+    module: &mut Mod,
+    reads: &Reads,
+) -> Result<Vec<(usize, bool)>, D::Err> {
+    struct Sizes(Vec<(usize, bool)>);
+    impl<D: Device<f32>> TensorAction<D> for Sizes {
+        fn read<S: Shape>(&mut self, _: usize, param: &mut Tensor<S, f32, D>) -> Result<(), D::Err> {
+            self.0.push((param.shape().num_elements(), true));
+            Ok(())
+        }
+
+        fn unread(&mut self, _: usize, len: usize) {
+            self.0.push((len, false));
+        }
+    }
+    let mut sizes = Sizes(Vec::new());
+    walk(module, reads, &mut sizes)?;
+    Ok(sizes.0)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::path::Path;
 use crate::plan::build_plan;
 use crate::spec::load_study;
 use crate::store::manifest::RunStatus;
+use crate::store::finished::{recorded, Recorded};
 use crate::store::{run_name, RunPaths};
 
 use super::load::{load_run, run_names, RunResults};
@@ -30,14 +31,24 @@ pub(super) fn collect_runs(
         .as_ref()
         .map(|l| l.study.description.clone())
         .unwrap_or_default();
-    let expected: Option<Vec<(String, String)>> = loaded
-        .and_then(|loaded| build_plan(&loaded).ok())
-        .map(|plan| {
-            plan.runs
-                .iter()
-                .map(|r| (r.label.clone(), run_name(r)))
-                .collect()
-        });
+    let plan = loaded.and_then(|loaded| build_plan(&loaded).ok());
+    let expected: Option<Vec<(String, String)>> = plan.as_ref().map(|plan| {
+        plan.runs
+            .iter()
+            .map(|r| (r.label.clone(), run_name(r)))
+            .collect()
+    });
+    // Whether a run is finished is decided as `sweep` and `missing` decide it.
+    let contradicted: Vec<(String, String)> = plan
+        .iter()
+        .flat_map(|plan| &plan.runs)
+        .filter_map(|run| match recorded(study_dir, run) {
+            unfinished @ Recorded::Unfinished { why: Some(_), .. } => {
+                Some((run.label.clone(), unfinished.describe()))
+            }
+            _ => None,
+        })
+        .collect();
     let mut runs: Vec<RunResults> = Vec::new();
     let mut notes = Vec::new();
     for name in &names {
@@ -69,7 +80,12 @@ pub(super) fn collect_runs(
         for file in &run.unreadable {
             notes.push(format!("{}: cannot read {file}; left out", run.label));
         }
-        if run.status != RunStatus::Done {
+        if let Some((_, said)) = contradicted.iter().find(|(label, _)| label == &run.label) {
+            notes.push(format!(
+                "{}: {said}; not finished, shown as far as it got",
+                run.label
+            ));
+        } else if run.status != RunStatus::Done {
             notes.push(format!(
                 "{}: {}, shown as far as it got",
                 run.label, run.status

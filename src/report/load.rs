@@ -97,7 +97,8 @@ pub fn run_names(study_dir: &Path) -> Vec<String> {
     };
     let mut names: Vec<String> = entries
         .filter_map(Result::ok)
-        .filter(|e| e.path().is_dir())
+        // The entry's own type: a link planted among the runs is not a run.
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();

@@ -4,8 +4,12 @@
 use std::path::Path;
 use std::sync::Once;
 
+use image::codecs::png::PngEncoder;
+use image::{ColorType, ImageEncoder};
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
+
+use crate::atomic_file::write_atomic;
 
 use super::conditions::{
     group, layer_count, metric_name_unit, metric_title, site_title, tokens_title, Condition,
@@ -180,18 +184,28 @@ fn series(
         .collect()
 }
 
-/// A new PNG of `size` at `dir/name`, drawn by `draw`.
+/// A new PNG of `size` at `dir/name`, drawn by `draw` into memory, encoded and written
+/// atomically (as every file of a results tree: a link planted at the name is replaced,
+/// never written through).
 fn figure(
     dir: &Path,
     name: &str,
     size: (u32, u32),
     draw: impl FnOnce(&DrawingArea<BitMapBackend, plotters::coord::Shift>) -> Result<(), String>,
 ) -> Result<String, String> {
+    let mut pixels = vec![0u8; size.0 as usize * size.1 as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut pixels, size).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        draw(&root)?;
+        root.present().map_err(err)?;
+    }
+    let mut png = Vec::new();
+    PngEncoder::new(&mut png)
+        .write_image(&pixels, size.0, size.1, ColorType::Rgb8)
+        .map_err(err)?;
     let path = dir.join(name);
-    let root = BitMapBackend::new(&path, size).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
-    draw(&root)?;
-    root.present().map_err(err)?;
+    write_atomic(&path, &png).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(name.to_owned())
 }
 

@@ -91,7 +91,7 @@ pub(super) fn train_one(
         ));
     }
     let execution = &plan.execution;
-    let options = TrainOptions {
+    let options = |resume| TrainOptions {
         device,
         tf32: uses_tf32(plan.execution.tf32, device),
         checkpoints: Some(CheckpointPolicy {
@@ -103,9 +103,23 @@ pub(super) fn train_one(
         }),
         resume,
     };
-    let result = catch_unwind(AssertUnwindSafe(|| {
-        train_run(&run.config, dataset, &mut recorder, options)
-    }));
+    let train = |recorder: &mut RunRecorder, resume| {
+        catch_unwind(AssertUnwindSafe(|| {
+            train_run(&run.config, dataset, recorder, options(resume))
+        }))
+    };
+    let resumed = resume.is_some();
+    let mut result = train(&mut recorder, resume);
+    if let Ok(Err(TrainError::UnusableCheckpoint(why))) = &result {
+        // Checked before anything was trained: set it aside and start over.
+        if resumed {
+            let why = format!("it does not fit the run: {why}");
+            set_aside(&checkpoint_path, run_dir, &why, run, &mut recorder);
+            recorder.restart();
+            recorder.manifest.resumed_from_step = None;
+            result = train(&mut recorder, None);
+        }
+    }
     let saved = recorder.save();
     let mut storage_error = None;
     let (status, summary) = match result {

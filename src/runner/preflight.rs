@@ -9,10 +9,19 @@ use crate::plan::cost::steps_and_tokens;
 use crate::plan::{Plan, PlannedRun};
 use crate::spec::suggest::help_for;
 use crate::spec::Device;
-use crate::store::write_atomic;
+use crate::store::{create_dir_below, write_atomic, RunPaths};
 use crate::train::run::check_trainable;
 
 use super::Failure;
+
+/// The longest file name a system takes (Linux's NAME_MAX), and the longest path.
+const NAME_MAX: usize = 255;
+const PATH_MAX: usize = 4096;
+
+/// The most bytes a path below the study directory adds to it: `/runs/` + a run name (a
+/// label of at most 64 characters, `-`, a 12-character id) + `/.checkpoint.bin.tmp-` and a
+/// pid, with room to spare.
+const DEEPEST_BELOW_STUDY: usize = 160;
 
 /// Fails unless `dir` exists as a writable directory or can be created, and leaves no
 /// trace: an unwritable results directory is reported before any work starts.
@@ -23,21 +32,76 @@ pub(super) fn check_writable(dir: &Path) -> Result<(), Failure> {
             dir.display()
         ))
     };
-    // A relative path's last ancestor is "", which does not exist: then it is ".".
-    let existing = dir
-        .ancestors()
-        .find(|a| a.exists())
-        .unwrap_or(Path::new("."));
-    if !existing.is_dir() {
+    // Names the system cannot hold fail at the first write deep inside a run; say so now.
+    if let Some(long) = dir.components().find(|c| c.as_os_str().len() > NAME_MAX) {
         return Err(unwritable(format!(
-            "{} is not a directory",
-            existing.display()
+            "the name `{}` is longer than the system's {NAME_MAX} bytes",
+            long.as_os_str().to_string_lossy()
         )));
     }
+    if dir.as_os_str().len() + DEEPEST_BELOW_STUDY > PATH_MAX {
+        return Err(unwritable(format!(
+            "the path is {} bytes long; with the files under it that passes the system's \
+             {PATH_MAX}-byte limit",
+            dir.as_os_str().len()
+        )));
+    }
+    // The deepest ancestor that is there. One that cannot be looked up (a symbolic link
+    // loop, a link to nowhere, no permission) is refused: creating below it would fail.
+    let mut existing = Path::new(".");
+    for ancestor in dir.ancestors() {
+        // A relative path's last ancestor is "": then it is ".".
+        let ancestor = if ancestor.as_os_str().is_empty() { Path::new(".") } else { ancestor };
+        match std::fs::symlink_metadata(ancestor) {
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(err) => return Err(unwritable(format!("{}: {err}", ancestor.display()))),
+            Ok(_) => {
+                if let Err(err) = std::fs::metadata(ancestor) {
+                    return Err(unwritable(format!(
+                        "{} is a symbolic link that leads nowhere usable ({err})",
+                        ancestor.display()
+                    )));
+                }
+                existing = ancestor;
+                break;
+            }
+        }
+    }
     let probe = existing.join(format!(".rankprobe-write-check-{}", std::process::id()));
-    std::fs::write(&probe, b"")
-        .and_then(|()| std::fs::remove_file(&probe))
+    let _ = std::fs::remove_file(&probe);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .and_then(|_| std::fs::remove_file(&probe))
         .map_err(|err| unwritable(format!("{} is not writable ({err})", existing.display())))
+}
+
+/// Fails if a directory of the study's results tree that rankprobe writes into (the study
+/// directory, its table and report directories, the selected runs' directories) is a
+/// symbolic link or not a directory: caught here, before any data is prepared, instead
+/// of when the first file would be written.
+pub(super) fn check_tree(dir: &Path, runs: &[PlannedRun]) -> Result<(), Failure> {
+    let fixed = ["runs", "metrics", "probes", "report"].map(|d| dir.join(d));
+    let run_dirs = runs.iter().map(|run| RunPaths::of(dir, run).dir);
+    for path in std::iter::once(dir.to_path_buf()).chain(fixed).chain(run_dirs) {
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let what = if meta.file_type().is_symlink() {
+            "a symbolic link (rankprobe writes nothing through a link inside a results tree)"
+        } else if !meta.is_dir() {
+            "not a directory"
+        } else {
+            continue;
+        };
+        return Err(Failure::BadInput(format!(
+            "cannot write results in {}: {} is {what}; move it away or choose another --results",
+            dir.display(),
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Creates `dir` and writes the study file there as `study.ron`.
@@ -45,7 +109,7 @@ pub(super) fn prepare_results_dir(dir: &Path, study_source: &[u8]) -> Result<(),
     let failed = |err: std::io::Error| {
         Failure::RunFailed(format!("cannot write results in {}: {err}", dir.display()))
     };
-    std::fs::create_dir_all(dir).map_err(failed)?;
+    create_dir_below(dir.parent().unwrap_or(Path::new(".")), dir).map_err(failed)?;
     write_atomic(&dir.join("study.ron"), study_source).map_err(failed)
 }
 

@@ -67,6 +67,14 @@ impl<'a> RunRecorder<'a> {
         Ok(())
     }
 
+    /// Forgets the rows of a resume (`resume_at`): the run starts over from step 0.
+    pub fn restart(&mut self) {
+        self.earlier = None;
+        self.rows.clear();
+        self.probes.clear();
+        self.unsaved = true;
+    }
+
     /// Writes all metrics and probes so far; returns the first error seen during the run, if any.
     pub fn save(&mut self) -> std::io::Result<()> {
         self.write();

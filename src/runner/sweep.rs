@@ -2,22 +2,22 @@
 //! not finished and record its metrics and manifest under `results/<study>/`. Runs that
 //! another process holds are waited for at the end.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::atomic_file::{remove_stale_temps, remove_stale_temps_of};
 use crate::plan::PlannedRun;
 use crate::spec::Device;
-use crate::store::frame::read_result;
 use crate::store::layout_upgrade::upgrade_layout;
 use crate::store::lock::try_lock;
 use crate::store::manifest::RunStatus;
-use crate::store::{recorded_manifest, study_dir, RunPaths, Table};
+use crate::spec::diagnostic::one_line;
+use crate::store::finished::{recorded, Recorded};
+use crate::store::{study_dir, RunPaths, Table};
 
 use super::one_run::{store_failure, train_one};
 use super::preflight::{
-    check_writable, data_key, prepare_datasets, prepare_results_dir, resolve_device, select_runs,
+    check_tree, check_writable, data_key, prepare_datasets, prepare_results_dir, resolve_device, select_runs,
 };
 use super::progress::Progress;
 use super::{load_plan, Failure};
@@ -95,10 +95,11 @@ pub fn sweep(file: &Path, options: &SweepOptions) -> Result<SweepOutcome, Failur
         runs.retain(|run| run.index == index);
     }
     let dir = study_dir(&options.results, &plan.study);
-    let source = fs::read(&plan.source).map_err(|err| {
+    let source = crate::regular_file::read(&plan.source).map_err(|err| {
         Failure::RunFailed(format!("cannot re-read {}: {err}", plan.source.display()))
     })?;
     check_writable(&dir)?;
+    check_tree(&dir, &runs)?;
     upgrade_results(&dir, Some(&plan))?;
     // Resume: a finished run (done or diverged) with the same run id is kept as it is.
     let mut kept: Vec<(PlannedRun, RunStatus)> = Vec::new();
@@ -190,7 +191,7 @@ pub fn upgrade_results(dir: &Path, plan: Option<&crate::plan::Plan>) -> Result<(
         ))
     })?;
     for line in moved {
-        println!("results of an earlier version moved: {line}");
+        println!("results of an earlier version moved: {}", one_line(&line));
     }
     Ok(())
 }
@@ -400,18 +401,13 @@ fn install_interrupt_handler() {
 /// id, with results that can be read back. A done run whose files are damaged is
 /// trained again.
 fn finished(dir: &Path, run: &PlannedRun) -> Option<RunStatus> {
-    let manifest = recorded_manifest(dir, run).filter(|m| m.status.is_final())?;
-    let status = manifest.status;
-    let paths = RunPaths::of(dir, run);
-    for table in Table::ALL {
-        let name = table.file_name();
-        if let Err(err) = read_result(paths.table(table), table, Some(&manifest)) {
-            println!(
-                "{}: marked {status} but {name} cannot be read ({err}); training it again",
-                run.label
-            );
-            return None;
+    match recorded(dir, run) {
+        Recorded::Finished(manifest) => Some(manifest.status),
+        unfinished @ Recorded::Unfinished { why: Some(_), .. } => {
+            let said = one_line(&unfinished.describe());
+            println!("{}: {said}; training it again", run.label);
+            None
         }
+        Recorded::Unfinished { .. } => None,
     }
-    Some(status)
 }

@@ -116,6 +116,20 @@ pub fn printable(text: &str) -> String {
         .collect()
 }
 
+/// `text` from a file (a label, a condition, a run directory's name) as one line safe for
+/// a terminal: every control character, newlines and tabs included, shown escaped.
+pub fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 fn plural(n: usize) -> &'static str {
     if n == 1 {
         ""

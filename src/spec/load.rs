@@ -34,13 +34,11 @@ fn read_study_text(path: &Path) -> Result<String, Diagnostics> {
         Diagnostics(vec![Diagnostic::new(message).in_file(path).help(help)])
     };
     let usage = "pass the path of a .ron study, e.g. experiments/quickstart.ron";
-    let metadata = std::fs::metadata(path)
-        .map_err(|err| fail(format!("cannot read study file: {err}"), usage))?;
-    if metadata.is_dir() {
+    if std::fs::metadata(path).is_ok_and(|m| m.is_dir()) {
         return Err(fail("the study path is a directory".to_owned(), usage));
     }
     let mut bytes = Vec::new();
-    std::fs::File::open(path)
+    crate::regular_file::open(path)
         .and_then(|file| file.take(MAX_STUDY_BYTES + 1).read_to_end(&mut bytes))
         .map_err(|err| fail(format!("cannot read study file: {err}"), usage))?;
     if bytes.len() as u64 > MAX_STUDY_BYTES {

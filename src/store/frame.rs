@@ -1,7 +1,6 @@
 //! Long-form DataFrames of observations: building them from rows, and reading and
 //! writing them as parquet.
 
-use std::fs::File;
 use std::io;
 use std::path::Path;
 
@@ -87,7 +86,7 @@ pub fn write_parquet(path: &Path, frame: &mut DataFrame) -> io::Result<String> {
 /// damaged file can make the parquet reader panic (an assertion, an index out of range):
 /// that panic is caught, kept off the terminal, and returned as `InvalidData`.
 pub fn read_parquet(path: &Path) -> io::Result<DataFrame> {
-    let file = File::open(path)?;
+    let file = crate::regular_file::open(path)?;
     let invalid = |why: String| io::Error::new(io::ErrorKind::InvalidData, why);
     match quietly(|| ParquetReader::new(file).finish()) {
         Ok(frame) => frame.map_err(|err| invalid(err.to_string())),

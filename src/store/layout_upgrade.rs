@@ -2,7 +2,8 @@
 //! run's manifest and both tables, rows keyed by one `run` column) into today's layout
 //! (see `store`), so that a study keeps its finished runs and checkpoints across the
 //! upgrade. Each step can be repeated: a process killed midway leaves a directory the
-//! next call finishes.
+//! next call finishes. Nothing here follows a symbolic link: a linked run directory is
+//! left where it is, so the upgrade never rewrites or deletes files outside the study.
 
 use std::fs;
 use std::io;
@@ -28,7 +29,8 @@ pub fn upgrade_layout(study_dir: &Path, plan: Option<&Plan>) -> io::Result<Vec<S
     };
     let mut old: Vec<String> = entries
         .filter_map(Result::ok)
-        .filter(|e| e.path().is_dir())
+        // The entry's own type (not followed): a link to a directory is not one.
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .filter_map(|e| e.file_name().to_str().map(str::to_owned))
         .filter(|name| name.starts_with(OLD_PREFIX))
         .collect();
@@ -38,7 +40,7 @@ pub fn upgrade_layout(study_dir: &Path, plan: Option<&Plan>) -> io::Result<Vec<S
         let name = &dir_name[OLD_PREFIX.len()..];
         let old_dir = study_dir.join(&dir_name);
         let paths = RunPaths::named(study_dir, name);
-        if paths.dir.exists() {
+        if fs::symlink_metadata(&paths.dir).is_ok() {
             continue; // Both layouts hold this run: keep today's, leave the old one alone.
         }
         paths.create_dirs()?;
@@ -50,6 +52,10 @@ pub fn upgrade_layout(study_dir: &Path, plan: Option<&Plan>) -> io::Result<Vec<S
             let keys = RunKeys::of(&manifest);
             for table in Table::ALL {
                 let old_file = old_dir.join(table.file_name());
+                // A link is not a table of this run: leave it alone.
+                if !fs::symlink_metadata(&old_file).is_ok_and(|m| m.is_file()) {
+                    continue;
+                }
                 // An unreadable table stays in the run directory, where nothing reads it.
                 let Ok(frame) = read_result(&old_file, table, Some(&manifest)) else {
                     continue;

@@ -167,7 +167,7 @@ impl Manifest {
     }
 
     pub fn read(run_dir: &Path) -> Option<Manifest> {
-        let text = std::fs::read_to_string(run_dir.join(MANIFEST_FILE)).ok()?;
+        let text = crate::regular_file::read_to_string(&run_dir.join(MANIFEST_FILE)).ok()?;
         serde_json::from_str(&text).ok()
     }
 
@@ -180,7 +180,7 @@ impl Manifest {
 /// The SHA-256 of the file at `path`, as lowercase hex (as `sha256_hex` of its bytes).
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     let mut hasher = Sha256::new();
-    std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+    std::io::copy(&mut crate::regular_file::open(path)?, &mut hasher)?;
     Ok(hex(&hasher.finalize()))
 }
 

@@ -13,6 +13,7 @@
 //! reads every run in one call. A changed config changes the id, so old results stay
 //! beside new ones.
 
+pub mod finished;
 pub mod frame;
 pub mod layout_upgrade;
 pub mod lock;
@@ -22,7 +23,7 @@ pub mod probes;
 
 use std::path::{Path, PathBuf};
 
-pub use crate::atomic_file::write_atomic;
+pub use crate::atomic_file::{create_dir_below, write_atomic};
 use crate::plan::PlannedRun;
 
 /// `results/<study>`.
@@ -93,11 +94,15 @@ impl RunPaths {
         &self.tables[table as usize]
     }
 
-    /// Creates the run's directory and the table directories.
+    /// Creates the run's directory and the table directories, refusing any of them (or
+    /// the study directory) that is a symbolic link: below the results root, rankprobe
+    /// writes only into directories that are really there.
     pub fn create_dirs(&self) -> std::io::Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
+        let study_dir = self.dir.ancestors().nth(2).expect("runs/<name> is in a study");
+        let root = study_dir.parent().unwrap_or(Path::new("."));
+        create_dir_below(root, &self.dir)?;
         for path in &self.tables {
-            std::fs::create_dir_all(path.parent().expect("tables are in a directory"))?;
+            create_dir_below(root, path.parent().expect("tables are in a directory"))?;
         }
         Ok(())
     }
@@ -107,9 +112,4 @@ impl RunPaths {
 /// exactly this run id.
 pub fn recorded_manifest(study_dir: &Path, run: &PlannedRun) -> Option<manifest::Manifest> {
     manifest::Manifest::read_for(&RunPaths::of(study_dir, run).dir, &run.id)
-}
-
-/// The status recorded for `run` under `study_dir` (see `recorded_manifest`).
-pub fn recorded_status(study_dir: &Path, run: &PlannedRun) -> Option<manifest::RunStatus> {
-    recorded_manifest(study_dir, run).map(|m| m.status)
 }

@@ -78,6 +78,19 @@ struct Header {
     muon: Vec<usize>,
 }
 
+/// What a checkpoint of a run must hold, read off the model and optimizers built for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateLayout {
+    /// The run's number of optimizer steps.
+    pub steps: u64,
+    /// The length of every model tensor, in visiting order.
+    pub model: Vec<usize>,
+    /// The tensors of AdamW's module, in its visiting order: (length, updated by AdamW).
+    pub adamw: Vec<(usize, bool)>,
+    /// The length of each Muon matrix's momentum buffer (none in an AdamW run).
+    pub muon: Vec<usize>,
+}
+
 /// Why a checkpoint file cannot be used.
 #[derive(Debug)]
 pub enum CheckpointError {
@@ -186,6 +199,75 @@ impl Checkpoint {
         })
     }
 
+    /// Whether this checkpoint can continue a run of `layout`: every length, count and
+    /// counter it holds must be one the run could have written at its step. A checkpoint
+    /// that passes restores without a panic and trains every tensor as the run would.
+    pub fn check(&self, layout: &StateLayout) -> Result<(), String> {
+        if self.step == 0 || self.step > layout.steps {
+            return Err(format!(
+                "it is at step {}, outside the run's steps 1..={}",
+                self.step, layout.steps
+            ));
+        }
+        if i64::from(self.adamw.step) != self.step as i64 {
+            return Err(format!(
+                "AdamW counted {} steps where the run is at step {}",
+                self.adamw.step, self.step
+            ));
+        }
+        let c = &self.counters;
+        for (name, value) in [
+            ("elapsed_s", c.elapsed_s),
+            ("train_seconds", c.train_seconds),
+            ("probe_seconds", c.probe_seconds),
+            ("checkpoint_seconds", c.checkpoint_seconds),
+        ] {
+            if !(value.is_finite() && value >= 0.0) {
+                return Err(format!("its counter {name} is {value}"));
+            }
+        }
+        if c.last_val < 0.0 || c.last_val == f64::INFINITY {
+            return Err(format!("its last validation loss is {}", c.last_val));
+        }
+        same_lengths("model tensor", &self.model, &layout.model)?;
+        if self.adamw.moments.len() > layout.adamw.len() {
+            return Err(format!(
+                "it holds AdamW moments for {} tensors, the run has {}",
+                self.adamw.moments.len(),
+                layout.adamw.len()
+            ));
+        }
+        for (i, &(len, updated)) in layout.adamw.iter().enumerate() {
+            match self.adamw.moments.get(i).and_then(Option::as_ref) {
+                // Moments of a tensor AdamW does not update are dropped at the next step
+                // (checkpoints of earlier versions hold some); their length must still fit.
+                Some((m, v)) if m.len() != len || v.len() != len => {
+                    return Err(format!(
+                        "AdamW's moments of tensor {i} hold {} values, the tensor {len}",
+                        m.len()
+                    ))
+                }
+                None if updated => {
+                    return Err(format!(
+                        "AdamW has no moments for tensor {i}, which it updates every step"
+                    ))
+                }
+                _ => {}
+            }
+        }
+        same_lengths("Muon momentum buffer", &self.muon, &layout.muon)?;
+        let tensors = self.model.iter().chain(&self.muon);
+        if let Some(i) = tensors.clone().position(|t| t.iter().any(|v| !v.is_finite())) {
+            return Err(format!("tensor {i} of its model or momentum is not finite"));
+        }
+        for (m, v) in self.adamw.moments.iter().flatten() {
+            if m.iter().any(|x| !x.is_finite()) || v.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
+                return Err("an AdamW moment is not finite (or a second moment negative)".into());
+            }
+        }
+        Ok(())
+    }
+
     /// Writes the checkpoint atomically: readers see the previous one or this one whole.
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
         write_atomic(path, &self.encode())
@@ -193,11 +275,30 @@ impl Checkpoint {
 
     /// The checkpoint at `path`; `Ok(None)` when there is none.
     pub fn read(path: &Path) -> Result<Option<Checkpoint>, CheckpointError> {
-        match std::fs::read(path) {
+        match crate::regular_file::read(path) {
             Ok(bytes) => Checkpoint::decode(&bytes).map(Some),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(err) => Err(CheckpointError::Io(err)),
         }
+    }
+}
+
+/// Checks that `found` has the `expected` number of tensors with the expected lengths.
+fn same_lengths(what: &str, found: &[Vec<f32>], expected: &[usize]) -> Result<(), String> {
+    if found.len() != expected.len() {
+        return Err(format!(
+            "it holds {} {what}s, the run has {}",
+            found.len(),
+            expected.len()
+        ));
+    }
+    match found.iter().zip(expected).position(|(t, &len)| t.len() != len) {
+        Some(i) => Err(format!(
+            "{what} {i} holds {} values, the run's holds {}",
+            found[i].len(),
+            expected[i]
+        )),
+        None => Ok(()),
     }
 }
 
@@ -281,6 +382,51 @@ mod tests {
         flipped[at] ^= 1;
         let err = Checkpoint::decode(&flipped).unwrap_err().to_string();
         assert!(err.contains("checksum"), "{err}");
+    }
+
+    fn layout() -> StateLayout {
+        StateLayout {
+            steps: 10,
+            model: vec![3, 1],
+            adamw: vec![(3, true), (1, false)],
+            muon: vec![4],
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_that_fits_its_run_passes_and_each_misfit_is_named() {
+        assert_eq!(sample().check(&layout()), Ok(()));
+        let misfit = |change: &dyn Fn(&mut Checkpoint), says: &str| {
+            let mut ckpt = sample();
+            change(&mut ckpt);
+            let why = ckpt.check(&layout()).unwrap_err();
+            assert!(why.contains(says), "{says}: {why}");
+        };
+        misfit(&|c| c.step = 11, "outside the run's steps");
+        misfit(&|c| c.step = 0, "outside the run's steps");
+        misfit(&|c| c.adamw.step = 6, "AdamW counted 6");
+        misfit(&|c| c.counters.elapsed_s = -1.0, "elapsed_s");
+        misfit(&|c| c.counters.train_seconds = f64::NAN, "train_seconds");
+        misfit(&|c| c.counters.last_val = -0.5, "validation loss");
+        misfit(&|c| c.model[0].truncate(2), "model tensor 0 holds 2");
+        misfit(&|c| c.model.push(vec![]), "3 model tensors");
+        misfit(&|c| c.adamw.moments[0] = None, "no moments for tensor 0");
+        misfit(&|c| c.adamw.moments.push(None), "moments for 3 tensors");
+        misfit(
+            &|c| c.adamw.moments[1] = Some((vec![0.0; 2], vec![0.0; 2])),
+            "tensor 1 hold 2",
+        );
+        misfit(&|c| c.muon.clear(), "0 Muon momentum buffers");
+        misfit(&|c| c.muon[0].push(0.0), "buffer 0 holds 5");
+        misfit(&|c| c.model[1][0] = f32::NAN, "not finite");
+        misfit(
+            &|c| c.adamw.moments[0] = Some((vec![0.0; 3], vec![-1.0; 3])),
+            "negative",
+        );
+        // An earlier version's moments of a tensor AdamW no longer updates still fit.
+        let mut earlier = sample();
+        earlier.adamw.moments[1] = Some((vec![0.0], vec![0.0]));
+        assert_eq!(earlier.check(&layout()), Ok(()));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use crate::model::{Architecture, Transformer};
 use crate::optim::adamw::{adam_config, AdamW, AdamWState};
 use crate::optim::groups::AdamWGroup;
 use crate::optim::trained::Reads;
+use crate::optim::muon::Muon;
 use crate::optim::MuonStep;
 use crate::profile;
 use crate::spec::run_config::{AdamWConfig, OptimizerConfig};
@@ -110,6 +111,32 @@ impl<
                 adamw.state(dev).map_err(device_err)?,
                 muon.momentum_buffers().map_err(device_err)?,
             ),
+        })
+    }
+
+    /// The tensors of AdamW's module (length, updated by AdamW) and the lengths of the
+    /// Muon momentum buffers (none in an AdamW run), as a checkpoint of this run holds them.
+    pub(super) fn state_sizes(
+        &self,
+        model: &mut Transformer<V, M, HD, KVW, F, L, f32, D>,
+        optimizer: &OptimizerConfig,
+        arch: &Architecture,
+    ) -> Result<(Vec<(usize, bool)>, Vec<usize>), TrainError> {
+        Ok(match (self, optimizer) {
+            (Optimizers::AdamW { adamw, .. }, _) => {
+                (adamw.tensor_sizes(model).map_err(device_err)?, Vec::new())
+            }
+            (Optimizers::Muon { adamw, .. }, OptimizerConfig::Muon(muon)) => {
+                let group = AdamWGroup::of_mut(model);
+                let matrices = Muon::matrices(muon, arch.activation, M, KVW, F, L);
+                (
+                    adamw.tensor_sizes(group).map_err(device_err)?,
+                    matrices.iter().map(|m| m.rows * m.cols).collect(),
+                )
+            }
+            (Optimizers::Muon { .. }, OptimizerConfig::AdamW(_)) => {
+                unreachable!("the optimizers are built from this config")
+            }
         })
     }
 

@@ -27,6 +27,9 @@ pub enum Outcome {
 pub enum TrainError {
     /// This run cannot train (its config, its data or its checkpoint).
     Run(String),
+    /// Its checkpoint does not fit the run (what it holds could not have been written by
+    /// it): set it aside and train from step 0. Nothing was trained.
+    UnusableCheckpoint(String),
     /// Its results or checkpoint could not be written (a full disk, say): later runs
     /// would fail the same way.
     Storage(String),
@@ -36,6 +39,7 @@ impl fmt::Display for TrainError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TrainError::Run(why) => f.write_str(why),
+            TrainError::UnusableCheckpoint(why) => write!(f, "the checkpoint does not fit: {why}"),
             TrainError::Storage(why) => write!(f, "cannot write results: {why}"),
         }
     }

@@ -10,13 +10,13 @@ use crate::data::Dataset;
 use crate::model::init::init_model;
 use crate::model::snapshot::{tensors_from_host, tensors_to_host};
 use crate::model::{Architecture, Constants, Taps, Transformer};
-use crate::optim::trained::Reads;
+use crate::optim::trained::{self, tensor_sizes, Reads};
 use crate::plan::cost::steps_and_tokens;
 use crate::probe::{measure, model_rows, sites_to_capture, wants_token_losses, ProbePoint};
 use crate::profile;
 use crate::spec::run_config::RunConfig;
 
-use super::checkpoint::{Checkpoint, Counters};
+use super::checkpoint::{Checkpoint, Counters, StateLayout};
 use super::device::TrainDevice;
 use super::observer::{MetricRow, Split, TrainObserver};
 use super::optimizers::Optimizers;
@@ -138,21 +138,27 @@ impl<
     }
 
     fn restore(&mut self, checkpoint: Checkpoint) -> Result<(), TrainError> {
-        if checkpoint.step > self.steps {
-            return Err(TrainError::Run(format!(
-                "the checkpoint is at step {}, beyond the run's {} steps",
-                checkpoint.step, self.steps
-            )));
-        }
+        // Everything the checkpoint holds must fit this run before any of it is used.
+        let (adamw, muon) =
+            self.optimizers
+                .state_sizes(&mut self.model, &self.config.optimizer, &self.arch)?;
+        let layout = StateLayout {
+            steps: self.steps,
+            model: tensor_sizes(&mut self.model, &trained::all())
+                .map_err(|e| TrainError::Run(format!("{e:?}")))?
+                .into_iter()
+                .map(|(len, _)| len)
+                .collect(),
+            adamw,
+            muon,
+        };
+        checkpoint
+            .check(&layout)
+            .map_err(TrainError::UnusableCheckpoint)?;
         // A tensor the model does not read keeps its initial value: a checkpoint written
         // before such tensors were left alone holds a weight-decayed copy.
         tensors_from_host(&mut self.model, &checkpoint.model, &*self.reads).map_err(
-            |mismatch| {
-                TrainError::Run(format!(
-                    "the checkpoint does not fit the model: {}",
-                    mismatch.0
-                ))
-            },
+            |mismatch| TrainError::UnusableCheckpoint(mismatch.0),
         )?;
         self.optimizers
             .restore(&self.dev, &checkpoint.adamw, checkpoint.muon)?;
