@@ -284,7 +284,8 @@ fn attempt(
     };
     // Another sweep may have finished it since this one started.
     if !context.options.force {
-        if let Some(status) = finished(context.dir, run) {
+        if let Recorded::Finished(manifest) = recorded(context.dir, run) {
+            let status = manifest.status;
             progress.println(&format!(
                 "keeping {} (finished by another sweep)",
                 run.label

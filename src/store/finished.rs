@@ -71,7 +71,7 @@ pub fn recorded(study_dir: &Path, run: &PlannedRun) -> Recorded {
         if let Err(why) = check_table(paths.table(table), table, &manifest) {
             return Recorded::Unfinished {
                 status: Some(manifest.status),
-                why: Some(format!("{}: {why}", table.file_name())),
+                why: Some(format!("{} {why}", table.file_name())),
             };
         }
     }
@@ -81,9 +81,10 @@ pub fn recorded(study_dir: &Path, run: &PlannedRun) -> Recorded {
 /// Whether `path` holds the run's `table` as `manifest` recorded it.
 fn check_table(path: &Path, table: Table, manifest: &Manifest) -> Result<(), String> {
     if !manifest.checksums.contains_key(table.file_name()) {
-        return Err("the manifest records no checksum for it".to_owned());
+        return Err("has no checksum in the manifest".to_owned());
     }
-    let frame = read_result(path, table, Some(manifest)).map_err(|e| e.to_string())?;
+    let frame = read_result(path, table, Some(manifest))
+        .map_err(|e| format!("cannot be read ({e})"))?;
     let keys = RunKeys::of(manifest);
     let expected = match table {
         Table::Metrics => metrics_frame(&keys, &[]),
@@ -92,12 +93,12 @@ fn check_table(path: &Path, table: Table, manifest: &Manifest) -> Result<(), Str
     .map_err(|e| e.to_string())?;
     if frame.schema() != expected.schema() {
         return Err(format!(
-            "its columns are not the table's ({:?})",
+            "has columns that are not the table's ({:?})",
             frame.get_column_names()
         ));
     }
     if !all_rows_name(&frame, &manifest.run_id) {
-        return Err(format!("it holds rows of a run other than {}", manifest.run_id));
+        return Err(format!("holds rows of a run other than {}", manifest.run_id));
     }
     Ok(())
 }
