@@ -243,7 +243,11 @@ fn run_takes_its_index_from_the_job_array_and_slurm_writes_the_array() {
         "#SBATCH --array=0-3%2",
         "#SBATCH --gpus-per-task=1",
         "#SBATCH --requeue",
-        &format!("rankprobe run {TINY} --results {r}"),
+        // Every path quoted for the shell, the study file absolute.
+        &format!(
+            "' run '{}' --results '{r}'",
+            common::root().join(TINY).display()
+        ),
     ] {
         assert!(script.contains(line), "{line} not in\n{script}");
     }
