@@ -34,10 +34,12 @@ type Shape = (usize, usize, usize, usize, usize, usize);
 const STUDY_DIRS: [&str; 2] = ["experiments", "tests/studies"];
 
 fn main() {
-    for dir in STUDY_DIRS
-        .iter()
-        .chain(&["src/spec", "src/plan", "src/glob_files.rs", "src/regular_file.rs"])
-    {
+    for dir in STUDY_DIRS.iter().chain(&[
+        "src/spec",
+        "src/plan",
+        "src/glob_files.rs",
+        "src/regular_file.rs",
+    ]) {
         println!("cargo:rerun-if-changed={dir}");
     }
     let mut shapes = BTreeSet::new();

@@ -66,7 +66,11 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let fifo = dir.join("pipe");
-        assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        assert!(Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
         let err = read(&fifo).unwrap_err().to_string();
         assert!(err.contains("FIFO"), "{err}");
         let err = read(&dir).unwrap_err().to_string();

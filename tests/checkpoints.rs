@@ -412,40 +412,76 @@ fn checkpoints_that_do_not_fit_their_run_are_set_aside_never_resumed_or_panickin
         ("step beyond the budget", resign(&|c| c.step = 1_000)),
         ("step 0", resign(&|c| c.step = 0)),
         ("AdamW's step", resign(&|c| c.adamw.step += 1)),
-        ("negative elapsed time", resign(&|c| c.counters.elapsed_s = -5.0)),
-        ("NaN train seconds", resign(&|c| c.counters.train_seconds = f64::NAN)),
-        ("a model tensor short", resign(&|c| {
-            c.model[0].pop();
-        })),
+        (
+            "negative elapsed time",
+            resign(&|c| c.counters.elapsed_s = -5.0),
+        ),
+        (
+            "NaN train seconds",
+            resign(&|c| c.counters.train_seconds = f64::NAN),
+        ),
+        (
+            "a model tensor short",
+            resign(&|c| {
+                c.model[0].pop();
+            }),
+        ),
         ("a model tensor long", resign(&|c| c.model[last].push(0.5))),
         ("a model tensor missing", resign(&|c| drop(c.model.pop()))),
-        ("AdamW moments missing", resign(&|c| c.adamw.moments.clear())),
-        ("AdamW moments short", resign(&|c| {
-            let slot = c.adamw.moments.iter_mut().flatten().next().unwrap();
-            slot.0.pop();
-            slot.1.pop();
-        })),
-        ("AdamW moments of too many tensors", resign(&|c| {
-            let extra = c.adamw.moments.iter().flatten().next().cloned();
-            c.adamw.moments.resize(c.model.len() + 3, extra);
-        })),
+        (
+            "AdamW moments missing",
+            resign(&|c| c.adamw.moments.clear()),
+        ),
+        (
+            "AdamW moments short",
+            resign(&|c| {
+                let slot = c.adamw.moments.iter_mut().flatten().next().unwrap();
+                slot.0.pop();
+                slot.1.pop();
+            }),
+        ),
+        (
+            "AdamW moments of too many tensors",
+            resign(&|c| {
+                let extra = c.adamw.moments.iter().flatten().next().cloned();
+                c.adamw.moments.resize(c.model.len() + 3, extra);
+            }),
+        ),
         ("a Muon buffer missing", resign(&|c| drop(c.muon.pop()))),
-        ("a Muon buffer long", resign(&|c| c.muon[0].extend([0.0; 8]))),
-        ("Muon buffers in an extra matrix", resign(&|c| c.muon.push(vec![0.0; 64]))),
+        (
+            "a Muon buffer long",
+            resign(&|c| c.muon[0].extend([0.0; 8])),
+        ),
+        (
+            "Muon buffers in an extra matrix",
+            resign(&|c| c.muon.push(vec![0.0; 64])),
+        ),
         ("no Muon buffers", resign(&|c| c.muon.clear())),
         ("a NaN weight", resign(&|c| c.model[0][0] = f32::NAN)),
-        ("another run's id", resign(&|c| c.run_id = "0123456789ab".to_owned())),
-        ("model lengths swapped in the header", with_header(&bytes, |h| {
-            let lens = h["model"].as_array_mut().unwrap();
-            let (a, b) = (0, lens.iter().position(|l| l != &lens[0]).unwrap());
-            lens.swap(a, b);
-        })),
-        ("a header length beyond the file", with_header(&bytes, |h| {
-            h["muon"][0] = serde_json::json!(u64::MAX / 8);
-        })),
-        ("a header of the wrong type", with_header(&bytes, |h| {
-            h["step"] = serde_json::json!("seven");
-        })),
+        (
+            "another run's id",
+            resign(&|c| c.run_id = "0123456789ab".to_owned()),
+        ),
+        (
+            "model lengths swapped in the header",
+            with_header(&bytes, |h| {
+                let lens = h["model"].as_array_mut().unwrap();
+                let (a, b) = (0, lens.iter().position(|l| l != &lens[0]).unwrap());
+                lens.swap(a, b);
+            }),
+        ),
+        (
+            "a header length beyond the file",
+            with_header(&bytes, |h| {
+                h["muon"][0] = serde_json::json!(u64::MAX / 8);
+            }),
+        ),
+        (
+            "a header of the wrong type",
+            with_header(&bytes, |h| {
+                h["step"] = serde_json::json!("seven");
+            }),
+        ),
     ];
     let base = study.with_file_name("base");
     copy_tree(&results, &base);
@@ -465,7 +501,10 @@ fn checkpoints_that_do_not_fit_their_run_are_set_aside_never_resumed_or_panickin
             .filter(|n| n.starts_with("checkpoint.bin.unusable-"))
             .collect();
         if name == "unmodified" {
-            assert!(said.contains(RESUMED) && set_aside.is_empty(), "{name}: {said}");
+            assert!(
+                said.contains(RESUMED) && set_aside.is_empty(),
+                "{name}: {said}"
+            );
         } else {
             assert!(
                 said.contains("not using") && set_aside.len() == 1,

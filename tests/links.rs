@@ -83,7 +83,9 @@ fn links_planted_anywhere_in_the_results_tree_change_nothing_outside_it() {
     let output = sweep(&clean);
     assert!(output.status.success(), "{}", text(&output));
     let (mut files, dirs) = tree(&clean);
-    let run = dirs.iter().find(|d| d.starts_with("links/runs/") && d.components().count() == 3);
+    let run = dirs
+        .iter()
+        .find(|d| d.starts_with("links/runs/") && d.components().count() == 3);
     let run = run.expect("a run directory").clone();
     files.extend([run.join("checkpoint.bin"), run.join(".lock")]);
 
@@ -108,7 +110,11 @@ fn links_planted_anywhere_in_the_results_tree_change_nothing_outside_it() {
     let study_dir = linked.join("links");
     let output = rankprobe(&["report", study_dir.to_str().unwrap()]);
     assert!(output.status.success(), "{}", text(&output));
-    assert_eq!(snapshot(&base.join("outside")), before, "files outside changed");
+    assert_eq!(
+        snapshot(&base.join("outside")),
+        before,
+        "files outside changed"
+    );
     for file in tree(&linked).0 {
         let meta = fs::symlink_metadata(linked.join(&file)).unwrap();
         let planted_by_the_test = file.to_string_lossy().starts_with("links/run=");
@@ -145,7 +151,12 @@ fn links_planted_anywhere_in_the_results_tree_change_nothing_outside_it() {
             assert_eq!(what.status.code(), Some(2), "{}: {said}", dir.display());
         }
         assert!(said.contains("symbolic link"), "{}: {said}", dir.display());
-        assert_eq!(snapshot(&target), before, "{}: written through", dir.display());
+        assert_eq!(
+            snapshot(&target),
+            before,
+            "{}: written through",
+            dir.display()
+        );
     }
     // `report` on a study whose report directory is a link.
     let report_link = base.join("report-link");
@@ -159,6 +170,10 @@ fn links_planted_anywhere_in_the_results_tree_change_nothing_outside_it() {
     let output = rankprobe(&["report", copy.to_str().unwrap()]);
     assert!(!output.status.success(), "{}", text(&output));
     assert!(text(&output).contains("symbolic link"), "{}", text(&output));
-    assert_eq!(snapshot(&target), before, "the report was written through a link");
+    assert_eq!(
+        snapshot(&target),
+        before,
+        "the report was written through a link"
+    );
     fs::remove_dir_all(&base).unwrap();
 }

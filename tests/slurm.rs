@@ -195,5 +195,79 @@ fn a_requeued_task_resumes_to_the_uninterrupted_results_and_a_cancelled_one_stay
         requeued_rows, straight,
         "the requeued run's losses differ from an uninterrupted run's"
     );
+    preemption_reaches_rankprobe_at_once(&cluster, &work);
     std::fs::remove_dir_all(&work).unwrap();
+}
+
+/// A task of the `debug` partition preempted by a job of `high` (PreemptMode=REQUEUE,
+/// GraceTime 30 s): Slurm signals the batch shell only when the grace time has run out,
+/// so the script must notice the preemption itself and pass SIGTERM on at once. The
+/// run must checkpoint well within the grace time, be requeued and resume.
+fn preemption_reaches_rankprobe_at_once(cluster: &Cluster, work: &std::path::Path) {
+    let study = work.join("preempt.ron");
+    std::fs::write(
+        &study,
+        common::tiny_text()
+            .replace("name: \"tiny\"", "name: \"preempt\"")
+            .replace("tokens: 20_480,", "tokens: 1_024_000,"),
+    )
+    .unwrap();
+    let results = work.join("results");
+    let (study_arg, results_arg) = (study.to_str().unwrap(), results.to_str().unwrap());
+    let script = cluster.command(
+        env!("CARGO_BIN_EXE_rankprobe"),
+        &["slurm", study_arg, "--results", results_arg, "--gpus", "0"],
+    );
+    assert!(script.status.success(), "{}", text(&script));
+    let script_path = work.join("preempt.sbatch");
+    std::fs::write(&script_path, &script.stdout).unwrap();
+    let submitted = cluster.command(
+        "sbatch",
+        &["--parsable", "--array=0", script_path.to_str().unwrap()],
+    );
+    assert!(submitted.status.success(), "{}", text(&submitted));
+    let job = String::from_utf8_lossy(&submitted.stdout).trim().to_owned();
+    let log_path = results.join("preempt/slurm-logs/task-0.out");
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    wait_until("the task to train", Duration::from_secs(120), || {
+        log().contains(" tok/s")
+    });
+    // A job of the higher partition that needs every CPU of the node.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let preempting = cluster.command(
+        "sbatch",
+        &[
+            "--parsable",
+            "-p",
+            "high",
+            "-n",
+            &cpus.to_string(),
+            "--wrap",
+            "sleep 1",
+        ],
+    );
+    assert!(preempting.status.success(), "{}", text(&preempting));
+    let preempted_at = Instant::now();
+    wait_until(
+        "the preempted run to checkpoint",
+        Duration::from_secs(120),
+        || log().contains("rankprobe exited with 3"),
+    );
+    let took = preempted_at.elapsed();
+    assert!(
+        took < Duration::from_secs(20),
+        "the run checkpointed {took:?} after the preemption (grace time 30 s):\n{}",
+        log()
+    );
+    assert!(log().contains("preempted: passing SIGTERM on"), "{}", log());
+    wait_until("the task to resume", Duration::from_secs(180), || {
+        log().contains("resuming from its checkpoint at step")
+    });
+    let cancelled = cluster.command("scancel", &[&job]);
+    assert!(cancelled.status.success(), "{}", text(&cancelled));
+    wait_until("the job to end", Duration::from_secs(120), || {
+        let queue = cluster.command("squeue", &["-h", "-j", &job]);
+        queue.status.success() && text(&queue).trim().is_empty()
+    });
+    println!("preempted run checkpointed {took:?} after the preempting job was submitted");
 }

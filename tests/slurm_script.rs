@@ -146,10 +146,16 @@ fn the_generated_script_passes_hostile_paths_through_unchanged_and_runs_nothing_
         assert_eq!(argv, want, "case {case}:\n{script}");
         let mut found = Vec::new();
         canaries(&base, &mut found);
-        assert!(found.is_empty(), "case {case}: a command ran: {found:?}\n{script}");
+        assert!(
+            found.is_empty(),
+            "case {case}: a command ran: {found:?}\n{script}"
+        );
         executed += 1;
     }
-    assert!(executed >= 16 && refused >= 4, "{executed} run, {refused} refused");
+    assert!(
+        executed >= 16 && refused >= 4,
+        "{executed} run, {refused} refused"
+    );
     fs::remove_dir_all(&base).unwrap();
 }
 
@@ -173,5 +179,8 @@ fn sbatch_option_values_outside_slurms_syntax_are_refused() {
     let why = render("s", 1, &paths, &options("1:00\n#SBATCH --x", None)).unwrap_err();
     assert!(why.contains("--time"), "{why}");
     let why = render("s", 1, &paths, &options("1:00", Some("a b"))).unwrap_err();
-    assert!(why.contains("--partition") && why.contains("a space"), "{why}");
+    assert!(
+        why.contains("--partition") && why.contains("a space"),
+        "{why}"
+    );
 }

@@ -54,6 +54,9 @@ pub struct ScriptPaths {
     pub logs: PathBuf,
 }
 
+/// How often the script asks Slurm whether its task is being preempted.
+pub const PREEMPT_POLL_SECONDS: u32 = 5;
+
 /// The sbatch script. Creates the directory its logs go to: Slurm opens a task's output
 /// file before the task starts, so it must exist at submission.
 pub fn script(file: &Path, options: &SlurmOptions) -> Result<String, Failure> {
@@ -107,8 +110,8 @@ pub fn render(
          # One log per task; a requeued task appends to it (each attempt starts with a `==` line).\n\
          #SBATCH --output={logs}/task-%a.out\n\
          #SBATCH --open-mode=append\n\
-         # At the time limit Slurm sends SIGTERM {warning} s ahead (up to 60 s early or late);\n\
-         # preemption sends it at once and kills after the partition's GraceTime. Either way\n\
+         # At the time limit Slurm sends the batch shell SIGTERM {warning} s ahead (up to 60 s\n\
+         # early or late); at preemption the script below passes SIGTERM on itself. Either way\n\
          # rankprobe finishes its step, writes a checkpoint and exits 3, and the task goes\n\
          # back into the queue; the next attempt resumes from that checkpoint.\n\
          #SBATCH --requeue\n\
@@ -138,14 +141,31 @@ trap 'kill -TERM "$child" 2>/dev/null' TERM
 # `run` reads its matrix index from SLURM_ARRAY_TASK_ID.
 {exe} run {file} --results {results} &
 child=$!
+# Preemption: Slurm signals a preempted job's steps (it has none) at once, but its batch
+# shell only when the partition's GraceTime has run out, leaving KillWait (30 s by
+# default) for the step and the checkpoint. So the script watches the job's PreemptTime
+# (one `scontrol` call every {poll} s) and passes SIGTERM on as soon as it is set.
+(
+    while kill -0 "$child" 2>/dev/null; do
+        sleep {poll} </dev/null >/dev/null 2>&1
+        if scontrol show job "${{SLURM_JOB_ID:-}}" -o 2>/dev/null | grep -q ' PreemptTime=[0-9]'; then
+            echo "== $(date -Is) preempted: passing SIGTERM on"
+            kill -TERM "$child" 2>/dev/null
+            break
+        fi
+    done
+) &
+watcher=$!
 # `wait` returns early when the trap runs: wait until rankprobe itself has exited.
 while wait "$child"; code=$?; kill -0 "$child" 2>/dev/null; do :; done
+kill "$watcher" 2>/dev/null
 echo "== $(date -Is) rankprobe exited with $code"
 if [ "$code" = 3 ]; then
-    # Interrupted with a checkpoint. Still RUNNING means the time-limit warning or a
-    # signal by hand (`scancel --batch --signal=TERM`): back into the queue. Preemption
-    # and `scontrol requeue` requeue the task themselves; `scancel` cancels it (CANCELLED):
-    # then nothing is requeued.
+    # Interrupted with a checkpoint. Still RUNNING means the time-limit warning, a
+    # preemption in its grace time, or a signal by hand (`scancel --batch --signal=TERM`):
+    # back into the queue (which also frees the node for a preempting job at once).
+    # `scontrol requeue` requeues the task itself; `scancel` cancels it (CANCELLED): then
+    # nothing is requeued.
     task="${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}"
     state=$(scontrol show job "$task" -o 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p' | head -n 1)
     echo "== task state $state"
@@ -160,6 +180,7 @@ exit "$code"
         exe = shell_text::quote_path(&paths.exe, "rankprobe binary")?,
         file = shell_text::quote_path(&paths.file, "study file")?,
         results = shell_text::quote_path(&paths.results, "results directory")?,
+        poll = PREEMPT_POLL_SECONDS,
     );
     Ok(text)
 }
@@ -197,7 +218,11 @@ fn describe(c: char) -> String {
 }
 
 /// Refuses an option value for an `#SBATCH` line with a character outside `allowed`.
-fn check_sbatch_value(value: &str, option: &str, allowed: impl Fn(char) -> bool) -> Result<(), String> {
+fn check_sbatch_value(
+    value: &str,
+    option: &str,
+    allowed: impl Fn(char) -> bool,
+) -> Result<(), String> {
     match value.chars().find(|&c| !allowed(c)) {
         _ if value.is_empty() => Err(format!("{option} is empty")),
         Some(c) => Err(format!(

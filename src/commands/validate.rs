@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use crate::data::tokenizer::prepare_tokenizer;
 use crate::model::shapes::{not_compiled_help, ModelShape};
-use crate::spec::run_config::Tokenizer;
 use crate::plan::Plan;
+use crate::spec::run_config::Tokenizer;
 
 use super::{load_plan, Failure};
 

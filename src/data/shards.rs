@@ -128,7 +128,8 @@ pub fn prepare_shards(
     if !meta_path.is_file() {
         write_shards(corpus, tokenizer, val_fraction, &dir)?;
     }
-    let meta_text = crate::regular_file::read_to_string(&meta_path).map_err(|e| DataError::io(&meta_path, e))?;
+    let meta_text = crate::regular_file::read_to_string(&meta_path)
+        .map_err(|e| DataError::io(&meta_path, e))?;
     let meta: ShardMeta = serde_json::from_str(&meta_text).map_err(|e| {
         DataError::Input(format!(
             "{} is damaged ({e}); delete {} to rebuild it",

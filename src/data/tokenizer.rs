@@ -62,7 +62,11 @@ fn bounded_pieces(text: &str, max_piece: usize, max_run: usize) -> Vec<&str> {
             } else {
                 let start = *run_start.get_or_insert(at);
                 if at + c.len_utf8() - start > max_run {
-                    cut = Some(if start > 0 { start } else { floor_boundary(rest, max_run) });
+                    cut = Some(if start > 0 {
+                        start
+                    } else {
+                        floor_boundary(rest, max_run)
+                    });
                     break;
                 }
             }
@@ -229,7 +233,10 @@ mod tests {
         // Multi-byte characters are never split.
         let text = "é".repeat(20);
         let pieces = bounded_pieces(&text, 7, 5);
-        assert!(pieces.iter().all(|p| p.len() <= 5 && !p.is_empty()), "{pieces:?}");
+        assert!(
+            pieces.iter().all(|p| p.len() <= 5 && !p.is_empty()),
+            "{pieces:?}"
+        );
         assert_eq!(pieces.concat(), text);
     }
 
@@ -268,6 +275,9 @@ mod tests {
         assert_eq!(gpt2.decode(&tokens).unwrap(), line);
         // Text within the bounds: the same tokens as one call.
         let prose = "The state of the union is strong. ".repeat(100);
-        assert_eq!(gpt2.encode(&prose).unwrap(), gpt2.encode_piece(&prose).unwrap());
+        assert_eq!(
+            gpt2.encode(&prose).unwrap(),
+            gpt2.encode_piece(&prose).unwrap()
+        );
     }
 }

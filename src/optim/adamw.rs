@@ -125,7 +125,7 @@ impl<D: HostBuffers> AdamW<D> {
     pub fn tensor_sizes<Mod: TensorCollection<f32, D>>(
         &self,
         module: &mut Mod,
-    ) -> Result<Vec<(usize, bool)>, D::Err> {
+    ) -> Result<trained::TensorSizes, D::Err> {
         trained::tensor_sizes(module, &self.reads)
     }
 

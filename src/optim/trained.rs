@@ -95,13 +95,20 @@ pub fn state_at<B, E>(
 }
 
 /// Every tensor of a module in visiting order: (length, whether it is read and trained).
+pub type TensorSizes = Vec<(usize, bool)>;
+
+/// The `TensorSizes` of `module`.
 pub fn tensor_sizes<D: Device<f32>, Mod: TensorCollection<f32, D>>(
     module: &mut Mod,
     reads: &Reads,
-) -> Result<Vec<(usize, bool)>, D::Err> {
+) -> Result<TensorSizes, D::Err> {
     struct Sizes(Vec<(usize, bool)>);
     impl<D: Device<f32>> TensorAction<D> for Sizes {
-        fn read<S: Shape>(&mut self, _: usize, param: &mut Tensor<S, f32, D>) -> Result<(), D::Err> {
+        fn read<S: Shape>(
+            &mut self,
+            _: usize,
+            param: &mut Tensor<S, f32, D>,
+        ) -> Result<(), D::Err> {
             self.0.push((param.shape().num_elements(), true));
             Ok(())
         }

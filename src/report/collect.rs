@@ -5,8 +5,8 @@ use std::path::Path;
 
 use crate::plan::build_plan;
 use crate::spec::load_study;
-use crate::store::manifest::RunStatus;
 use crate::store::finished::{recorded, Recorded};
+use crate::store::manifest::RunStatus;
 use crate::store::{run_name, RunPaths};
 
 use super::load::{load_run, run_names, RunResults};

@@ -51,7 +51,11 @@ pub(super) fn check_writable(dir: &Path) -> Result<(), Failure> {
     let mut existing = Path::new(".");
     for ancestor in dir.ancestors() {
         // A relative path's last ancestor is "": then it is ".".
-        let ancestor = if ancestor.as_os_str().is_empty() { Path::new(".") } else { ancestor };
+        let ancestor = if ancestor.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            ancestor
+        };
         match std::fs::symlink_metadata(ancestor) {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
             Err(err) => return Err(unwritable(format!("{}: {err}", ancestor.display()))),
@@ -84,7 +88,10 @@ pub(super) fn check_writable(dir: &Path) -> Result<(), Failure> {
 pub(super) fn check_tree(dir: &Path, runs: &[PlannedRun]) -> Result<(), Failure> {
     let fixed = ["runs", "metrics", "probes", "report"].map(|d| dir.join(d));
     let run_dirs = runs.iter().map(|run| RunPaths::of(dir, run).dir);
-    for path in std::iter::once(dir.to_path_buf()).chain(fixed).chain(run_dirs) {
+    for path in std::iter::once(dir.to_path_buf())
+        .chain(fixed)
+        .chain(run_dirs)
+    {
         let Ok(meta) = std::fs::symlink_metadata(&path) else {
             continue;
         };

@@ -7,17 +7,18 @@ use std::time::Instant;
 
 use crate::atomic_file::{remove_stale_temps, remove_stale_temps_of};
 use crate::plan::PlannedRun;
+use crate::spec::diagnostic::one_line;
 use crate::spec::Device;
+use crate::store::finished::{recorded, Recorded};
 use crate::store::layout_upgrade::upgrade_layout;
 use crate::store::lock::try_lock;
 use crate::store::manifest::RunStatus;
-use crate::spec::diagnostic::one_line;
-use crate::store::finished::{recorded, Recorded};
 use crate::store::{study_dir, RunPaths, Table};
 
 use super::one_run::{store_failure, train_one};
 use super::preflight::{
-    check_tree, check_writable, data_key, prepare_datasets, prepare_results_dir, resolve_device, select_runs,
+    check_tree, check_writable, data_key, prepare_datasets, prepare_results_dir, resolve_device,
+    select_runs,
 };
 use super::progress::Progress;
 use super::{load_plan, Failure};

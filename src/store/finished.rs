@@ -83,8 +83,8 @@ fn check_table(path: &Path, table: Table, manifest: &Manifest) -> Result<(), Str
     if !manifest.checksums.contains_key(table.file_name()) {
         return Err("has no checksum in the manifest".to_owned());
     }
-    let frame = read_result(path, table, Some(manifest))
-        .map_err(|e| format!("cannot be read ({e})"))?;
+    let frame =
+        read_result(path, table, Some(manifest)).map_err(|e| format!("cannot be read ({e})"))?;
     let keys = RunKeys::of(manifest);
     let expected = match table {
         Table::Metrics => metrics_frame(&keys, &[]),
@@ -98,7 +98,10 @@ fn check_table(path: &Path, table: Table, manifest: &Manifest) -> Result<(), Str
         ));
     }
     if !all_rows_name(&frame, &manifest.run_id) {
-        return Err(format!("holds rows of a run other than {}", manifest.run_id));
+        return Err(format!(
+            "holds rows of a run other than {}",
+            manifest.run_id
+        ));
     }
     Ok(())
 }

@@ -201,7 +201,9 @@ mod tests {
         age(&path, LEASE - Duration::from_secs(30));
         assert!(try_lock(&dir).unwrap().is_err(), "a lease still running");
         age(&path, LEASE + Duration::from_secs(1));
-        let lock = try_lock(&dir).unwrap().expect("an expired lease is taken over");
+        let lock = try_lock(&dir)
+            .unwrap()
+            .expect("an expired lease is taken over");
         assert_eq!(read_holder(&path), Some(me()));
         drop(lock);
         assert!(!path.exists());
@@ -212,11 +214,16 @@ mod tests {
     fn a_holder_renews_its_lease_and_leaves_a_lock_taken_over_from_it() {
         let dir = temp_dir("renew");
         let path = dir.join(LOCK_FILE);
-        let lock = try_lock_with(&dir, LEASE, Duration::from_millis(20)).unwrap().unwrap();
+        let lock = try_lock_with(&dir, LEASE, Duration::from_millis(20))
+            .unwrap()
+            .unwrap();
         age(&path, Duration::from_secs(3600));
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while !in_force(&path, &me(), LEASE) {
-            assert!(std::time::Instant::now() < deadline, "the lease was never renewed");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the lease was never renewed"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         // Taken over by another host while this process stalled: drop leaves it alone.

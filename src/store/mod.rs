@@ -98,7 +98,11 @@ impl RunPaths {
     /// the study directory) that is a symbolic link: below the results root, rankprobe
     /// writes only into directories that are really there.
     pub fn create_dirs(&self) -> std::io::Result<()> {
-        let study_dir = self.dir.ancestors().nth(2).expect("runs/<name> is in a study");
+        let study_dir = self
+            .dir
+            .ancestors()
+            .nth(2)
+            .expect("runs/<name> is in a study");
         let root = study_dir.parent().unwrap_or(Path::new("."));
         create_dir_below(root, &self.dir)?;
         for path in &self.tables {

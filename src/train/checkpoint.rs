@@ -257,7 +257,10 @@ impl Checkpoint {
         }
         same_lengths("Muon momentum buffer", &self.muon, &layout.muon)?;
         let tensors = self.model.iter().chain(&self.muon);
-        if let Some(i) = tensors.clone().position(|t| t.iter().any(|v| !v.is_finite())) {
+        if let Some(i) = tensors
+            .clone()
+            .position(|t| t.iter().any(|v| !v.is_finite()))
+        {
             return Err(format!("tensor {i} of its model or momentum is not finite"));
         }
         for (m, v) in self.adamw.moments.iter().flatten() {
@@ -292,7 +295,11 @@ fn same_lengths(what: &str, found: &[Vec<f32>], expected: &[usize]) -> Result<()
             expected.len()
         ));
     }
-    match found.iter().zip(expected).position(|(t, &len)| t.len() != len) {
+    match found
+        .iter()
+        .zip(expected)
+        .position(|(t, &len)| t.len() != len)
+    {
         Some(i) => Err(format!(
             "{what} {i} holds {} values, the run's holds {}",
             found[i].len(),

@@ -7,8 +7,8 @@ use dfdx::prelude::*;
 use crate::model::{Architecture, Transformer};
 use crate::optim::adamw::{adam_config, AdamW, AdamWState};
 use crate::optim::groups::AdamWGroup;
-use crate::optim::trained::Reads;
 use crate::optim::muon::Muon;
+use crate::optim::trained::{Reads, TensorSizes};
 use crate::optim::MuonStep;
 use crate::profile;
 use crate::spec::run_config::{AdamWConfig, OptimizerConfig};
@@ -121,7 +121,7 @@ impl<
         model: &mut Transformer<V, M, HD, KVW, F, L, f32, D>,
         optimizer: &OptimizerConfig,
         arch: &Architecture,
-    ) -> Result<(Vec<(usize, bool)>, Vec<usize>), TrainError> {
+    ) -> Result<(TensorSizes, Vec<usize>), TrainError> {
         Ok(match (self, optimizer) {
             (Optimizers::AdamW { adamw, .. }, _) => {
                 (adamw.tensor_sizes(model).map_err(device_err)?, Vec::new())

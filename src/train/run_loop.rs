@@ -157,9 +157,8 @@ impl<
             .map_err(TrainError::UnusableCheckpoint)?;
         // A tensor the model does not read keeps its initial value: a checkpoint written
         // before such tensors were left alone holds a weight-decayed copy.
-        tensors_from_host(&mut self.model, &checkpoint.model, &*self.reads).map_err(
-            |mismatch| TrainError::UnusableCheckpoint(mismatch.0),
-        )?;
+        tensors_from_host(&mut self.model, &checkpoint.model, &*self.reads)
+            .map_err(|mismatch| TrainError::UnusableCheckpoint(mismatch.0))?;
         self.optimizers
             .restore(&self.dev, &checkpoint.adamw, checkpoint.muon)?;
         self.start = checkpoint.step;
