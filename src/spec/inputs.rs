@@ -40,10 +40,16 @@ pub fn check_inputs(config: &RunConfig) -> Vec<Problem> {
         }
     }
     if let Tokenizer::File(path) = &config.data.tokenizer {
-        if !path.trim().is_empty() && !Path::new(path).is_file() {
+        let found = std::fs::metadata(path);
+        if !path.trim().is_empty() && !found.as_ref().is_ok_and(|m| m.is_file()) {
+            let what = if found.is_ok() {
+                "is not a regular file"
+            } else {
+                "does not exist"
+            };
             problems.push(Problem {
                 field: "data.tokenizer".to_owned(),
-                message: format!("tokenizer file `{path}` does not exist"),
+                message: format!("tokenizer file `{path}` {what}"),
                 help: format!(
                     "give the path of a Hugging Face tokenizer.json (relative to {}), or use Gpt2 or Bpe(vocab: N)",
                     current_dir()
