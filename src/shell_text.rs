@@ -1,5 +1,7 @@
 //! Values put into generated shell scripts: quoted so that the shell reads them back as
 //! exactly one word, whatever bytes they hold, or refused where no quoting can help.
+//! (Text in a `#` comment goes through `spec::diagnostic::one_line`: a newline would end
+//! the comment and make the rest shell code.)
 
 use std::path::Path;
 
@@ -32,20 +34,6 @@ pub fn quote_path(path: &Path, what: &str) -> Result<String, String> {
     })
 }
 
-/// `text` for a `#` comment line: a newline or other control character would end the
-/// comment and make the rest shell code, so each is written as its escape (`\n`).
-pub fn comment(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,11 +44,5 @@ mod tests {
         assert_eq!(quote("it's"), r"'it'\''s'");
         assert_eq!(quote("$(x) `y`\n"), "'$(x) `y`\n'");
         assert_eq!(quote(""), "''");
-    }
-
-    #[test]
-    fn comments_stay_on_one_line() {
-        assert_eq!(comment("a\nrm -rf x\t"), "a\\nrm -rf x\\t");
-        assert_eq!(comment("études"), "études");
     }
 }

@@ -53,7 +53,9 @@ fn a_foreign_table_under_a_finished_runs_name_is_not_done_anywhere() {
     fs::copy(common::table_of(&run, Table::Probes), &metrics).unwrap();
     let mut manifest = Manifest::read(&run).unwrap();
     let forged = sha256_file(&metrics).unwrap();
-    manifest.checksums.insert("metrics.parquet".to_owned(), forged);
+    manifest
+        .checksums
+        .insert("metrics.parquet".to_owned(), forged);
     // An escape sequence in a text the report prints.
     manifest.description = Some("clears the screen \u{1b}[2J here".to_owned());
     manifest.write(&run).unwrap();
@@ -64,15 +66,28 @@ fn a_foreign_table_under_a_finished_runs_name_is_not_done_anywhere() {
     assert!(said.contains("1 of 1 runs not done"), "{said}");
     let report = rankprobe(&["report", results.join("one").to_str().unwrap()]);
     let said = text(&report);
-    assert!(said.contains("A1: marked done, but metrics.parquet"), "{said}");
-    assert!(!said.contains('\u{1b}'), "a raw escape reached the terminal: {said}");
+    assert!(
+        said.contains("A1: marked done, but metrics.parquet"),
+        "{said}"
+    );
+    assert!(
+        !said.contains('\u{1b}'),
+        "a raw escape reached the terminal: {said}"
+    );
     assert!(said.contains("clears the screen \\u{1b}[2J here"), "{said}");
     let again = rankprobe(&args("sweep", &study, &results));
     let said = text(&again);
     assert!(again.status.success(), "{said}");
-    assert!(said.contains("training it again") && !said.contains("keeping A1"), "{said}");
+    assert!(
+        said.contains("training it again") && !said.contains("keeping A1"),
+        "{said}"
+    );
     let missing = rankprobe(&args("missing", &study, &results));
-    assert!(text(&missing).contains("all 1 runs of one are done"), "{}", text(&missing));
+    assert!(
+        text(&missing).contains("all 1 runs of one are done"),
+        "{}",
+        text(&missing)
+    );
     fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -111,7 +126,11 @@ fn unusable_inputs_and_results_paths_are_refused_before_any_work() {
     let study = one_run_study(&dir);
     // A FIFO given as the study: refused at once, not read forever.
     let fifo = dir.join("study.ron");
-    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
     let out = rankprobe(&["validate", fifo.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("FIFO"), "{}", text(&out));
@@ -124,7 +143,10 @@ fn unusable_inputs_and_results_paths_are_refused_before_any_work() {
         let said = text(&out);
         assert_eq!(out.status.code(), Some(2), "{said}");
         assert!(said.contains("cannot write results"), "{said}");
-        assert!(!said.contains("tokenizing"), "data was prepared first: {said}");
+        assert!(
+            !said.contains("tokenizing"),
+            "data was prepared first: {said}"
+        );
     }
     // A tokenizer file that exists but does not parse: `validate` says so, as `sweep` would.
     let tokenizer = dir.join("tokenizer.json");
@@ -137,7 +159,11 @@ fn unusable_inputs_and_results_paths_are_refused_before_any_work() {
     fs::write(&with_file, text_with_file).unwrap();
     let out = rankprobe(&["validate", with_file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("not a Hugging Face tokenizer.json"), "{}", text(&out));
+    assert!(
+        text(&out).contains("not a Hugging Face tokenizer.json"),
+        "{}",
+        text(&out)
+    );
     // `bench` cannot time fewer than two steps: refused with the reason.
     let out = rankprobe(&["bench", study.to_str().unwrap(), "--steps", "1"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));

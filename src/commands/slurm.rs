@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::{load_plan, Failure};
 use crate::shell_text;
+use crate::spec::diagnostic::one_line;
 
 /// Options of the generated script.
 #[derive(Debug, Clone)]
@@ -116,7 +117,7 @@ pub fn render(
          # back into the queue; the next attempt resumes from that checkpoint.\n\
          #SBATCH --requeue\n\
          #SBATCH --signal=B:TERM@{warning}\n",
-        file = shell_text::comment(&paths.file.display().to_string()),
+        file = one_line(&paths.file.display().to_string()),
         last = runs.saturating_sub(1),
         parallel = options.max_parallel.max(1),
         time = options.time,

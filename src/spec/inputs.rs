@@ -1,8 +1,6 @@
 //! Checks that files a run config names exist, so a missing corpus (or a glob too broad
 //! to expand: the same bounds as loading it) is reported before any work starts. Relative paths are relative to the directory `rankprobe` runs in.
 
-use std::path::Path;
-
 use crate::glob_files::{glob_files, GlobError};
 
 use super::check::Problem;
