@@ -242,6 +242,8 @@ fn preemption_reaches_rankprobe_at_once(cluster: &Cluster, work: &std::path::Pat
             "high",
             "-n",
             &cpus.to_string(),
+            "--output",
+            "/dev/null",
             "--wrap",
             "sleep 1",
         ],
