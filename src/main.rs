@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use mimalloc::MiMalloc;
@@ -85,6 +86,10 @@ enum Command {
         /// Allow a token budget larger than the training split (repeated data).
         #[arg(long)]
         allow_repeat: bool,
+        /// Without a terminal (a log file, a Slurm log), write a progress line at least
+        /// this often (seconds; also at every evaluation).
+        #[arg(long, default_value_t = 60.0, value_parser = positive_seconds)]
+        log_every: f64,
     },
     /// Train one run of a study, by matrix index (default: $SLURM_ARRAY_TASK_ID or
     /// $JOB_COMPLETION_INDEX), for job arrays.
@@ -103,6 +108,10 @@ enum Command {
         /// Allow a token budget larger than the training split (repeated data).
         #[arg(long)]
         allow_repeat: bool,
+        /// Without a terminal (a log file, a Slurm log), write a progress line at least
+        /// this often (seconds; also at every evaluation).
+        #[arg(long, default_value_t = 60.0, value_parser = positive_seconds)]
+        log_every: f64,
     },
     /// Print an sbatch job-array script that trains every run of a study on a cluster.
     Slurm {
@@ -178,6 +187,16 @@ enum Command {
     },
 }
 
+/// A number of seconds for `--log-every`: positive and finite.
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 && s <= 1e9 => Ok(s),
+        _ => Err(format!(
+            "`{text}` is not a positive number of seconds, e.g. 60"
+        )),
+    }
+}
+
 fn main() -> ExitCode {
     keep_freed_memory();
     main_thread_joins_the_pool();
@@ -193,6 +212,7 @@ fn main() -> ExitCode {
             fail_fast,
             shard,
             allow_repeat,
+            log_every,
         } => commands::sweep::sweep(
             file,
             &SweepOptions {
@@ -204,6 +224,7 @@ fn main() -> ExitCode {
                 shard: *shard,
                 index: None,
                 allow_repeat: *allow_repeat,
+                log_every: Duration::from_secs_f64(*log_every),
             },
         ),
         Command::Missing { file, results } => commands::missing::missing(file, results),
@@ -213,7 +234,15 @@ fn main() -> ExitCode {
             results,
             force,
             allow_repeat,
-        } => commands::run::run(file, *index, results, *force, *allow_repeat),
+            log_every,
+        } => commands::run::run(
+            file,
+            *index,
+            results,
+            *force,
+            *allow_repeat,
+            Duration::from_secs_f64(*log_every),
+        ),
         Command::Slurm {
             file,
             results,

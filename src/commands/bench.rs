@@ -13,8 +13,10 @@ use dfdx::prelude::*;
 
 use crate::data::prepare_dataset;
 use crate::matmul::{matmul_threaded, Strided};
-use crate::plan::cost::{param_count, training_flops};
+use crate::model::shapes::ModelShape;
+use crate::plan::cost::{param_count, training_flops_at};
 use crate::profile;
+use crate::runner::estimate::remember;
 use crate::spec::run_config::RunConfig;
 use crate::text_table::{human_count, TextTable};
 #[cfg(feature = "cuda")]
@@ -300,7 +302,7 @@ pub fn bench(options: BenchOptions) -> Result<(), Failure> {
         let dataset =
             prepare_dataset(&config.data).map_err(|e| Failure::BadInput(e.to_string()))?;
         let vocab = dataset.tokenizer.vocab_size;
-        let flops_per_token = training_flops(&config, 1).unwrap_or(f64::NAN);
+        let flops_per_token = training_flops_at(&config, vocab, 1);
         // Rounds alternate rankprobe and the reference; the best of each counts (the
         // machines here are shared: the best run is the one least disturbed).
         let mut best: Option<Throughput> = None;
@@ -353,6 +355,9 @@ pub fn bench(options: BenchOptions) -> Result<(), Failure> {
         let throughput = best.expect("at least one round");
         let train_flops = flops_per_token * throughput.tokens_per_s();
         let params = param_count(&config.model, vocab as u64).total();
+        // Remembered for `plan`'s estimates on this machine.
+        let shape = ModelShape::of(&config, vocab).to_string();
+        remember(&device.to_string(), &shape, params, train_flops, "bench");
         let mut row = vec![
             plan.study.clone(),
             run.label.clone(),

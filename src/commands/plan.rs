@@ -5,6 +5,8 @@ use std::path::Path;
 use crate::plan::cost::{param_count, steps_and_tokens, training_flops};
 use crate::plan::diff::differing_values;
 use crate::plan::Plan;
+use crate::runner::estimate::from_memory;
+use crate::runner::sweep::run_cost;
 use crate::spec::diagnostic::printable;
 use crate::text_table::{human_count, TextTable};
 
@@ -13,7 +15,22 @@ use super::{load_plan, Failure};
 pub fn plan(file: &Path) -> Result<(), Failure> {
     let plan = load_plan(file)?;
     print!("{}", render_plan(&plan));
+    if let Some(line) = remembered_estimate(&plan) {
+        println!("\n{line}");
+    }
     Ok(())
+}
+
+/// How long the study's runs take on this machine, from speeds measured here before (by
+/// `sweep` or `bench`, see `runner::estimate`); `None` before any measurement.
+pub fn remembered_estimate(plan: &Plan) -> Option<String> {
+    let device = crate::train::device::resolve(plan.execution.device).ok()?;
+    let costs: Vec<_> = plan.runs.iter().map(|run| run_cost(run, None)).collect();
+    let remembered = from_memory(&device.to_string(), &costs)?;
+    Some(format!(
+        "estimate: {}",
+        remembered.describe(plan.runs.len(), &device.to_string())
+    ))
 }
 
 /// The header lines and the table: label, run id, the fields that differ between runs,

@@ -12,6 +12,7 @@ pub fn run(
     results: &Path,
     force: bool,
     allow_repeat: bool,
+    log_every: std::time::Duration,
 ) -> Result<(), Failure> {
     let index = match index {
         Some(index) => index,
@@ -33,6 +34,7 @@ pub fn run(
             shard: None,
             index: Some(index),
             allow_repeat,
+            log_every,
         },
     )
 }

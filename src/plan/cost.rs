@@ -50,7 +50,13 @@ pub fn param_count(model: &ModelConfig, vocab: u64) -> ParamCount {
 /// the LM head included, and of causal attention scores, for every trained token.
 /// `None` when the vocabulary is only known after reading a tokenizer file.
 pub fn training_flops(config: &RunConfig, trained_tokens: u64) -> Option<f64> {
-    let vocab = config.data.tokenizer.known_vocab()? as f64;
+    let vocab = config.data.tokenizer.known_vocab()?;
+    Some(training_flops_at(config, vocab, trained_tokens))
+}
+
+/// `training_flops` with a vocabulary of `vocab` tokens (as read from a tokenizer file).
+pub fn training_flops_at(config: &RunConfig, vocab: usize, trained_tokens: u64) -> f64 {
+    let vocab = vocab as f64;
     let model = &config.model;
     let params = param_count(model, 0);
     let matmul_params = params.block_matrices as f64 + vocab * model.d_model as f64;
@@ -59,7 +65,7 @@ pub fn training_flops(config: &RunConfig, trained_tokens: u64) -> Option<f64> {
     let q_width = (model.n_heads * model.head_dim) as f64;
     let attention = 2.0 * model.n_layers as f64 * config.data.seq_len as f64 * q_width;
     let forward_per_token = 2.0 * matmul_params + attention;
-    Some(3.0 * forward_per_token * trained_tokens as f64)
+    3.0 * forward_per_token * trained_tokens as f64
 }
 
 /// Optimizer steps and the tokens they consume: the budget rounded down to whole steps.

@@ -1,15 +1,32 @@
-//! Sweep progress: indicatif bars on a terminal, plain log lines otherwise.
+//! Sweep progress: indicatif bars on a terminal; without one (a Slurm log, `nohup`, CI)
+//! a plain line at least every `log_every` and at every evaluation. Either way, once the
+//! first steps of a run are timed, the estimated time of the run and of the rest of the
+//! sweep, with a plain warning when a study would take hours on the CPU.
 
 use std::io::IsTerminal;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use indicatif::{HumanDuration, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::text_table::human_count;
 
+use super::estimate::{
+    from_memory, long_on_the_cpu, remember, spoken, Pace, RunCost, LONG_ON_THE_CPU,
+};
+
+/// How often a plain log line is written without a terminal, by default.
+pub const LOG_EVERY: Duration = Duration::from_secs(60);
+
 /// The sweep bar (runs) and the bar of the run in progress (tokens).
 pub struct Progress {
     interactive: bool,
+    log_every: Duration,
+    /// "cpu" or "cuda:N": where the estimates hold.
+    device: String,
+    /// The runs this sweep trains, in order; the first `started` have started.
+    runs: Vec<RunCost>,
+    started: usize,
+    warned: bool,
     bars: MultiProgress,
     sweep: ProgressBar,
     run: Option<RunBar>,
@@ -18,13 +35,41 @@ pub struct Progress {
 struct RunBar {
     bar: ProgressBar,
     label: String,
-    /// Plain mode: the last tenth of the run that was logged.
-    logged_tenth: u64,
+    /// Plain mode: when the last line was written.
+    logged_at: Instant,
+    /// The latest step's line.
+    status: String,
+    pace: Pace,
 }
 
 impl Progress {
-    pub fn new(runs: usize) -> Self {
+    /// Progress of a sweep training `runs` on `device`, logging at least every
+    /// `log_every` without a terminal.
+    pub fn new(runs: Vec<RunCost>, device: &str, log_every: Duration) -> Self {
         let interactive = std::io::stderr().is_terminal();
+        let mut progress = Progress::bare(runs.len(), interactive);
+        progress.runs = runs;
+        progress.device = device.to_owned();
+        progress.log_every = log_every;
+        progress
+    }
+
+    /// Before the first run: the estimate from speeds measured here before, if any,
+    /// with the warning when it is hours on the CPU (said again once a run is timed).
+    pub fn remembered_estimate(&mut self) {
+        let Some(remembered) = from_memory(&self.device, &self.runs) else {
+            return;
+        };
+        self.println(&format!(
+            "estimate: {}",
+            remembered.describe(self.runs.len(), &self.device)
+        ));
+        if self.device == "cpu" && remembered.total > LONG_ON_THE_CPU {
+            self.println(&long_on_the_cpu(remembered.total));
+        }
+    }
+
+    fn bare(runs: usize, interactive: bool) -> Self {
         let target = if interactive {
             ProgressDrawTarget::stderr()
         } else {
@@ -40,6 +85,11 @@ impl Progress {
         );
         Progress {
             interactive,
+            log_every: LOG_EVERY,
+            device: String::new(),
+            runs: Vec::new(),
+            started: 0,
+            warned: false,
             bars,
             sweep,
             run: None,
@@ -71,31 +121,92 @@ impl Progress {
         self.run = Some(RunBar {
             bar,
             label: label.to_owned(),
-            logged_tenth: 0,
+            logged_at: Instant::now(),
+            status: String::new(),
+            pace: Pace::new(),
         });
+        if self
+            .runs
+            .get(self.started)
+            .is_some_and(|r| r.label == label)
+        {
+            self.started += 1;
+        }
     }
 
     pub fn step(&mut self, tokens: u64, loss: f32, tokens_per_s: f64) {
         let interactive = self.interactive;
         let Some(run) = self.run.as_mut() else { return };
         let total = run.bar.length().unwrap_or(tokens);
-        let status = format!(
-            "{}/{} tok  {} tok/s  loss {loss:.4}",
+        let remaining = total.saturating_sub(tokens) as f64 / tokens_per_s.max(1e-9);
+        run.status = format!(
+            "{}/{} tok  {} tok/s  loss {loss:.4}  eta {}",
             human_count(tokens),
             human_count(total),
-            human_count(tokens_per_s as u64)
+            human_count(tokens_per_s as u64),
+            HumanDuration(Duration::from_secs_f64(remaining))
         );
         run.bar.set_position(tokens);
-        run.bar.set_message(status.clone());
-        let tenth = tokens * 10 / total.max(1);
-        if !interactive && tenth > run.logged_tenth {
-            run.logged_tenth = tenth;
-            let remaining = total.saturating_sub(tokens) as f64 / tokens_per_s.max(1e-9);
-            eprintln!(
-                "[{}] {status}  eta {}",
+        run.bar.set_message(run.status.clone());
+        if !interactive && run.logged_at.elapsed() >= self.log_every {
+            run.logged_at = Instant::now();
+            eprintln!("[{}] {}", run.label, run.status);
+        }
+        self.estimate(tokens);
+    }
+
+    /// An evaluation of the run in progress: a log line without a terminal.
+    pub fn evaluated(&mut self, val_loss: f64) {
+        let Some(run) = self.run.as_mut() else { return };
+        if self.interactive {
+            return;
+        }
+        run.logged_at = Instant::now();
+        let tokens = run.bar.position();
+        match run.status.is_empty() {
+            true => eprintln!(
+                "[{}] {} tok  val loss {val_loss:.4}",
                 run.label,
-                HumanDuration(Duration::from_secs_f64(remaining))
-            );
+                human_count(tokens)
+            ),
+            false => eprintln!("[{}] {}  val loss {val_loss:.4}", run.label, run.status),
+        }
+    }
+
+    /// Once the run's pace is measured: its estimated time and the sweep's, remembered
+    /// for `plan`, with a warning when the sweep would take hours on the CPU.
+    fn estimate(&mut self, tokens: u64) {
+        let Some(run) = self.run.as_mut() else { return };
+        let Some(cost) = self.started.checked_sub(1).and_then(|i| self.runs.get(i)) else {
+            return;
+        };
+        let later = &self.runs[self.started..];
+        let Some(estimate) = run.pace.step(tokens, cost, later) else {
+            return;
+        };
+        let mut line = format!(
+            "[{}] estimate on {}: {} tok/s, about {} for this run",
+            run.label,
+            self.device,
+            human_count(estimate.tokens_per_s as u64),
+            spoken(estimate.run_left)
+        );
+        match later.len() {
+            0 => {}
+            1 => line += &format!(", {} with the run after it", spoken(estimate.sweep_left)),
+            n => {
+                let left = spoken(estimate.sweep_left);
+                line += &format!(", {left} with the {n} runs after it");
+            }
+        }
+        if let Some(flops_per_s) = estimate.flops_per_s {
+            line += &format!(" ({flops_per_s:.2e} training FLOP/s)");
+            remember(&self.device, &cost.shape, cost.params, flops_per_s, "sweep");
+        }
+        self.println(&line);
+        if self.device == "cpu" && estimate.sweep_left > LONG_ON_THE_CPU && !self.warned {
+            self.warned = true;
+            self.println(&long_on_the_cpu(estimate.sweep_left));
         }
     }
 

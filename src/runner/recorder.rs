@@ -8,7 +8,7 @@ use crate::store::manifest::Manifest;
 use crate::store::metrics::metrics_frame;
 use crate::store::probes::probes_frame;
 use crate::store::{RunPaths, Table};
-use crate::train::{MetricRow, TrainObserver};
+use crate::train::{MetricRow, Split, TrainObserver};
 
 use super::progress::Progress;
 
@@ -135,6 +135,14 @@ impl TrainObserver for RunRecorder<'_> {
 
     fn evaluated(&mut self) {
         self.write();
+        let val_loss = self
+            .rows
+            .iter()
+            .rev()
+            .find(|r| r.split == Split::Val && r.metric == "loss");
+        if let Some(row) = val_loss {
+            self.progress.evaluated(row.value);
+        }
     }
 
     fn flush(&mut self) -> std::io::Result<()> {

@@ -15,6 +15,7 @@ use crate::store::lock::try_lock;
 use crate::store::manifest::RunStatus;
 use crate::store::{study_dir, RunPaths, Table};
 
+use super::estimate::RunCost;
 use super::one_run::{store_failure, train_one};
 use super::preflight::{
     check_tree, check_writable, data_key, prepare_datasets, prepare_results_dir, resolve_device,
@@ -22,6 +23,8 @@ use super::preflight::{
 };
 use super::progress::Progress;
 use super::{load_plan, Failure};
+use crate::model::shapes::ModelShape;
+use crate::plan::cost::{param_count, steps_and_tokens, training_flops_at};
 
 /// Options of `sweep`.
 #[derive(Debug, Clone)]
@@ -42,6 +45,8 @@ pub struct SweepOptions {
     pub index: Option<usize>,
     /// Allow a budget larger than the training split (more than one epoch).
     pub allow_repeat: bool,
+    /// Without a terminal, a progress line at least this often.
+    pub log_every: std::time::Duration,
 }
 
 /// Shard `index` of `count` (`--shard 1/3`): the runs whose matrix index modulo `count`
@@ -125,7 +130,19 @@ pub fn sweep(file: &Path, options: &SweepOptions) -> Result<SweepOutcome, Failur
     }
     let datasets = prepare_datasets(&runs, options.allow_repeat)?;
     prepare_results_dir(&dir, &source)?;
-    let mut progress = Progress::new(runs.len());
+    let costs = runs
+        .iter()
+        .map(|run| {
+            run_cost(
+                run,
+                datasets
+                    .get(&data_key(run))
+                    .map(|d| d.splits.meta.vocab_size),
+            )
+        })
+        .collect();
+    let mut progress = Progress::new(costs, &device.to_string(), options.log_every);
+    progress.remembered_estimate();
     let mut results = Vec::new();
     // Runs another process was training when this sweep came to them: waited for after
     // the others, so that the exit code can say whether they ended done.
@@ -397,6 +414,22 @@ fn install_interrupt_handler() {
             }
         });
     });
+}
+
+/// What `run` costs, for estimates: its FLOPs with the vocabulary of its prepared data.
+pub fn run_cost(run: &PlannedRun, vocab: Option<usize>) -> RunCost {
+    let (_, tokens) = steps_and_tokens(&run.config);
+    let vocab = vocab
+        .or(run.config.data.tokenizer.known_vocab())
+        .unwrap_or(0);
+    let params = param_count(&run.config.model, vocab as u64).total();
+    RunCost {
+        label: run.label.clone(),
+        tokens,
+        flops: (vocab > 0).then(|| training_flops_at(&run.config, vocab, tokens)),
+        shape: ModelShape::of(&run.config, vocab).to_string(),
+        params,
+    }
 }
 
 /// The status of `run` in `dir` if it is finished: done or diverged under the same run
