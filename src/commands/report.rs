@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::atomic_file::write_atomic;
-use crate::report::{build_report, ReportSettings};
+use crate::report::{build_report, figure_data, html, plots, ReportSettings};
 
 use super::Failure;
 
@@ -25,17 +25,28 @@ pub fn write_report(study_dir: &Path) -> Result<String, Failure> {
     let dir = study_dir.join("report");
     crate::atomic_file::create_dir_below(study_dir, &dir)
         .map_err(|e| Failure::RunFailed(format!("cannot create {}: {e}", dir.display())))?;
-    let files =
-        std::iter::once(("summary.md".to_owned(), report.markdown.clone())).chain(report.csv);
+    let files = std::iter::once(("summary.md".to_owned(), report.markdown.clone()))
+        .chain(report.csv.clone());
     for (name, text) in files {
         let path = dir.join(name);
         write_atomic(&path, text.as_bytes())
             .map_err(|e| Failure::RunFailed(format!("cannot write {}: {e}", path.display())))?;
     }
-    let figures =
-        crate::report::plots::write_plots(&dir, &report.runs, &settings).map_err(|e| {
-            Failure::RunFailed(format!("cannot draw the figures in {}: {e}", dir.display()))
-        })?;
+    let figures = figure_data::figures(&report.runs, &settings);
+    let mut written = plots::write_plots(&dir, &figures).map_err(|e| {
+        Failure::RunFailed(format!("cannot draw the figures in {}: {e}", dir.display()))
+    })?;
+    // The same figures and tables as one interactive page that works offline.
+    let title = format!(
+        "{} report",
+        study_dir.file_name().unwrap_or_default().to_string_lossy()
+    );
+    let page = html::page(&title, &report.markdown, &figures, &report.csv);
+    let path = dir.join("report.html");
+    write_atomic(&path, page.as_bytes())
+        .map_err(|e| Failure::RunFailed(format!("cannot write {}: {e}", path.display())))?;
+    written.push("report.html".to_owned());
+    let figures = written;
     Ok(format!(
         "{}Figures: {}\n",
         report.markdown,

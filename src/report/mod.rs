@@ -1,11 +1,13 @@
 //! The comparison report of a study: the seed study's side-by-side table, layer-wise and
-//! trajectory tables, as markdown (printed at the end of a sweep) and CSV files, and PNG
-//! figures.
+//! trajectory tables, as markdown (printed at the end of a sweep) and CSV files, PNG
+//! figures, and one interactive page (`report.html`) with the same figures and tables.
 
 mod collect;
 pub mod conditions;
 mod context;
+pub mod figure_data;
 mod findings;
+pub mod html;
 pub mod load;
 pub mod plots;
 pub mod settings;

@@ -11,13 +11,8 @@ use plotters::style::{register_font, FontStyle};
 
 use crate::atomic_file::write_atomic;
 
-use super::conditions::{
-    group, layer_count, metric_name_unit, metric_title, site_title, tokens_title, Condition,
-};
-use super::context::other_probes;
-use super::load::RunResults;
-use super::settings::ReportSettings;
-use super::stats::Estimate;
+use super::conditions::tokens_title;
+use super::figure_data::{Figures, LayerFigure, LineFigure};
 
 const FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 const FAMILY: &str = "sans-serif";
@@ -42,15 +37,6 @@ fn color(i: usize) -> RGBColor {
         RGBColor(127, 127, 127),
     ];
     COLORS[i % COLORS.len()]
-}
-
-/// A point of a condition's line: x, the mean, and the 95% interval when there are seeds.
-type Point = (f64, f64, Option<(f64, f64)>);
-
-/// One condition's line.
-struct Series {
-    title: String,
-    points: Vec<Point>,
 }
 
 fn err(e: impl std::fmt::Display) -> String {
@@ -79,10 +65,9 @@ fn legend<'a, DB: DrawingBackend + 'a>(chart: &mut Chart<'a, DB>) -> Result<(), 
 /// confidence band.
 fn line_chart<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
-    title: &str,
-    y_label: &str,
-    series: &[Series],
+    figure: &LineFigure,
 ) -> Result<(), String> {
+    let (title, y_label, series) = (&figure.title, &figure.y_label, &figure.series);
     // An infinite value (a condition number beyond float32 precision) has no place on
     // an axis: it is left out of the figure (the tables show it as inf).
     let (mut x_max, mut y_min, mut y_max) = (1.0f64, f64::MAX, f64::MIN);
@@ -108,7 +93,7 @@ fn line_chart<DB: DrawingBackend>(
         y_min - pad
     };
     let mut chart = ChartBuilder::on(area)
-        .caption(title, (FAMILY, 22))
+        .caption(title.as_str(), (FAMILY, 22))
         .margin(14)
         .x_label_area_size(44)
         .y_label_area_size(70)
@@ -117,7 +102,7 @@ fn line_chart<DB: DrawingBackend>(
     chart
         .configure_mesh()
         .x_desc("training tokens")
-        .y_desc(y_label)
+        .y_desc(y_label.as_str())
         .x_label_formatter(&|x| tokens_title(x.max(0.0).round() as u64))
         .label_style((FAMILY, 14))
         .axis_desc_style((FAMILY, 16))
@@ -157,33 +142,6 @@ fn line_chart<DB: DrawingBackend>(
     legend(&mut chart)
 }
 
-/// Each condition's mean (and interval) of `value` at each of `points`.
-fn series(
-    conditions: &[Condition],
-    points: &dyn Fn(&RunResults) -> Vec<u64>,
-    value: &dyn Fn(&RunResults, u64) -> Option<f64>,
-) -> Vec<Series> {
-    conditions
-        .iter()
-        .map(|c| {
-            let mut xs: Vec<u64> = c.runs.iter().flat_map(|r| points(r)).collect();
-            xs.sort_unstable();
-            xs.dedup();
-            let points = xs
-                .into_iter()
-                .filter_map(|x| {
-                    let e = c.estimate(&|r| value(r, x))?;
-                    Some((x as f64, e.mean, e.ci))
-                })
-                .collect();
-            Series {
-                title: c.title(),
-                points,
-            }
-        })
-        .collect()
-}
-
 /// A new PNG of `size` at `dir/name`, drawn by `draw` into memory, encoded and written
 /// atomically (as every file of a results tree: a link planted at the name is replaced,
 /// never written through).
@@ -213,55 +171,25 @@ fn figure(
 /// `layers.png` (every condition's per-layer values at the last probe on one axis) and,
 /// when the runs have them, `probes.png` (the other probes over training) into `dir`;
 /// returns the file names.
-pub fn write_plots(
-    dir: &Path,
-    runs: &[RunResults],
-    settings: &ReportSettings,
-) -> Result<Vec<String>, String> {
+pub fn write_plots(dir: &Path, figures: &Figures) -> Result<Vec<String>, String> {
     register();
-    let conditions = group(runs);
-    let (metric, site) = (&settings.metric, &settings.site);
     let mut written = Vec::new();
-    let seeds = if conditions.iter().any(|c| c.runs.len() > 1) {
-        ", mean of seeds ± 95% CI"
-    } else {
-        ""
-    };
-    let loss = series(
-        &conditions,
-        &|r| r.val_loss.keys().copied().collect(),
-        &|r, t| r.val_loss.get(&t).copied(),
-    );
-    let rank = series(&conditions, &|r| r.probe_tokens(), &|r, t| r.model_at(t));
     written.push(figure(dir, "trajectories.png", (1600, 600), |root| {
         let (left, right) = root.split_horizontally(800);
-        line_chart(
-            &left,
-            &format!("Validation loss{seeds}"),
-            "validation loss (nats)",
-            &loss,
-        )?;
-        let title = format!(
-            "{} of {}{seeds}",
-            metric_name_unit(metric).0,
-            site_title(site)
-        );
-        line_chart(&right, &title, &metric_title(metric), &rank)
+        let [loss, rank] = &figures.trajectories;
+        line_chart(&left, loss)?;
+        line_chart(&right, rank)
     })?);
     written.push(figure(dir, "layers.png", (1100, 620), |root| {
-        layer_bars(root, &conditions, settings)
+        layer_bars(root, &figures.layers)
     })?);
-    let others = other_probes(runs, site);
+    let others = &figures.probes;
     if !others.is_empty() {
         let rows = others.len().div_ceil(2) as u32;
         written.push(figure(dir, "probes.png", (1600, 560 * rows), |root| {
             let areas = root.split_evenly((rows as usize, 2));
-            for ((site, metric), area) in others.iter().zip(&areas) {
-                let s = series(&conditions, &|r| r.probe_points(site, metric), &|r, t| {
-                    r.model_probe(site, metric, t)
-                });
-                let (name, unit) = metric_name_unit(metric);
-                line_chart(area, &format!("{name}{seeds}"), unit, &s)?;
+            for (probe, area) in others.iter().zip(&areas) {
+                line_chart(area, probe)?;
             }
             Ok(())
         })?);
@@ -273,41 +201,18 @@ pub fn write_plots(
 /// the 95% interval as an error bar), and the threshold as a dashed line.
 fn layer_bars<DB: DrawingBackend>(
     root: &DrawingArea<DB, plotters::coord::Shift>,
-    conditions: &[Condition],
-    settings: &ReportSettings,
+    figure: &LayerFigure,
 ) -> Result<(), String> {
-    let (metric, threshold) = (&settings.metric, settings.threshold);
-    // The last probe point of any run: a run that has not reached it is left out.
-    let last = conditions
+    let threshold = figure.threshold;
+    let n_layers = figure.bars.first().map_or(0, |(_, layers)| layers.len());
+    let top = figure
+        .bars
         .iter()
-        .flat_map(|c| c.runs.iter().filter_map(|r| r.last_probe()))
-        .max()
-        .unwrap_or(0);
-    let n_layers = layer_count(conditions, last);
-    let bars: Vec<Vec<Option<Estimate>>> = conditions
-        .iter()
-        .map(|c| {
-            (0..n_layers)
-                .map(|l| c.estimate(&|r| r.layers_at(last).get(l).copied()))
-                .collect()
-        })
-        .collect();
-    let top = bars
-        .iter()
-        .flatten()
-        .flatten()
+        .flat_map(|(_, layers)| layers.iter().flatten())
         .map(|e| e.ci.map_or(e.mean, |(_, hi)| hi))
         .fold(threshold, f64::max);
     let mut chart = ChartBuilder::on(root)
-        .caption(
-            format!(
-                "{} of {} per layer at {} tokens",
-                metric_name_unit(metric).0,
-                site_title(&settings.site),
-                tokens_title(last)
-            ),
-            (FAMILY, 22),
-        )
+        .caption(figure.title.as_str(), (FAMILY, 22))
         .margin(14)
         .x_label_area_size(44)
         .y_label_area_size(70)
@@ -317,15 +222,15 @@ fn layer_bars<DB: DrawingBackend>(
     chart
         .configure_mesh()
         .x_desc("layer")
-        .y_desc(metric_title(metric))
+        .y_desc(figure.y_label.as_str())
         .x_labels(n_layers.max(1))
         .x_label_formatter(&|x| format!("{:.0}", x))
         .label_style((FAMILY, 14))
         .axis_desc_style((FAMILY, 16))
         .draw()
         .map_err(err)?;
-    let width = 0.8 / conditions.len().max(1) as f64;
-    for (i, (condition, layers)) in conditions.iter().zip(&bars).enumerate() {
+    let width = 0.8 / figure.bars.len().max(1) as f64;
+    for (i, (title, layers)) in figure.bars.iter().enumerate() {
         let c = color(i);
         let x0 = |l: usize| l as f64 - 0.4 + width * i as f64;
         chart
@@ -337,7 +242,7 @@ fn layer_bars<DB: DrawingBackend>(
                 ))
             }))
             .map_err(err)?
-            .label(condition.title())
+            .label(title.clone())
             .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 16, y + 6)], c.filled()));
         // The 95% interval: a vertical line with caps.
         let cap = width * 0.2;
@@ -370,7 +275,7 @@ fn layer_bars<DB: DrawingBackend>(
     chart
         .draw_series(dashes)
         .map_err(err)?
-        .label(format!("{metric} = {threshold} (collapse threshold)"))
+        .label(figure.threshold_label.clone())
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 8, y)], BLACK.stroke_width(2)));
     legend(&mut chart)
 }

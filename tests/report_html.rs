@@ -1,0 +1,150 @@
+//! `report/report.html` opened in a real headless browser (Debian's Chromium, installed
+//! with apt-get where missing and possible; skipped, saying why, where it cannot be had):
+//! the page must render every chart with every condition in its legend, draw the seeds'
+//! bands, build the sortable tables, and raise no script error, with nothing fetched
+//! (the page is opened from a file, with the network switched off).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{rankprobe, text};
+
+/// The path of a Chromium, installing Debian's package if needed; why not, if none.
+fn chromium() -> Result<String, String> {
+    let found = |name: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {name}")])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    if let Some(path) = found("chromium") {
+        return Ok(path);
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map_err(|e| e.to_string())?;
+    if String::from_utf8_lossy(&root.stdout).trim() != "0" || found("apt-get").is_none() {
+        return Err("no chromium, and it cannot be installed here (needs root and apt-get)".into());
+    }
+    let install = "DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 \
+                   || { apt-get update -q >/dev/null 2>&1 && \
+                   DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1; }";
+    let status = Command::new("sh").args(["-c", install]).status();
+    match (status, found("chromium")) {
+        (Ok(s), Some(path)) if s.success() => Ok(path),
+        _ => Err("installing Debian's chromium with apt-get failed".into()),
+    }
+}
+
+/// The `<body ...>` tag of `page` after its scripts ran, as Chromium's DOM dump shows it.
+fn rendered_body(browser: &str, page: &Path, profile: &Path) -> String {
+    let output = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            // No request may leave the page: everything it needs is inside it.
+            "--proxy-server=127.0.0.1:9",
+            "--virtual-time-budget=15000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&output.stdout).into_owned();
+    let start = dom
+        .find("<body")
+        .unwrap_or_else(|| panic!("no body in:\n{dom}"));
+    let end = start + dom[start..].find('>').unwrap();
+    // Attribute values as the DOM dump escapes them, read back.
+    dom[start..=end]
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+fn attribute(body: &str, name: &str) -> String {
+    let key = format!("{name}=\"");
+    let start = body
+        .find(&key)
+        .unwrap_or_else(|| panic!("no {name} in {body}"))
+        + key.len();
+    // Values are JSON with their quotes written as &quot; (already turned back): the
+    // attribute ends at the next `" data-` or at the end of the tag.
+    let rest = &body[start..];
+    let end = rest.find("\" data-").or_else(|| rest.rfind('"')).unwrap();
+    rest[..end].to_owned()
+}
+
+#[test]
+fn the_interactive_report_renders_every_condition_with_no_script_error() {
+    let browser = match chromium() {
+        Ok(path) => path,
+        Err(why) => {
+            println!("SKIPPED: {why}");
+            return;
+        }
+    };
+    let dir = std::env::temp_dir().join(format!("rankprobe-html-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // Two conditions, two seeds each: lines, bands and bars.
+    let study = dir.join("html.ron");
+    let text_of_study = common::tiny_with_sweep(
+        r#"Conditions([
+            (name: "A1", description: "Muon <b>bold</b> & co"),
+            (name: "B1", set: {"optimizer": AdamW(lr: 0.006, betas: (0.9, 0.999), eps: 1e-8, weight_decay: 0.2)}),
+        ]),
+        Seeds([1, 2]),"#,
+    )
+    .replace("name: \"tiny\"", "name: \"html\"");
+    std::fs::write(&study, text_of_study).unwrap();
+    let results = dir.join("results");
+    let sweep = rankprobe(&[
+        "sweep",
+        study.to_str().unwrap(),
+        "--results",
+        results.to_str().unwrap(),
+    ]);
+    assert!(sweep.status.success(), "{}", text(&sweep));
+    let page = results.join("html/report/report.html");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        !html.contains("http://") && !html.contains("https://cdn"),
+        "fetches nothing"
+    );
+    let body = rendered_body(&browser, &page, &dir.join("profile"));
+    assert_eq!(attribute(&body, "data-status"), "rendered", "{body}");
+    assert_eq!(attribute(&body, "data-errors"), "0", "{body}");
+    assert_eq!(attribute(&body, "data-charts"), "3", "{body}");
+    // Two line charts with a band per condition.
+    assert_eq!(attribute(&body, "data-bands"), "8", "{body}");
+    let legends: Vec<Vec<String>> = serde_json::from_str(&attribute(&body, "data-legends"))
+        .unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(legends.len(), 3);
+    for legend in &legends {
+        for condition in ["A1 Muon <b>bold</b> & co", "B1"] {
+            assert!(
+                legend.iter().any(|l| l == condition),
+                "{condition} not in {legend:?}"
+            );
+        }
+        assert!(
+            !legend.iter().any(|l| l.contains("95%")),
+            "bands in the legend: {legend:?}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
