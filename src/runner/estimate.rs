@@ -243,7 +243,7 @@ impl Remembered {
 pub fn long_on_the_cpu(left: Duration) -> String {
     format!(
         "note: at this speed the rest of this sweep takes about {} on the CPU. It keeps going; \
-         to finish sooner, build for a GPU (README \"GPU\") or run a CPU-scale study: \
+         to finish sooner, build for a GPU (docs/gpu.md) or run a CPU-scale study: \
          experiments/qk_study_cpu.ron asks the same question at CPU scale, \
          experiments/quickstart.ron takes about a minute",
         spoken(left)

@@ -141,7 +141,7 @@ fn cuda_devices() -> Result<usize, String> {
 fn cuda_devices() -> Result<usize, String> {
     Err(
         "this build of rankprobe has no CUDA support (build it with `--features cuda`, \
-         see README \"GPU\")"
+         see docs/gpu.md)"
             .to_owned(),
     )
 }
