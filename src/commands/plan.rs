@@ -14,10 +14,10 @@ use super::{load_plan, Failure};
 
 pub fn plan(file: &Path) -> Result<(), Failure> {
     let plan = load_plan(file)?;
-    print!("{}", render_plan(&plan));
-    if let Some(line) = remembered_estimate(&plan) {
-        println!("\n{line}");
-    }
+    print!(
+        "{}",
+        render_plan(&plan, remembered_estimate(&plan).as_deref())
+    );
     Ok(())
 }
 
@@ -33,9 +33,10 @@ pub fn remembered_estimate(plan: &Plan) -> Option<String> {
     ))
 }
 
-/// The header lines and the table: label, run id, the fields that differ between runs,
-/// tokens, steps, parameters and estimated training FLOPs.
-pub fn render_plan(plan: &Plan) -> String {
+/// The header lines (with `estimate`, when there is one) and the table: label, run id,
+/// the fields that differ between runs, tokens, steps, parameters and estimated training
+/// FLOPs.
+pub fn render_plan(plan: &Plan, estimate: Option<&str>) -> String {
     let configs: Vec<_> = plan.runs.iter().map(|r| &r.config).collect();
     let (differing, shown) = differing_values(&configs);
     let mut header: Vec<String> = ["#", "label", "run id"].map(String::from).to_vec();
@@ -68,9 +69,13 @@ pub fn render_plan(plan: &Plan) -> String {
         ""
     };
     out += &format!(
-        "{} runs, device {}{tf32}, total training FLOPs {total}\n\n",
+        "{} runs, device {}{tf32}, total training FLOPs {total}\n",
         plan.runs.len(),
         plan.execution.device
     );
+    if let Some(estimate) = estimate {
+        out += &format!("{estimate}\n");
+    }
+    out += "\n";
     out + &table.render()
 }

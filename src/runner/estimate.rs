@@ -84,29 +84,35 @@ impl Default for Pace {
 /// The time left at `tokens_per_s`, the later runs scaled by FLOPs per token (by tokens
 /// where FLOPs are unknown).
 pub fn estimate(tokens_per_s: f64, tokens: u64, run: &RunCost, later: &[RunCost]) -> Estimate {
-    let seconds = |tokens: f64| Duration::from_secs_f64(tokens / tokens_per_s.max(1e-9));
+    let seconds = |tokens: f64| saturating_seconds(tokens / tokens_per_s.max(1e-9));
     let run_left = seconds(run.tokens.saturating_sub(tokens) as f64);
     let per_token = run.flops.map(|f| f / run.tokens.max(1) as f64);
     let flops_per_s = per_token.map(|f| f * tokens_per_s);
-    let later_left: Duration = later
+    let later_left = later
         .iter()
         .map(|other| match (other.flops, per_token) {
             (Some(flops), Some(per_token)) => seconds(flops / per_token),
             _ => seconds(other.tokens as f64),
         })
-        .sum();
+        .fold(Duration::ZERO, Duration::saturating_add);
     Estimate {
         tokens_per_s,
         flops_per_s,
         run_left,
-        sweep_left: run_left + later_left,
+        sweep_left: run_left.saturating_add(later_left),
     }
 }
 
 /// The time for `runs` at a remembered FLOP/s (runs without known FLOPs are left out).
 pub fn time_at(flops_per_s: f64, runs: &[RunCost]) -> Duration {
     let flops: f64 = runs.iter().filter_map(|r| r.flops).sum();
-    Duration::from_secs_f64(flops / flops_per_s.max(1e-9))
+    saturating_seconds(flops / flops_per_s.max(1e-9))
+}
+
+/// `seconds` as a duration; a value past what a duration holds (or not a number) is the
+/// longest duration, never a panic.
+fn saturating_seconds(seconds: f64) -> Duration {
+    Duration::try_from_secs_f64(seconds.max(0.0)).unwrap_or(Duration::MAX)
 }
 
 /// A measured speed, remembered in the cache directory (`speed.json`).
@@ -137,8 +143,12 @@ fn host() -> String {
 fn read_all() -> Vec<Measured> {
     crate::regular_file::read(&speed_file())
         .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .and_then(|bytes| serde_json::from_slice::<Vec<Measured>>(&bytes).ok())
         .unwrap_or_default()
+        .into_iter()
+        // The file is read, not trusted: only speeds that could have been measured.
+        .filter(|m| m.flops_per_s.is_finite() && m.flops_per_s > 0.0)
+        .collect()
 }
 
 /// Remembers `flops_per_s` of `shape` on `device` of this machine (the latest one per
@@ -188,6 +198,9 @@ pub fn remembered(device: &str, shape: &str, params: u64) -> Option<Measured> {
 /// How long `runs` take on `device` of this machine at the speeds remembered for their
 /// shapes; `None` before any measurement here.
 pub fn from_memory(device: &str, runs: &[RunCost]) -> Option<Remembered> {
+    if runs.is_empty() {
+        return None;
+    }
     let mut total = Duration::ZERO;
     let mut stand_in = None;
     let mut measured_at = u64::MAX;
@@ -197,7 +210,7 @@ pub fn from_memory(device: &str, runs: &[RunCost]) -> Option<Remembered> {
             stand_in.get_or_insert(measured.params);
         }
         measured_at = measured_at.min(measured.measured_at);
-        total += time_at(measured.flops_per_s, std::slice::from_ref(run));
+        total = total.saturating_add(time_at(measured.flops_per_s, std::slice::from_ref(run)));
     }
     Some(Remembered {
         total,
@@ -219,8 +232,16 @@ pub struct Remembered {
 impl Remembered {
     /// "about 8.3 days for the 4 runs on cpu, at the speed measured here on <date>".
     pub fn describe(&self, runs: usize, device: &str) -> String {
-        let when =
-            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(self.measured_at));
+        let at = UNIX_EPOCH.checked_add(Duration::from_secs(self.measured_at));
+        // humantime formats years up to 9999 only.
+        let at = at.filter(|at| {
+            at.duration_since(UNIX_EPOCH)
+                .is_ok_and(|d| d.as_secs() < 253_402_300_799)
+        });
+        let when = at.map_or_else(
+            || "an unknown date".to_owned(),
+            |at| humantime::format_rfc3339_seconds(at).to_string(),
+        );
         let what = match runs {
             1 => "the run".to_owned(),
             n => format!("the {n} runs"),
@@ -308,6 +329,21 @@ mod tests {
             .expect("three timed steps over 3 s");
         assert!((e.tokens_per_s - 10.0).abs() < 0.5, "{e:?}");
         assert!(pace.step(50, &run, &[]).is_none(), "said once");
+    }
+
+    #[test]
+    fn absurd_speeds_give_long_durations_not_panics() {
+        let run = cost("A1", 1_000, Some(1e300));
+        assert_eq!(time_at(1e-300, std::slice::from_ref(&run)), Duration::MAX);
+        let stalled = estimate(0.0, 0, &run, std::slice::from_ref(&run));
+        assert!(stalled.sweep_left >= Duration::from_secs(1_000_000_000_000));
+        assert!(spoken(Duration::MAX).ends_with("days"));
+        let never = Remembered {
+            total: Duration::MAX,
+            measured_at: u64::MAX,
+            stand_in: None,
+        };
+        assert!(never.describe(2, "cpu").contains("an unknown date"));
     }
 
     #[test]
