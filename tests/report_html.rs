@@ -109,7 +109,12 @@ fn the_interactive_report_renders_every_condition_with_no_script_error() {
         ]),
         Seeds([1, 2]),"#,
     )
-    .replace("name: \"tiny\"", "name: \"html\"");
+    .replace("name: \"tiny\"", "name: \"html\"")
+    // Every kind of probe, so that the page draws their charts too.
+    .replace(
+        "metrics: [StudyPr, R90, ConditionNumber],",
+        "metrics: [StudyPr, R90, DeadHeads(below_pr: 30.0), AttentionEntropy, MaxAttentionLogit, IclScore(early: (0, 16), late: (96, 128))],",
+    );
     std::fs::write(&study, text_of_study).unwrap();
     let results = dir.join("results");
     let sweep = rankprobe(&[
@@ -128,12 +133,15 @@ fn the_interactive_report_renders_every_condition_with_no_script_error() {
     let body = rendered_body(&browser, &page, &dir.join("profile"));
     assert_eq!(attribute(&body, "data-status"), "rendered", "{body}");
     assert_eq!(attribute(&body, "data-errors"), "0", "{body}");
-    assert_eq!(attribute(&body, "data-charts"), "3", "{body}");
-    // Two line charts with a band per condition.
-    assert_eq!(attribute(&body, "data-bands"), "8", "{body}");
+    // Loss, the report metric, the other probes, the layers.
+    let charts: usize = attribute(&body, "data-charts").parse().unwrap();
+    assert!(charts >= 6, "the probes' charts are missing: {body}");
+    // At least the loss and report metric charts with a band (two edges) per condition.
+    let bands: usize = attribute(&body, "data-bands").parse().unwrap();
+    assert!(bands >= 8, "{body}");
     let legends: Vec<Vec<String>> = serde_json::from_str(&attribute(&body, "data-legends"))
         .unwrap_or_else(|e| panic!("{e}: {body}"));
-    assert_eq!(legends.len(), 3);
+    assert_eq!(legends.len(), charts);
     for legend in &legends {
         for condition in ["A1 Muon <b>bold</b> & co", "B1"] {
             assert!(
