@@ -53,24 +53,31 @@ pub fn create_dir_below(root: &Path, dir: &Path) -> io::Result<()> {
     let mut at = root.to_path_buf();
     for part in below.components() {
         at.push(part);
-        match fs::symlink_metadata(&at) {
-            Ok(meta) if meta.is_dir() => continue,
-            Ok(meta) => return Err(not_a_directory(&at, meta.file_type().is_symlink())),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-            Err(err) => return Err(err),
+        if is_real_dir(&at)? {
+            continue;
         }
         match fs::create_dir(&at) {
+            // Made meanwhile by another process: it must be a directory too.
             Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
-                // Made meanwhile by another process: it must be a directory too.
-                let meta = fs::symlink_metadata(&at)?;
-                if !meta.is_dir() {
-                    return Err(not_a_directory(&at, meta.file_type().is_symlink()));
+                if !is_real_dir(&at)? {
+                    return Err(err);
                 }
             }
             other => other?,
         }
     }
     Ok(())
+}
+
+/// Whether `path` is a directory (not a link to one); `false` when nothing is there. An
+/// error names a link or other file in its place: nothing may be written below it.
+pub fn is_real_dir(path: &Path) -> io::Result<bool> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => Ok(true),
+        Ok(meta) => Err(not_a_directory(path, meta.file_type().is_symlink())),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(err) => Err(err),
+    }
 }
 
 fn not_a_directory(path: &Path, link: bool) -> io::Error {

@@ -5,8 +5,7 @@ use std::path::Path;
 use crate::plan::cost::{param_count, steps_and_tokens, training_flops};
 use crate::plan::diff::differing_values;
 use crate::plan::Plan;
-use crate::runner::estimate::from_memory;
-use crate::runner::sweep::run_cost;
+use crate::runner::estimate::{from_memory, run_cost};
 use crate::spec::diagnostic::printable;
 use crate::text_table::{human_count, TextTable};
 

@@ -9,46 +9,49 @@ use crate::spec::run_config::Tokenizer;
 
 use super::{load_plan, Failure};
 
-/// Runs whose tokenizer file does not load (as `sweep` would find when it prepares the
-/// data) or whose model shape this binary cannot train; a tokenizer file gives the
-/// vocabulary of its runs' shapes.
-fn unusable_runs(plan: &Plan) -> Vec<String> {
-    plan.runs
-        .iter()
-        .filter_map(|run| {
-            let tokenizer = &run.config.data.tokenizer;
-            let vocab = match tokenizer {
-                Tokenizer::File(_) => match prepare_tokenizer(tokenizer, "", Vec::new) {
-                    Ok(loaded) => loaded.vocab_size,
-                    Err(err) => return Some(format!("run {}: {err}", run.label)),
-                },
-                _ => tokenizer.known_vocab()?,
-            };
-            let shape = ModelShape::of(&run.config, vocab);
-            (!shape.is_compiled()).then(|| {
-                format!(
-                    "run {}: the model shape ({shape}) is not compiled in\n  = help: {}",
-                    run.label,
-                    not_compiled_help()
-                )
-            })
-        })
-        .collect()
+/// What is wrong with the runs of `plan` that `sweep` would find when it prepares their
+/// data: a tokenizer file that does not load, a model shape this binary cannot train (a
+/// tokenizer file gives the vocabulary of its runs' shapes). `None` when nothing is.
+fn unusable_runs(plan: &Plan) -> Option<String> {
+    let mut problems = Vec::new();
+    let mut uncompiled = false;
+    for run in &plan.runs {
+        let tokenizer = &run.config.data.tokenizer;
+        let vocab = match tokenizer {
+            Tokenizer::File(_) => match prepare_tokenizer(tokenizer, "", Vec::new) {
+                Ok(loaded) => loaded.vocab_size,
+                Err(err) => {
+                    problems.push(format!("run {}: {err}", run.label));
+                    continue;
+                }
+            },
+            _ => match tokenizer.known_vocab() {
+                Some(vocab) => vocab,
+                None => continue,
+            },
+        };
+        let shape = ModelShape::of(&run.config, vocab);
+        if !shape.is_compiled() {
+            uncompiled = true;
+            problems.push(format!(
+                "run {}: the model shape ({shape}) is not compiled in",
+                run.label
+            ));
+        }
+    }
+    if uncompiled {
+        problems.push(format!("  = help: {}", not_compiled_help()));
+    }
+    (!problems.is_empty()).then(|| problems.join("\n"))
 }
 
 /// Checks every file; prints one line per good file and the diagnostics of bad ones.
 pub fn validate(files: &[PathBuf]) -> Result<(), Failure> {
     let mut bad = 0;
     for file in files {
-        let checked = load_plan(file).and_then(|plan| {
-            let mut unusable = unusable_runs(&plan);
-            if unusable.is_empty() {
-                Ok(plan)
-            } else {
-                let mut seen = std::collections::HashSet::new();
-                unusable.retain(|line| seen.insert(line.clone()));
-                Err(Failure::BadInput(unusable.join("\n")))
-            }
+        let checked = load_plan(file).and_then(|plan| match unusable_runs(&plan) {
+            None => Ok(plan),
+            Some(problems) => Err(Failure::BadInput(problems)),
         });
         match checked {
             Ok(plan) => println!("ok    {} ({} runs)", file.display(), plan.runs.len()),

@@ -11,6 +11,18 @@ use super::load::RunResults;
 use super::settings::ReportSettings;
 use super::stats::Estimate;
 
+/// The conditions' colours, in order (matplotlib's tab10), for the PNGs and the page alike.
+pub const PALETTE: [(u8, u8, u8); 8] = [
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+];
+
 /// A point of a condition's line: x, the mean, and the 95% interval when there are seeds.
 pub type Point = (f64, f64, Option<(f64, f64)>);
 

@@ -7,7 +7,7 @@
 
 use serde_json::{json, Value};
 
-use super::figure_data::{Figures, LayerFigure, LineFigure};
+use super::figure_data::{Figures, LayerFigure, LineFigure, PALETTE};
 
 const CHART_JS: &str = include_str!("../../assets/chart.umd.min.js");
 
@@ -15,6 +15,10 @@ const CHART_JS: &str = include_str!("../../assets/chart.umd.min.js");
 /// CSV tables.
 pub fn page(title: &str, summary: &str, figures: &Figures, tables: &[(String, String)]) -> String {
     let data = json!({
+        "colors": PALETTE
+            .iter()
+            .map(|(r, g, b)| format!("#{r:02x}{g:02x}{b:02x}"))
+            .collect::<Vec<_>>(),
         "lines": figures
             .trajectories
             .iter()
@@ -165,7 +169,6 @@ function fail(message) {
   document.getElementById("errors").appendChild(li);
 }
 window.addEventListener("error", (e) => fail(e.message));
-const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"];
 function tokens(x) {
   if (x >= 1e9) return (x / 1e9).toFixed(x % 1e9 ? 1 : 0) + "G";
   if (x >= 1e6) return (x / 1e6).toFixed(x % 1e6 ? 1 : 0) + "M";
@@ -294,8 +297,11 @@ function tables(list) {
     sortable(table);
   }
 }
+// The same colours as the PNG figures (from the data).
+let COLORS = [];
 try {
   const data = JSON.parse(document.getElementById("data").textContent);
+  COLORS = data.colors;
   for (const figure of data.lines) charts.push(lineChart(figure));
   charts.push(layerChart(data.layers));
   tables(data.tables);

@@ -12,7 +12,7 @@ use plotters::style::{register_font, FontStyle};
 use crate::atomic_file::write_atomic;
 
 use super::conditions::tokens_title;
-use super::figure_data::{Figures, LayerFigure, LineFigure};
+use super::figure_data::{Figures, LayerFigure, LineFigure, PALETTE};
 
 const FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 const FAMILY: &str = "sans-serif";
@@ -26,17 +26,8 @@ fn register() {
 }
 
 fn color(i: usize) -> RGBColor {
-    const COLORS: [RGBColor; 8] = [
-        RGBColor(31, 119, 180),
-        RGBColor(255, 127, 14),
-        RGBColor(44, 160, 44),
-        RGBColor(214, 39, 40),
-        RGBColor(148, 103, 189),
-        RGBColor(140, 86, 75),
-        RGBColor(227, 119, 194),
-        RGBColor(127, 127, 127),
-    ];
-    COLORS[i % COLORS.len()]
+    let (r, g, b) = PALETTE[i % PALETTE.len()];
+    RGBColor(r, g, b)
 }
 
 fn err(e: impl std::fmt::Display) -> String {

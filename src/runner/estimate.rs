@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::atomic_file::write_atomic;
 use crate::data::cache::cache_dir;
+use crate::model::shapes::ModelShape;
+use crate::plan::cost::{param_count, steps_and_tokens, training_flops_at};
+use crate::plan::PlannedRun;
+use crate::store::lock::host;
 
 /// A run still to train in this sweep: its label, tokens and training FLOPs (`None` when
 /// the vocabulary is only known from a tokenizer file).
@@ -21,6 +25,22 @@ pub struct RunCost {
     /// The model shape, as `ModelShape` shows it: the key of the speed cache.
     pub shape: String,
     pub params: u64,
+}
+
+/// What `run` costs, for estimates: its FLOPs with the vocabulary of its prepared data.
+pub fn run_cost(run: &PlannedRun, vocab: Option<usize>) -> RunCost {
+    let (_, tokens) = steps_and_tokens(&run.config);
+    let vocab = vocab
+        .or(run.config.data.tokenizer.known_vocab())
+        .unwrap_or(0);
+    let params = param_count(&run.config.model, vocab as u64).total();
+    RunCost {
+        label: run.label.clone(),
+        tokens,
+        flops: (vocab > 0).then(|| training_flops_at(&run.config, vocab, tokens)),
+        shape: ModelShape::of(&run.config, vocab).to_string(),
+        params,
+    }
 }
 
 /// A study on the CPU that would take longer than this gets a plain warning.
@@ -111,7 +131,7 @@ pub fn time_at(flops_per_s: f64, runs: &[RunCost]) -> Duration {
 
 /// `seconds` as a duration; a value past what a duration holds (or not a number) is the
 /// longest duration, never a panic.
-fn saturating_seconds(seconds: f64) -> Duration {
+pub fn saturating_seconds(seconds: f64) -> Duration {
     Duration::try_from_secs_f64(seconds.max(0.0)).unwrap_or(Duration::MAX)
 }
 
@@ -132,12 +152,6 @@ pub struct Measured {
 
 fn speed_file() -> PathBuf {
     cache_dir().join("speed.json")
-}
-
-fn host() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "unknown".to_owned())
 }
 
 fn read_all() -> Vec<Measured> {

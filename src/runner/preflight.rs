@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use crate::atomic_file::is_real_dir;
 use crate::data::{prepare_dataset, Dataset};
 use crate::plan::cost::steps_and_tokens;
 use crate::plan::{Plan, PlannedRun};
@@ -92,21 +93,9 @@ pub(super) fn check_tree(dir: &Path, runs: &[PlannedRun]) -> Result<(), Failure>
         .chain(fixed)
         .chain(run_dirs)
     {
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
-            continue;
-        };
-        let what = if meta.file_type().is_symlink() {
-            "a symbolic link (rankprobe writes nothing through a link inside a results tree)"
-        } else if !meta.is_dir() {
-            "not a directory"
-        } else {
-            continue;
-        };
-        return Err(Failure::BadInput(format!(
-            "cannot write results in {}: {} is {what}; move it away or choose another --results",
-            dir.display(),
-            path.display()
-        )));
+        is_real_dir(&path).map_err(|err| {
+            Failure::BadInput(format!("cannot write results in {}: {err}", dir.display()))
+        })?;
     }
     Ok(())
 }

@@ -11,7 +11,8 @@ use indicatif::{HumanDuration, MultiProgress, ProgressBar, ProgressDrawTarget, P
 use crate::text_table::human_count;
 
 use super::estimate::{
-    from_memory, long_on_the_cpu, remember, spoken, Pace, RunCost, LONG_ON_THE_CPU,
+    from_memory, long_on_the_cpu, remember, saturating_seconds, spoken, Pace, RunCost,
+    LONG_ON_THE_CPU,
 };
 
 /// How often a plain log line is written without a terminal, by default.
@@ -144,7 +145,7 @@ impl Progress {
             human_count(tokens),
             human_count(total),
             human_count(tokens_per_s as u64),
-            HumanDuration(Duration::from_secs_f64(remaining))
+            HumanDuration(saturating_seconds(remaining))
         );
         run.bar.set_position(tokens);
         run.bar.set_message(run.status.clone());
@@ -163,13 +164,14 @@ impl Progress {
         }
         run.logged_at = Instant::now();
         let tokens = run.bar.position();
-        match run.status.is_empty() {
-            true => eprintln!(
+        if run.status.is_empty() {
+            eprintln!(
                 "[{}] {} tok  val loss {val_loss:.4}",
                 run.label,
                 human_count(tokens)
-            ),
-            false => eprintln!("[{}] {}  val loss {val_loss:.4}", run.label, run.status),
+            );
+        } else {
+            eprintln!("[{}] {}  val loss {val_loss:.4}", run.label, run.status);
         }
     }
 

@@ -15,7 +15,7 @@ use crate::store::lock::try_lock;
 use crate::store::manifest::RunStatus;
 use crate::store::{study_dir, RunPaths, Table};
 
-use super::estimate::RunCost;
+use super::estimate::run_cost;
 use super::one_run::{store_failure, train_one};
 use super::preflight::{
     check_tree, check_writable, data_key, prepare_datasets, prepare_results_dir, resolve_device,
@@ -23,8 +23,6 @@ use super::preflight::{
 };
 use super::progress::Progress;
 use super::{load_plan, Failure};
-use crate::model::shapes::ModelShape;
-use crate::plan::cost::{param_count, steps_and_tokens, training_flops_at};
 
 /// Options of `sweep`.
 #[derive(Debug, Clone)]
@@ -414,22 +412,6 @@ fn install_interrupt_handler() {
             }
         });
     });
-}
-
-/// What `run` costs, for estimates: its FLOPs with the vocabulary of its prepared data.
-pub fn run_cost(run: &PlannedRun, vocab: Option<usize>) -> RunCost {
-    let (_, tokens) = steps_and_tokens(&run.config);
-    let vocab = vocab
-        .or(run.config.data.tokenizer.known_vocab())
-        .unwrap_or(0);
-    let params = param_count(&run.config.model, vocab as u64).total();
-    RunCost {
-        label: run.label.clone(),
-        tokens,
-        flops: (vocab > 0).then(|| training_flops_at(&run.config, vocab, tokens)),
-        shape: ModelShape::of(&run.config, vocab).to_string(),
-        params,
-    }
 }
 
 /// The status of `run` in `dir` if it is finished: done or diverged under the same run

@@ -49,7 +49,8 @@ pub struct Holder {
     pub pid: u32,
 }
 
-fn host() -> String {
+/// This machine's host name, as locks (and other records of "where") name it.
+pub fn host() -> String {
     fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "unknown".to_owned())

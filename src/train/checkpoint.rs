@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::atomic_file::write_atomic;
 use crate::optim::adamw::AdamWState;
+use crate::optim::trained::TensorSizes;
 
 /// The file name in a run directory.
 pub const CHECKPOINT_FILE: &str = "checkpoint.bin";
@@ -86,7 +87,7 @@ pub struct StateLayout {
     /// The length of every model tensor, in visiting order.
     pub model: Vec<usize>,
     /// The tensors of AdamW's module, in its visiting order: (length, updated by AdamW).
-    pub adamw: Vec<(usize, bool)>,
+    pub adamw: TensorSizes,
     /// The length of each Muon matrix's momentum buffer (none in an AdamW run).
     pub muon: Vec<usize>,
 }
@@ -256,11 +257,8 @@ impl Checkpoint {
             }
         }
         same_lengths("Muon momentum buffer", &self.muon, &layout.muon)?;
-        let tensors = self.model.iter().chain(&self.muon);
-        if let Some(i) = tensors
-            .clone()
-            .position(|t| t.iter().any(|v| !v.is_finite()))
-        {
+        let mut tensors = self.model.iter().chain(&self.muon);
+        if let Some(i) = tensors.position(|t| t.iter().any(|v| !v.is_finite())) {
             return Err(format!("tensor {i} of its model or momentum is not finite"));
         }
         for (m, v) in self.adamw.moments.iter().flatten() {
