@@ -9,7 +9,7 @@ use std::process::{Child, Command};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{rankprobe, run_dir, text};
+use common::{copy_tree, rankprobe, run_dir, text};
 use rankprobe::store::frame::read_parquet;
 use rankprobe::store::manifest::{Manifest, RunStatus};
 
@@ -356,19 +356,6 @@ fn a_corpus_too_small_for_the_budget_is_refused_unless_repeats_are_allowed() {
 }
 
 /// Copies the directory tree `from` to `to` (regular files and directories only).
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 /// `bytes` (a checkpoint) with its JSON header changed by `change`, its header length
 /// fixed and its SHA-256 made valid again: damage that only a check of what the
 /// checkpoint holds against the run can catch.
@@ -389,6 +376,8 @@ fn with_header(bytes: &[u8], change: impl Fn(&mut serde_json::Value)) -> Vec<u8>
 
 #[test]
 fn checkpoints_that_do_not_fit_their_run_are_set_aside_never_resumed_or_panicking() {
+    use rankprobe::optim::adamw::moment_names;
+    use rankprobe::optim::muon_adamw::momentum_name;
     use rankprobe::train::checkpoint::Checkpoint;
     let (study, results) = scratch("fuzz");
     // A checkpoint of the Muon run A1 (AdamW moments and Muon momentum), from a sweep
@@ -407,11 +396,20 @@ fn checkpoints_that_do_not_fit_their_run_are_set_aside_never_resumed_or_panickin
         ckpt.encode()
     };
     let last = good.model.len() - 1;
+    assert_eq!(good.optimizer.counters[0].0, "adamw.step");
+    assert!(good.optimizer.buffers[0].0.starts_with("adamw.m."));
+    assert!(good.optimizer.buffers[1].0.starts_with("adamw.v."));
+    fn muon(c: &mut Checkpoint) -> &mut [(String, Vec<f32>)] {
+        let at = (c.optimizer.buffers.iter())
+            .position(|(n, _)| n.starts_with("muon."))
+            .unwrap();
+        &mut c.optimizer.buffers[at..]
+    }
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("unmodified", bytes.clone()),
         ("step beyond the budget", resign(&|c| c.step = 1_000)),
         ("step 0", resign(&|c| c.step = 0)),
-        ("AdamW's step", resign(&|c| c.adamw.step += 1)),
+        ("AdamW's step", resign(&|c| c.optimizer.counters[0].1 += 1)),
         (
             "negative elapsed time",
             resign(&|c| c.counters.elapsed_s = -5.0),
@@ -430,33 +428,59 @@ fn checkpoints_that_do_not_fit_their_run_are_set_aside_never_resumed_or_panickin
         ("a model tensor missing", resign(&|c| drop(c.model.pop()))),
         (
             "AdamW moments missing",
-            resign(&|c| c.adamw.moments.clear()),
+            resign(&|c| {
+                c.optimizer
+                    .buffers
+                    .retain(|(n, _)| !n.starts_with("adamw."))
+            }),
         ),
         (
             "AdamW moments short",
             resign(&|c| {
-                let slot = c.adamw.moments.iter_mut().flatten().next().unwrap();
-                slot.0.pop();
-                slot.1.pop();
+                for (_, values) in c.optimizer.buffers.iter_mut().take(2) {
+                    values.pop();
+                }
             }),
         ),
         (
             "AdamW moments of too many tensors",
             resign(&|c| {
-                let extra = c.adamw.moments.iter().flatten().next().cloned();
-                c.adamw.moments.resize(c.model.len() + 3, extra);
+                let (m, v) = moment_names(c.model.len() + 3);
+                c.optimizer.buffer(m, vec![0.0; 4]);
+                c.optimizer.buffer(v, vec![0.0; 4]);
             }),
         ),
-        ("a Muon buffer missing", resign(&|c| drop(c.muon.pop()))),
+        (
+            "a negative second moment",
+            resign(&|c| c.optimizer.buffers[1].1[0] = -1.0),
+        ),
+        (
+            "a Muon buffer missing",
+            resign(&|c| drop(c.optimizer.buffers.pop())),
+        ),
         (
             "a Muon buffer long",
-            resign(&|c| c.muon[0].extend([0.0; 8])),
+            resign(&|c| muon(c)[0].1.extend([0.0; 8])),
         ),
         (
             "Muon buffers in an extra matrix",
-            resign(&|c| c.muon.push(vec![0.0; 64])),
+            resign(&|c| c.optimizer.buffer(momentum_name(999), vec![0.0; 64])),
         ),
-        ("no Muon buffers", resign(&|c| c.muon.clear())),
+        (
+            "no Muon buffers",
+            resign(&|c| c.optimizer.buffers.retain(|(n, _)| !n.starts_with("muon."))),
+        ),
+        (
+            "a buffer named twice",
+            resign(&|c| {
+                let first = c.optimizer.buffers[0].clone();
+                c.optimizer.buffers.push(first);
+            }),
+        ),
+        (
+            "an optimizer counter missing",
+            resign(&|c| c.optimizer.counters.clear()),
+        ),
         ("a NaN weight", resign(&|c| c.model[0][0] = f32::NAN)),
         (
             "another run's id",
@@ -473,7 +497,7 @@ fn checkpoints_that_do_not_fit_their_run_are_set_aside_never_resumed_or_panickin
         (
             "a header length beyond the file",
             with_header(&bytes, |h| {
-                h["muon"][0] = serde_json::json!(u64::MAX / 8);
+                h["optimizer_buffers"][0][1] = serde_json::json!(u64::MAX / 8);
             }),
         ),
         (

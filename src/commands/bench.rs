@@ -480,7 +480,7 @@ pub fn muon_bench(file: &std::path::Path) -> Result<(), Failure> {
     let plan = load_plan(file)?;
     let Some((run, muon)) = plan.runs.iter().find_map(|r| match &r.config.optimizer {
         OptimizerConfig::Muon(m) => Some((r, m.clone())),
-        OptimizerConfig::AdamW(_) => None,
+        OptimizerConfig::AdamW(_) | OptimizerConfig::Lion(_) => None,
     }) else {
         return Err(Failure::BadInput(format!(
             "{} has no Muon run",

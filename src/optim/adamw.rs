@@ -5,48 +5,29 @@
 use dfdx::nn::tensor_collection::TensorCollection;
 use dfdx::prelude::*;
 
+use crate::model::Transformer;
+use crate::profile;
 use crate::spec::run_config::AdamWConfig;
 
+use super::device::{Buffer, HostBuffers, OptimDevice};
+use super::state::{OptimizerState, RestoreError, Restoring};
 use super::trained::{self, Reads, TensorAction};
+use super::Optimizer;
 
-/// A device's f32 buffer.
-pub type Buffer<D> = <D as Storage<f32>>::Vec;
+/// The names of AdamW's items in a saved state: its step counter and, for the tensor at
+/// `index` of its module's visiting order, the first and second moments.
+pub const STEP: &str = "adamw.step";
 
-/// Copies device buffers to and from the host, for checkpoints.
-pub trait HostBuffers: Device<f32> {
-    fn download(&self, buf: &Buffer<Self>) -> Result<Vec<f32>, Self::Err>;
-    fn upload(&self, values: &[f32]) -> Result<Buffer<Self>, Self::Err>;
-}
-
-impl HostBuffers for Cpu {
-    fn download(&self, buf: &Buffer<Self>) -> Result<Vec<f32>, Self::Err> {
-        Ok(buf.to_vec())
-    }
-
-    fn upload(&self, values: &[f32]) -> Result<Buffer<Self>, Self::Err> {
-        let mut buf = <Self as Storage<f32>>::try_alloc_len(self, values.len())?;
-        buf.copy_from_slice(values);
-        Ok(buf)
-    }
-}
-
-#[cfg(feature = "cuda")]
-impl HostBuffers for Cuda {
-    fn download(&self, buf: &Buffer<Self>) -> Result<Vec<f32>, Self::Err> {
-        Ok(buf.device().dtoh_sync_copy(buf)?)
-    }
-
-    fn upload(&self, values: &[f32]) -> Result<Buffer<Self>, Self::Err> {
-        let mut buf = <Self as Storage<f32>>::try_alloc_len(self, values.len())?;
-        buf.device().htod_sync_copy_into(values, &mut *buf)?;
-        Ok(buf)
-    }
+pub fn moment_names(index: usize) -> (String, String) {
+    (format!("adamw.m.{index}"), format!("adamw.v.{index}"))
 }
 
 /// AdamW over the tensors of the module it is applied to that the model reads; apply one
 /// instance to one parameter group only (it keeps one step counter).
 pub struct AdamW<D: Device<f32>> {
     pub cfg: AdamConfig,
+    /// The configured learning rate, before any schedule.
+    base_lr: f64,
     reads: Reads,
     /// Updates taken so far (Adam's bias correction).
     step: i32,
@@ -76,6 +57,7 @@ impl<D: HostBuffers> AdamW<D> {
     /// AdamW on the tensors `reads` accepts (`trained::all()` for every one).
     pub fn new(cfg: AdamConfig, reads: Reads) -> Self {
         AdamW {
+            base_lr: cfg.lr,
             cfg,
             reads,
             step: 0,
@@ -101,7 +83,7 @@ impl<D: HostBuffers> AdamW<D> {
 
     /// The state on the host, in one canonical form: positions past the last tensor
     /// with moments are left out (however the vector grew).
-    pub fn state(&self, dev: &D) -> Result<AdamWState, D::Err> {
+    pub fn host_state(&self, dev: &D) -> Result<AdamWState, D::Err> {
         let used = self
             .moments
             .iter()
@@ -129,7 +111,89 @@ impl<D: HostBuffers> AdamW<D> {
         trained::tensor_sizes(module, &self.reads)
     }
 
-    pub fn restore(&mut self, dev: &D, state: &AdamWState) -> Result<(), D::Err> {
+    /// `update` at `multiplier` times the configured learning rate; returns the rate.
+    pub fn update_scaled<Mod: TensorCollection<f32, D>>(
+        &mut self,
+        module: &mut Mod,
+        grads: &mut Gradients<f32, D>,
+        multiplier: f64,
+    ) -> Result<f64, String> {
+        let _span = profile::span("step: AdamW update");
+        self.cfg.lr = self.base_lr * multiplier;
+        self.update(module, grads).map_err(device_err)?;
+        Ok(self.cfg.lr)
+    }
+
+    /// Adds its state, by name, to `out`.
+    pub fn save(&self, dev: &D, out: &mut OptimizerState) -> Result<(), String> {
+        let state = self.host_state(dev).map_err(device_err)?;
+        out.counter(STEP, i64::from(state.step));
+        for (index, slot) in state.moments.into_iter().enumerate() {
+            if let Some((m, v)) = slot {
+                let (m_name, v_name) = moment_names(index);
+                out.buffer(m_name, m);
+                out.buffer(v_name, v);
+            }
+        }
+        Ok(())
+    }
+
+    /// Its state taken from `from`, saved after `step` steps of training `module`: the
+    /// counter must be the run's step, every tensor it updates must have moments of
+    /// the tensor's length, second moments must not be negative. Nothing changes yet.
+    pub fn take_state<Mod: TensorCollection<f32, D>>(
+        &self,
+        module: &mut Mod,
+        from: &mut Restoring,
+        step: u64,
+    ) -> Result<AdamWState, RestoreError> {
+        let counted = from.counter(STEP)?;
+        if counted != step as i64 {
+            return Err(RestoreError::Misfit(format!(
+                "AdamW counted {counted} steps where the run is at step {step}"
+            )));
+        }
+        let sizes = self
+            .tensor_sizes(module)
+            .map_err(|err| RestoreError::Device(device_err(err)))?;
+        let mut moments = Vec::with_capacity(sizes.len());
+        for (index, (len, updated)) in sizes.into_iter().enumerate() {
+            let (m_name, v_name) = moment_names(index);
+            // Moments of a tensor AdamW does not update are dropped at the next step
+            // (checkpoints of earlier versions hold some); their length must still fit.
+            let slot = match (
+                from.optional_buffer(&m_name, len)?,
+                from.optional_buffer(&v_name, len)?,
+            ) {
+                (Some(m), Some(v)) => {
+                    if v.iter().any(|x| *x < 0.0) {
+                        return Err(RestoreError::Misfit(format!(
+                            "AdamW's second moment `{v_name}` is negative"
+                        )));
+                    }
+                    Some((m, v))
+                }
+                (None, None) if !updated => None,
+                _ => {
+                    return Err(RestoreError::Misfit(format!(
+                        "AdamW has no moments for tensor {index}, which it updates every step"
+                    )))
+                }
+            };
+            moments.push(slot);
+        }
+        let used = moments
+            .iter()
+            .rposition(Option::is_some)
+            .map_or(0, |i| i + 1);
+        moments.truncate(used);
+        Ok(AdamWState {
+            step: counted as i32,
+            moments,
+        })
+    }
+
+    pub fn restore_state(&mut self, dev: &D, state: &AdamWState) -> Result<(), D::Err> {
         self.step = state.step;
         self.moments = state
             .moments
@@ -141,6 +205,51 @@ impl<D: HostBuffers> AdamW<D> {
             })
             .collect::<Result<_, D::Err>>()?;
         Ok(())
+    }
+}
+
+fn device_err(err: impl std::fmt::Debug) -> String {
+    format!("optimizer update failed: {err:?}")
+}
+
+/// AdamW on every tensor the model reads: the optimizer of an `AdamW(...)` run.
+impl<
+        D: OptimDevice,
+        const V: usize,
+        const M: usize,
+        const HD: usize,
+        const KVW: usize,
+        const F: usize,
+        const L: usize,
+    > Optimizer<Transformer<V, M, HD, KVW, F, L, f32, D>, D> for AdamW<D>
+{
+    fn step(
+        &mut self,
+        model: &mut Transformer<V, M, HD, KVW, F, L, f32, D>,
+        grads: &mut Gradients<f32, D>,
+        multiplier: f64,
+    ) -> Result<Vec<(&'static str, f64)>, String> {
+        Ok(vec![("lr", self.update_scaled(model, grads, multiplier)?)])
+    }
+
+    fn state(&self, dev: &D) -> Result<OptimizerState, String> {
+        let mut out = OptimizerState::default();
+        self.save(dev, &mut out)?;
+        Ok(out)
+    }
+
+    fn restore(
+        &mut self,
+        dev: &D,
+        model: &mut Transformer<V, M, HD, KVW, F, L, f32, D>,
+        state: OptimizerState,
+        step: u64,
+    ) -> Result<(), RestoreError> {
+        let mut from = state.restoring()?;
+        let taken = self.take_state(model, &mut from, step)?;
+        from.finish()?;
+        self.restore_state(dev, &taken)
+            .map_err(|err| RestoreError::Device(device_err(err)))
     }
 }
 
@@ -202,7 +311,7 @@ mod tests {
         let dev = Cpu::seed_from_u64(3);
         let mut ours = model(&dev);
         let mut theirs = (ours.0.clone(), ours.1.clone());
-        let mut adamw = AdamW::new(config(), trained::all());
+        let mut adamw = AdamW::<Cpu>::new(config(), trained::all());
         let mut adam = Adam::new(&theirs, config());
         for _ in 0..5 {
             let mut g = loss_grads(&dev, &ours, ours.alloc_grads());
@@ -218,19 +327,19 @@ mod tests {
     fn a_restored_state_continues_exactly() {
         let dev = Cpu::seed_from_u64(5);
         let mut straight = model(&dev);
-        let mut adamw = AdamW::new(config(), trained::all());
+        let mut adamw = AdamW::<Cpu>::new(config(), trained::all());
         for _ in 0..3 {
             let mut g = loss_grads(&dev, &straight, straight.alloc_grads());
             adamw.update(&mut straight, &mut g).unwrap();
         }
-        let state = adamw.state(&dev).unwrap();
+        let state = adamw.host_state(&dev).unwrap();
         assert_eq!(state.step, 3);
         let mut resumed = (
             dev.tensor_from_vec(straight.0.as_vec(), (Const::<3>, Const::<4>)),
             dev.tensor_from_vec(straight.1.as_vec(), (Const::<4>,)),
         );
         let mut restored = AdamW::new(config(), trained::all());
-        restored.restore(&dev, &state).unwrap();
+        restored.restore_state(&dev, &state).unwrap();
         for _ in 0..2 {
             let mut g = loss_grads(&dev, &straight, straight.alloc_grads());
             adamw.update(&mut straight, &mut g).unwrap();
@@ -238,7 +347,10 @@ mod tests {
             restored.update(&mut resumed, &mut g).unwrap();
         }
         assert_eq!(straight.0.as_vec(), resumed.0.as_vec());
-        assert_eq!(restored.state(&dev).unwrap(), adamw.state(&dev).unwrap());
+        assert_eq!(
+            restored.host_state(&dev).unwrap(),
+            adamw.host_state(&dev).unwrap()
+        );
     }
 
     #[test]
@@ -257,7 +369,7 @@ mod tests {
             adamw.update(&mut model, &mut g).unwrap();
         }
         assert_eq!(model.1.as_vec(), bias_before);
-        let state = adamw.state(&dev).unwrap();
+        let state = adamw.host_state(&dev).unwrap();
         assert!(state.moments[0].is_some());
         assert_eq!(state.moments.len(), 1, "no trailing empty positions");
     }

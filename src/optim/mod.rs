@@ -1,19 +1,83 @@
-//! Optimizers beyond dfdx's own: Muon (CPU reference) and the split of a model's
-//! parameters between Muon and AdamW.
+//! Optimizers: each is one file implementing `Optimizer` (a step, its state by name,
+//! a restore from it), chosen from the spec by `build`. Training and checkpoints see
+//! only the trait and named state, so adding an optimizer touches the spec and this
+//! module alone. Also: Muon's pieces (CPU reference, CUDA kernels, Newton-Schulz) and
+//! the split of a model's parameters between Muon and AdamW.
 
 pub mod adamw;
 pub mod apply_update;
 #[cfg(feature = "cuda")]
 pub mod cuda_muon;
+pub mod device;
 pub mod gemm_plan;
 pub mod groups;
+pub mod lion;
 pub mod muon;
+pub mod muon_adamw;
 pub mod newton_schulz;
+pub mod state;
 pub mod trained;
 
 use dfdx::prelude::{Device, Gradients};
 
 use crate::model::{Architecture, Transformer};
+use crate::spec::run_config::OptimizerConfig;
+
+use self::device::OptimDevice;
+use self::state::{OptimizerState, RestoreError};
+use self::trained::Reads;
+
+/// An optimizer of a run's `Model` on device `D`. Errors other than a misfit state are
+/// device errors, as text.
+pub trait Optimizer<Model, D: Device<f32>> {
+    /// One update of `model` from `grads` at `multiplier` times the configured learning
+    /// rates (the schedule's); returns the rates used, as metrics: `lr` is the main
+    /// optimizer's, others are named after theirs (`adamw_lr`).
+    fn step(
+        &mut self,
+        model: &mut Model,
+        grads: &mut Gradients<f32, D>,
+        multiplier: f64,
+    ) -> Result<Vec<(&'static str, f64)>, String>;
+
+    /// Its state on the host, by name (for checkpoints).
+    fn state(&self, dev: &D) -> Result<OptimizerState, String>;
+
+    /// Continues from `state`, saved after `step` steps of training `model`. A state this
+    /// optimizer could not have written for this model is refused (`Misfit`) before
+    /// anything changes.
+    fn restore(
+        &mut self,
+        dev: &D,
+        model: &mut Model,
+        state: OptimizerState,
+        step: u64,
+    ) -> Result<(), RestoreError>;
+}
+
+/// The optimizer `config` names for a model of `arch`, owning the tensors `reads` accepts.
+pub fn build<
+    D: OptimDevice,
+    const V: usize,
+    const M: usize,
+    const HD: usize,
+    const KVW: usize,
+    const F: usize,
+    const L: usize,
+>(
+    config: &OptimizerConfig,
+    arch: &Architecture,
+    reads: &Reads,
+) -> Box<dyn Optimizer<Transformer<V, M, HD, KVW, F, L, f32, D>, D>> {
+    match config {
+        OptimizerConfig::AdamW(adamw) => Box::new(adamw::AdamW::<D>::new(
+            adamw::adam_config(adamw),
+            reads.clone(),
+        )),
+        OptimizerConfig::Muon(muon) => Box::new(muon_adamw::MuonAdamW::<D>::new(muon, arch, reads)),
+        OptimizerConfig::Lion(lion) => Box::new(lion::Lion::new(lion, reads.clone())),
+    }
+}
 
 /// Muon on one kind of device: the CPU reference (`muon::Muon`) or the CUDA kernels
 /// (`cuda_muon::CudaMuon`). Errors are device errors, as text.

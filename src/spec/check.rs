@@ -2,9 +2,9 @@
 //! of range, probe points outside the budget. Each problem names its field and a fix.
 
 use super::run_config::{
-    AdamWConfig, Corpus, DataConfig, EmbeddingScale, LrSchedule, ModelConfig, MuonConfig,
-    MuonVariant, OptimizerConfig, ProbeConfig, ProbeMetric, RunConfig, ScheduleConfig, Stage,
-    Tensor, Tokenizer, UpdateScale,
+    AdamWConfig, Corpus, DataConfig, EmbeddingScale, LionConfig, LrSchedule, ModelConfig,
+    MuonConfig, MuonVariant, OptimizerConfig, ProbeConfig, ProbeMetric, RunConfig, ScheduleConfig,
+    Stage, Tensor, Tokenizer, UpdateScale,
 };
 
 /// Polar Express has coefficients for this many Newton-Schulz steps.
@@ -36,6 +36,7 @@ pub fn check_run(config: &RunConfig) -> Vec<Problem> {
     match &config.optimizer {
         OptimizerConfig::AdamW(adamw) => check_adamw(adamw, "optimizer", &mut problems),
         OptimizerConfig::Muon(muon) => check_muon(muon, &mut problems),
+        OptimizerConfig::Lion(lion) => check_lion(lion, &mut problems),
     }
     // 0 (no budget check) when the sizes are out of range already.
     let tokens_per_step = (config.data.batch_size as u64)
@@ -257,6 +258,24 @@ fn check_adamw(adamw: &AdamWConfig, at: &str, p: &mut Problems) {
     p.in_unit_interval(&format!("{at}.betas"), adamw.betas.1, true);
     p.positive_finite(&format!("{at}.eps"), adamw.eps);
     check_weight_decay(&format!("{at}.weight_decay"), adamw.weight_decay, p);
+}
+
+fn check_lion(lion: &LionConfig, p: &mut Problems) {
+    p.positive_finite("optimizer.lr", lion.lr);
+    p.in_unit_interval("optimizer.betas", lion.betas.0, true);
+    p.in_unit_interval("optimizer.betas", lion.betas.1, true);
+    check_weight_decay("optimizer.weight_decay", lion.weight_decay, p);
+    if lion.lr * lion.weight_decay >= 1.0 {
+        p.push(
+            "optimizer.weight_decay",
+            format!(
+                "lr * weight_decay is {}: each step would scale the weights by {} (<= 0)",
+                lion.lr * lion.weight_decay,
+                1.0 - lion.lr * lion.weight_decay
+            ),
+            "Lion's weight decay is typically 3-10x AdamW's, with lr 3-10x smaller (e.g. lr: 3e-4, weight_decay: 1.0)",
+        );
+    }
 }
 
 fn check_weight_decay(field: &str, value: f64, p: &mut Problems) {

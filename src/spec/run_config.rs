@@ -180,6 +180,8 @@ pub enum OptimizerConfig {
     AdamW(AdamWConfig),
     /// Muon on 2-D hidden matrices, AdamW (`adamw`) on everything else.
     Muon(MuonConfig),
+    /// Lion on every parameter.
+    Lion(LionConfig),
 }
 
 impl OptimizerConfig {
@@ -187,6 +189,7 @@ impl OptimizerConfig {
         match self {
             OptimizerConfig::AdamW(_) => "AdamW",
             OptimizerConfig::Muon(_) => "Muon",
+            OptimizerConfig::Lion(_) => "Lion",
         }
     }
 }
@@ -202,6 +205,7 @@ impl Patch for OptimizerConfig {
         let result = match self {
             OptimizerConfig::AdamW(config) => config.patch(path, depth, value),
             OptimizerConfig::Muon(config) => config.patch(path, depth, value),
+            OptimizerConfig::Lion(config) => config.patch(path, depth, value),
         };
         result.map_err(|err| match err {
             PatchError::NoSuchField {
@@ -224,6 +228,18 @@ spec_struct! {
         pub lr: f64,
         pub betas: (f64, f64),
         pub eps: f64,
+        pub weight_decay: f64,
+    }
+}
+
+spec_struct! {
+    /// Lion: the sign of an interpolated momentum, with decoupled weight decay
+    /// (Chen et al. 2023).
+    pub struct LionConfig {
+        pub lr: f64,
+        /// (interpolation of the update direction, momentum decay); the paper's (0.9, 0.99).
+        pub betas: (f64, f64),
+        /// Decoupled: p *= 1 - lr * weight_decay each step.
         pub weight_decay: f64,
     }
 }

@@ -1,45 +1,30 @@
-//! The devices a run trains on: what each needs beyond dfdx's `Device` (opening it,
-//! its Muon, copying optimizer state to the host for checkpoints).
+//! The devices a run trains on: what each needs beyond what the model and the
+//! optimizers need of it (opening it, choosing it).
 
 use dfdx::prelude::Cpu;
 #[cfg(feature = "cuda")]
 use dfdx::prelude::Cuda;
 
-use crate::optim::adamw::HostBuffers;
-use crate::optim::muon::Muon;
-use crate::optim::MuonStep;
-use crate::spec::run_config::MuonConfig;
+use crate::optim::device::OptimDevice;
 use crate::spec::Device;
 
 use super::outcome::TrainError;
 
-pub trait TrainDevice: HostBuffers + crate::model::ModelOps {
-    type Muon: MuonStep<Self>;
-
+pub trait TrainDevice: OptimDevice + crate::model::ModelOps {
     /// The device `ordinal` (ignored by the CPU), with its random numbers seeded; `tf32`:
     /// f32 matrix products on TF32 tensor cores (CUDA only; the CPU computes in f32 and
     /// the caller has said so).
     fn open(ordinal: usize, seed: u64, tf32: bool) -> Result<Self, TrainError>;
-
-    fn muon(config: &MuonConfig) -> Self::Muon;
 }
 
 impl TrainDevice for Cpu {
-    type Muon = Muon;
-
     fn open(_ordinal: usize, seed: u64, _tf32: bool) -> Result<Self, TrainError> {
         Ok(Cpu::seed_from_u64(seed))
-    }
-
-    fn muon(config: &MuonConfig) -> Muon {
-        Muon::new(config)
     }
 }
 
 #[cfg(feature = "cuda")]
 impl TrainDevice for Cuda {
-    type Muon = crate::optim::cuda_muon::CudaMuon;
-
     fn open(ordinal: usize, seed: u64, tf32: bool) -> Result<Self, TrainError> {
         use super::cublas_math::{handles_made_by, set_tf32};
         let (dev, handles) = handles_made_by(|| Cuda::try_build(ordinal, seed));
@@ -73,10 +58,6 @@ impl TrainDevice for Cuda {
             );
         }
         Ok(dev)
-    }
-
-    fn muon(config: &MuonConfig) -> Self::Muon {
-        crate::optim::cuda_muon::CudaMuon::new(config)
     }
 }
 

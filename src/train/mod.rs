@@ -2,6 +2,7 @@
 //! `TrainObserver` (the store and the progress display live downstream).
 
 pub mod checkpoint;
+mod checkpoint_v1;
 #[cfg(feature = "cuda")]
 pub mod cublas_math;
 #[cfg(feature = "cuda")]
@@ -9,7 +10,6 @@ pub mod cuda_memory;
 pub mod device;
 pub mod interrupt;
 pub mod observer;
-mod optimizers;
 pub mod options;
 pub mod outcome;
 pub mod run;

@@ -10,7 +10,9 @@ use crate::data::Dataset;
 use crate::model::init::init_model;
 use crate::model::snapshot::{tensors_from_host, tensors_to_host};
 use crate::model::{Architecture, Constants, Taps, Transformer};
+use crate::optim::state::RestoreError;
 use crate::optim::trained::{self, tensor_sizes, Reads};
+use crate::optim::Optimizer;
 use crate::plan::cost::steps_and_tokens;
 use crate::probe::{measure, model_rows, sites_to_capture, wants_token_losses, ProbePoint};
 use crate::profile;
@@ -19,7 +21,6 @@ use crate::spec::run_config::RunConfig;
 use super::checkpoint::{Checkpoint, Counters, StateLayout};
 use super::device::TrainDevice;
 use super::observer::{MetricRow, Split, TrainObserver};
-use super::optimizers::Optimizers;
 use super::options::{CheckpointPolicy, TrainOptions};
 use super::outcome::{Outcome, TrainError};
 use super::schedule::{eval_steps, lr_multiplier, probe_steps};
@@ -55,7 +56,7 @@ pub(super) struct RunLoop<
     arch: Architecture,
     consts: Constants<HD, D>,
     model: Transformer<V, M, HD, KVW, F, L, f32, D>,
-    optimizers: Optimizers<D, V, M, HD, KVW, F, L>,
+    optimizer: Box<dyn Optimizer<Transformer<V, M, HD, KVW, F, L, f32, D>, D>>,
     /// The tensors the model reads: the only ones with optimizer state and updates.
     reads: Reads,
     batches: TrainBatches<'a>,
@@ -113,7 +114,7 @@ impl<
             config,
             consts: Constants::<HD, D>::new(&dev, &arch, data.seq_len),
             model: init_model(&dev, config.model.init_std),
-            optimizers: Optimizers::new(&config.optimizer, &reads),
+            optimizer: crate::optim::build(&config.optimizer, &arch, &reads),
             reads,
             batches,
             eval: batch_tensors(&dev, &eval),
@@ -138,10 +139,8 @@ impl<
     }
 
     fn restore(&mut self, checkpoint: Checkpoint) -> Result<(), TrainError> {
-        // Everything the checkpoint holds must fit this run before any of it is used.
-        let (adamw, muon) =
-            self.optimizers
-                .state_sizes(&mut self.model, &self.config.optimizer, &self.arch)?;
+        // Everything the checkpoint holds must fit this run before any of it is used:
+        // the model here, the optimizer's state by the optimizer before it takes it.
         let layout = StateLayout {
             steps: self.steps,
             model: tensor_sizes(&mut self.model, &trained::all())
@@ -149,18 +148,25 @@ impl<
                 .into_iter()
                 .map(|(len, _)| len)
                 .collect(),
-            adamw,
-            muon,
         };
         checkpoint
             .check(&layout)
             .map_err(TrainError::UnusableCheckpoint)?;
+        let restored = self.optimizer.restore(
+            &self.dev,
+            &mut self.model,
+            checkpoint.optimizer,
+            checkpoint.step,
+        );
+        match restored {
+            Ok(()) => {}
+            Err(RestoreError::Misfit(why)) => return Err(TrainError::UnusableCheckpoint(why)),
+            Err(RestoreError::Device(why)) => return Err(TrainError::Run(why)),
+        }
         // A tensor the model does not read keeps its initial value: a checkpoint written
         // before such tensors were left alone holds a weight-decayed copy.
         tensors_from_host(&mut self.model, &checkpoint.model, &*self.reads)
             .map_err(|mismatch| TrainError::UnusableCheckpoint(mismatch.0))?;
-        self.optimizers
-            .restore(&self.dev, &checkpoint.adamw, checkpoint.muon)?;
         self.start = checkpoint.step;
         self.counters = checkpoint.counters;
         Ok(())
@@ -240,8 +246,9 @@ impl<
                 });
             }
             let lrs = self
-                .optimizers
-                .step(&mut self.model, &mut grads, &self.arch, multiplier)?;
+                .optimizer
+                .step(&mut self.model, &mut grads, multiplier)
+                .map_err(TrainError::Run)?;
             let zero_span = profile::span("step: zero gradients");
             self.model.zero_grads(&mut grads);
             drop(zero_span);
@@ -344,14 +351,12 @@ impl<
         observer
             .flush()
             .map_err(|err| storage("metrics before a checkpoint", err))?;
-        let (adamw, muon) = self.optimizers.state(&self.dev)?;
         let checkpoint = Checkpoint {
             run_id: policy.run_id.clone(),
             step,
             counters: self.counters,
             model: tensors_to_host(&self.model),
-            adamw,
-            muon,
+            optimizer: self.optimizer.state(&self.dev).map_err(TrainError::Run)?,
         };
         checkpoint
             .write(&policy.path)

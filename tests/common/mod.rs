@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod recorded;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -145,4 +147,18 @@ pub fn metric_rows(dir: &Path) -> Vec<(u64, u64, String, String, u64)> {
             )
         })
         .collect()
+}
+
+/// Copies the directory tree `from` to `to` (created).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
 }

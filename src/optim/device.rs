@@ -1,0 +1,67 @@
+//! What an optimizer needs of a device beyond dfdx's `Device`: copying buffers to and
+//! from the host (for checkpoints) and the device's own Muon.
+
+use dfdx::prelude::*;
+
+use crate::spec::run_config::MuonConfig;
+
+use super::MuonStep;
+
+/// A device's f32 buffer.
+pub type Buffer<D> = <D as Storage<f32>>::Vec;
+
+/// Copies device buffers to and from the host, for checkpoints.
+pub trait HostBuffers: Device<f32> {
+    fn download(&self, buf: &Buffer<Self>) -> Result<Vec<f32>, Self::Err>;
+    fn upload(&self, values: &[f32]) -> Result<Buffer<Self>, Self::Err>;
+}
+
+/// A device every optimizer can run on.
+pub trait OptimDevice: HostBuffers + 'static {
+    /// Muon on this device: the CPU reference or the CUDA kernels.
+    type Muon: MuonStep<Self> + 'static;
+
+    fn muon(config: &MuonConfig) -> Self::Muon;
+}
+
+impl HostBuffers for Cpu {
+    fn download(&self, buf: &Buffer<Self>) -> Result<Vec<f32>, Self::Err> {
+        Ok(buf.to_vec())
+    }
+
+    fn upload(&self, values: &[f32]) -> Result<Buffer<Self>, Self::Err> {
+        let mut buf = <Self as Storage<f32>>::try_alloc_len(self, values.len())?;
+        buf.copy_from_slice(values);
+        Ok(buf)
+    }
+}
+
+impl OptimDevice for Cpu {
+    type Muon = super::muon::Muon;
+
+    fn muon(config: &MuonConfig) -> Self::Muon {
+        super::muon::Muon::new(config)
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl HostBuffers for Cuda {
+    fn download(&self, buf: &Buffer<Self>) -> Result<Vec<f32>, Self::Err> {
+        Ok(buf.device().dtoh_sync_copy(buf)?)
+    }
+
+    fn upload(&self, values: &[f32]) -> Result<Buffer<Self>, Self::Err> {
+        let mut buf = <Self as Storage<f32>>::try_alloc_len(self, values.len())?;
+        buf.device().htod_sync_copy_into(values, &mut *buf)?;
+        Ok(buf)
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl OptimDevice for Cuda {
+    type Muon = super::cuda_muon::CudaMuon;
+
+    fn muon(config: &MuonConfig) -> Self::Muon {
+        super::cuda_muon::CudaMuon::new(config)
+    }
+}
