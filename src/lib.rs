@@ -8,6 +8,7 @@
 //! before it.
 
 pub mod atomic_file;
+pub mod bench;
 pub mod commands;
 #[cfg(feature = "cuda")]
 pub mod cuda_kernels;
