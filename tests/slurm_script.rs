@@ -11,7 +11,7 @@ use std::process::Command;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rankprobe::commands::slurm::{render, ScriptPaths, SlurmOptions};
+use rankprobe::runner::slurm_script::{render, ScriptPaths, SlurmOptions};
 
 /// Pieces of names a careless script would misread; `CANARY` marks injected commands.
 const HOSTILE: [&str; 24] = [

@@ -1,22 +1,27 @@
 //! `rankprobe sweep FILE`: runs the study (`runner::sweep`), then prints what each run
-//! did, writes and prints the report, and turns the outcome into the exit code.
+//! it took did, writes and prints the report with the plan it ran, and turns the
+//! outcome into the exit code.
 
 use std::path::Path;
 
 pub use crate::runner::sweep::{Shard, SweepOptions};
 
+use crate::report::ReportSettings;
+
 use super::Failure;
 
 pub fn sweep(file: &Path, options: &SweepOptions) -> Result<(), Failure> {
     let outcome = crate::runner::sweep::sweep(file, options)?;
-    println!("study {} in {}:", outcome.study, outcome.dir.display());
-    for (label, status) in &outcome.kept {
-        println!("  {label:<12} {status:<9} kept from an earlier sweep");
+    println!("study {} in {}:", outcome.plan.study, outcome.dir.display());
+    // Kept runs were each named as the sweep started ("keeping ...").
+    if !outcome.kept.is_empty() {
+        println!("  {} run(s) kept from earlier sweeps", outcome.kept.len());
     }
     for (label, status, summary) in &outcome.trained {
         println!("  {label:<12} {status:<9} {summary}");
     }
-    match super::report::write_report(&outcome.dir) {
+    let settings = ReportSettings::from_spec(&outcome.plan.report);
+    match super::report::write_and_describe(&outcome.dir, &settings) {
         Ok(markdown) => println!(
             "\n{markdown}(report written to {})\n",
             outcome.dir.join("report").display()

@@ -30,6 +30,8 @@ pub struct Plan {
     pub execution: Execution,
     pub source: PathBuf,
     pub runs: Vec<PlannedRun>,
+    /// What the comparison report shows (`report: (...)` of the study).
+    pub report: crate::spec::study::ReportSpec,
 }
 
 /// One run of the matrix.
@@ -116,6 +118,7 @@ pub fn build_plan(loaded: &LoadedStudy) -> Result<Plan, Diagnostics> {
             execution: loaded.study.execution.clone(),
             source: loaded.source.path().to_owned(),
             runs,
+            report: loaded.study.report.clone(),
         })
     } else {
         Err(Diagnostics(diagnostics))

@@ -13,6 +13,7 @@ pub mod plots;
 pub mod settings;
 pub mod stats;
 pub mod tables;
+pub mod write;
 
 pub use settings::ReportSettings;
 pub use tables::{build_report, Report};

@@ -8,7 +8,10 @@ pub mod one_run;
 pub mod preflight;
 pub mod progress;
 pub mod recorder;
+pub mod signals;
+pub mod slurm_script;
 pub mod sweep;
+pub mod sweep_outcome;
 
 use std::fmt;
 use std::path::Path;

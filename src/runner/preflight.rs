@@ -194,3 +194,14 @@ pub(super) fn prepare_datasets(
         )))
     }
 }
+
+/// Moves runs an earlier version wrote into today's layout, keeping their results, and
+/// says so; `plan` (the study as it is now, if it still plans) names their conditions.
+pub fn upgrade_results(dir: &Path, plan: Option<&Plan>) -> Result<(), Failure> {
+    let moved =
+        crate::store::layout_upgrade::upgrade_results(dir, plan).map_err(Failure::RunFailed)?;
+    for line in moved {
+        println!("results of an earlier version moved: {line}");
+    }
+    Ok(())
+}

@@ -7,10 +7,8 @@ use std::time::Instant;
 
 use crate::atomic_file::{remove_stale_temps, remove_stale_temps_of};
 use crate::plan::PlannedRun;
-use crate::spec::diagnostic::one_line;
 use crate::spec::Device;
-use crate::store::finished::{recorded, Recorded};
-use crate::store::layout_upgrade::upgrade_layout;
+use crate::store::finished::{finished_status, recorded, Recorded};
 use crate::store::lock::try_lock;
 use crate::store::manifest::RunStatus;
 use crate::store::{study_dir, RunPaths, Table};
@@ -22,6 +20,7 @@ use super::preflight::{
     select_runs,
 };
 use super::progress::Progress;
+pub use super::sweep_outcome::SweepOutcome;
 use super::{load_plan, Failure};
 
 /// Options of `sweep`.
@@ -78,7 +77,7 @@ impl std::str::FromStr for Shard {
 /// `<results>/<study>/`; the caller reports the outcome.
 pub fn sweep(file: &Path, options: &SweepOptions) -> Result<SweepOutcome, Failure> {
     let started = Instant::now();
-    install_interrupt_handler();
+    super::signals::install_interrupt_handler();
     let plan = load_plan(file)?;
     let device = resolve_device(options.device.unwrap_or(plan.execution.device))?;
     if plan.execution.tf32 && !crate::train::device::uses_tf32(true, device) {
@@ -104,15 +103,17 @@ pub fn sweep(file: &Path, options: &SweepOptions) -> Result<SweepOutcome, Failur
     })?;
     check_writable(&dir)?;
     check_tree(&dir, &runs)?;
-    upgrade_results(&dir, Some(&plan))?;
+    super::preflight::upgrade_results(&dir, Some(&plan))?;
     // Resume: a finished run (done or diverged) with the same run id is kept as it is.
     let mut kept: Vec<(PlannedRun, RunStatus)> = Vec::new();
     let mut to_train = Vec::new();
     for run in runs {
-        let status = if options.force {
-            None
-        } else {
-            finished(&dir, &run)
+        let status = match options.force {
+            true => None,
+            false => finished_status(&dir, &run).unwrap_or_else(|why| {
+                println!("{}: {why}; training it again", run.label);
+                None
+            }),
         };
         match status {
             Some(status) => kept.push((run, status)),
@@ -184,7 +185,6 @@ pub fn sweep(file: &Path, options: &SweepOptions) -> Result<SweepOutcome, Failur
     }
     progress.finish();
     Ok(SweepOutcome {
-        study: plan.study.clone(),
         dir,
         kept: kept
             .into_iter()
@@ -194,77 +194,8 @@ pub fn sweep(file: &Path, options: &SweepOptions) -> Result<SweepOutcome, Failur
         busy,
         selected: runs.len(),
         wall: started.elapsed(),
+        plan,
     })
-}
-
-/// Moves runs an earlier version wrote into today's layout, keeping their results;
-/// `plan` (the study as it is now, if it still plans) names their conditions.
-pub fn upgrade_results(dir: &Path, plan: Option<&crate::plan::Plan>) -> Result<(), Failure> {
-    let moved = upgrade_layout(dir, plan).map_err(|err| {
-        Failure::RunFailed(format!(
-            "cannot move the earlier results in {} into today's layout: {err}",
-            dir.display()
-        ))
-    })?;
-    for line in moved {
-        println!("results of an earlier version moved: {}", one_line(&line));
-    }
-    Ok(())
-}
-
-/// What a sweep did, for the caller to report.
-#[derive(Debug, Clone)]
-pub struct SweepOutcome {
-    pub study: String,
-    /// `<results>/<study>`.
-    pub dir: PathBuf,
-    /// Runs finished by an earlier sweep: (label, status).
-    pub kept: Vec<(String, RunStatus)>,
-    /// Runs this sweep took: (label, status, summary), including runs another process
-    /// finished while this one waited for them.
-    pub trained: Vec<(String, RunStatus, String)>,
-    /// Runs another process was still training when an interrupt ended the wait.
-    pub busy: Vec<String>,
-    /// Runs selected for training (kept ones not included).
-    pub selected: usize,
-    pub wall: std::time::Duration,
-}
-
-impl SweepOutcome {
-    /// Selected runs that are not done, each with why ("B1 (diverged)").
-    pub fn not_done(&self) -> Vec<String> {
-        let kept = self.kept.iter().map(|(label, status)| (label, *status));
-        let trained = self
-            .trained
-            .iter()
-            .map(|(label, status, _)| (label, *status));
-        let mut not_done: Vec<String> = kept
-            .chain(trained)
-            .filter(|(_, status)| *status != RunStatus::Done)
-            .map(|(label, status)| format!("{label} ({status})"))
-            .collect();
-        let busy = self.busy.iter();
-        not_done.extend(busy.map(|label| format!("{label} (still training in another process)")));
-        not_done
-    }
-
-    /// Whether the runs that are not done were all interrupted (or never started after
-    /// an interrupt): nothing failed, and running the sweep again resumes them.
-    pub fn only_interrupted(&self) -> bool {
-        let kept = self.kept.iter().map(|(_, status)| *status);
-        let trained = self.trained.iter().map(|(_, status, _)| *status);
-        let statuses: Vec<RunStatus> = kept.chain(trained).collect();
-        statuses.contains(&RunStatus::Interrupted)
-            && statuses
-                .iter()
-                .all(|s| matches!(s, RunStatus::Done | RunStatus::Interrupted))
-            && self.busy.is_empty()
-    }
-
-    /// Selected runs that were never started (a stop after an interrupt or a failure).
-    pub fn not_started(&self) -> usize {
-        self.selected - self.trained.len() - self.busy.len()
-    }
 }
 
 /// What a sweep's runs share.
@@ -374,57 +305,4 @@ fn stop_after(
         return true;
     }
     false
-}
-
-/// Ctrl-C or SIGTERM: the run in progress stops after its current step, writes what it
-/// has and is marked interrupted. A second Ctrl-C exits at once (every file is written
-/// atomically, so none is left half-written); further SIGTERMs change nothing.
-fn install_interrupt_handler() {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    static INSTALLED: std::sync::Once = std::sync::Once::new();
-    INSTALLED.call_once(|| {
-        let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
-            return;
-        };
-        std::thread::spawn(move || {
-            let mut interrupts = 0;
-            for signal in signals.forever() {
-                // A scheduler may send SIGTERM more than once (Slurm does): each is the
-                // same request. Only a second Ctrl-C means "exit now".
-                if signal == SIGINT {
-                    interrupts += 1;
-                    if interrupts > 1 {
-                        eprintln!("second interrupt: exiting now");
-                        std::process::exit(130);
-                    }
-                }
-                if !crate::train::interrupt::stop_requested() {
-                    let what = if signal == SIGINT {
-                        "interrupt"
-                    } else {
-                        "SIGTERM"
-                    };
-                    eprintln!(
-                        "{what}: stopping after the current step (Ctrl-C again to exit at once)"
-                    );
-                }
-                crate::train::interrupt::request_stop();
-            }
-        });
-    });
-}
-
-/// The status of `run` in `dir` if it is finished: done or diverged under the same run
-/// id, with results that can be read back. A done run whose files are damaged is
-/// trained again.
-fn finished(dir: &Path, run: &PlannedRun) -> Option<RunStatus> {
-    match recorded(dir, run) {
-        Recorded::Finished(manifest) => Some(manifest.status),
-        unfinished @ Recorded::Unfinished { why: Some(_), .. } => {
-            let said = one_line(&unfinished.describe());
-            println!("{}: {said}; training it again", run.label);
-            None
-        }
-        Recorded::Unfinished { .. } => None,
-    }
 }

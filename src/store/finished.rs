@@ -52,6 +52,19 @@ impl Recorded {
     }
 }
 
+/// The status of `run` in `study_dir` if it is finished (done or diverged under the same
+/// run id, with results that read back); `Err` says why a run marked finished is not
+/// (its files are damaged or foreign), to be trained again.
+pub fn finished_status(study_dir: &Path, run: &PlannedRun) -> Result<Option<RunStatus>, String> {
+    match recorded(study_dir, run) {
+        Recorded::Finished(manifest) => Ok(Some(manifest.status)),
+        unfinished @ Recorded::Unfinished { why: Some(_), .. } => {
+            Err(crate::spec::diagnostic::one_line(&unfinished.describe()))
+        }
+        Recorded::Unfinished { .. } => Ok(None),
+    }
+}
+
 /// What `study_dir` holds of `run`.
 pub fn recorded(study_dir: &Path, run: &PlannedRun) -> Recorded {
     let Some(manifest) = recorded_manifest(study_dir, run) else {

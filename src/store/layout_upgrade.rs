@@ -12,6 +12,7 @@ use std::path::Path;
 use polars::prelude::DataFrame;
 
 use crate::plan::Plan;
+use crate::spec::diagnostic::one_line;
 
 use super::frame::{keyed_frame, read_result, write_parquet, RunKeys};
 use super::manifest::Manifest;
@@ -19,6 +20,17 @@ use super::{RunPaths, Table, RUNS_DIR};
 
 /// The prefix of a run directory in the earlier layout.
 const OLD_PREFIX: &str = "run=";
+
+/// `upgrade_layout`, its lines made printable and its error a sentence.
+pub fn upgrade_results(study_dir: &Path, plan: Option<&Plan>) -> Result<Vec<String>, String> {
+    let moved = upgrade_layout(study_dir, plan).map_err(|err| {
+        format!(
+            "cannot move the earlier results in {} into today's layout: {err}",
+            study_dir.display()
+        )
+    })?;
+    Ok(moved.iter().map(|line| one_line(line)).collect())
+}
 
 /// Moves every earlier-layout run directory of `study_dir` into today's layout; returns
 /// one line per run moved. `plan` (the study as it is now) names the runs' conditions;
