@@ -1,6 +1,8 @@
 //! The runs of a study grouped by condition (their seeds), the numbers the report shows
 //! of each run, and their names for a reader.
 
+use crate::spec::run_config::ProbeMetric;
+
 use super::load::RunResults;
 use super::stats::{paired_difference, Estimate};
 
@@ -89,20 +91,12 @@ pub struct Quantity {
     pub value: RunValue,
 }
 
-/// A probe metric's name for a reader and its unit.
+/// A probe metric's name for a reader and its unit (`ProbeMetric::info`); a name of no
+/// metric of this version (results of another) is shown as it is.
 pub fn metric_name_unit(metric: &str) -> (&str, &str) {
-    match metric {
-        "study_pr" => ("participation ratio", "effective dimensions"),
-        "covariance_pr" => ("covariance participation ratio", "effective dimensions"),
-        "entropy_rank" => ("entropy rank", "effective dimensions"),
-        "stable_rank" => ("stable rank", "dimensions"),
-        "r90" => ("dimensions holding 90% of the energy", "dimensions"),
-        "condition_number" => ("condition number", "s_max / s_min"),
-        "attention_entropy" => ("attention entropy", "nats, mean over queries"),
-        "max_attention_logit" => ("largest attention logit", "max over layers and heads"),
-        "dead_head_fraction" => ("dead heads", "fraction of heads below the PR threshold"),
-        "icl_score" => ("in-context score", "nats, late minus early loss"),
-        other => (other, ""),
+    match ProbeMetric::info_by_name(metric) {
+        Some(info) => (info.title, info.unit),
+        None => (metric, ""),
     }
 }
 

@@ -9,11 +9,13 @@ use super::settings::ReportSettings;
 /// The probes other than the report's metric that the report summarises at the last
 /// probe, when the runs have them: (site, metric).
 pub(super) fn other_probes(runs: &[RunResults], site: &str) -> Vec<(String, String)> {
+    use crate::spec::run_config::ProbeMetric;
+    let [.., entropy, max_logit, dead_heads, icl] = ProbeMetric::ALL;
     let wanted = [
-        (crate::probe::ATTENTION_SITE, "attention_entropy"),
-        (crate::probe::ATTENTION_SITE, "max_attention_logit"),
-        (site, "dead_head_fraction"),
-        (crate::probe::OUTPUT_SITE, "icl_score"),
+        (crate::probe::ATTENTION_SITE, entropy.name()),
+        (crate::probe::ATTENTION_SITE, max_logit.name()),
+        (site, dead_heads.name()),
+        (crate::probe::OUTPUT_SITE, icl.name()),
     ];
     wanted
         .iter()

@@ -6,6 +6,7 @@ use std::path::Path;
 use polars::prelude::DataFrame;
 
 use crate::quiet_panic::{panic_text, quietly};
+use crate::spec::run_config::{ModelSummary, ProbeMetric};
 use crate::store::frame::read_result;
 
 use crate::store::manifest::{Manifest, RunStatus};
@@ -62,9 +63,9 @@ impl RunResults {
         tokens
     }
 
-    /// One number for the whole model of probe `metric` at `site` at `tokens`: the
-    /// largest value for `max_attention_logit` (what QK-norm bounds), else the mean over
-    /// layers and heads.
+    /// One number for the whole model of probe `metric` at `site` at `tokens`: as the
+    /// metric's `ModelSummary` says (the largest value of `max_attention_logit`, what
+    /// QK-norm bounds), else the mean over layers and heads.
     pub fn model_probe(&self, site: &str, metric: &str, tokens: u64) -> Option<f64> {
         let values = self
             .probes
@@ -74,7 +75,8 @@ impl RunResults {
         if finite.is_empty() {
             return None;
         }
-        Some(if metric == "max_attention_logit" {
+        let summary = ProbeMetric::info_by_name(metric).map(|info| info.summary);
+        Some(if summary == Some(ModelSummary::Max) {
             finite.iter().copied().fold(f64::MIN, f64::max)
         } else {
             finite.iter().sum::<f64>() / finite.len() as f64

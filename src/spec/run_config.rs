@@ -423,31 +423,132 @@ pub enum MetricKind {
     Icl,
 }
 
+/// How a probe metric's values over layers and heads become one number for the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelSummary {
+    Mean,
+    /// The largest value (a bound, e.g. the largest attention logit).
+    Max,
+}
+
+/// Everything known about a probe metric, in one place: the spec, the probes, the checks
+/// and the report read it from here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricInfo {
+    /// The metric's name in probes.parquet and in report columns.
+    pub name: &'static str,
+    /// Its name for a reader.
+    pub title: &'static str,
+    /// Its unit, or what its number means.
+    pub unit: &'static str,
+    pub kind: MetricKind,
+    /// How the report makes one number of it for the whole model.
+    pub summary: ModelSummary,
+}
+
 impl ProbeMetric {
-    /// The metric's name in probes.parquet (`IclScore` also writes `icl_loss_early` and
-    /// `icl_loss_late`).
-    pub fn name(self) -> &'static str {
+    /// One of each metric (parameters are placeholders: only `info` is read of these),
+    /// the list that maps names back to metrics.
+    pub const ALL: [ProbeMetric; 10] = [
+        ProbeMetric::StudyPr,
+        ProbeMetric::CovariancePr,
+        ProbeMetric::EntropyRank,
+        ProbeMetric::StableRank,
+        ProbeMetric::R90,
+        ProbeMetric::ConditionNumber,
+        ProbeMetric::AttentionEntropy,
+        ProbeMetric::MaxAttentionLogit,
+        ProbeMetric::DeadHeads { below_pr: 1.5 },
+        ProbeMetric::IclScore {
+            early: (0, 1),
+            late: (1, 2),
+        },
+    ];
+
+    pub fn info(self) -> MetricInfo {
+        use MetricKind::*;
+        let info = |name, title, unit, kind| MetricInfo {
+            name,
+            title,
+            unit,
+            kind,
+            summary: ModelSummary::Mean,
+        };
         match self {
-            ProbeMetric::StudyPr => "study_pr",
-            ProbeMetric::CovariancePr => "covariance_pr",
-            ProbeMetric::EntropyRank => "entropy_rank",
-            ProbeMetric::StableRank => "stable_rank",
-            ProbeMetric::R90 => "r90",
-            ProbeMetric::ConditionNumber => "condition_number",
-            ProbeMetric::AttentionEntropy => "attention_entropy",
-            ProbeMetric::MaxAttentionLogit => "max_attention_logit",
-            ProbeMetric::DeadHeads { .. } => "dead_head_fraction",
-            ProbeMetric::IclScore { .. } => "icl_score",
+            ProbeMetric::StudyPr => info(
+                "study_pr",
+                "participation ratio",
+                "effective dimensions",
+                Rank,
+            ),
+            ProbeMetric::CovariancePr => info(
+                "covariance_pr",
+                "covariance participation ratio",
+                "effective dimensions",
+                Rank,
+            ),
+            ProbeMetric::EntropyRank => {
+                info("entropy_rank", "entropy rank", "effective dimensions", Rank)
+            }
+            ProbeMetric::StableRank => info("stable_rank", "stable rank", "dimensions", Rank),
+            ProbeMetric::R90 => info(
+                "r90",
+                "dimensions holding 90% of the energy",
+                "dimensions",
+                Rank,
+            ),
+            ProbeMetric::ConditionNumber => info(
+                "condition_number",
+                "condition number",
+                "s_max / s_min",
+                Rank,
+            ),
+            ProbeMetric::AttentionEntropy => info(
+                "attention_entropy",
+                "attention entropy",
+                "nats, mean over queries",
+                Attention,
+            ),
+            ProbeMetric::MaxAttentionLogit => MetricInfo {
+                summary: ModelSummary::Max,
+                ..info(
+                    "max_attention_logit",
+                    "largest attention logit",
+                    "max over layers and heads",
+                    Attention,
+                )
+            },
+            ProbeMetric::DeadHeads { .. } => info(
+                "dead_head_fraction",
+                "dead heads",
+                "fraction of heads below the PR threshold",
+                DeadHeads,
+            ),
+            ProbeMetric::IclScore { .. } => info(
+                "icl_score",
+                "in-context score",
+                "nats, late minus early loss",
+                Icl,
+            ),
         }
     }
 
+    /// The metric's name in probes.parquet (`IclScore` also writes `icl_loss_early` and
+    /// `icl_loss_late`).
+    pub fn name(self) -> &'static str {
+        self.info().name
+    }
+
     pub fn kind(self) -> MetricKind {
-        match self {
-            ProbeMetric::AttentionEntropy | ProbeMetric::MaxAttentionLogit => MetricKind::Attention,
-            ProbeMetric::DeadHeads { .. } => MetricKind::DeadHeads,
-            ProbeMetric::IclScore { .. } => MetricKind::Icl,
-            _ => MetricKind::Rank,
-        }
+        self.info().kind
+    }
+
+    /// What is known of the metric written as `name` (None for a name of no metric of
+    /// this version, e.g. from results of another).
+    pub fn info_by_name(name: &str) -> Option<MetricInfo> {
+        (Self::ALL.iter())
+            .map(|m| m.info())
+            .find(|info| info.name == name)
     }
 }
 
@@ -465,3 +566,32 @@ patch_as_leaf!(
     MuonMatrices,
     LrSchedule,
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_is_listed_once_and_found_by_its_name() {
+        // Exhaustive: a new metric does not compile here until it has its place in ALL.
+        let position = |m: ProbeMetric| match m {
+            ProbeMetric::StudyPr => 0,
+            ProbeMetric::CovariancePr => 1,
+            ProbeMetric::EntropyRank => 2,
+            ProbeMetric::StableRank => 3,
+            ProbeMetric::R90 => 4,
+            ProbeMetric::ConditionNumber => 5,
+            ProbeMetric::AttentionEntropy => 6,
+            ProbeMetric::MaxAttentionLogit => 7,
+            ProbeMetric::DeadHeads { .. } => 8,
+            ProbeMetric::IclScore { .. } => 9,
+        };
+        for (i, metric) in ProbeMetric::ALL.into_iter().enumerate() {
+            assert_eq!(position(metric), i, "{metric:?}");
+            let info = metric.info();
+            assert_eq!(ProbeMetric::info_by_name(info.name), Some(info));
+            assert!(!info.title.is_empty() && !info.unit.is_empty(), "{info:?}");
+        }
+        assert_eq!(ProbeMetric::info_by_name("no_such_metric"), None);
+    }
+}
