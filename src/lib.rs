@@ -13,6 +13,7 @@ pub mod commands;
 #[cfg(feature = "cuda")]
 pub mod cuda_kernels;
 pub mod data;
+pub mod digest;
 pub mod glob_files;
 pub mod matmul;
 pub mod model;

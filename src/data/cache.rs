@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
+use crate::digest::hex;
+
 /// The cache root (not created here).
 pub fn cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("RANKPROBE_CACHE") {
@@ -27,10 +29,6 @@ pub fn hash_parts(parts: &[&[u8]]) -> String {
         hasher.update(part);
     }
     hex(&hasher.finalize())
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

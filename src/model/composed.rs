@@ -4,8 +4,8 @@
 
 use dfdx::prelude::*;
 
+use super::arch::AttentionShape;
 use super::constants::Constants;
-use super::cpu_ops::AttentionShape;
 use super::tape::ModelTape;
 
 /// `x + constant` where nothing needs the constant's gradient (the causal mask). dfdx's

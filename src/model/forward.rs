@@ -8,10 +8,10 @@ use dfdx::prelude::*;
 
 use crate::spec::run_config::{Activation, Gain, Site, Stage, Tensor as TensorKind};
 
+use super::arch::AttentionShape;
 use super::arch::{Architecture, Capture, Taps};
 use super::composed::Rows;
 use super::constants::Constants;
-use super::cpu_ops::AttentionShape;
 use super::ops::ModelOps;
 use super::params::{Block, Transformer};
 use super::tape::ModelTape;

@@ -4,9 +4,10 @@
 
 use dfdx::prelude::*;
 
+use super::arch::AttentionShape;
 use super::composed::{self, Rows};
 use super::constants::Constants;
-use super::cpu_ops::{self, AttentionShape};
+use super::cpu_ops;
 use super::tape::ModelTape;
 
 /// Default methods compose dfdx ops (`composed`), so a device gets a working forward

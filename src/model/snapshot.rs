@@ -1,11 +1,22 @@
 //! A model's tensors as host vectors, in the model's visiting order, and back: what a
-//! checkpoint stores of the model.
+//! checkpoint stores of the model; and one CPU tensor's values in row-major order.
 
 use dfdx::nn::tensor_collection::{
     RecursiveWalker, TensorCollection, TensorOptions, TensorVisitor, ViewTensorMut, ViewTensorName,
     ViewTensorRef,
 };
 use dfdx::prelude::*;
+
+/// A tensor's values in row-major order. dfdx lends no view of a tensor's memory, so this
+/// is a copy of its buffer (a memcpy: cheap next to the kernels). A permuted or broadcast
+/// view is first made contiguous by dfdx (free for the standard-layout tensors the
+/// forward pass hands over), so the buffer is always in row-major order.
+pub fn host<S: Shape>(t: &Tensor<S, f32, Cpu>) -> Vec<f32> {
+    let t = t.clone().contiguous();
+    let mut values = vec![0.0f32; t.shape().num_elements()];
+    t.copy_into(&mut values);
+    values
+}
 
 /// Every tensor of `module` (trainable or not), in visiting order.
 pub fn tensors_to_host<D: Device<f32>, Mod: TensorCollection<f32, D>>(

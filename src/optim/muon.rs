@@ -4,7 +4,7 @@
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
-use crate::model::cpu_ops::host;
+use crate::model::snapshot::host;
 use crate::model::{Architecture, Transformer};
 use crate::spec::run_config::{Activation, MuonConfig, MuonMatrices, UpdateScale};
 

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 pub mod cost;
 pub mod diff;
 pub mod expand;
+pub mod planned_run;
 pub mod run_id;
 pub mod study_checks;
 
@@ -22,6 +23,8 @@ use crate::spec::{
 
 use expand::{Assignment, Point};
 
+pub use planned_run::PlannedRun;
+
 /// A validated study, expanded.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -32,23 +35,6 @@ pub struct Plan {
     pub runs: Vec<PlannedRun>,
     /// What the comparison report shows (`report: (...)` of the study).
     pub report: crate::spec::study::ReportSpec,
-}
-
-/// One run of the matrix.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PlannedRun {
-    /// Position in the matrix, from 0 (stable for a given study file).
-    pub index: usize,
-    pub label: String,
-    /// The label without its seed (see `expand::run_condition`): runs of one condition
-    /// are repeats that differ only in their seed.
-    pub condition: String,
-    /// What the run's named conditions are ("Muon + QK-norm"); may be empty.
-    pub description: String,
-    pub id: String,
-    pub config: RunConfig,
-    /// The overrides that made this run, as (path, RON value), in the order applied.
-    pub overrides: Vec<(String, String)>,
 }
 
 /// Expands and validates a study. Every problem found is returned at once.

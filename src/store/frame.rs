@@ -12,8 +12,9 @@ use polars::prelude::{
 use crate::atomic_file::write_atomic;
 pub use crate::quiet_panic::{panic_text, quietly};
 
-use super::manifest::{sha256_file, sha256_hex, Manifest};
+use super::manifest::{sha256_file, Manifest};
 use super::Table;
+use crate::digest::sha256_hex;
 
 /// A column `name` holding `value(row)` for every row.
 pub fn column<R, V, P: ?Sized>(name: &str, rows: &[R], value: impl Fn(&R) -> V) -> Column

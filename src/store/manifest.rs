@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::atomic_file::write_atomic;
-use crate::data::cache::hex;
+use crate::digest::hex;
 use crate::spec::RunConfig;
 
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -182,11 +182,6 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     let mut hasher = Sha256::new();
     std::io::copy(&mut crate::regular_file::open(path)?, &mut hasher)?;
     Ok(hex(&hasher.finalize()))
-}
-
-/// The SHA-256 of `bytes`, as lowercase hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
 }
 
 /// The commit of the working directory's git checkout, if there is one.

@@ -20,11 +20,14 @@ pub mod lock;
 pub mod manifest;
 pub mod metrics;
 pub mod probes;
+pub mod table;
 
 use std::path::{Path, PathBuf};
 
 pub use crate::atomic_file::{create_dir_below, write_atomic};
 use crate::plan::PlannedRun;
+
+pub use table::Table;
 
 /// `results/<study>`.
 pub fn study_dir(results_root: &Path, study: &str) -> PathBuf {
@@ -37,33 +40,6 @@ pub const RUNS_DIR: &str = "runs";
 /// `<label>-<id>`: a run's directory and the stem of its table files.
 pub fn run_name(run: &PlannedRun) -> String {
     format!("{}-{}", run.label, run.id)
-}
-
-/// A table every run writes one file of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Table {
-    Metrics,
-    Probes,
-}
-
-impl Table {
-    pub const ALL: [Table; 2] = [Table::Metrics, Table::Probes];
-
-    /// The table's directory in the study directory.
-    pub fn dir_name(self) -> &'static str {
-        match self {
-            Table::Metrics => "metrics",
-            Table::Probes => "probes",
-        }
-    }
-
-    /// The name the manifest's checksums and messages use (`metrics.parquet`).
-    pub fn file_name(self) -> &'static str {
-        match self {
-            Table::Metrics => metrics::METRICS_FILE,
-            Table::Probes => probes::PROBES_FILE,
-        }
-    }
 }
 
 /// The files of one run.

@@ -8,22 +8,13 @@
 use rayon::prelude::*;
 
 use crate::matmul::{matmul, Strided};
+use crate::model::arch::AttentionShape;
 
 use super::vector;
 
 /// Query rows per block: small blocks skip more of the masked triangle, large ones make
 /// better matrix products.
 const BLOCK: usize = 32;
-
-/// The dimensions of one attention call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AttentionShape {
-    pub batch: usize,
-    pub seq: usize,
-    pub heads: usize,
-    pub kv_heads: usize,
-    pub head_dim: usize,
-}
 
 impl AttentionShape {
     fn q_width(&self) -> usize {

@@ -21,23 +21,13 @@ use dfdx::prelude::*;
 
 use crate::profile;
 
+use super::arch::AttentionShape;
+use super::snapshot::host;
 use super::tape::ModelTape;
 use crate::matmul::{matmul_new, Strided};
-pub use attention::AttentionShape;
 
 /// Activations [rows, W] on the CPU.
 pub type Rows<const W: usize, T> = Tensor<(usize, Const<W>), f32, Cpu, T>;
-
-/// A tensor's values in row-major order. dfdx lends no view of a tensor's memory, so this
-/// is a copy of its buffer (a memcpy: cheap next to the kernels). A permuted or broadcast
-/// view is first made contiguous by dfdx (free for the standard-layout tensors the
-/// forward pass hands over), so the buffer is always in row-major order.
-pub(crate) fn host<S: Shape>(t: &Tensor<S, f32, Cpu>) -> Vec<f32> {
-    let t = t.clone().contiguous();
-    let mut values = vec![0.0f32; t.shape().num_elements()];
-    t.copy_into(&mut values);
-    values
-}
 
 /// Finds (allocating on first use) a gradient buffer: its address and length.
 type Slot = dyn Fn(&mut Gradients<f32, Cpu>) -> Result<(*mut f32, usize), CpuError>;

@@ -9,7 +9,7 @@ use crate::model::composed;
 use crate::model::constants::Constants;
 use crate::spec::run_config::Activation;
 
-use super::AttentionShape;
+use crate::model::arch::AttentionShape;
 
 const TOLERANCE: f32 = 2e-5;
 
