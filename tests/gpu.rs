@@ -229,7 +229,7 @@ fn our_kernels_compile_and_load_on_this_gpu() {
         rankprobe::cuda_kernels::load(&dev, file)
             .unwrap_or_else(|why| panic!("{}: {why}", file.path));
     }
-    rankprobe::optim::cuda_muon::Kernels::load(dev).expect("Muon's kernels load");
+    rankprobe::optim::cuda_gemm::Kernels::load(dev).expect("Muon's kernels load");
 }
 
 /// `execution.tf32`: dfdx's products on the opened device round their operands to TF32

@@ -7,6 +7,8 @@
 pub mod adamw;
 pub mod apply_update;
 #[cfg(feature = "cuda")]
+pub mod cuda_gemm;
+#[cfg(feature = "cuda")]
 pub mod cuda_muon;
 pub mod device;
 pub mod gemm_plan;
