@@ -1,32 +1,38 @@
 //! rankprobe: training studies as data.
 //!
-//! Data flows one way: `spec` (RON -> validated study) -> `plan` (run matrix, run ids)
-//! -> `train` (one run: model, optimizers, probes) -> `store` (results layout, atomic
-//! files, manifests) -> `runner` (checks before work, sweeps, recording, locks, progress:
-//! callable without the CLI) -> `report` and `commands` (what the CLI does: arguments
+//! Data flows one way, in the order the modules are declared below: `spec` (RON ->
+//! validated study) -> `plan` (run matrix, run ids) -> `data` (corpora, tokens, batches)
+//! -> `model` (the transformer) -> `optim` (optimizers, their named state) -> `probe`
+//! (rank metrics) -> `train` (one run: the loop, checkpoints) -> `store` (results layout,
+//! manifests, tables) -> `report` (comparison tables and figures) -> `runner` (checks
+//! before work, sweeps, recording, locks, progress: callable without the CLI) -> `bench`
+//! (throughput against the machine's limit) -> `commands` (what the CLI does: arguments
 //! into calls, outcomes into text and exit codes). Each module reads only from the ones
-//! before it.
+//! declared before it (`tests/module_order.rs` checks it); the helpers come first.
 
+// Helpers, each with one job, used along the flow.
 pub mod atomic_file;
-pub mod bench;
-pub mod commands;
 #[cfg(feature = "cuda")]
 pub mod cuda_kernels;
-pub mod data;
 pub mod digest;
 pub mod glob_files;
 pub mod matmul;
+pub mod profile;
+pub mod quiet_panic;
+pub mod regular_file;
+pub mod shell_text;
+pub mod text_table;
+
+// The flow.
+pub mod bench;
+pub mod commands;
+pub mod data;
 pub mod model;
 pub mod optim;
 pub mod plan;
 pub mod probe;
-pub mod profile;
-pub mod quiet_panic;
-pub mod regular_file;
 pub mod report;
 pub mod runner;
-pub mod shell_text;
 pub mod spec;
 pub mod store;
-pub mod text_table;
 pub mod train;
