@@ -5,7 +5,6 @@
 use dfdx::nn::tensor_collection::TensorCollection;
 use dfdx::prelude::*;
 
-use crate::model::Transformer;
 use crate::profile;
 use crate::spec::run_config::AdamWConfig;
 
@@ -213,19 +212,10 @@ fn device_err(err: impl std::fmt::Debug) -> String {
 }
 
 /// AdamW on every tensor the model reads: the optimizer of an `AdamW(...)` run.
-impl<
-        D: OptimDevice,
-        const V: usize,
-        const M: usize,
-        const HD: usize,
-        const KVW: usize,
-        const F: usize,
-        const L: usize,
-    > Optimizer<Transformer<V, M, HD, KVW, F, L, f32, D>, D> for AdamW<D>
-{
+impl<D: OptimDevice, Model: TensorCollection<f32, D>> Optimizer<Model, D> for AdamW<D> {
     fn step(
         &mut self,
-        model: &mut Transformer<V, M, HD, KVW, F, L, f32, D>,
+        model: &mut Model,
         grads: &mut Gradients<f32, D>,
         multiplier: f64,
     ) -> Result<Vec<(&'static str, f64)>, String> {
@@ -241,7 +231,7 @@ impl<
     fn restore(
         &mut self,
         dev: &D,
-        model: &mut Transformer<V, M, HD, KVW, F, L, f32, D>,
+        model: &mut Model,
         state: OptimizerState,
         step: u64,
     ) -> Result<(), RestoreError> {

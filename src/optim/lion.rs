@@ -13,7 +13,6 @@
 use dfdx::nn::tensor_collection::TensorCollection;
 use dfdx::prelude::*;
 
-use crate::model::Transformer;
 use crate::profile;
 use crate::spec::run_config::LionConfig;
 
@@ -113,19 +112,10 @@ impl<D: HostBuffers> TensorAction<D> for Update<'_, D> {
     }
 }
 
-impl<
-        D: OptimDevice,
-        const V: usize,
-        const M: usize,
-        const HD: usize,
-        const KVW: usize,
-        const F: usize,
-        const L: usize,
-    > Optimizer<Transformer<V, M, HD, KVW, F, L, f32, D>, D> for Lion
-{
+impl<D: OptimDevice, Model: TensorCollection<f32, D>> Optimizer<Model, D> for Lion {
     fn step(
         &mut self,
-        model: &mut Transformer<V, M, HD, KVW, F, L, f32, D>,
+        model: &mut Model,
         grads: &mut Gradients<f32, D>,
         multiplier: f64,
     ) -> Result<Vec<(&'static str, f64)>, String> {
@@ -149,7 +139,7 @@ impl<
     fn restore(
         &mut self,
         _dev: &D,
-        model: &mut Transformer<V, M, HD, KVW, F, L, f32, D>,
+        model: &mut Model,
         state: OptimizerState,
         _step: u64,
     ) -> Result<(), RestoreError> {
