@@ -24,15 +24,15 @@ pub mod shell_text;
 pub mod text_table;
 
 // The flow.
-pub mod bench;
-pub mod commands;
+pub mod spec;
+pub mod plan;
 pub mod data;
 pub mod model;
 pub mod optim;
-pub mod plan;
 pub mod probe;
+pub mod train;
+pub mod store;
 pub mod report;
 pub mod runner;
-pub mod spec;
-pub mod store;
-pub mod train;
+pub mod bench;
+pub mod commands;

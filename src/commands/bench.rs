@@ -190,7 +190,7 @@ pub fn muon_bench(file: &std::path::Path) -> Result<(), Failure> {
     let plan = load_plan(file)?;
     let Some((run, muon)) = plan.runs.iter().find_map(|r| match &r.config.optimizer {
         OptimizerConfig::Muon(m) => Some((r, m.clone())),
-        OptimizerConfig::AdamW(_) | OptimizerConfig::Lion(_) => None,
+        _ => None,
     }) else {
         return Err(Failure::BadInput(format!(
             "{} has no Muon run",
