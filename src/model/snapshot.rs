@@ -31,6 +31,57 @@ pub fn tensors_to_host<D: Device<f32>, Mod: TensorCollection<f32, D>>(
     collect.0
 }
 
+/// A tensor with its path in the model and its shape ([out, in] for matrices, as in
+/// PyTorch's `Linear`): what a weights file holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedTensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub values: Vec<f32>,
+}
+
+/// The tensors of `module` whose path `keep` accepts (e.g. those the model reads), in
+/// visiting order, with their names and shapes.
+pub fn named_tensors<D: Device<f32>, Mod: TensorCollection<f32, D>>(
+    module: &Mod,
+    keep: &dyn Fn(&str) -> bool,
+) -> Vec<NamedTensor> {
+    let mut shapes = Shapes(Vec::new());
+    Mod::iter_tensors(&mut RecursiveWalker {
+        m: module,
+        f: &mut shapes,
+    })
+    .unwrap_or_else(|never| match never {});
+    (tensor_names::<D, Mod>().into_iter())
+        .zip(shapes.0)
+        .zip(tensors_to_host(module))
+        .filter(|((name, _), _)| keep(name))
+        .map(|((name, shape), values)| NamedTensor {
+            name,
+            shape,
+            values,
+        })
+        .collect()
+}
+
+struct Shapes(Vec<Vec<usize>>);
+
+impl<D: Device<f32>> TensorVisitor<f32, D> for Shapes {
+    type Viewer = ViewTensorRef;
+    type Err = std::convert::Infallible;
+    type E2 = f32;
+    type D2 = D;
+
+    fn visit<S: Shape>(
+        &mut self,
+        _: TensorOptions<S, f32, D>,
+        t: &Tensor<S, f32, D>,
+    ) -> Result<Option<Tensor<S, f32, D>>, Self::Err> {
+        self.0.push(t.shape().concrete().into_iter().collect());
+        Ok(None)
+    }
+}
+
 /// The path of every tensor of a module type in visiting order (e.g. `blocks.3.q_gain`):
 /// the names of a snapshot's or an optimizer state's positions.
 pub fn tensor_names<D: Device<f32>, Mod: TensorCollection<f32, D>>() -> Vec<String> {

@@ -12,7 +12,7 @@ use crate::plan::{Plan, PlannedRun};
 use crate::spec::{ron_options, Device};
 use crate::store::manifest::{git_state, now, versions, DataSummary, Manifest, RunStatus};
 use crate::store::{write_atomic, RunPaths, Table};
-use crate::train::checkpoint::{Checkpoint, CheckpointError, CHECKPOINT_FILE};
+use crate::train::checkpoint::{Checkpoint, CheckpointError, CHECKPOINT_FILE, FINAL_STATE_FILE};
 use crate::train::device::uses_tf32;
 use crate::train::{train_run, CheckpointPolicy, Outcome, TrainError, TrainOptions};
 
@@ -100,6 +100,9 @@ pub(super) fn train_one(
             every_tokens: execution.checkpoint_every_tokens,
             every: (execution.checkpoint_every_minutes > 0.0)
                 .then(|| Duration::from_secs_f64(execution.checkpoint_every_minutes * 60.0)),
+            final_state: execution
+                .keep_final_state
+                .then(|| run_dir.join(FINAL_STATE_FILE)),
         }),
         resume,
     };

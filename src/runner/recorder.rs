@@ -1,12 +1,17 @@
 //! Connects a training run to the results store and the progress display.
 
+use std::collections::HashMap;
+
 use polars::prelude::{DataFrame, PolarsResult};
+
+use crate::model::snapshot::NamedTensor;
 
 use crate::probe::ProbeRow;
 use crate::store::frame::{read_result, rows_through_step, write_parquet, RunKeys};
 use crate::store::manifest::Manifest;
 use crate::store::metrics::metrics_frame;
 use crate::store::probes::probes_frame;
+use crate::store::weights::{self, FINAL_WEIGHTS_FILE};
 use crate::store::{RunPaths, Table};
 use crate::train::{MetricRow, Split, TrainObserver};
 
@@ -147,5 +152,28 @@ impl TrainObserver for RunRecorder<'_> {
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.try_write()
+    }
+
+    /// Keeps the trained model as `final.safetensors` in the run directory, its SHA-256
+    /// in the manifest (written with the tables right after).
+    fn final_weights(&mut self, weights: Vec<NamedTensor>) {
+        let manifest = &self.manifest;
+        let metadata = HashMap::from([
+            ("format".to_owned(), "rankprobe final weights".to_owned()),
+            ("study".to_owned(), manifest.study.clone()),
+            ("label".to_owned(), manifest.label.clone()),
+            ("run_id".to_owned(), manifest.run_id.clone()),
+        ]);
+        let path = self.paths.dir.join(FINAL_WEIGHTS_FILE);
+        match weights::write(&path, &weights, metadata) {
+            Ok(sum) => {
+                let checksums = &mut self.manifest.checksums;
+                checksums.insert(FINAL_WEIGHTS_FILE.to_owned(), sum);
+                self.unsaved = true;
+            }
+            Err(err) => {
+                self.error.get_or_insert(err);
+            }
+        }
     }
 }

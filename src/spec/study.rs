@@ -97,6 +97,10 @@ pub struct Execution {
     /// time rule off. A run also checkpoints when it is interrupted.
     #[serde(default = "default_checkpoint_minutes")]
     pub checkpoint_every_minutes: f64,
+    /// Keep a finished run's whole final state (optimizer state too, as a checkpoint:
+    /// `runs/<name>/final_state.bin`), not only its final weights. Not part of run ids.
+    #[serde(default)]
+    pub keep_final_state: bool,
 }
 
 fn default_checkpoint_minutes() -> f64 {
@@ -110,6 +114,7 @@ impl Default for Execution {
             tf32: false,
             checkpoint_every_tokens: None,
             checkpoint_every_minutes: default_checkpoint_minutes(),
+            keep_final_state: false,
         }
     }
 }

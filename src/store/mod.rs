@@ -21,6 +21,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod probes;
 pub mod table;
+pub mod weights;
 
 use std::path::{Path, PathBuf};
 

@@ -22,6 +22,10 @@ use crate::optim::state::OptimizerState;
 /// The file name in a run directory.
 pub const CHECKPOINT_FILE: &str = "checkpoint.bin";
 
+/// A finished run's final state, kept when the study asks for it
+/// (`execution.keep_final_state`): a checkpoint at the run's last step.
+pub const FINAL_STATE_FILE: &str = "final_state.bin";
+
 const MAGIC: &[u8; 16] = b"rankprobe-ckpt2\n";
 
 /// Loop counters that continue across a resume.

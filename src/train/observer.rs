@@ -45,4 +45,7 @@ pub trait TrainObserver {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+    /// The trained model at the end of a run that finished its budget: every tensor the
+    /// model reads, by name. Called once, before the run returns `Done`.
+    fn final_weights(&mut self, _weights: Vec<crate::model::snapshot::NamedTensor>) {}
 }

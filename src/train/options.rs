@@ -15,6 +15,9 @@ pub struct CheckpointPolicy {
     pub run_id: String,
     pub every_tokens: Option<u64>,
     pub every: Option<Duration>,
+    /// Where to write the state at the end of a run that finishes its budget (a
+    /// checkpoint at its last step), if it is to be kept.
+    pub final_state: Option<PathBuf>,
 }
 
 /// How to run: the device (`Cpu` or `Cuda(n)`, see `device::resolve`), checkpoints to

@@ -8,7 +8,7 @@ use dfdx::prelude::*;
 use crate::data::batches::{eval_batch, Batch, TrainBatches};
 use crate::data::Dataset;
 use crate::model::init::init_model;
-use crate::model::snapshot::{tensors_from_host, tensors_to_host};
+use crate::model::snapshot::{named_tensors, tensors_from_host, tensors_to_host};
 use crate::model::{Architecture, Constants, Taps, Transformer};
 use crate::optim::state::RestoreError;
 use crate::optim::trained::{self, tensor_sizes, Reads};
@@ -260,6 +260,15 @@ impl<
             }
             observer.step_done(done, loss_value as f32, tokens_per_s);
         }
+        observer.final_weights(named_tensors(&self.model, &*self.reads));
+        if let Some(path) = self
+            .checkpoints
+            .as_ref()
+            .and_then(|p| p.final_state.clone())
+        {
+            self.counters.elapsed_s = elapsed();
+            self.write_state(self.steps, &path)?;
+        }
         Ok(Outcome::Done {
             steps: self.steps,
             tokens: self.steps * self.tokens_per_step,
@@ -351,15 +360,21 @@ impl<
         observer
             .flush()
             .map_err(|err| storage("metrics before a checkpoint", err))?;
+        self.write_state(step, &policy.path)
+    }
+
+    /// Writes the state after `step` steps to `path`, as a checkpoint.
+    fn write_state(&self, step: u64, path: &std::path::Path) -> Result<(), TrainError> {
+        let run_id = self.checkpoints.as_ref().map(|p| p.run_id.clone());
         let checkpoint = Checkpoint {
-            run_id: policy.run_id.clone(),
+            run_id: run_id.unwrap_or_default(),
             step,
             counters: self.counters,
             model: tensors_to_host(&self.model),
             optimizer: self.optimizer.state(&self.dev).map_err(TrainError::Run)?,
         };
         checkpoint
-            .write(&policy.path)
-            .map_err(|err| storage(&policy.path.display().to_string(), err))
+            .write(path)
+            .map_err(|err| TrainError::Storage(format!("{}: {err}", path.display())))
     }
 }

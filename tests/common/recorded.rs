@@ -55,6 +55,7 @@ pub fn train_recorded(
             run_id: run.id.clone(),
             every_tokens: Some(every_steps * run.config.data.tokens_per_step()),
             every: None,
+            final_state: None,
         }),
         resume,
         ..TrainOptions::default()
