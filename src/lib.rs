@@ -4,7 +4,7 @@
 //! validated study) -> `plan` (run matrix, run ids) -> `data` (corpora, tokens, batches)
 //! -> `model` (the transformer) -> `optim` (optimizers, their named state) -> `probe`
 //! (rank metrics) -> `train` (one run: the loop, checkpoints) -> `store` (results layout,
-//! manifests, tables) -> `report` (comparison tables and figures) -> `runner` (checks
+//! manifests, tables) -> `report` (comparison tables and figures) -> `export` (finished runs for PyTorch) -> `runner` (checks
 //! before work, sweeps, recording, locks, progress: callable without the CLI) -> `bench`
 //! (throughput against the machine's limit) -> `commands` (what the CLI does: arguments
 //! into calls, outcomes into text and exit codes). Each module reads only from the ones
@@ -33,6 +33,7 @@ pub mod probe;
 pub mod train;
 pub mod store;
 pub mod report;
+pub mod export;
 pub mod runner;
 pub mod bench;
 pub mod commands;

@@ -179,6 +179,18 @@ enum Command {
         /// The study's results directory, e.g. results/quickstart.
         study_dir: PathBuf,
     },
+    /// Export a study's finished runs for PyTorch: per run its final weights
+    /// (safetensors), config.json, its validation batch and rankprobe_model.py.
+    Export {
+        /// The study's results directory, e.g. results/quickstart.
+        study_dir: PathBuf,
+        /// Only runs with these labels (repeatable).
+        #[arg(long)]
+        only: Vec<String>,
+        /// Where to write: one directory per run, <label>-<run id>.
+        #[arg(long)]
+        to: PathBuf,
+    },
     /// Check study files (syntax, schema, shapes, sweep) without running anything.
     Validate {
         /// Study files (.ron).
@@ -262,6 +274,11 @@ fn main() -> ExitCode {
         ),
         Command::Validate { files } => commands::validate::validate(files),
         Command::Report { study_dir } => commands::report::report(study_dir),
+        Command::Export {
+            study_dir,
+            only,
+            to,
+        } => commands::export::export(study_dir, only, to),
         Command::MuonBench { file } => commands::bench::muon_bench(file),
         Command::Bench {
             files,

@@ -1,6 +1,7 @@
 //! What each CLI subcommand does. `main.rs` only parses arguments and calls these.
 
 pub mod bench;
+pub mod export;
 pub mod missing;
 pub mod plan;
 pub mod report;

@@ -1,0 +1,166 @@
+//! `export`: a study's finished runs as PyTorch-ready directories. Per run: the final
+//! weights (`model.safetensors`, checked against the manifest's SHA-256), `config.json`
+//! (every architecture field, the vocabulary, the sequence length, the run's identity and
+//! recorded final validation loss), the run's validation batch (`eval_batch.safetensors`,
+//! int32) and `rankprobe_model.py`, a self-contained PyTorch module and loader that
+//! rebuilds the exact model.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::{Dtype, TensorView};
+
+use crate::atomic_file::{create_dir_below, write_atomic};
+use crate::data::batches::eval_batch;
+use crate::data::prepare_dataset;
+use crate::digest::sha256_hex;
+use crate::report::load::run_names;
+use crate::store::manifest::{Manifest, RunStatus};
+use crate::store::weights::{self, FINAL_WEIGHTS_FILE};
+use crate::store::RUNS_DIR;
+
+/// The PyTorch module written into every export.
+pub const MODEL_PY: &str = include_str!("../scripts/rankprobe_model.py");
+
+/// One run exported.
+#[derive(Debug, Clone)]
+pub struct Exported {
+    pub label: String,
+    pub dir: PathBuf,
+    pub tensors: usize,
+    pub weight_bytes: usize,
+}
+
+/// A run that was not exported, and why.
+#[derive(Debug, Clone)]
+pub struct Skipped {
+    pub name: String,
+    pub why: String,
+}
+
+/// Exports the finished runs of `study_dir` (those labelled in `only`, all when empty)
+/// into `<to>/<label>-<run id>/`. Errors are about the destination; a run that cannot be
+/// exported is skipped with the reason.
+pub fn export(
+    study_dir: &Path,
+    only: &[String],
+    to: &Path,
+) -> Result<(Vec<Exported>, Vec<Skipped>), String> {
+    std::fs::create_dir_all(to).map_err(|e| format!("cannot create {}: {e}", to.display()))?;
+    let mut exported = Vec::new();
+    let mut skipped = Vec::new();
+    let mut found = Vec::new();
+    for name in run_names(study_dir) {
+        let run_dir = study_dir.join(RUNS_DIR).join(&name);
+        let Some(manifest) = Manifest::read(&run_dir) else {
+            continue;
+        };
+        if !only.is_empty() && !only.contains(&manifest.label) {
+            continue;
+        }
+        found.push(manifest.label.clone());
+        match export_run(&run_dir, &manifest, &to.join(&name), to) {
+            Ok(run) => exported.push(run),
+            Err(why) => skipped.push(Skipped { name, why }),
+        }
+    }
+    if let Some(label) = only.iter().find(|l| !found.contains(l)) {
+        return Err(format!(
+            "{} has no run labelled `{label}`",
+            study_dir.display()
+        ));
+    }
+    Ok((exported, skipped))
+}
+
+fn export_run(
+    run_dir: &Path,
+    manifest: &Manifest,
+    out: &Path,
+    to: &Path,
+) -> Result<Exported, String> {
+    if manifest.status != RunStatus::Done {
+        return Err(format!("it is {}, not done", manifest.status));
+    }
+    let Some(expected) = manifest.checksums.get(FINAL_WEIGHTS_FILE) else {
+        return Err(format!(
+            "it has no {FINAL_WEIGHTS_FILE} (finished by a version that did not keep weights)"
+        ));
+    };
+    let path = run_dir.join(FINAL_WEIGHTS_FILE);
+    let bytes = crate::regular_file::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if &sha256_hex(&bytes) != expected {
+        return Err(format!(
+            "{} does not have the SHA-256 its manifest recorded (damaged or replaced)",
+            path.display()
+        ));
+    }
+    let tensors = weights::decode(&bytes)?;
+    let config = &manifest.config;
+    let dataset = prepare_dataset(&config.data).map_err(|e| e.to_string())?;
+    let data = &config.data;
+    let batch = eval_batch(
+        &dataset.splits.val,
+        data.seq_len,
+        data.eval_sequences,
+        data.eval_windows,
+    )
+    .map_err(|e| e.to_string())?;
+    let config_json = serde_json::json!({
+        "format": "rankprobe export 1",
+        "study": manifest.study,
+        "label": manifest.label,
+        "run_id": manifest.run_id,
+        "model": config.model,
+        "vocab": dataset.tokenizer.vocab_size,
+        "seq_len": data.seq_len,
+        "tokenizer": config.data.tokenizer,
+        "final_val_loss": manifest.final_val_loss,
+        "tokens": manifest.tokens,
+    });
+    create_dir_below(to, out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let shape = vec![batch.batch_size, batch.seq_len];
+    let files: [(&str, Vec<u8>); 4] = [
+        ("model.safetensors", bytes.clone()),
+        (
+            "config.json",
+            serde_json::to_vec_pretty(&config_json).expect("JSON values serialise"),
+        ),
+        (
+            "eval_batch.safetensors",
+            int32_tensors(&[
+                ("inputs", &shape, &batch.inputs),
+                ("targets", &shape, &batch.targets),
+            ]),
+        ),
+        ("rankprobe_model.py", MODEL_PY.as_bytes().to_vec()),
+    ];
+    for (name, content) in files {
+        let path = out.join(name);
+        write_atomic(&path, &content)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(Exported {
+        label: manifest.label.clone(),
+        dir: out.to_owned(),
+        tensors: tensors.len(),
+        weight_bytes: bytes.len(),
+    })
+}
+
+/// A safetensors file of int32 tensors: (name, shape, values).
+fn int32_tensors(tensors: &[(&str, &Vec<usize>, &Vec<u32>)]) -> Vec<u8> {
+    let bytes: Vec<Vec<u8>> = (tensors.iter())
+        .map(|(_, _, values)| {
+            values
+                .iter()
+                .flat_map(|&v| (v as i32).to_le_bytes())
+                .collect()
+        })
+        .collect();
+    let views = tensors.iter().zip(&bytes).map(|((name, shape, _), data)| {
+        let view = TensorView::new(Dtype::I32, shape.to_vec(), data).expect("values fill shape");
+        (name.to_string(), view)
+    });
+    safetensors::serialize(views, Some(HashMap::new())).expect("int32 tensors serialise")
+}

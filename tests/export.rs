@@ -1,0 +1,130 @@
+//! `rankprobe export`: a finished run's final weights, config and validation batch, and
+//! the PyTorch module that rebuilds the model. Where torch is importable
+//! (`RANKPROBE_PYTHON`, else `python3`), each exported model's loss on the run's eval
+//! batch must equal the run's recorded final validation loss within 1e-4 relative;
+//! without torch that part is skipped with a message, the rest still runs.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{rankprobe, text};
+
+/// The micro study (tests/studies/v1_checkpoints.ron) with architecture variants that
+/// share its compiled shape: QK-norm off, frozen QK gains with GELU, SwiGLU untied with
+/// unscaled embeddings.
+fn study_text() -> String {
+    let text =
+        std::fs::read_to_string(common::root().join("tests/studies/v1_checkpoints.ron")).unwrap();
+    let start = text.find("    sweep: [").unwrap();
+    format!(
+        "{}    sweep: [Conditions([
+            (name: \"muon\"),
+            (name: \"noqk\", set: {{\"model.qk_norm\": None}}),
+            (name: \"frozen_gelu\", set: {{\"model.qk_norm\": RmsNorm(gain: Frozen), \"model.activation\": Gelu}}),
+            (name: \"swiglu_untied\", set: {{\"model.activation\": SwiGlu, \"model.tied_embeddings\": false, \"model.embedding_scale\": Unscaled, \"optimizer\": AdamW(lr: 0.006, betas: (0.9, 0.999), eps: 1e-8, weight_decay: 0.2)}}),
+        ])],\n)\n",
+        &text[..start]
+    )
+    .replace("name: \"v1ckpt\"", "name: \"export\"")
+}
+
+fn python_with_torch() -> Option<String> {
+    let python = std::env::var("RANKPROBE_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let ok = Command::new(&python)
+        .args(["-c", "import torch"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    ok.then_some(python)
+}
+
+#[test]
+fn exported_runs_rebuild_in_pytorch_with_the_recorded_loss() {
+    let dir = std::env::temp_dir().join(format!("rankprobe-export-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let study = dir.join("export.ron");
+    std::fs::write(&study, study_text()).unwrap();
+    let results = dir.join("results");
+    let sweep = rankprobe(&[
+        "sweep",
+        study.to_str().unwrap(),
+        "--results",
+        results.to_str().unwrap(),
+    ]);
+    assert!(sweep.status.success(), "{}", text(&sweep));
+    let study_dir = results.join("export");
+    let out = dir.join("exported");
+    let export = |extra: &[&str]| {
+        let args = [
+            &["export", study_dir.to_str().unwrap(), "--to", out.to_str().unwrap()][..],
+            extra,
+        ]
+        .concat();
+        rankprobe(&args)
+    };
+    let done = export(&[]);
+    assert!(done.status.success(), "{}", text(&done));
+    let runs: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(runs.len(), 4, "{}", text(&done));
+    for run in &runs {
+        for file in [
+            "model.safetensors",
+            "config.json",
+            "eval_batch.safetensors",
+            "rankprobe_model.py",
+        ] {
+            assert!(run.join(file).is_file(), "{} lacks {file}", run.display());
+        }
+    }
+    match python_with_torch() {
+        None => eprintln!(
+            "skipped the PyTorch half: torch is not importable (set RANKPROBE_PYTHON to a \
+             Python with torch to run it)"
+        ),
+        Some(python) => {
+            for run in &runs {
+                check_in_pytorch(&python, run);
+            }
+        }
+    }
+
+    // A label the study does not have is refused; a damaged weights file is skipped
+    // with the reason, never exported.
+    let unknown = export(&["--only", "nope"]);
+    assert_eq!(unknown.status.code(), Some(2), "{}", text(&unknown));
+    assert!(text(&unknown).contains("no run labelled `nope`"));
+    let weights = common::run_dir(&study_dir, "noqk").join("final.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&weights, bytes).unwrap();
+    let damaged = export(&["--only", "noqk"]);
+    assert_eq!(damaged.status.code(), Some(2), "{}", text(&damaged));
+    assert!(text(&damaged).contains("SHA-256"), "{}", text(&damaged));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Runs the exported module on its own eval batch and compares with the recorded loss.
+fn check_in_pytorch(python: &str, run: &Path) {
+    let output = Command::new(python)
+        .arg(run.join("rankprobe_model.py"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}: {}", run.display(), text(&output));
+    let figures: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let (ours, recorded) = (
+        figures["eval_loss"].as_f64().unwrap(),
+        figures["recorded_final_val_loss"].as_f64().unwrap(),
+    );
+    let relative = (ours - recorded).abs() / recorded.abs();
+    assert!(
+        relative < 1e-4,
+        "{}: PyTorch {ours}, recorded {recorded} ({relative:e} relative)",
+        run.display()
+    );
+}
