@@ -58,7 +58,12 @@ fn exported_runs_rebuild_in_pytorch_with_the_recorded_loss() {
     let out = dir.join("exported");
     let export = |extra: &[&str]| {
         let args = [
-            &["export", study_dir.to_str().unwrap(), "--to", out.to_str().unwrap()][..],
+            &[
+                "export",
+                study_dir.to_str().unwrap(),
+                "--to",
+                out.to_str().unwrap(),
+            ][..],
             extra,
         ]
         .concat();
@@ -115,7 +120,12 @@ fn check_in_pytorch(python: &str, run: &Path) {
         .arg(run.join("rankprobe_model.py"))
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}: {}", run.display(), text(&output));
+    assert!(
+        output.status.success(),
+        "{}: {}",
+        run.display(),
+        text(&output)
+    );
     let figures: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let (ours, recorded) = (
         figures["eval_loss"].as_f64().unwrap(),
