@@ -16,7 +16,7 @@ use crate::data::prepare_dataset;
 use crate::digest::sha256_hex;
 use crate::report::load::run_names;
 use crate::store::manifest::{Manifest, RunStatus};
-use crate::store::weights::{self, FINAL_WEIGHTS_FILE};
+use crate::store::weights::FINAL_WEIGHTS_FILE;
 use crate::store::RUNS_DIR;
 
 /// The PyTorch module written into every export.
@@ -95,7 +95,7 @@ fn export_run(
             path.display()
         ));
     }
-    let tensors = weights::decode(&bytes)?;
+    let tensors = crate::model::weights_file::decode(&bytes)?;
     let config = &manifest.config;
     let dataset = prepare_dataset(&config.data).map_err(|e| e.to_string())?;
     let data = &config.data;

@@ -15,6 +15,7 @@ pub mod params;
 pub mod shapes;
 pub mod snapshot;
 pub mod tape;
+pub mod weights_file;
 
 pub use arch::{Architecture, Capture, Taps};
 pub use constants::Constants;

@@ -37,6 +37,23 @@ pub fn check_inputs(config: &RunConfig) -> Vec<Problem> {
             }),
         }
     }
+    if let Some(path) = &config.model.init_from {
+        let found = std::fs::metadata(path);
+        if !found.as_ref().is_ok_and(|m| m.is_file()) {
+            let what = match found {
+                Ok(_) => "is not a regular file",
+                Err(_) => "does not exist",
+            };
+            problems.push(Problem {
+                field: "model.init_from".to_owned(),
+                message: format!("initial weights `{path}` {what}"),
+                help: format!(
+                    "give the path of a safetensors file (a run's runs/<name>/final.safetensors or an export's model.safetensors), relative to {}",
+                    current_dir()
+                ),
+            });
+        }
+    }
     if let Tokenizer::File(path) = &config.data.tokenizer {
         let found = std::fs::metadata(path);
         if !path.trim().is_empty() && !found.as_ref().is_ok_and(|m| m.is_file()) {

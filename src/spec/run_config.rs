@@ -126,6 +126,11 @@ spec_struct! {
         pub rope_base: f64,
         /// Standard deviation of the N(0, std) initialisation of every matrix.
         pub init_std: f64,
+        /// Start from these weights instead of a random initialisation: a safetensors
+        /// file (a run's `final.safetensors` or an export's `model.safetensors`) holding
+        /// every tensor the model reads, with the model's shapes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub init_from: Option<String>,
         pub qk_norm: QkNorm,
         /// Epsilon of every RMSNorm.
         pub norm_eps: f64,

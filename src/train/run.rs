@@ -3,6 +3,7 @@
 
 use crate::data::Dataset;
 use crate::model::shapes::{dispatch, not_compiled_help, ModelShape, ShapeRunner};
+use crate::model::weights_file::read_for;
 use crate::spec::run_config::RunConfig;
 use crate::spec::Device;
 
@@ -27,7 +28,18 @@ pub fn check_trainable(config: &RunConfig, vocab: usize) -> Result<(), TrainErro
             not_compiled_help()
         )));
     }
+    if let Some(path) = &config.model.init_from {
+        read_for(path, &config.model, vocab).map_err(|why| init_error(path, &why))?;
+    }
     Ok(())
+}
+
+/// Why the initial weights at `path` cannot start a run.
+pub(super) fn init_error(path: &str, why: &str) -> TrainError {
+    TrainError::Run(format!(
+        "model.init_from `{path}` cannot start this run: {why}; give the weights of a run \
+         with the same model shape and vocabulary (runs/<name>/final.safetensors)"
+    ))
 }
 
 /// Trains one run on `dataset`, reporting to `observer`.

@@ -9,6 +9,7 @@ use crate::data::batches::{eval_batch, Batch, TrainBatches};
 use crate::data::Dataset;
 use crate::model::init::init_model;
 use crate::model::snapshot::{named_tensors, tensors_from_host, tensors_to_host};
+use crate::model::weights_file::{load_into, read_for};
 use crate::model::{Architecture, Constants, Taps, Transformer};
 use crate::optim::state::RestoreError;
 use crate::optim::trained::{self, tensor_sizes, Reads};
@@ -132,6 +133,12 @@ impl<
             dev,
             arch,
         };
+        if let Some(path) = &config.model.init_from {
+            // Checked before the sweep (`check_trainable`); read again, as it is now.
+            let init_error = |why: String| super::run::init_error(path, &why);
+            let tensors = read_for(path, &config.model, V).map_err(init_error)?;
+            load_into(&mut run.model, &tensors).map_err(init_error)?;
+        }
         if let Some(checkpoint) = options.resume {
             run.restore(checkpoint)?;
         }
