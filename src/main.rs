@@ -60,6 +60,9 @@ enum Command {
     Plan {
         /// Study file (.ron).
         file: PathBuf,
+        /// Results root: runs a sweep would continue from finished runs there are named.
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
     },
     /// Train every run of a study into results/<study>/, keeping runs done already.
     Sweep {
@@ -214,7 +217,7 @@ fn main() -> ExitCode {
     main_thread_joins_the_pool();
     let cli = Cli::parse();
     let result = match &cli.command {
-        Command::Plan { file } => commands::plan::plan(file),
+        Command::Plan { file, results } => commands::plan::plan(file, results),
         Command::Sweep {
             file,
             results,

@@ -5,19 +5,57 @@ use std::path::Path;
 use crate::plan::cost::{param_count, steps_and_tokens, training_flops};
 use crate::plan::diff::differing_values;
 use crate::plan::Plan;
+use crate::runner::continuation::{offer, Offer};
 use crate::runner::estimate::{from_memory, run_cost};
-use crate::spec::diagnostic::printable;
+use crate::spec::diagnostic::{one_line, printable};
+use crate::store::finished::recorded;
+use crate::store::study_dir;
 use crate::text_table::{human_count, TextTable};
 
 use super::{load_plan, Failure};
 
-pub fn plan(file: &Path) -> Result<(), Failure> {
+pub fn plan(file: &Path, results: &Path) -> Result<(), Failure> {
     let plan = load_plan(file)?;
     print!(
         "{}",
         render_plan(&plan, remembered_estimate(&plan).as_deref())
     );
+    print!("{}", continuations(&plan, &study_dir(results, &plan.study)));
     Ok(())
+}
+
+/// Which unfinished runs a sweep would continue from a finished run's kept final state
+/// (a raised budget), and which it could not and why; empty when none.
+pub fn continuations(plan: &Plan, study_dir: &Path) -> String {
+    let mut out = String::new();
+    for run in &plan.runs {
+        if recorded(study_dir, run).is_finished() {
+            continue;
+        }
+        match offer(study_dir, run) {
+            Offer::Nothing => {}
+            Offer::Continue(source) => {
+                out += &format!(
+                "{} continues from {} at step {} ({} tokens): only the new tokens are trained\n",
+                run.label,
+                source.name,
+                source.steps,
+                human_count(source.tokens)
+            )
+            }
+            Offer::Refused { name, why } => {
+                out += &format!(
+                    "{} trains from step 0, not from {name}: {}\n",
+                    run.label,
+                    one_line(&why)
+                )
+            }
+        }
+    }
+    match out.is_empty() {
+        true => out,
+        false => format!("\nin {}:\n{out}", study_dir.display()),
+    }
 }
 
 /// How long the study's runs take on this machine, from speeds measured here before (by

@@ -3,6 +3,7 @@
 //! display. A library user calls `sweep::sweep`; `commands` turns arguments into these
 //! calls and their outcomes into text and exit codes.
 
+pub mod continuation;
 pub mod estimate;
 pub mod one_run;
 pub mod preflight;

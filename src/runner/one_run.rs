@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::data::Dataset;
 use crate::plan::cost::{param_count, steps_and_tokens};
 use crate::plan::{Plan, PlannedRun};
+use crate::spec::diagnostic::one_line;
 use crate::spec::{ron_options, Device};
 use crate::store::manifest::{git_state, now, versions, DataSummary, Manifest, RunStatus};
 use crate::store::{write_atomic, RunPaths, Table};
@@ -16,6 +17,7 @@ use crate::train::checkpoint::{Checkpoint, CheckpointError, CHECKPOINT_FILE, FIN
 use crate::train::device::uses_tf32;
 use crate::train::{train_run, CheckpointPolicy, Outcome, TrainError, TrainOptions};
 
+use super::continuation::{self, Offer};
 use super::progress::Progress;
 use super::recorder::RunRecorder;
 use super::Failure;
@@ -39,6 +41,7 @@ pub(super) fn train_one(
     )?;
     let started = Instant::now();
     let meta = &dataset.splits.meta;
+    let earlier = Manifest::read_for(run_dir, &run.id);
     let manifest = Manifest {
         condition: Some(run.condition.clone()),
         description: Some(run.description.clone()),
@@ -57,8 +60,9 @@ pub(super) fn train_one(
         trained_params: Some(param_count(&run.config.model, meta.vocab_size as u64).total()),
         // The files on disk stay as they are until this session writes them: keep what a
         // read of them (resuming) must find.
-        checksums: Manifest::read_for(run_dir, &run.id)
-            .map(|earlier| earlier.checksums)
+        checksums: earlier
+            .as_ref()
+            .map(|earlier| earlier.checksums.clone())
             .unwrap_or_default(),
         ..Manifest::starting(
             &plan.study,
@@ -83,6 +87,8 @@ pub(super) fn train_one(
     };
     if let Some(checkpoint) = &resume {
         recorder.manifest.resumed_from_step = Some(checkpoint.step);
+        // A run continued from another run's state still is, however often resumed.
+        recorder.manifest.continued_from = earlier.and_then(|e| e.continued_from);
         recorder.note(&format!(
             "{}: resuming from its checkpoint at step {} ({} tokens)",
             run.label,
@@ -90,6 +96,10 @@ pub(super) fn train_one(
             checkpoint.step * run.config.data.tokens_per_step()
         ));
     }
+    let resume = match resume {
+        None if !force => continuation_point(run, paths, &mut recorder),
+        resume => resume,
+    };
     let execution = &plan.execution;
     let options = |resume| TrainOptions {
         device,
@@ -120,6 +130,7 @@ pub(super) fn train_one(
             set_aside(&checkpoint_path, run_dir, &why, run, &mut recorder);
             recorder.restart();
             recorder.manifest.resumed_from_step = None;
+            recorder.manifest.continued_from = None;
             result = train(&mut recorder, None);
         }
     }
@@ -269,6 +280,61 @@ fn resume_point(
             None
         }
     }
+}
+
+/// The final state of a finished run of this study that `run` extends (a raised
+/// budget), with the recorder holding that run's rows; None (and why, when a candidate
+/// is refused) otherwise.
+fn continuation_point(
+    run: &PlannedRun,
+    paths: &RunPaths,
+    recorder: &mut RunRecorder,
+) -> Option<Checkpoint> {
+    let study_dir = paths.dir.parent()?.parent()?;
+    let source = match continuation::offer(study_dir, run) {
+        Offer::Nothing => return None,
+        Offer::Refused { name, why } => {
+            recorder.note(&format!(
+                "{}: not continuing from {name}: {}; training from step 0",
+                run.label,
+                one_line(&why)
+            ));
+            return None;
+        }
+        Offer::Continue(source) => source,
+    };
+    let unusable = |why: String, recorder: &mut RunRecorder| {
+        recorder.note(&format!(
+            "{}: not continuing from {}: {}; training from step 0",
+            run.label,
+            source.name,
+            one_line(&why)
+        ));
+        None
+    };
+    let checkpoint = match Checkpoint::read(&source.state) {
+        Ok(Some(checkpoint)) if checkpoint.step == source.steps => checkpoint,
+        Ok(Some(checkpoint)) => {
+            let why = format!(
+                "its final state is at step {}, not {}",
+                checkpoint.step, source.steps
+            );
+            return unusable(why, recorder);
+        }
+        Ok(None) => return unusable("its final state is gone".to_owned(), recorder),
+        Err(err) => return unusable(format!("its final state is unusable ({err})"), recorder),
+    };
+    if let Err(err) = recorder.continue_from(&source.paths, &source.manifest, source.steps) {
+        return unusable(format!("its results are unreadable ({err})"), recorder);
+    }
+    recorder.manifest.resumed_from_step = Some(source.steps);
+    recorder.manifest.continued_from = Some(source.manifest.run_id.clone());
+    recorder.note(&format!(
+        "{}: continuing from {} (its kept final state at step {}, {} tokens): only the new \
+         tokens are trained",
+        run.label, source.name, source.steps, source.tokens
+    ));
+    Some(checkpoint)
 }
 
 /// Moves `path` into `into` as `<its name>.unusable-<time>` and says why. Tables go to

@@ -7,7 +7,7 @@ use polars::prelude::{DataFrame, PolarsResult};
 use crate::model::snapshot::NamedTensor;
 
 use crate::probe::ProbeRow;
-use crate::store::frame::{read_result, rows_through_step, write_parquet, RunKeys};
+use crate::store::frame::{read_result, rekeyed, rows_through_step, write_parquet, RunKeys};
 use crate::store::manifest::Manifest;
 use crate::store::metrics::metrics_frame;
 use crate::store::probes::probes_frame;
@@ -68,6 +68,27 @@ impl<'a> RunRecorder<'a> {
         };
         self.earlier = Some((earlier(Table::Metrics)?, earlier(Table::Probes)?));
         // The files still hold the rows after `step`.
+        self.unsaved = true;
+        Ok(())
+    }
+
+    /// Continues from another run's final state at `step` (`runner::continuation`): takes
+    /// over that run's rows, read from `from` as its manifest recorded them, naming this
+    /// run.
+    pub fn continue_from(
+        &mut self,
+        from: &RunPaths,
+        manifest: &Manifest,
+        step: u64,
+    ) -> std::io::Result<()> {
+        let keys = RunKeys::of(&self.manifest);
+        let earlier = |table: Table| {
+            let frame = read_result(from.table(table), table, Some(manifest))?;
+            rows_through_step(&frame, step)
+                .and_then(|rows| rekeyed(&rows, &keys))
+                .map_err(std::io::Error::other)
+        };
+        self.earlier = Some((earlier(Table::Metrics)?, earlier(Table::Probes)?));
         self.unsaved = true;
         Ok(())
     }

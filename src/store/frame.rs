@@ -71,6 +71,16 @@ pub fn keyed_frame(keys: &RunKeys, height: usize, columns: Vec<Column>) -> Polar
     DataFrame::new(height, all)
 }
 
+/// `frame` (a run's table) with its key columns naming the run of `keys` instead: the
+/// rows a run continued from another run's final state takes over.
+pub fn rekeyed(frame: &DataFrame, keys: &RunKeys) -> PolarsResult<DataFrame> {
+    let others: Vec<Column> = (frame.columns().iter())
+        .filter(|c| !KEY_COLUMNS.contains(&c.name().as_str()))
+        .cloned()
+        .collect();
+    keyed_frame(keys, frame.height(), others)
+}
+
 /// Writes `frame` to `path` atomically (readers see the old file or the whole new one);
 /// returns the SHA-256 of the bytes written, for the run's manifest.
 pub fn write_parquet(path: &Path, frame: &mut DataFrame) -> io::Result<String> {

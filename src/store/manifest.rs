@@ -97,6 +97,11 @@ pub struct Manifest {
     /// The checkpoint step this session of the run started from (none: from scratch).
     #[serde(default)]
     pub resumed_from_step: Option<u64>,
+    /// The run id of the finished run whose final state this run continued (a raised
+    /// budget, `runner::continuation`): its rows through `resumed_from_step` are that
+    /// run's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continued_from: Option<String>,
     /// Time spent writing checkpoints, and its share of the run's wall time.
     #[serde(default)]
     pub checkpoint_seconds: Option<f64>,
@@ -155,6 +160,7 @@ impl Manifest {
             probe_seconds: None,
             probe_share: None,
             resumed_from_step: None,
+            continued_from: None,
             checkpoint_seconds: None,
             checkpoint_share: None,
             checksums: BTreeMap::new(),
