@@ -29,6 +29,9 @@ except ImportError as err:  # the caller turns exit 3 into a "skipped" line
           "RANKPROBE_PYTHON to a Python that has it", file=sys.stderr)
     sys.exit(3)
 
+# The exported model's helpers (scripts/rankprobe_model.py; `bench` puts it on the path).
+from rankprobe_model import rope, rope_tables, variant  # noqa: E402
+
 POLAR_EXPRESS = [
     (8.156554524902461, -22.48329292557795, 15.878769915207462),
     (4.042929935166739, -2.808917465908714, 0.5000178451051316),
@@ -36,14 +39,6 @@ POLAR_EXPRESS = [
     (3.285753657755655, -2.3681294933425376, 0.46449024233003106),
     (2.3465413258596377, -1.7097828382687081, 0.42323551169305323),
 ]
-
-
-def variant(value):
-    """A serde enum as JSON: "Name" or {"Name": payload} -> (name, payload)."""
-    if isinstance(value, str):
-        return value, None
-    (name, payload), = value.items()
-    return name, payload
 
 
 class RMSNorm(torch.nn.Module):
@@ -55,19 +50,6 @@ class RMSNorm(torch.nn.Module):
     def forward(self, x):
         y = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
         return y * self.weight if self.weight is not None else y
-
-
-def rope_tables(seq, head_dim, base):
-    half = head_dim // 2
-    freq = base ** (-2.0 * (torch.arange(head_dim, dtype=torch.float64) % half) / head_dim)
-    angle = torch.arange(seq, dtype=torch.float64)[:, None] * freq[None, :]
-    return angle.cos().float(), angle.sin().float()
-
-
-def rope(x, cos, sin):  # x [b, heads, s, hd]
-    half = x.shape[-1] // 2
-    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-    return x * cos + rotated * sin
 
 
 class Block(torch.nn.Module):

@@ -86,7 +86,9 @@ fn resume_keeps_done_runs_force_retrains_and_missing_lists_the_rest() {
     );
     // A flipped bit in a finished run's file is caught by its checksum: retrained.
     let done = manifest(&results, "tiny", "B1");
-    assert_eq!(done.checksums.len(), 2, "{:?}", done.checksums);
+    // The two tables and the final weights.
+    assert_eq!(done.checksums.len(), 3, "{:?}", done.checksums);
+    assert!(done.checksums.contains_key("final.safetensors"));
     let probes = common::table_of(
         &common::run_dir(&results.join("tiny"), "B1"),
         rankprobe::store::Table::Probes,

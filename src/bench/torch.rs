@@ -4,6 +4,7 @@
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
+use crate::export::MODEL_PY;
 use crate::spec::run_config::RunConfig;
 
 use super::peak::PEAK_SIDE;
@@ -37,9 +38,31 @@ pub fn torch_reference(
         "threads": threads,
         "peak_side": PEAK_SIDE,
     });
-    let mut child = Command::new(&python)
+    // The reference imports the exported model's helpers (`rankprobe_model.py`), from a
+    // directory made here and now (never one found in /tmp).
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let name = format!("rankprobe-torch-{}-{stamp}", std::process::id());
+    let helpers = std::env::temp_dir().join(name);
+    std::fs::create_dir(&helpers)
+        .and_then(|()| std::fs::write(helpers.join("rankprobe_model.py"), MODEL_PY))
+        .map_err(|err| format!("cannot write {}: {err}", helpers.display()))?;
+    let figures = run_reference(&python, &job, &helpers);
+    let _ = std::fs::remove_dir_all(&helpers);
+    figures
+}
+
+/// Runs the reference with `job` on its stdin and `helpers` on its module path.
+fn run_reference(
+    python: &str,
+    job: &serde_json::Value,
+    helpers: &std::path::Path,
+) -> Result<TorchFigures, String> {
+    let mut child = Command::new(python)
         .arg("-c")
         .arg(TORCH_REFERENCE)
+        .env("PYTHONPATH", helpers)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

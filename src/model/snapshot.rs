@@ -22,6 +22,16 @@ pub fn host<S: Shape>(t: &Tensor<S, f32, Cpu>) -> Vec<f32> {
 pub fn tensors_to_host<D: Device<f32>, Mod: TensorCollection<f32, D>>(
     module: &Mod,
 ) -> Vec<Vec<f32>> {
+    collect(module)
+        .into_iter()
+        .map(|(_, values)| values)
+        .collect()
+}
+
+/// Every tensor of `module` in visiting order: its shape and values.
+fn collect<D: Device<f32>, Mod: TensorCollection<f32, D>>(
+    module: &Mod,
+) -> Vec<(Vec<usize>, Vec<f32>)> {
     let mut collect = Collect(Vec::new());
     Mod::iter_tensors(&mut RecursiveWalker {
         m: module,
@@ -46,40 +56,15 @@ pub fn named_tensors<D: Device<f32>, Mod: TensorCollection<f32, D>>(
     module: &Mod,
     keep: &dyn Fn(&str) -> bool,
 ) -> Vec<NamedTensor> {
-    let mut shapes = Shapes(Vec::new());
-    Mod::iter_tensors(&mut RecursiveWalker {
-        m: module,
-        f: &mut shapes,
-    })
-    .unwrap_or_else(|never| match never {});
     (tensor_names::<D, Mod>().into_iter())
-        .zip(shapes.0)
-        .zip(tensors_to_host(module))
-        .filter(|((name, _), _)| keep(name))
-        .map(|((name, shape), values)| NamedTensor {
+        .zip(collect(module))
+        .filter(|(name, _)| keep(name))
+        .map(|(name, (shape, values))| NamedTensor {
             name,
             shape,
             values,
         })
         .collect()
-}
-
-struct Shapes(Vec<Vec<usize>>);
-
-impl<D: Device<f32>> TensorVisitor<f32, D> for Shapes {
-    type Viewer = ViewTensorRef;
-    type Err = std::convert::Infallible;
-    type E2 = f32;
-    type D2 = D;
-
-    fn visit<S: Shape>(
-        &mut self,
-        _: TensorOptions<S, f32, D>,
-        t: &Tensor<S, f32, D>,
-    ) -> Result<Option<Tensor<S, f32, D>>, Self::Err> {
-        self.0.push(t.shape().concrete().into_iter().collect());
-        Ok(None)
-    }
 }
 
 /// The path of every tensor of a module type in visiting order (e.g. `blocks.3.q_gain`):
@@ -143,7 +128,7 @@ pub fn tensors_from_host<D: Device<f32>, Mod: TensorCollection<f32, D>>(
     Ok(())
 }
 
-struct Collect(Vec<Vec<f32>>);
+struct Collect(Vec<(Vec<usize>, Vec<f32>)>);
 
 impl<D: Device<f32>> TensorVisitor<f32, D> for Collect {
     type Viewer = ViewTensorRef;
@@ -156,7 +141,8 @@ impl<D: Device<f32>> TensorVisitor<f32, D> for Collect {
         _: TensorOptions<S, f32, D>,
         t: &Tensor<S, f32, D>,
     ) -> Result<Option<Tensor<S, f32, D>>, Self::Err> {
-        self.0.push(t.as_vec());
+        self.0
+            .push((t.shape().concrete().into_iter().collect(), t.as_vec()));
         Ok(None)
     }
 }

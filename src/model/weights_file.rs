@@ -197,35 +197,15 @@ mod tests {
         type Tiny = Transformer<11, 16, 4, 8, 24, 2, f32, Cpu>;
         let dev = Cpu::seed_from_u64(1);
         let model: Tiny = init_model(&dev, 0.2);
-        let mut config = crate::spec::test_fixtures::tiny().model;
-        (
-            config.d_model,
-            config.n_heads,
-            config.n_kv_heads,
-            config.head_dim,
-        ) = (16, 4, 2, 4);
-        (config.d_ff, config.n_layers) = (24, 2);
-        for activation in [Activation::SquaredRelu, Activation::SwiGlu] {
-            for tied in [true, false] {
-                for qk_norm in [
-                    QkNorm::None,
-                    QkNorm::RmsNorm { gain: Gain::Frozen },
-                    QkNorm::RmsNorm {
-                        gain: Gain::Learnable,
-                    },
-                ] {
-                    (config.activation, config.tied_embeddings, config.qk_norm) =
-                        (activation, tied, qk_norm);
-                    let arch = Architecture::from_config(&config);
-                    let tensors = named_tensors(&model, &|p| arch.reads(p));
-                    let found: Vec<(String, Vec<usize>)> = tensors
-                        .iter()
-                        .map(|t| (t.name.clone(), t.shape.clone()))
-                        .collect();
-                    assert_eq!(found, expected_shapes(&config, 11), "{config:?}");
-                    assert_eq!(check_fits(&tensors, &found), Ok(()));
-                }
-            }
+        for config in crate::spec::test_fixtures::small_model_variants() {
+            let arch = Architecture::from_config(&config);
+            let tensors = named_tensors(&model, &|p| arch.reads(p));
+            let found: Vec<(String, Vec<usize>)> = tensors
+                .iter()
+                .map(|t| (t.name.clone(), t.shape.clone()))
+                .collect();
+            assert_eq!(found, expected_shapes(&config, 11), "{config:?}");
+            assert_eq!(check_fits(&tensors, &found), Ok(()));
         }
     }
 

@@ -138,4 +138,36 @@ pub mod test_fixtures {
         let text = include_str!("../../tests/studies/tiny.ron");
         ron_options().from_str::<Study>(text).unwrap().base
     }
+
+    /// The tiny model resized to the unit tests' `Transformer<11, 16, 4, 8, 24, 2, ..>`
+    /// (d_model 16, 4 heads of 4, 2 key/value heads, d_ff 24, 2 layers), in every
+    /// variant of the tensors it reads: activation x tied embeddings x QK-norm gains.
+    pub fn small_model_variants() -> Vec<super::run_config::ModelConfig> {
+        use super::run_config::{Activation, Gain, QkNorm};
+        let mut config = tiny().model;
+        (
+            config.d_model,
+            config.n_heads,
+            config.n_kv_heads,
+            config.head_dim,
+        ) = (16, 4, 2, 4);
+        (config.d_ff, config.n_layers) = (24, 2);
+        let mut variants = Vec::new();
+        for activation in [Activation::SquaredRelu, Activation::SwiGlu] {
+            for tied in [true, false] {
+                for qk_norm in [
+                    QkNorm::None,
+                    QkNorm::RmsNorm { gain: Gain::Frozen },
+                    QkNorm::RmsNorm {
+                        gain: Gain::Learnable,
+                    },
+                ] {
+                    (config.activation, config.tied_embeddings) = (activation, tied);
+                    config.qk_norm = qk_norm;
+                    variants.push(config.clone());
+                }
+            }
+        }
+        variants
+    }
 }
