@@ -5,6 +5,7 @@
 pub mod attention;
 pub mod icl;
 pub mod rank;
+pub mod weights;
 
 use crate::model::Capture;
 use crate::spec::run_config::{MetricKind, ProbeConfig, ProbeMetric, Site, Stage, Tensor};
@@ -221,6 +222,7 @@ mod tests {
             metrics,
             eval_sequences: 1,
             spectra: false,
+            weights: false,
         }
     }
 

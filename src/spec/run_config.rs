@@ -349,7 +349,17 @@ spec_struct! {
         /// Also store the singular spectrum of each head.
         #[serde(default)]
         pub spectra: bool,
+        /// Also probe the weights at each probe point: per head the participation ratio
+        /// and stable rank of W_K and of the bilinear form W_Q^T W_K attention applies (QK
+        /// gains folded in), per layer the QK-norm gains' mean, min and max.
+        #[serde(default, skip_serializing_if = "is_false")]
+        pub weights: bool,
     }
+}
+
+/// Serde: leave a `false` out, so that adding such a field keeps every run id.
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 /// Where in an attention block activations are captured.

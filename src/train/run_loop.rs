@@ -15,8 +15,12 @@ use crate::optim::state::RestoreError;
 use crate::optim::trained::{self, tensor_sizes, Reads};
 use crate::optim::Optimizer;
 use crate::plan::cost::steps_and_tokens;
-use crate::probe::{measure, model_rows, sites_to_capture, wants_token_losses, ProbePoint};
+use crate::probe::weights::{layer_rows, LayerWeights};
+use crate::probe::{
+    measure, model_rows, sites_to_capture, wants_token_losses, ProbePoint, ProbeRow,
+};
 use crate::profile;
+use crate::spec::run_config::Gain;
 use crate::spec::run_config::RunConfig;
 
 use super::checkpoint::{Checkpoint, Counters, StateLayout};
@@ -324,6 +328,9 @@ impl<
             if let Some(losses) = &token_losses {
                 rows.extend(model_rows(losses, probes, at));
             }
+            if probes.weights {
+                rows.extend(self.weight_rows(at));
+            }
             observer.probes(rows);
             self.counters.probe_seconds += probe_started.elapsed().as_secs_f64();
         }
@@ -337,6 +344,26 @@ impl<
             elapsed_s: at,
         });
         observer.evaluated();
+    }
+
+    /// The weight probes of every layer (`probe::weights`).
+    fn weight_rows(&self, at: ProbePoint) -> Vec<ProbeRow> {
+        let arch = &self.arch;
+        let shape = (arch.n_heads, arch.n_kv_heads, HD, M);
+        let learned = arch.qk_norm == Some(Gain::Learnable);
+        let mut rows = Vec::new();
+        for (layer, block) in self.model.blocks.iter().enumerate() {
+            let (wq, wk) = (block.wq.as_vec(), block.wk.as_vec());
+            let gains = learned.then(|| (block.q_gain.as_vec(), block.k_gain.as_vec()));
+            let weights = LayerWeights {
+                layer,
+                wq: &wq,
+                wk: &wk,
+                gains: gains.as_ref().map(|(q, k)| (q.as_slice(), k.as_slice())),
+            };
+            rows.extend(layer_rows(&weights, shape, at));
+        }
+        rows
     }
 
     fn checkpoint_due(&self, step: u64, (last_step, last_time): (u64, Instant)) -> bool {
