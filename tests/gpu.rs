@@ -99,8 +99,24 @@ impl TrainObserver for Losses {
 #[test]
 fn a_short_cuda_run_tracks_the_cpu_loss_curve() {
     let plan = plan("tests/studies/tiny.ron");
-    for label in ["A1", "B1"] {
+    let config = |label: &str| {
         let run = plan.runs.iter().find(|r| r.label == label).unwrap();
+        run.config.clone()
+    };
+    // A1 again with per-head Muon matrices (the CUDA path copies each head's rows out).
+    let mut per_head = config("A1");
+    if let rankprobe::spec::run_config::OptimizerConfig::Muon(muon) = &mut per_head.optimizer {
+        muon.matrices = rankprobe::spec::run_config::MuonMatrices::PerHead;
+    }
+    for (label, config) in [
+        ("A1", config("A1")),
+        ("B1", config("B1")),
+        ("A1 per-head", per_head),
+    ] {
+        let run = rankprobe::plan::PlannedRun {
+            config,
+            ..plan.runs[0].clone()
+        };
         let dataset = prepare_dataset(&run.config.data).unwrap();
         let mut curves = Vec::new();
         for device in [Device::Cpu, Device::Cuda(0)] {

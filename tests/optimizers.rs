@@ -23,6 +23,7 @@ fn runs() -> Vec<PlannedRun> {
     let text = format!(
         "{}    sweep: [Conditions([
             (name: \"muon\"),
+            (name: \"muon_per_head\", set: {{\"optimizer.matrices\": PerHead}}),
             (name: \"adamw\", set: {{\"optimizer\": AdamW(lr: 0.006, betas: (0.9, 0.999), eps: 1e-8, weight_decay: 0.2)}}),
             (name: \"lion\", set: {{\"optimizer\": Lion(lr: 0.001, betas: (0.9, 0.99), weight_decay: 1.0)}}),
         ])],\n)\n",
@@ -34,7 +35,7 @@ fn runs() -> Vec<PlannedRun> {
 #[test]
 fn every_optimizer_trains_and_resumes_exactly() {
     let runs = runs();
-    assert_eq!(runs.len(), 3);
+    assert_eq!(runs.len(), 4);
     for run in &runs {
         let label = &run.label;
         let dir = std::env::temp_dir().join(format!(

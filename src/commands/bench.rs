@@ -203,6 +203,7 @@ pub fn muon_bench(file: &std::path::Path) -> Result<(), Failure> {
         model.activation,
         model.d_model,
         model.n_kv_heads * model.head_dim,
+        model.head_dim,
         model.d_ff,
         model.n_layers,
     );

@@ -135,8 +135,10 @@ pub struct CudaMuon {
     /// Momentum restored from a checkpoint before the device was known.
     pending: Option<Vec<Vec<f32>>>,
     workspaces: HashMap<(usize, usize), Workspace>,
-    /// The stacked [Q; K; V; O^T] gradient of the merged matrix.
+    /// The stacked [Q; K; V; O^T] gradient of the merged matrix; with per-head
+    /// matrices, one head's block and O^T.
     stack: Option<CudaSlice<f32>>,
+    head: Option<CudaSlice<f32>>,
     /// Applies the updates to the Muon group (built at the first step, from the model's
     /// architecture).
     apply: Option<ApplyUpdate<Cuda>>,
@@ -151,6 +153,7 @@ impl CudaMuon {
             pending: None,
             workspaces: HashMap::new(),
             stack: None,
+            head: None,
             apply: None,
         }
     }
@@ -304,6 +307,13 @@ impl MuonStep<Cuda> for CudaMuon {
                 k.copy(update, offsets[2], slot(grads, &block.wv)?, 0, KVW * M)?;
                 k.transpose(update, offsets[3], slot(grads, &block.wo)?, 0, (M, M))?;
                 self.stack = Some(stack);
+            } else if self.config.matrices == MuonMatrices::PerHead {
+                index = self.per_head::<M, HD, KVW>(
+                    index,
+                    grads,
+                    [&block.wq, &block.wo],
+                    [&block.wk, &block.wv],
+                )?;
             } else {
                 self.in_place(index, slot(grads, &block.wq)?, (M, M))?;
                 self.in_place(index + 1, slot(grads, &block.wk)?, (KVW, M))?;
@@ -356,6 +366,71 @@ impl MuonStep<Cuda> for CudaMuon {
 }
 
 impl CudaMuon {
+    /// The per-head Muon matrices of one block, from Muon matrix `index` on (the order of
+    /// `muon::attention_groups`: Q's heads, K's, V's, O^T's); returns the next index. Each
+    /// head's rows are copied out, updated and copied back; O is transposed first and
+    /// back after, its heads being rows of O^T.
+    fn per_head<const M: usize, const HD: usize, const KVW: usize>(
+        &mut self,
+        mut index: usize,
+        grads: &mut Grads,
+        [wq, wo]: [&Tensor<Rank2<M, M>, f32, Cuda>; 2],
+        [wk, wv]: [&Tensor<Rank2<KVW, M>, f32, Cuda>; 2],
+    ) -> Result<usize, String> {
+        if self.stack.is_none() {
+            let k = self.kernels.as_ref().expect("ready");
+            self.stack = Some(k.zeros(M * M)?);
+        }
+        let mut o_t = self.stack.take().expect("allocated above");
+        let result = (|| {
+            index = self.heads_in_place(index, slot(grads, wq)?, M / HD, HD, M)?;
+            index = self.heads_in_place(index, slot(grads, wk)?, KVW / HD, HD, M)?;
+            index = self.heads_in_place(index, slot(grads, wv)?, KVW / HD, HD, M)?;
+            let k = self.kernels.as_ref().expect("ready");
+            k.transpose(slot(grads, wo)?, 0, &mut o_t, 0, (M, M))?;
+            index = self.heads_in_place(index, &mut o_t, M / HD, HD, M)?;
+            let k = self.kernels.as_ref().expect("ready");
+            k.transpose(&o_t, 0, slot(grads, wo)?, 0, (M, M))?;
+            Ok(index)
+        })();
+        self.stack = Some(o_t);
+        result
+    }
+
+    /// Replaces each of the `heads` [hd x cols] row blocks of `grad` by its Muon update,
+    /// as Muon matrices `index..index + heads`; returns the next index.
+    fn heads_in_place(
+        &mut self,
+        index: usize,
+        grad: &mut CudaSlice<f32>,
+        heads: usize,
+        hd: usize,
+        cols: usize,
+    ) -> Result<usize, String> {
+        let n = hd * cols;
+        if self.head.as_ref().is_none_or(|b| b.len() != n) {
+            let k = self.kernels.as_ref().expect("ready");
+            self.head = Some(k.zeros(n)?);
+        }
+        let mut block = self.head.take().expect("allocated above");
+        let mut result = Ok(());
+        for head in 0..heads {
+            result = (|| {
+                let k = self.kernels.as_ref().expect("ready");
+                k.copy(grad, head * n, &mut block, 0, n)?;
+                self.update(index + head, &block, (hd, cols))?;
+                let k = self.kernels.as_ref().expect("ready");
+                let update = &self.workspaces[&(hd, cols)].update;
+                k.copy(update, 0, grad, head * n, n)
+            })();
+            if result.is_err() {
+                break;
+            }
+        }
+        self.head = Some(block);
+        result.map(|()| index + heads)
+    }
+
     /// Replaces the gradient in `grad` ([rows x cols]) by its Muon update.
     fn in_place(
         &mut self,

@@ -25,10 +25,18 @@ pub fn group_sizes(
     n_layers: usize,
 ) -> GroupSizes {
     let kv_width = arch.n_kv_heads * arch.head_dim;
-    let muon_params = Muon::matrices(muon, arch.activation, d_model, kv_width, d_ff, n_layers)
-        .iter()
-        .map(|m| (m.rows * m.cols) as u64)
-        .sum();
+    let muon_params = Muon::matrices(
+        muon,
+        arch.activation,
+        d_model,
+        kv_width,
+        arch.head_dim,
+        d_ff,
+        n_layers,
+    )
+    .iter()
+    .map(|m| (m.rows * m.cols) as u64)
+    .sum();
     let tables = if arch.tied_embeddings { 1 } else { 2 };
     let qk_gains = if arch.qk_norm == Some(Gain::Learnable) {
         2 * arch.head_dim
@@ -203,7 +211,7 @@ mod tests {
             );
         }
         // The merged QKVO matrix of the seed is [1536 x 512].
-        let matrices = Muon::matrices(muon, arch.activation, 512, 256, 2048, 22);
+        let matrices = Muon::matrices(muon, arch.activation, 512, 256, 64, 2048, 22);
         assert_eq!((matrices[0].rows, matrices[0].cols), (1536, 512));
         assert_eq!(matrices.len(), 22 * 3);
     }
@@ -312,5 +320,75 @@ mod ownership_tests {
             assert_eq!(after.attn_norm.as_vec(), was.attn_norm.as_vec());
             assert_eq!(after.q_gain.as_vec(), was.q_gain.as_vec());
         }
+    }
+
+    #[test]
+    fn per_head_muon_orthogonalises_each_head_block_alone() {
+        use crate::optim::muon::matrix_update;
+        use crate::optim::newton_schulz::transpose;
+        use crate::spec::run_config::MuonMatrices;
+        let (_, arch, mut model, mut grads) = setup();
+        let before = model.clone();
+        let config = MuonConfig {
+            matrices: MuonMatrices::PerHead,
+            weight_decay: 0.1,
+            ..muon_config()
+        };
+        let grad = |g: &mut Gradients<f32, Cpu>, t: &Tensor<Rank2<16, 16>, f32, Cpu>| {
+            g.get_or_alloc_mut(t).unwrap().to_vec()
+        };
+        let (gq, go) = (
+            grad(&mut grads, &before.blocks[0].wq),
+            grad(&mut grads, &before.blocks[0].wo),
+        );
+        let gk = grads
+            .get_or_alloc_mut(&before.blocks[0].wk)
+            .unwrap()
+            .to_vec();
+        let mut muon = Muon::new(&config);
+        let lr = 0.05;
+        muon.step(&mut model, &mut grads, arch.activation, lr);
+        // Each head's block [4 x 16], alone: p (1 - lr wd) - lr update(block).
+        let expect = |param: &[f32], grad: &[f32], head: usize| -> Vec<f32> {
+            let rows = 4 * 16;
+            let block = &grad[head * rows..(head + 1) * rows];
+            let update = matrix_update(&config, &mut vec![0.0; rows], block, 4, 16);
+            let decay = 1.0 - (lr * 0.1) as f32;
+            (param[head * rows..(head + 1) * rows].iter().zip(&update))
+                .map(|(p, u)| p * decay - lr as f32 * u)
+                .collect()
+        };
+        let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6);
+        let (wq, wk) = (model.blocks[0].wq.as_vec(), model.blocks[0].wk.as_vec());
+        for head in 0..4 {
+            let want = expect(&before.blocks[0].wq.as_vec(), &gq, head);
+            assert!(
+                close(&wq[head * 64..(head + 1) * 64], &want),
+                "Q head {head}"
+            );
+        }
+        for head in 0..2 {
+            let want = expect(&before.blocks[0].wk.as_vec(), &gk, head);
+            assert!(
+                close(&wk[head * 64..(head + 1) * 64], &want),
+                "K head {head}"
+            );
+        }
+        // O's heads are blocks of rows of O^T.
+        let o_t = transpose(&model.blocks[0].wo.as_vec(), 16, 16);
+        let before_o_t = transpose(&before.blocks[0].wo.as_vec(), 16, 16);
+        let go_t = transpose(&go, 16, 16);
+        for head in 0..4 {
+            let want = expect(&before_o_t, &go_t, head);
+            assert!(
+                close(&o_t[head * 64..(head + 1) * 64], &want),
+                "O head {head}"
+            );
+        }
+        // 4 Q + 2 K + 2 V + 4 O head matrices, then the feed-forward ones.
+        let matrices = Muon::matrices(&config, arch.activation, 16, 8, 4, 24, 2);
+        assert_eq!(matrices.len(), 2 * (12 + 2));
+        assert_eq!(matrices[4].name, "blocks.0.wk.head0");
+        assert!(matrices[..12].iter().all(|m| (m.rows, m.cols) == (4, 16)));
     }
 }

@@ -72,6 +72,47 @@ fn apply(param: &mut [f32], update: &[f32], lr: f32, weight_decay: f32) {
     }
 }
 
+/// Q, K, V and O^T by their index in a block's attention matrices.
+const ATTENTION_NAMES: [&str; 4] = ["wq", "wk", "wv", "wo"];
+
+/// Rows `start..start + rows` of attention matrix `matrix` (0 Q, 1 K, 2 V, 3 O^T; each
+/// [width x d_model]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowRange {
+    pub matrix: usize,
+    pub start: usize,
+    pub rows: usize,
+}
+
+/// The row ranges of [Q, K, V, O^T] (row counts `widths`) stacked into each Muon matrix,
+/// in `Muon::matrices` order.
+pub fn attention_groups(
+    matrices: MuonMatrices,
+    widths: [usize; 4],
+    head_dim: usize,
+) -> Vec<Vec<RowRange>> {
+    let whole = |matrix: usize| RowRange {
+        matrix,
+        start: 0,
+        rows: widths[matrix],
+    };
+    match matrices {
+        MuonMatrices::MergedQkvo => vec![(0..4).map(whole).collect()],
+        MuonMatrices::Separate => (0..4).map(|m| vec![whole(m)]).collect(),
+        MuonMatrices::PerHead => (0..4)
+            .flat_map(|matrix| {
+                (0..widths[matrix] / head_dim).map(move |head| {
+                    vec![RowRange {
+                        matrix,
+                        start: head * head_dim,
+                        rows: head_dim,
+                    }]
+                })
+            })
+            .collect(),
+    }
+}
+
 /// Muon over every hidden matrix of a model, with one momentum buffer per Muon matrix.
 pub struct Muon {
     config: MuonConfig,
@@ -87,30 +128,32 @@ impl Muon {
     }
 
     /// The Muon matrices of a model: per layer the attention projections (merged as
-    /// [Q; K; V; O^T] or separate) and the feed-forward matrices in use.
+    /// [Q; K; V; O^T], separate, or per head) and the feed-forward matrices in use.
     pub fn matrices(
         config: &MuonConfig,
         activation: Activation,
         d_model: usize,
         kv_width: usize,
+        head_dim: usize,
         d_ff: usize,
         n_layers: usize,
     ) -> Vec<MuonMatrix> {
         let m = |name: String, rows, cols| MuonMatrix { name, rows, cols };
+        let widths = [d_model, kv_width, kv_width, d_model];
         let mut out = Vec::new();
         for layer in 0..n_layers {
-            match config.matrices {
-                MuonMatrices::MergedQkvo => out.push(m(
-                    format!("blocks.{layer}.qkvo"),
-                    2 * d_model + 2 * kv_width,
-                    d_model,
-                )),
-                MuonMatrices::Separate => {
-                    out.push(m(format!("blocks.{layer}.wq"), d_model, d_model));
-                    out.push(m(format!("blocks.{layer}.wk"), kv_width, d_model));
-                    out.push(m(format!("blocks.{layer}.wv"), kv_width, d_model));
-                    out.push(m(format!("blocks.{layer}.wo"), d_model, d_model));
-                }
+            for group in attention_groups(config.matrices, widths, head_dim) {
+                let rows = group.iter().map(|range| range.rows).sum();
+                let name = match config.matrices {
+                    MuonMatrices::MergedQkvo => "qkvo".to_owned(),
+                    MuonMatrices::Separate => ATTENTION_NAMES[group[0].matrix].to_owned(),
+                    MuonMatrices::PerHead => {
+                        let range = group[0];
+                        let head = range.start / head_dim;
+                        format!("{}.head{head}", ATTENTION_NAMES[range.matrix])
+                    }
+                };
+                out.push(m(format!("blocks.{layer}.{name}"), rows, d_model));
             }
             out.push(m(format!("blocks.{layer}.w_up"), d_ff, d_model));
             if activation == Activation::SwiGlu {
@@ -119,14 +162,6 @@ impl Muon {
             out.push(m(format!("blocks.{layer}.w_down"), d_model, d_ff));
         }
         out
-    }
-
-    /// The groups of [Q, K, V, O^T] that form one Muon matrix each.
-    fn attention_groups(&self) -> Vec<Vec<usize>> {
-        match self.config.matrices {
-            MuonMatrices::MergedQkvo => vec![vec![0, 1, 2, 3]],
-            MuonMatrices::Separate => vec![vec![0], vec![1], vec![2], vec![3]],
-        }
     }
 
     /// One Muon step on every hidden matrix of `model`, from `grads`, at learning rate `lr`:
@@ -147,7 +182,7 @@ impl Muon {
         lr: f64,
     ) {
         let (lr, wd) = (lr as f32, self.config.weight_decay as f32);
-        let groups = self.attention_groups();
+        let groups = attention_groups(self.config.matrices, [M, KVW, KVW, M], HD);
         // 1. Each Muon matrix's gradient, [rows x cols].
         let mut jobs: Vec<(Vec<f32>, usize, usize)> = Vec::new();
         for block in &model.blocks {
@@ -159,8 +194,12 @@ impl Muon {
                 transpose(&grad_of(grads, &block.wo), M, M),
             ];
             for group in &groups {
-                let rows = group.iter().map(|&i| attention[i].len() / M).sum();
-                let stacked = group.iter().flat_map(|&i| attention[i].iter().copied());
+                let rows = group.iter().map(|range| range.rows).sum();
+                let stacked = group.iter().flat_map(|range| {
+                    attention[range.matrix][range.start * M..(range.start + range.rows) * M]
+                        .iter()
+                        .copied()
+                });
                 jobs.push((stacked.collect(), rows, M));
             }
             jobs.push((grad_of(grads, &block.w_up), F, M));
@@ -196,9 +235,10 @@ impl Muon {
             for group in &groups {
                 let update = updates.next().expect("one update per matrix");
                 let mut offset = 0;
-                for &i in group {
-                    let len = attention[i].len();
-                    apply(&mut attention[i], &update[offset..offset + len], lr, wd);
+                for range in group {
+                    let (from, len) = (range.start * M, range.rows * M);
+                    let rows = &mut attention[range.matrix][from..from + len];
+                    apply(rows, &update[offset..offset + len], lr, wd);
                     offset += len;
                 }
             }

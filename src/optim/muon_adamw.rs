@@ -89,7 +89,7 @@ impl<
             .take_state(AdamWGroup::of_mut(model), &mut from, step)?;
         // Every matrix has momentum after the first step, and a checkpoint is written
         // after one at least.
-        let matrices = Muon::matrices(&self.config, self.arch.activation, M, KVW, F, L);
+        let matrices = Muon::matrices(&self.config, self.arch.activation, M, KVW, HD, F, L);
         let momentum = (matrices.iter().enumerate())
             .map(|(index, m)| from.buffer(&momentum_name(index), m.rows * m.cols))
             .collect::<Result<Vec<_>, _>>()?;

@@ -301,6 +301,9 @@ pub enum MuonMatrices {
     MergedQkvo,
     /// Each projection orthogonalised on its own.
     Separate,
+    /// Each head's block orthogonalised on its own: every query head's rows of Q and of
+    /// O^T, every key/value head's rows of K and of V ([head_dim x d_model] each).
+    PerHead,
 }
 
 spec_struct! {
