@@ -44,15 +44,7 @@ fn exported_runs_rebuild_in_pytorch_with_the_recorded_loss() {
     let dir = std::env::temp_dir().join(format!("rankprobe-export-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let study = dir.join("export.ron");
-    std::fs::write(&study, study_text()).unwrap();
-    let results = dir.join("results");
-    let sweep = rankprobe(&[
-        "sweep",
-        study.to_str().unwrap(),
-        "--results",
-        results.to_str().unwrap(),
-    ]);
+    let (results, sweep) = common::sweep_study(&dir, "export.ron", &study_text(), &[]);
     assert!(sweep.status.success(), "{}", text(&sweep));
     let study_dir = results.join("export");
     let out = dir.join("exported");

@@ -43,15 +43,7 @@ fn study(name: &str, init_from: Option<&Path>, optimizer_adamw: bool) -> String 
 }
 
 fn sweep(dir: &Path, name: &str, text: &str) -> std::process::Output {
-    let file = dir.join(format!("{name}.ron"));
-    std::fs::write(&file, text).unwrap();
-    let results = dir.join("results");
-    rankprobe(&[
-        "sweep",
-        file.to_str().unwrap(),
-        "--results",
-        results.to_str().unwrap(),
-    ])
+    common::sweep_study(dir, &format!("{name}.ron"), text, &[]).1
 }
 
 fn val_losses(run_dir: &Path) -> Vec<u64> {

@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{rankprobe, text};
+use common::text;
 
 /// The path of a Chromium, installing Debian's package if needed; why not, if none.
 fn chromium() -> Result<String, String> {
@@ -101,7 +101,6 @@ fn the_interactive_report_renders_every_condition_with_no_script_error() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     // Two conditions, two seeds each: lines, bands and bars.
-    let study = dir.join("html.ron");
     let text_of_study = common::tiny_with_sweep(
         r#"Conditions([
             (name: "A1", description: "Muon <b>bold</b> & co"),
@@ -115,14 +114,7 @@ fn the_interactive_report_renders_every_condition_with_no_script_error() {
         "metrics: [StudyPr, R90, ConditionNumber],",
         "metrics: [StudyPr, R90, DeadHeads(below_pr: 30.0), AttentionEntropy, MaxAttentionLogit, IclScore(early: (0, 16), late: (96, 128))],",
     );
-    std::fs::write(&study, text_of_study).unwrap();
-    let results = dir.join("results");
-    let sweep = rankprobe(&[
-        "sweep",
-        study.to_str().unwrap(),
-        "--results",
-        results.to_str().unwrap(),
-    ]);
+    let (results, sweep) = common::sweep_study(&dir, "html.ron", &text_of_study, &[]);
     assert!(sweep.status.success(), "{}", text(&sweep));
     let page = results.join("html/report/report.html");
     let html = std::fs::read_to_string(&page).unwrap();

@@ -45,17 +45,9 @@ fn weight_probes_equal_a_direct_svd_of_the_final_weights() {
     let dir = std::env::temp_dir().join(format!("rankprobe-wprobe-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("wprobe.ron");
     let text = study();
     assert!(text.contains("weights: true"), "{text}");
-    std::fs::write(&file, text).unwrap();
-    let results = dir.join("results");
-    let output = common::rankprobe(&[
-        "sweep",
-        file.to_str().unwrap(),
-        "--results",
-        results.to_str().unwrap(),
-    ]);
+    let (results, output) = common::sweep_study(&dir, "wprobe.ron", &text, &[]);
     assert!(output.status.success(), "{}", common::text(&output));
     let run = common::run_dir(&results.join("wprobe"), "weights");
     let tensors = decode(&std::fs::read(run.join("final.safetensors")).unwrap()).unwrap();

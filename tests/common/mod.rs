@@ -162,3 +162,23 @@ pub fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Writes `text` as `dir/<file_name>` and sweeps it into `dir/results` with `extra`
+/// arguments; returns the results root and the sweep's output.
+pub fn sweep_study(dir: &Path, file_name: &str, text: &str, extra: &[&str]) -> (PathBuf, Output) {
+    let file = dir.join(file_name);
+    std::fs::write(&file, text).unwrap();
+    let results = dir.join("results");
+    let args = [
+        &[
+            "sweep",
+            file.to_str().unwrap(),
+            "--results",
+            results.to_str().unwrap(),
+        ][..],
+        extra,
+    ]
+    .concat();
+    let output = rankprobe(&args);
+    (results, output)
+}
