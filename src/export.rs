@@ -2,8 +2,9 @@
 //! weights (`model.safetensors`, checked against the manifest's SHA-256), `config.json`
 //! (every architecture field, the vocabulary, the sequence length, the run's identity and
 //! recorded final validation loss), the run's validation batch (`eval_batch.safetensors`,
-//! int32) and `rankprobe_model.py`, a self-contained PyTorch module and loader that
-//! rebuilds the exact model.
+//! int32), the run's tokenizer (`tokenizer.json`, Hugging Face format; none for GPT-2's,
+//! tiktoken's `gpt2`) and `rankprobe_model.py`, a self-contained PyTorch module and
+//! loader that rebuilds the exact model.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -106,6 +107,8 @@ fn export_run(
         data.eval_windows,
     )
     .map_err(|e| e.to_string())?;
+    // The run's own tokenizer, for `tokenizers` users (GPT-2's is tiktoken's `gpt2`).
+    let tokenizer_json = dataset.tokenizer.hugging_face_json();
     let config_json = serde_json::json!({
         "format": "rankprobe export 1",
         "study": manifest.study,
@@ -113,6 +116,8 @@ fn export_run(
         "run_id": manifest.run_id,
         "model": config.model,
         "vocab": dataset.tokenizer.vocab_size,
+        "end_of_text": dataset.tokenizer.eot,
+        "tokenizer_file": tokenizer_json.as_ref().map(|_| "tokenizer.json"),
         "seq_len": data.seq_len,
         "tokenizer": config.data.tokenizer,
         "final_val_loss": manifest.final_val_loss,
@@ -120,7 +125,7 @@ fn export_run(
     });
     create_dir_below(to, out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     let shape = vec![batch.batch_size, batch.seq_len];
-    let files: [(&str, Vec<u8>); 4] = [
+    let mut files: Vec<(&str, Vec<u8>)> = vec![
         ("model.safetensors", bytes.clone()),
         (
             "config.json",
@@ -135,6 +140,9 @@ fn export_run(
         ),
         ("rankprobe_model.py", MODEL_PY.as_bytes().to_vec()),
     ];
+    if let Some(json) = tokenizer_json {
+        files.push(("tokenizer.json", json.into_bytes()));
+    }
     for (name, content) in files {
         let path = out.join(name);
         write_atomic(&path, &content)

@@ -74,9 +74,28 @@ fn exported_runs_rebuild_in_pytorch_with_the_recorded_loss() {
             "config.json",
             "eval_batch.safetensors",
             "rankprobe_model.py",
+            "tokenizer.json",
         ] {
             assert!(run.join(file).is_file(), "{} lacks {file}", run.display());
         }
+        // The exported tokenizer is the run's: its vocabulary, and the eval batch decodes
+        // to the corpus's prose.
+        let tokenizer = tokenizers::Tokenizer::from_file(run.join("tokenizer.json")).unwrap();
+        let config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(run.join("config.json")).unwrap()).unwrap();
+        assert_eq!(
+            tokenizer.get_vocab_size(true) as u64,
+            config["vocab"].as_u64().unwrap()
+        );
+        let bytes = std::fs::read(run.join("eval_batch.safetensors")).unwrap();
+        let batch = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let inputs = batch.tensor("inputs").unwrap();
+        assert_eq!(inputs.dtype(), safetensors::Dtype::I32);
+        let ids: Vec<u32> = (inputs.data().chunks_exact(4))
+            .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as u32)
+            .collect();
+        let text = tokenizer.decode(&ids, false).unwrap();
+        assert!(text.contains(" the "), "{}", &text[..200.min(text.len())]);
     }
     match python_with_torch() {
         None => eprintln!(

@@ -117,6 +117,15 @@ impl TextTokenizer {
         }
     }
 
+    /// The tokenizer as a Hugging Face `tokenizer.json` (what `tokenizers.Tokenizer
+    /// .from_file` loads); None for GPT-2's, which is tiktoken's `gpt2` encoding.
+    pub fn hugging_face_json(&self) -> Option<String> {
+        match &self.engine {
+            Engine::Gpt2(_) => None,
+            Engine::HuggingFace(tokenizer) => tokenizer.to_string(false).ok(),
+        }
+    }
+
     pub fn decode(&self, tokens: &[u32]) -> Result<String, DataError> {
         match &self.engine {
             Engine::Gpt2(bpe) => bpe
