@@ -99,6 +99,9 @@ class Block(torch.nn.Module):
         if self.activation == "SwiGlu":
             self.w_gate = parameter(ff, d)
         self.w_down = parameter(d, ff)
+        # An intervention: called with the keys after RoPE, [batch, kv_heads, seq,
+        # head_dim]; what it returns is attended to (rankprobe's key-ablation probe).
+        self.key_hook = None
 
     def forward(self, x, cos, sin):
         b, s, _ = x.shape
@@ -111,6 +114,8 @@ class Block(torch.nn.Module):
             k = rms_norm(k, self.k_gain if self.qk_gains else None, self.eps)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))
         q, k = rope(q, cos[:s], sin[:s]), rope(k, cos[:s], sin[:s])
+        if self.key_hook is not None:
+            k = self.key_hook(k)
         group = self.heads // self.kv_heads
         if group > 1:
             k = k.repeat_interleave(group, dim=1)

@@ -1,6 +1,6 @@
 //! What the forward pass needs beyond the weights: the run-time choices of the model spec.
 
-use crate::spec::run_config::{Activation, EmbeddingScale, Gain, ModelConfig, QkNorm, Site};
+use crate::spec::run_config::{Activation, EmbeddingScale, Gain, ModelConfig, QkNorm, Site, Stage};
 
 /// Run-time architecture switches of one model.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,6 +75,18 @@ pub struct Capture {
 pub struct Taps {
     pub sites: Vec<Site>,
     pub captured: Vec<Capture>,
+    /// An intervention: keys replaced during the pass (a causal probe).
+    pub project_keys: Option<KeyProjection>,
+}
+
+/// Replaces the keys of one layer at one stage, per KV head, by their product with a
+/// [head_dim x head_dim] symmetric matrix (a projection onto some directions).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyProjection {
+    pub layer: usize,
+    pub after: Stage,
+    /// Per KV head, row-major.
+    pub matrices: Vec<Vec<f32>>,
 }
 
 /// The dimensions of one attention call.

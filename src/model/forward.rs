@@ -42,6 +42,34 @@ fn tap<const W: usize, const HD: usize, D: ModelOps, T: ModelTape<D>>(
     }
 }
 
+/// `keys` ([rows, KVW]) with each KV head's block multiplied by its matrix, if `taps`
+/// asks to project this layer's keys at this stage (a causal probe); else unchanged.
+fn project_keys<const W: usize, const HD: usize, D: ModelOps, T: ModelTape<D>>(
+    taps: &Option<&mut Taps>,
+    layer: usize,
+    after: Stage,
+    keys: Rows<W, D, T>,
+) -> Rows<W, D, T> {
+    let wanted = taps.as_ref().and_then(|t| t.project_keys.as_ref());
+    let Some(projection) = wanted.filter(|p| p.layer == layer && p.after == after) else {
+        return keys;
+    };
+    let (rows, _) = *keys.shape();
+    let values = keys.as_vec();
+    let mut delta = vec![0.0f32; values.len()];
+    for (row, out) in values.chunks_exact(W).zip(delta.chunks_exact_mut(W)) {
+        for (head, matrix) in projection.matrices.iter().enumerate() {
+            let k = &row[head * HD..(head + 1) * HD];
+            for j in 0..HD {
+                let projected: f32 = (0..HD).map(|i| k[i] * matrix[i * HD + j]).sum();
+                out[head * HD + j] = projected - k[j];
+            }
+        }
+    }
+    let delta = keys.device().tensor_from_vec(delta, (rows, Const::<W>));
+    keys + delta
+}
+
 impl<const M: usize, const HD: usize, const KVW: usize, const F: usize, D: ModelOps>
     Block<M, HD, KVW, F, f32, D>
 {
@@ -64,6 +92,7 @@ impl<const M: usize, const HD: usize, const KVW: usize, const F: usize, D: Model
         tap::<M, HD, D, T>(taps, layer, TensorKind::Q, Stage::Projection, &q);
         tap::<KVW, HD, D, T>(taps, layer, TensorKind::K, Stage::Projection, &k);
         tap::<KVW, HD, D, T>(taps, layer, TensorKind::V, Stage::Projection, &v);
+        let k = project_keys::<KVW, HD, D, T>(taps, layer, Stage::Projection, k);
         let (q, k) = match arch.qk_norm {
             None => (q, k),
             Some(gain) => {
@@ -78,9 +107,11 @@ impl<const M: usize, const HD: usize, const KVW: usize, const F: usize, D: Model
         };
         tap::<M, HD, D, T>(taps, layer, TensorKind::Q, Stage::QkNorm, &q);
         tap::<KVW, HD, D, T>(taps, layer, TensorKind::K, Stage::QkNorm, &k);
+        let k = project_keys::<KVW, HD, D, T>(taps, layer, Stage::QkNorm, k);
         let (q, k) = (D::rope(q, consts), D::rope(k, consts));
         tap::<M, HD, D, T>(taps, layer, TensorKind::Q, Stage::Rope, &q);
         tap::<KVW, HD, D, T>(taps, layer, TensorKind::K, Stage::Rope, &k);
+        let k = project_keys::<KVW, HD, D, T>(taps, layer, Stage::Rope, k);
         let shape = AttentionShape {
             batch: rows / consts.seq,
             seq: consts.seq,

@@ -308,6 +308,7 @@ fn taps_capture_requested_sites_without_changing_the_output() {
         after: Stage::Projection,
     };
     let mut taps = Taps {
+        project_keys: None,
         sites: vec![k_rope, v_proj],
         captured: Vec::new(),
     };

@@ -4,6 +4,7 @@
 
 pub mod attention;
 pub mod icl;
+pub mod key_ablation;
 pub mod rank;
 pub mod weights;
 
@@ -200,7 +201,7 @@ pub fn wants_token_losses(probes: &ProbeConfig) -> bool {
 
 /// The first `rows` rows of one head of a capture, as a [rows, head_dim] matrix (row r
 /// of head h starts at (r * heads + h) * head_dim).
-fn head_rows(capture: &Capture, head: usize, rows: usize) -> Vec<f32> {
+pub(crate) fn head_rows(capture: &Capture, head: usize, rows: usize) -> Vec<f32> {
     let d = capture.head_dim;
     (0..rows)
         .flat_map(|r| {
@@ -223,6 +224,7 @@ mod tests {
             eval_sequences: 1,
             spectra: false,
             weights: false,
+            key_ablation: Vec::new(),
         }
     }
 

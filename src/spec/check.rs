@@ -389,6 +389,27 @@ fn check_probes(config: &RunConfig, p: &mut Problems) {
             "use None to probe at `at_tokens` only",
         );
     }
+    if !probes.key_ablation.is_empty() {
+        let head_dim = config.model.head_dim;
+        if let Some(&r) = probes
+            .key_ablation
+            .iter()
+            .find(|&&r| r == 0 || r > head_dim)
+        {
+            p.push(
+                "probes.key_ablation",
+                format!("rank {r} is outside 1..={head_dim} (head_dim)"),
+                "list ranks between 1 and head_dim, e.g. key_ablation: [1, 4, 16]",
+            );
+        }
+        if !probes.sites.iter().any(|s| s.tensor == Tensor::K) {
+            p.push(
+                "probes.key_ablation",
+                "the key ablation projects the keys at a K site, and `sites` has none".to_owned(),
+                "add one, e.g. sites: [(tensor: K, after: Rope)]",
+            );
+        }
+    }
     if probes.sites.is_empty() {
         p.push(
             "probes.sites",

@@ -357,6 +357,11 @@ spec_struct! {
         /// gains folded in), per layer the QK-norm gains' mean, min and max.
         #[serde(default, skip_serializing_if = "is_false")]
         pub weights: bool,
+        /// A causal probe: per layer, the validation loss increase when that layer's keys
+        /// at the first K site of `sites` are projected onto each KV head's top-r principal
+        /// directions, for each r listed here and for r = the layer's rounded `study_pr`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub key_ablation: Vec<usize>,
     }
 }
 

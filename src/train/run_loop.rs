@@ -7,14 +7,20 @@ use dfdx::prelude::*;
 
 use crate::data::batches::{eval_batch, Batch, TrainBatches};
 use crate::data::Dataset;
+use crate::model::arch::KeyProjection;
 use crate::model::init::init_model;
 use crate::model::snapshot::{named_tensors, tensors_from_host, tensors_to_host};
 use crate::model::weights_file::{load_into, read_for};
+use crate::model::Capture;
 use crate::model::{Architecture, Constants, Taps, Transformer};
 use crate::optim::state::RestoreError;
 use crate::optim::trained::{self, tensor_sizes, Reads};
 use crate::optim::Optimizer;
 use crate::plan::cost::steps_and_tokens;
+use crate::probe::key_ablation::{
+    projections, rank_at_pr, rank_metric, AT_PR_METRIC, RANK_AT_PR_METRIC,
+};
+use crate::probe::site_name;
 use crate::probe::weights::{layer_rows, LayerWeights};
 use crate::probe::{
     measure, model_rows, sites_to_capture, wants_token_losses, ProbePoint, ProbeRow,
@@ -22,6 +28,7 @@ use crate::probe::{
 use crate::profile;
 use crate::spec::run_config::Gain;
 use crate::spec::run_config::RunConfig;
+use crate::spec::run_config::Tensor as TensorKind;
 
 use super::checkpoint::{Checkpoint, Counters, StateLayout};
 use super::device::TrainDevice;
@@ -297,6 +304,7 @@ impl<
         let mut taps = Taps {
             sites: sites_to_capture(probes),
             captured: Vec::new(),
+            project_keys: None,
         };
         let taps_wanted = probing.then_some(&mut taps);
         let (loss, token_losses) = if probing && wants_token_losses(probes) {
@@ -331,6 +339,9 @@ impl<
             if probes.weights {
                 rows.extend(self.weight_rows(at));
             }
+            if !probes.key_ablation.is_empty() {
+                rows.extend(self.key_ablation_rows(&taps.captured, f64::from(loss), at));
+            }
             observer.probes(rows);
             self.counters.probe_seconds += probe_started.elapsed().as_secs_f64();
         }
@@ -344,6 +355,52 @@ impl<
             elapsed_s: at,
         });
         observer.evaluated();
+    }
+
+    /// The causal key-ablation probe of every layer (`probe::key_ablation`): the loss
+    /// increase over `base` with the layer's keys at the first K probe site projected.
+    fn key_ablation_rows(&self, captures: &[Capture], base: f64, at: ProbePoint) -> Vec<ProbeRow> {
+        let probes = &self.config.probes;
+        let Some(&site) = probes.sites.iter().find(|s| s.tensor == TensorKind::K) else {
+            return Vec::new();
+        };
+        let row = |layer: usize, metric, value| ProbeRow {
+            step: at.step,
+            tokens: at.tokens,
+            layer: Some(layer as u32),
+            head: None,
+            site: site_name(site),
+            metric,
+            value,
+        };
+        let mut out = Vec::new();
+        for capture in captures.iter().filter(|c| c.site == site) {
+            let rows = (probes.eval_sequences * at.seq).min(capture.rows);
+            let at_pr = rank_at_pr(capture, rows);
+            let ranks = probes.key_ablation.iter().map(|&r| (r, rank_metric(r)));
+            for (r, metric) in ranks.chain([(at_pr, AT_PR_METRIC)]) {
+                let mut taps = Taps {
+                    sites: Vec::new(),
+                    captured: Vec::new(),
+                    project_keys: Some(KeyProjection {
+                        layer: capture.layer,
+                        after: site.after,
+                        matrices: projections(capture, rows, r),
+                    }),
+                };
+                let loss = self.model.loss(
+                    &self.arch,
+                    &self.consts,
+                    self.eval.clone(),
+                    self.model.embed.clone(),
+                    Some(&mut taps),
+                );
+                let increase = f64::from(loss.as_vec()[0]) - base;
+                out.push(row(capture.layer, metric, increase));
+            }
+            out.push(row(capture.layer, RANK_AT_PR_METRIC, at_pr as f64));
+        }
+        out
     }
 
     /// The weight probes of every layer (`probe::weights`).
