@@ -101,6 +101,17 @@ fn a_study_starts_from_kept_weights_and_refuses_weights_that_do_not_fit() {
         "refused before any work: {said}"
     );
 
+    // A file far larger than any weights of this model: refused without reading it all.
+    let huge = dir.join("huge.safetensors");
+    std::fs::write(&huge, vec![0u8; 4 << 20]).unwrap();
+    let refused = sweep(&dir, "huge", &study("huge", Some(&huge), true));
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("larger than weights of this model can be"),
+        "{}",
+        text(&refused)
+    );
+
     // A file that is not there: a study error at its field.
     let missing = dir.join("no-such.safetensors");
     let file = dir.join("fourth.ron");

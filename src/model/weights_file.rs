@@ -61,9 +61,27 @@ pub fn read_for(
     config: &ModelConfig,
     vocab: usize,
 ) -> Result<Vec<NamedTensor>, String> {
-    let bytes = crate::regular_file::read(std::path::Path::new(path)).map_err(|e| e.to_string())?;
+    use std::io::Read as _;
+    let expected = expected_shapes(config, vocab);
+    // Never read more than such a file can hold: its f32 values and a generous header
+    // (names, shapes, offsets, metadata).
+    let values: usize = expected
+        .iter()
+        .map(|(_, shape)| shape.iter().product::<usize>())
+        .sum();
+    let limit = 4 * values as u64 + (1 << 20) + 256 * expected.len() as u64;
+    let file = crate::regular_file::open(std::path::Path::new(path)).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > limit {
+        return Err(format!(
+            "it is larger than weights of this model can be ({limit} bytes at most)"
+        ));
+    }
     let tensors = decode(&bytes)?;
-    check_fits(&tensors, &expected_shapes(config, vocab))?;
+    check_fits(&tensors, &expected)?;
     Ok(tensors)
 }
 
