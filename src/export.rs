@@ -15,6 +15,7 @@ use crate::atomic_file::{create_dir_below, write_atomic};
 use crate::data::batches::eval_batch;
 use crate::data::prepare_dataset;
 use crate::digest::sha256_hex;
+use crate::model::weights_file::{expected_shapes, read_bounded, size_limit};
 use crate::report::load::run_names;
 use crate::store::manifest::{Manifest, RunStatus};
 use crate::store::weights::FINAL_WEIGHTS_FILE;
@@ -88,8 +89,11 @@ fn export_run(
             "it has no {FINAL_WEIGHTS_FILE} (finished by a version that did not keep weights)"
         ));
     };
+    let config = &manifest.config;
+    let dataset = prepare_dataset(&config.data).map_err(|e| e.to_string())?;
+    let shapes = expected_shapes(&config.model, dataset.tokenizer.vocab_size);
     let path = run_dir.join(FINAL_WEIGHTS_FILE);
-    let bytes = crate::regular_file::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bytes = read_bounded(&path, size_limit(&shapes))?;
     if &sha256_hex(&bytes) != expected {
         return Err(format!(
             "{} does not have the SHA-256 its manifest recorded (damaged or replaced)",
@@ -97,8 +101,6 @@ fn export_run(
         ));
     }
     let tensors = crate::model::weights_file::decode(&bytes)?;
-    let config = &manifest.config;
-    let dataset = prepare_dataset(&config.data).map_err(|e| e.to_string())?;
     let data = &config.data;
     let batch = eval_batch(
         &dataset.splits.val,

@@ -61,25 +61,8 @@ pub fn read_for(
     config: &ModelConfig,
     vocab: usize,
 ) -> Result<Vec<NamedTensor>, String> {
-    use std::io::Read as _;
     let expected = expected_shapes(config, vocab);
-    // Never read more than such a file can hold: its f32 values and a generous header
-    // (names, shapes, offsets, metadata).
-    let values: usize = expected
-        .iter()
-        .map(|(_, shape)| shape.iter().product::<usize>())
-        .sum();
-    let limit = 4 * values as u64 + (1 << 20) + 256 * expected.len() as u64;
-    let file = crate::regular_file::open(std::path::Path::new(path)).map_err(|e| e.to_string())?;
-    let mut bytes = Vec::new();
-    file.take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| e.to_string())?;
-    if bytes.len() as u64 > limit {
-        return Err(format!(
-            "it is larger than weights of this model can be ({limit} bytes at most)"
-        ));
-    }
+    let bytes = read_bounded(std::path::Path::new(path), size_limit(&expected))?;
     let tensors = decode(&bytes)?;
     check_fits(&tensors, &expected)?;
     Ok(tensors)
@@ -100,6 +83,33 @@ pub fn load_into<D: Device<f32>, Mod: TensorCollection<f32, D>>(
         }
     }
     tensors_from_host(module, &values, &|_| true).map_err(|mismatch| mismatch.0)
+}
+
+/// The most bytes a weights file holding `expected` can take: its f32 values and a
+/// generous header (names, shapes, offsets, metadata).
+pub fn size_limit(expected: &[(String, Vec<usize>)]) -> u64 {
+    let values: usize = expected
+        .iter()
+        .map(|(_, shape)| shape.iter().product::<usize>())
+        .sum();
+    4 * values as u64 + (1 << 20) + 256 * expected.len() as u64
+}
+
+/// The bytes of the regular file at `path`, refused without reading further once they
+/// pass `limit`.
+pub fn read_bounded(path: &std::path::Path, limit: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    let file = crate::regular_file::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if bytes.len() as u64 > limit {
+        return Err(format!(
+            "it is larger than weights of this model can be ({limit} bytes at most)"
+        ));
+    }
+    Ok(bytes)
 }
 
 /// The tensors a model of `config` with vocabulary `vocab` reads, with their shapes, in
