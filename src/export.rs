@@ -9,17 +9,16 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use safetensors::tensor::{Dtype, TensorView};
+use safetensors::tensor::Dtype;
 
 use crate::atomic_file::{create_dir_below, write_atomic};
 use crate::data::batches::eval_batch;
 use crate::data::prepare_dataset;
 use crate::digest::sha256_hex;
-use crate::model::weights_file::{expected_shapes, read_bounded, size_limit};
-use crate::report::load::run_names;
+use crate::model::weights_file::{encode_raw, expected_shapes, read_bounded, size_limit};
 use crate::store::manifest::{Manifest, RunStatus};
 use crate::store::weights::FINAL_WEIGHTS_FILE;
-use crate::store::RUNS_DIR;
+use crate::store::{run_names, RunPaths};
 
 /// The PyTorch module written into every export.
 pub const MODEL_PY: &str = include_str!("../scripts/rankprobe_model.py");
@@ -53,7 +52,7 @@ pub fn export(
     let mut skipped = Vec::new();
     let mut found = Vec::new();
     for name in run_names(study_dir) {
-        let run_dir = study_dir.join(RUNS_DIR).join(&name);
+        let run_dir = RunPaths::named(study_dir, &name).dir;
         let Some(manifest) = Manifest::read(&run_dir) else {
             continue;
         };
@@ -160,17 +159,12 @@ fn export_run(
 
 /// A safetensors file of int32 tensors: (name, shape, values).
 fn int32_tensors(tensors: &[(&str, &Vec<usize>, &Vec<u32>)]) -> Vec<u8> {
-    let bytes: Vec<Vec<u8>> = (tensors.iter())
-        .map(|(_, _, values)| {
-            values
-                .iter()
-                .flat_map(|&v| (v as i32).to_le_bytes())
-                .collect()
-        })
-        .collect();
-    let views = tensors.iter().zip(&bytes).map(|((name, shape, _), data)| {
-        let view = TensorView::new(Dtype::I32, shape.to_vec(), data).expect("values fill shape");
-        (name.to_string(), view)
+    let raw = tensors.iter().map(|(name, shape, values)| {
+        let bytes = values
+            .iter()
+            .flat_map(|&v| (v as i32).to_le_bytes())
+            .collect();
+        (name.to_string(), Dtype::I32, shape.to_vec(), bytes)
     });
-    safetensors::serialize(views, Some(HashMap::new())).expect("int32 tensors serialise")
+    encode_raw(raw.collect(), HashMap::new())
 }

@@ -29,11 +29,10 @@ pub fn plan(file: &Path, results: &Path) -> Result<(), Failure> {
 pub fn continuations(plan: &Plan, study_dir: &Path) -> String {
     let mut out = String::new();
     for run in &plan.runs {
-        if recorded(study_dir, run).is_finished() {
-            continue;
-        }
+        // The offer (manifests only) first: the finished check reads the run's tables.
         match offer(study_dir, run) {
             Offer::Nothing => {}
+            _ if recorded(study_dir, run).is_finished() => {}
             Offer::Continue(source) => {
                 out += &format!(
                 "{} continues from {} at step {} ({} tokens): only the new tokens are trained\n",

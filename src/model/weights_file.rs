@@ -15,15 +15,23 @@ use super::snapshot::{tensor_names, tensors_from_host, tensors_to_host, NamedTen
 
 /// The bytes of a safetensors file holding `tensors`, with `metadata` in its header.
 pub fn encode(tensors: &[NamedTensor], metadata: HashMap<String, String>) -> Vec<u8> {
-    let bytes: Vec<Vec<u8>> = (tensors.iter())
-        .map(|t| t.values.iter().flat_map(|v| v.to_le_bytes()).collect())
-        .collect();
-    let views = tensors.iter().zip(&bytes).map(|(t, data)| {
-        let view =
-            TensorView::new(Dtype::F32, t.shape.clone(), data).expect("the values fill the shape");
-        (t.name.clone(), view)
+    let raw = tensors.iter().map(|t| {
+        let bytes = t.values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        (t.name.clone(), Dtype::F32, t.shape.clone(), bytes)
     });
-    safetensors::serialize(views, Some(metadata)).expect("f32 tensors always serialise")
+    encode_raw(raw.collect(), metadata)
+}
+
+/// A safetensors file of (name, type, shape, little-endian bytes) tensors.
+pub fn encode_raw(
+    tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)>,
+    metadata: HashMap<String, String>,
+) -> Vec<u8> {
+    let views = tensors.iter().map(|(name, dtype, shape, bytes)| {
+        let view = TensorView::new(*dtype, shape.clone(), bytes).expect("the bytes fill the shape");
+        (name.clone(), view)
+    });
+    safetensors::serialize(views, Some(metadata)).expect("tensors of known types serialise")
 }
 
 /// The named f32 tensors of a safetensors file, in the file's order; a file that is not

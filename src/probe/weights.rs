@@ -114,23 +114,17 @@ pub fn layer_rows(weights: &LayerWeights, shape: HeadShape, at: ProbePoint) -> V
         }
     }
     if let Some((q, k)) = weights.gains {
-        for (name, gain) in [("q", q), ("k", k)] {
+        let names = [
+            ["q_gain_mean", "q_gain_min", "q_gain_max"],
+            ["k_gain_mean", "k_gain_min", "k_gain_max"],
+        ];
+        for (gain, [mean_name, min_name, max_name]) in [q, k].into_iter().zip(names) {
             let mean = gain.iter().map(|&g| f64::from(g)).sum::<f64>() / gain.len() as f64;
             let min = gain.iter().fold(f32::INFINITY, |m, &g| m.min(g));
             let max = gain.iter().fold(f32::NEG_INFINITY, |m, &g| m.max(g));
-            let metric = |stat: &str| -> &'static str {
-                match (name, stat) {
-                    ("q", "mean") => "q_gain_mean",
-                    ("q", "min") => "q_gain_min",
-                    ("q", _) => "q_gain_max",
-                    (_, "mean") => "k_gain_mean",
-                    (_, "min") => "k_gain_min",
-                    _ => "k_gain_max",
-                }
-            };
-            out.push(row(None, QK_GAIN_SITE, metric("mean"), mean));
-            out.push(row(None, QK_GAIN_SITE, metric("min"), f64::from(min)));
-            out.push(row(None, QK_GAIN_SITE, metric("max"), f64::from(max)));
+            out.push(row(None, QK_GAIN_SITE, mean_name, mean));
+            out.push(row(None, QK_GAIN_SITE, min_name, f64::from(min)));
+            out.push(row(None, QK_GAIN_SITE, max_name, f64::from(max)));
         }
     }
     out

@@ -9,8 +9,9 @@ use crate::store::finished::{recorded, Recorded};
 use crate::store::manifest::RunStatus;
 use crate::store::{run_name, RunPaths};
 
-use super::load::{load_run, run_names, RunResults};
+use super::load::{load_run, RunResults};
 use super::settings::ReportSettings;
+use crate::store::run_names;
 
 /// The runs of `study_dir` that belong to the study as it is now, in matrix order, and
 /// notes on what is missing, unreadable or unfinished.

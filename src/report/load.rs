@@ -1,7 +1,6 @@
 //! Reading a study's results back: every run directory's manifest, metrics and probes.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use polars::prelude::DataFrame;
 
@@ -12,7 +11,7 @@ use crate::store::frame::read_result;
 use crate::store::manifest::{Manifest, RunStatus};
 use crate::store::metrics::METRICS_FILE;
 use crate::store::probes::PROBES_FILE;
-use crate::store::{RunPaths, Table, RUNS_DIR};
+use crate::store::{RunPaths, Table};
 
 /// What the report needs of one run.
 #[derive(Debug, Clone)]
@@ -90,21 +89,6 @@ impl RunResults {
             .map(|by_tokens| by_tokens.keys().copied().collect())
             .unwrap_or_default()
     }
-}
-
-/// The names (`<label>-<id>`) of a study's run directories, sorted.
-pub fn run_names(study_dir: &Path) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(study_dir.join(RUNS_DIR)) else {
-        return Vec::new();
-    };
-    let mut names: Vec<String> = entries
-        .filter_map(Result::ok)
-        // The entry's own type: a link planted among the runs is not a run.
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 fn strings(frame: &DataFrame, name: &str) -> Option<Vec<String>> {

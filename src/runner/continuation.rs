@@ -13,7 +13,7 @@ use crate::plan::cost::steps_and_tokens;
 use crate::plan::PlannedRun;
 use crate::spec::RunConfig;
 use crate::store::manifest::{Manifest, RunStatus};
-use crate::store::{RunPaths, RUNS_DIR};
+use crate::store::{run_names, RunPaths};
 use crate::train::checkpoint::FINAL_STATE_FILE;
 use crate::train::schedule::lr_multiplier;
 
@@ -95,18 +95,11 @@ pub fn continues(old: &RunConfig, new: &RunConfig) -> Result<(), Option<String>>
 /// The finished run of `study_dir` that `run` can continue from (the longest, if
 /// several), or why the closest one cannot be.
 pub fn offer(study_dir: &Path, run: &PlannedRun) -> Offer {
-    let Ok(entries) = std::fs::read_dir(study_dir.join(RUNS_DIR)) else {
-        return Offer::Nothing;
-    };
     let mut best: Option<Source> = None;
     let mut refused = None;
-    for entry in entries.filter_map(Result::ok) {
-        // The entry's own type: a link planted among the runs is not a run.
-        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
-            continue;
-        }
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let dir = entry.path();
+    for name in run_names(study_dir) {
+        let paths = RunPaths::named(study_dir, &name);
+        let dir = paths.dir.clone();
         let Some(manifest) = Manifest::read(&dir) else {
             continue;
         };
@@ -128,7 +121,7 @@ pub fn offer(study_dir: &Path, run: &PlannedRun) -> Offer {
                 let (steps, tokens) = steps_and_tokens(&manifest.config);
                 if best.as_ref().is_none_or(|b| steps > b.steps) {
                     best = Some(Source {
-                        paths: RunPaths::named(study_dir, &name),
+                        paths,
                         name,
                         manifest,
                         state,

@@ -290,8 +290,7 @@ fn continuation_point(
     paths: &RunPaths,
     recorder: &mut RunRecorder,
 ) -> Option<Checkpoint> {
-    let study_dir = paths.dir.parent()?.parent()?;
-    let source = match continuation::offer(study_dir, run) {
+    let source = match continuation::offer(paths.study_dir(), run) {
         Offer::Nothing => return None,
         Offer::Refused { name, why } => {
             recorder.note(&format!(

@@ -61,12 +61,7 @@ impl<'a> RunRecorder<'a> {
     /// Continues a run resumed at `step`: keeps the rows its files hold up to that step
     /// (later ones were recorded after the checkpoint and will be measured again).
     pub fn resume_at(&mut self, step: u64) -> std::io::Result<()> {
-        let earlier = |table: Table| {
-            let path = self.paths.table(table);
-            rows_through_step(&read_result(path, table, Some(&self.manifest))?, step)
-                .map_err(std::io::Error::other)
-        };
-        self.earlier = Some((earlier(Table::Metrics)?, earlier(Table::Probes)?));
+        self.earlier = Some(rows_through(&self.paths, &self.manifest, step, None)?);
         // The files still hold the rows after `step`.
         self.unsaved = true;
         Ok(())
@@ -82,13 +77,7 @@ impl<'a> RunRecorder<'a> {
         step: u64,
     ) -> std::io::Result<()> {
         let keys = RunKeys::of(&self.manifest);
-        let earlier = |table: Table| {
-            let frame = read_result(from.table(table), table, Some(manifest))?;
-            rows_through_step(&frame, step)
-                .and_then(|rows| rekeyed(&rows, &keys))
-                .map_err(std::io::Error::other)
-        };
-        self.earlier = Some((earlier(Table::Metrics)?, earlier(Table::Probes)?));
+        self.earlier = Some(rows_through(from, manifest, step, Some(&keys))?);
         self.unsaved = true;
         Ok(())
     }
@@ -142,6 +131,26 @@ impl<'a> RunRecorder<'a> {
         self.unsaved = false;
         Ok(())
     }
+}
+
+/// The (metrics, probes) rows through `step` of the run at `paths`, read as `manifest`
+/// recorded them; with `rekey`, naming that run instead.
+fn rows_through(
+    paths: &RunPaths,
+    manifest: &Manifest,
+    step: u64,
+    rekey: Option<&RunKeys>,
+) -> std::io::Result<(DataFrame, DataFrame)> {
+    let rows = |table: Table| {
+        let frame = read_result(paths.table(table), table, Some(manifest))?;
+        let rows = rows_through_step(&frame, step);
+        match rekey {
+            Some(keys) => rows.and_then(|rows| rekeyed(&rows, keys)),
+            None => rows,
+        }
+        .map_err(std::io::Error::other)
+    };
+    Ok((rows(Table::Metrics)?, rows(Table::Probes)?))
 }
 
 impl TrainObserver for RunRecorder<'_> {

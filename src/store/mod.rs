@@ -38,6 +38,21 @@ pub fn study_dir(results_root: &Path, study: &str) -> PathBuf {
 /// Where the run directories of a study live.
 pub const RUNS_DIR: &str = "runs";
 
+/// The names (`<label>-<id>`) of a study's run directories, sorted.
+pub fn run_names(study_dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(study_dir.join(RUNS_DIR)) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        // The entry's own type: a link planted among the runs is not a run.
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 /// `<label>-<id>`: a run's directory and the stem of its table files.
 pub fn run_name(run: &PlannedRun) -> String {
     format!("{}-{}", run.label, run.id)
@@ -66,6 +81,14 @@ impl RunPaths {
         RunPaths::named(study_dir, &run_name(run))
     }
 
+    /// The study directory the run is in (`<study>` of `<study>/runs/<name>`).
+    pub fn study_dir(&self) -> &Path {
+        self.dir
+            .ancestors()
+            .nth(2)
+            .expect("runs/<name> is in a study")
+    }
+
     /// The run's file of `table`.
     pub fn table(&self, table: Table) -> &Path {
         &self.tables[table as usize]
@@ -75,12 +98,7 @@ impl RunPaths {
     /// the study directory) that is a symbolic link: below the results root, rankprobe
     /// writes only into directories that are really there.
     pub fn create_dirs(&self) -> std::io::Result<()> {
-        let study_dir = self
-            .dir
-            .ancestors()
-            .nth(2)
-            .expect("runs/<name> is in a study");
-        let root = study_dir.parent().unwrap_or(Path::new("."));
+        let root = self.study_dir().parent().unwrap_or(Path::new("."));
         create_dir_below(root, &self.dir)?;
         for path in &self.tables {
             create_dir_below(root, path.parent().expect("tables are in a directory"))?;

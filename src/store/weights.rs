@@ -1,8 +1,8 @@
 //! A finished run's final weights: `runs/<name>/final.safetensors`, every tensor the model
 //! reads under its path in the model (`embed`, `blocks.0.wq`, ..., `final_norm`), f32,
 //! matrices [out, in]; written atomically with its SHA-256 in the manifest like the
-//! tables. Read back with the same checks a file from elsewhere gets
-//! (`model::weights_file`).
+//! tables. It is read back (`export`, `model.init_from`) bounded and checked like a file
+//! from elsewhere (`model::weights_file`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -10,7 +10,7 @@ use std::path::Path;
 use crate::atomic_file::write_atomic;
 use crate::digest::sha256_hex;
 use crate::model::snapshot::NamedTensor;
-use crate::model::weights_file::{decode, encode};
+use crate::model::weights_file::encode;
 
 /// The file name in a run directory.
 pub const FINAL_WEIGHTS_FILE: &str = "final.safetensors";
@@ -24,11 +24,4 @@ pub fn write(
     let bytes = encode(tensors, metadata);
     write_atomic(path, &bytes)?;
     Ok(sha256_hex(&bytes))
-}
-
-/// The f32 tensors of the safetensors file at `path`, in the file's order; a file that is
-/// not one, or holds another type, is refused with the reason.
-pub fn read(path: &Path) -> Result<Vec<NamedTensor>, String> {
-    let bytes = crate::regular_file::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    decode(&bytes).map_err(|why| format!("{}: {why}", path.display()))
 }

@@ -13,8 +13,19 @@ use super::outcome::{Outcome, TrainError};
 use super::run_loop::RunLoop;
 
 /// Whether this build can train `config` at all; checked for every run before a sweep
-/// starts, so that no work begins on a study that would fail later.
+/// starts, so that no work begins on a study that would fail later: what
+/// `check_buildable` checks, and that the initial weights fit.
 pub fn check_trainable(config: &RunConfig, vocab: usize) -> Result<(), TrainError> {
+    check_buildable(config, vocab)?;
+    if let Some(path) = &config.model.init_from {
+        read_for(path, &config.model, vocab).map_err(|why| init_error(path, &why))?;
+    }
+    Ok(())
+}
+
+/// Whether this build has the run's model shape and every option it asks for (no file
+/// is read: the initial weights are checked as they are loaded).
+fn check_buildable(config: &RunConfig, vocab: usize) -> Result<(), TrainError> {
     if config.probes.spectra {
         return Err(TrainError::Run(
             "probes.spectra (storing singular spectra) is not implemented yet; set spectra: false"
@@ -27,9 +38,6 @@ pub fn check_trainable(config: &RunConfig, vocab: usize) -> Result<(), TrainErro
             "the model shape ({shape}) is not compiled into this binary; {}",
             not_compiled_help()
         )));
-    }
-    if let Some(path) = &config.model.init_from {
-        read_for(path, &config.model, vocab).map_err(|why| init_error(path, &why))?;
     }
     Ok(())
 }
@@ -49,7 +57,8 @@ pub fn train_run(
     observer: &mut dyn TrainObserver,
     options: TrainOptions,
 ) -> Result<Outcome, TrainError> {
-    check_trainable(config, dataset.tokenizer.vocab_size)?;
+    // The initial weights, if any, are read and checked once, as they are loaded.
+    check_buildable(config, dataset.tokenizer.vocab_size)?;
     let shape = ModelShape::of(config, dataset.tokenizer.vocab_size);
     dispatch(
         &shape,

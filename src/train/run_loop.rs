@@ -145,7 +145,7 @@ impl<
             arch,
         };
         if let Some(path) = &config.model.init_from {
-            // Checked before the sweep (`check_trainable`); read again, as it is now.
+            // Checked before the sweep too (`check_trainable`); read and checked as it is now.
             let init_error = |why: String| super::run::init_error(path, &why);
             let tensors = read_for(path, &config.model, V).map_err(init_error)?;
             load_into(&mut run.model, &tensors).map_err(init_error)?;
