@@ -10,23 +10,22 @@ use std::sync::OnceLock;
 use nalgebra::{DMatrix, SymmetricEigen};
 
 use crate::model::Capture;
+use crate::spec::check::MAX_ABLATION_RANK;
 use crate::spec::run_config::ProbeMetric;
 
 use super::head_rows;
 use super::rank::Spectrum;
 
-/// The largest r with its own metric name.
-pub const MAX_RANK: usize = 4096;
-
-/// `loss_increase_r<r>`: the loss increase with the keys projected onto r directions.
+/// `loss_increase_r<r>`: the loss increase with the keys projected onto r directions
+/// (r <= `MAX_ABLATION_RANK`, as validated).
 pub fn rank_metric(r: usize) -> &'static str {
     static NAMES: OnceLock<Vec<String>> = OnceLock::new();
     let names = NAMES.get_or_init(|| {
-        (0..=MAX_RANK)
+        (0..=MAX_ABLATION_RANK)
             .map(|r| format!("loss_increase_r{r}"))
             .collect()
     });
-    &names[r.min(MAX_RANK)]
+    &names[r]
 }
 
 /// The loss increase with the keys projected onto the layer's rounded `study_pr`

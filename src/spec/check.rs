@@ -18,6 +18,8 @@ pub const MAX_WIDTH: usize = 1 << 20;
 pub const MAX_LAYERS: usize = 1 << 12;
 pub const MAX_SEQUENCES: usize = 1 << 24;
 pub const MAX_NS_STEPS: usize = 1 << 10;
+/// The largest rank of `probes.key_ablation` (each rank is a metric name of its own).
+pub const MAX_ABLATION_RANK: usize = 4096;
 
 /// One thing wrong with a run config.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -390,15 +392,13 @@ fn check_probes(config: &RunConfig, p: &mut Problems) {
         );
     }
     if !probes.key_ablation.is_empty() {
-        let head_dim = config.model.head_dim;
-        if let Some(&r) = probes
-            .key_ablation
-            .iter()
-            .find(|&&r| r == 0 || r > head_dim)
-        {
+        let largest = config.model.head_dim.min(MAX_ABLATION_RANK);
+        if let Some(&r) = probes.key_ablation.iter().find(|&&r| r == 0 || r > largest) {
             p.push(
                 "probes.key_ablation",
-                format!("rank {r} is outside 1..={head_dim} (head_dim)"),
+                format!(
+                    "rank {r} is outside 1..={largest} (head_dim, at most {MAX_ABLATION_RANK})"
+                ),
                 "list ranks between 1 and head_dim, e.g. key_ablation: [1, 4, 16]",
             );
         }
@@ -560,6 +560,8 @@ mod tests {
             ("probes.eval_sequences", "17", "probes.eval_sequences"),
             ("probes.metrics", "[StudyPr, StudyPr]", "probes.metrics"),
             ("probes.every_tokens", "0", "probes.every_tokens"),
+            ("probes.key_ablation", "[0]", "probes.key_ablation"),
+            ("probes.key_ablation", "[33]", "probes.key_ablation"),
         ];
         for (path, value, field) in cases {
             let problems = problems_after(path, value);
@@ -568,6 +570,19 @@ mod tests {
                 "{path} = {value}: {problems:?}"
             );
         }
+    }
+
+    #[test]
+    fn key_ablation_ranks_past_the_named_metrics_are_refused() {
+        let mut config = tiny();
+        config.model.head_dim = 2 * MAX_ABLATION_RANK;
+        config.probes.key_ablation = vec![MAX_ABLATION_RANK + 1];
+        let problems = check_run(&config);
+        assert!(
+            problems.iter().any(|p| p.field == "probes.key_ablation"
+                && p.message.contains(&format!("at most {MAX_ABLATION_RANK}"))),
+            "{problems:?}"
+        );
     }
 
     #[test]
