@@ -77,6 +77,9 @@ pub struct Taps {
     pub captured: Vec<Capture>,
     /// An intervention: keys replaced during the pass (a causal probe).
     pub project_keys: Option<KeyProjection>,
+    /// When Some, each layer's attention appends the largest logit of each of its query
+    /// heads over the batch (what QK-Clip reads after a training step).
+    pub max_logits: Option<Vec<Vec<f32>>>,
 }
 
 /// Replaces the keys of one layer at one stage, per KV head, by their product with a

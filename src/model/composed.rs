@@ -106,7 +106,11 @@ pub fn causal_attention<
     v: Rows<KVW, D, T>,
     shape: AttentionShape,
     consts: &Constants<HD, D>,
+    mut max_logits: Option<&mut Vec<f32>>,
 ) -> Rows<QW, D, T> {
+    if let Some(sink) = max_logits.as_deref_mut() {
+        *sink = vec![f32::NEG_INFINITY; shape.heads];
+    }
     let AttentionShape {
         batch: b,
         seq: s,
@@ -137,6 +141,10 @@ pub fn causal_attention<
             let h = kv * group + j;
             let keys_t = k_kv.retaped::<T>().permute::<_, Axes3<0, 2, 1>>();
             let scores = D::add_constant(head_of(&q, h).matmul(keys_t) * scale, mask.clone());
+            if let Some(sink) = max_logits.as_deref_mut() {
+                // Masked scores are `MASKED` (far below any logit); the diagonal never is.
+                sink[h] = scores.retaped::<NoneTape>().max::<Rank0, _>().as_vec()[0];
+            }
             let probs = scores.softmax::<Axis<2>>();
             let head_out = probs
                 .matmul(v_kv.retaped::<T>())

@@ -119,7 +119,14 @@ impl<const M: usize, const HD: usize, const KVW: usize, const F: usize, D: Model
             kv_heads: arch.n_kv_heads,
             head_dim: HD,
         };
-        let out = D::causal_attention(q, k, v, shape, consts);
+        let mut max_logits = taps
+            .as_ref()
+            .and_then(|t| t.max_logits.as_ref())
+            .map(|_| Vec::new());
+        let out = D::causal_attention(q, k, v, shape, consts, max_logits.as_mut());
+        if let (Some(maxes), Some(taps)) = (max_logits, taps.as_deref_mut()) {
+            taps.max_logits.get_or_insert_with(Vec::new).push(maxes);
+        }
         D::linear(out, self.wo.retaped::<T>())
     }
 

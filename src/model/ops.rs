@@ -49,15 +49,18 @@ pub trait ModelOps: composed::AddConstant {
         composed::rope(x, consts)
     }
 
-    /// Grouped-query causal attention.
+    /// Grouped-query causal attention. Given `max_logits`, also sets it to the largest
+    /// attention logit (q . k / sqrt(HD), masked entries excluded) of each query head
+    /// over the batch.
     fn causal_attention<const QW: usize, const KVW: usize, const HD: usize, T: ModelTape<Self>>(
         q: Rows<QW, Self, T>,
         k: Rows<KVW, Self, T>,
         v: Rows<KVW, Self, T>,
         shape: AttentionShape,
         consts: &Constants<HD, Self>,
+        max_logits: Option<&mut Vec<f32>>,
     ) -> Rows<QW, Self, T> {
-        composed::causal_attention(q, k, v, shape, consts)
+        composed::causal_attention(q, k, v, shape, consts, max_logits)
     }
 
     /// The squared-ReLU feed-forward block `relu(x @ up^T)^2 @ down^T`.
@@ -126,8 +129,9 @@ impl ModelOps for Cpu {
         v: Rows<KVW, Self, T>,
         shape: AttentionShape,
         _consts: &Constants<HD, Self>,
+        max_logits: Option<&mut Vec<f32>>,
     ) -> Rows<QW, Self, T> {
-        cpu_ops::causal_attention(q, k, v, shape)
+        cpu_ops::causal_attention(q, k, v, shape, max_logits)
     }
 
     fn squared_relu_mlp<const M: usize, const F: usize, T: ModelTape<Self>>(

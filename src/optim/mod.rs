@@ -17,6 +17,7 @@ pub mod lion;
 pub mod muon;
 pub mod muon_adamw;
 pub mod newton_schulz;
+pub mod qk_clip;
 pub mod state;
 pub mod trained;
 

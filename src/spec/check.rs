@@ -3,7 +3,8 @@
 
 use super::run_config::{
     AdamWConfig, Corpus, DataConfig, EmbeddingScale, LionConfig, LrSchedule, ModelConfig,
-    MuonConfig, MuonVariant, OptimizerConfig, ProbeConfig, ProbeMetric, RunConfig, ScheduleConfig,
+    MuonConfig, MuonVariant, OptimizerConfig, ProbeConfig, ProbeMetric, QkNorm, RunConfig,
+    ScheduleConfig,
     Stage, Tensor, Tokenizer, UpdateScale,
 };
 
@@ -251,6 +252,19 @@ fn check_model_values(model: &ModelConfig, p: &mut Problems) {
     p.positive_finite("model.norm_eps", model.norm_eps);
     if let EmbeddingScale::Factor(factor) = model.embedding_scale {
         p.positive_finite("model.embedding_scale", factor);
+    }
+    if let Some(clip) = model.qk_clip {
+        p.positive_finite("model.qk_clip", clip.tau);
+        if model.qk_norm != QkNorm::None {
+            p.push(
+                "model.qk_clip",
+                "QK-Clip scales the query and key projections down, and QK-norm's RMS \
+                 normalisation undoes any such scaling: with both, the clip could never \
+                 bound a logit"
+                    .into(),
+                "use one of them: set model.qk_norm: None for QK-Clip, or qk_clip: None",
+            );
+        }
     }
 }
 

@@ -132,6 +132,13 @@ spec_struct! {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub init_from: Option<String>,
         pub qk_norm: QkNorm,
+        /// QK-Clip (Kimi K2's MuonClip): after every optimizer step, the query and key
+        /// projections of each head whose largest attention logit in that step's forward
+        /// pass exceeded `tau` are scaled down so that it would have been `tau`
+        /// (`optim::qk_clip` states the rule for grouped heads). Left out of the
+        /// serialised config when off, so run ids from before the option stay valid.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub qk_clip: Option<QkClip>,
         /// Epsilon of every RMSNorm.
         pub norm_eps: f64,
     }
@@ -168,6 +175,14 @@ pub enum QkNorm {
     RmsNorm {
         gain: Gain,
     },
+}
+
+/// QK-Clip's threshold on the attention logit (q . k / sqrt(head_dim), the number the
+/// `max_attention_logit` probe records).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QkClip {
+    pub tau: f64,
 }
 
 /// Whether a norm's gain is trained.

@@ -305,6 +305,7 @@ impl<
             sites: sites_to_capture(probes),
             captured: Vec::new(),
             project_keys: None,
+            max_logits: None,
         };
         let taps_wanted = probing.then_some(&mut taps);
         let (loss, token_losses) = if probing && wants_token_losses(probes) {
@@ -387,6 +388,7 @@ impl<
                         after: site.after,
                         matrices: projections(capture, rows, r),
                     }),
+                    max_logits: None,
                 };
                 let loss = self.model.loss(
                     &self.arch,

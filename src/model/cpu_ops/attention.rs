@@ -64,15 +64,27 @@ impl AttentionShape {
 }
 
 /// Softmax over row `i`'s first `i + 1` entries (the keys it may see); zeros after them.
-fn causal_softmax(row: &mut [f32], i: usize) {
+/// Returns the largest score it saw.
+fn causal_softmax(row: &mut [f32], i: usize) -> f32 {
     let (seen, masked) = row.split_at_mut(i + 1);
-    vector::softmax(seen);
+    let (max, _) = vector::softmax(seen);
     masked.fill(0.0);
+    max
 }
 
-/// The output [batch * seq, heads * HD] and the attention probabilities
-/// [batch, heads, seq, seq] (kept for the backward pass).
-pub fn forward(shape: AttentionShape, q: &[f32], k: &[f32], v: &[f32]) -> (Vec<f32>, Vec<f32>) {
+/// What the forward pass computes.
+pub struct Forward {
+    /// [batch * seq, heads * HD].
+    pub out: Vec<f32>,
+    /// The attention probabilities [batch, heads, seq, seq] (kept for the backward pass).
+    pub probs: Vec<f32>,
+    /// The largest logit (scaled score, masked entries excluded) of each query head over
+    /// the batch: the softmax finds it anyway, and QK-Clip reads it.
+    pub max_logits: Vec<f32>,
+}
+
+/// Attention of queries `q` on keys `k` and values `v`.
+pub fn forward(shape: AttentionShape, q: &[f32], k: &[f32], v: &[f32]) -> Forward {
     let AttentionShape {
         seq,
         heads,
@@ -83,10 +95,12 @@ pub fn forward(shape: AttentionShape, q: &[f32], k: &[f32], v: &[f32]) -> (Vec<f
     shape.check(q, k, v);
     let mut out = vec![0.0f32; shape.batch * seq * qw];
     let mut probs = vec![0.0f32; shape.probs_len()];
+    let mut maxes = vec![f32::NEG_INFINITY; shape.batch * heads];
     out.par_chunks_mut(seq * qw)
         .zip(probs.par_chunks_mut(heads * seq * seq))
+        .zip(maxes.par_chunks_mut(heads))
         .enumerate()
-        .for_each(|(b, (out, probs))| {
+        .for_each(|(b, ((out, probs), maxes))| {
             let (q, k, v) = (
                 rows_of(q, b, seq, qw),
                 rows_of(k, b, seq, kvw),
@@ -110,7 +124,8 @@ pub fn forward(shape: AttentionShape, q: &[f32], k: &[f32], v: &[f32]) -> (Vec<f
                         scale,
                     );
                     for i in r0..r1 {
-                        causal_softmax(&mut probs[p0 + i * seq..p0 + (i + 1) * seq], i);
+                        let top = causal_softmax(&mut probs[p0 + i * seq..p0 + (i + 1) * seq], i);
+                        maxes[h] = maxes[h].max(top);
                     }
                     matmul(
                         (rows, r1, hd),
@@ -126,7 +141,14 @@ pub fn forward(shape: AttentionShape, q: &[f32], k: &[f32], v: &[f32]) -> (Vec<f
                 }
             }
         });
-    (out, probs)
+    let max_logits = (0..heads)
+        .map(|h| (maxes.iter().skip(h).step_by(heads)).fold(f32::NEG_INFINITY, |a, &m| a.max(m)))
+        .collect();
+    Forward {
+        out,
+        probs,
+        max_logits,
+    }
 }
 
 /// What the backward pass reads: the forward's inputs and probabilities.

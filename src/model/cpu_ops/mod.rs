@@ -320,6 +320,7 @@ pub fn causal_attention<const QW: usize, const KVW: usize, T: ModelTape<Cpu>>(
     k: Rows<KVW, T>,
     v: Rows<KVW, T>,
     shape: AttentionShape,
+    max_logits: Option<&mut Vec<f32>>,
 ) -> Rows<QW, T> {
     let _span = profile::span("attention forward");
     let (q, k, tape) = split2(q, Some(k));
@@ -327,7 +328,14 @@ pub fn causal_attention<const QW: usize, const KVW: usize, T: ModelTape<Cpu>>(
     let mut tape = tape.merge(v_tape);
     let k = k.expect("keys were given");
     let (qs, ks, vs) = (host(&q), host(&k), host(&v));
-    let (o, probs) = attention::forward(shape, &qs, &ks, &vs);
+    let attention::Forward {
+        out: o,
+        probs,
+        max_logits: maxes,
+    } = attention::forward(shape, &qs, &ks, &vs);
+    if let Some(sink) = max_logits {
+        *sink = maxes;
+    }
     let out = q.device().tensor_from_vec(o, *q.shape());
     if T::OWNS_TAPE {
         let out_slot = slot_of(&out);

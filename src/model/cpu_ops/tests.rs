@@ -93,11 +93,14 @@ fn check_attention<const QW: usize, const KVW: usize>(
     let w: Tensor<(usize, Const<QW>), f32, _> = dev.sample_normal_like(&(rows, Const));
     let run = |fused: bool| {
         let (tq, tk, tv) = (q.leaky_trace(), k.leaky_trace(), v.leaky_trace());
+        let mut maxes = Vec::new();
         let out = if fused {
-            super::causal_attention(tq, tk, tv, shape)
+            super::causal_attention(tq, tk, tv, shape, Some(&mut maxes))
         } else {
-            composed::causal_attention(tq, tk, tv, shape, consts)
+            composed::causal_attention(tq, tk, tv, shape, consts, Some(&mut maxes))
         };
+        let what = format!("{shape:?} max logits (fused: {fused})");
+        assert_all_close(&maxes, &plain_max_logits(&q.as_vec(), &k.as_vec(), shape), &what);
         let values = out.as_vec();
         let grads = (out * w.clone()).sum::<Rank0, _>().backward();
         let g = [
@@ -117,6 +120,30 @@ fn check_attention<const QW: usize, const KVW: usize>(
     {
         assert_all_close(a, b, &format!("{what} {name}"));
     }
+}
+
+/// Per query head, the largest q_i . k_j / sqrt(head_dim) over batches and j <= i, by
+/// plain loops in f64.
+fn plain_max_logits(q: &[f32], k: &[f32], shape: AttentionShape) -> Vec<f32> {
+    let (hd, seq) = (shape.head_dim, shape.seq);
+    let (qw, kvw) = (shape.heads * hd, shape.kv_heads * hd);
+    let group = shape.heads / shape.kv_heads;
+    (0..shape.heads)
+        .map(|h| {
+            let mut top = f64::NEG_INFINITY;
+            for b in 0..shape.batch {
+                for i in 0..seq {
+                    for j in 0..=i {
+                        let qi = &q[(b * seq + i) * qw + h * hd..][..hd];
+                        let kj = &k[(b * seq + j) * kvw + (h / group) * hd..][..hd];
+                        let dot: f64 = qi.iter().zip(kj).map(|(a, b)| f64::from(a * b)).sum();
+                        top = top.max(dot / (hd as f64).sqrt());
+                    }
+                }
+            }
+            top as f32
+        })
+        .collect()
 }
 
 #[test]
