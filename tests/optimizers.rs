@@ -26,6 +26,7 @@ fn runs() -> Vec<PlannedRun> {
             (name: \"muon_per_head\", set: {{\"optimizer.matrices\": PerHead}}),
             (name: \"adamw\", set: {{\"optimizer\": AdamW(lr: 0.006, betas: (0.9, 0.999), eps: 1e-8, weight_decay: 0.2)}}),
             (name: \"lion\", set: {{\"optimizer\": Lion(lr: 0.001, betas: (0.9, 0.99), weight_decay: 1.0)}}),
+            (name: \"muon_qk_clip\", set: {{\"model.qk_norm\": None, \"model.qk_clip\": (tau: 0.3)}}),
         ])],\n)\n",
         &text[..start]
     );
@@ -35,7 +36,7 @@ fn runs() -> Vec<PlannedRun> {
 #[test]
 fn every_optimizer_trains_and_resumes_exactly() {
     let runs = runs();
-    assert_eq!(runs.len(), 4);
+    assert_eq!(runs.len(), 5);
     for run in &runs {
         let label = &run.label;
         let dir = std::env::temp_dir().join(format!(

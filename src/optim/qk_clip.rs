@@ -25,6 +25,15 @@ use crate::model::Transformer;
 
 use super::state::{OptimizerState, RestoreError, Restoring};
 
+/// Probe rows per (layer, query head) at each probe point: steps clipped so far, the
+/// smallest factor applied so far, the largest logit of the last training step.
+pub const QK_CLIP_STEPS_METRIC: &str = "qk_clip_steps";
+pub const QK_CLIP_MIN_FACTOR_METRIC: &str = "qk_clip_min_factor";
+pub const TRAIN_MAX_LOGIT_METRIC: &str = "train_max_logit";
+
+/// The names of the clip's items in a checkpoint's optimizer state start with this.
+const STATE_PREFIX: &str = "qk_clip.";
+
 /// The clip of one run, with its statistics.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QkClip {
@@ -169,7 +178,11 @@ impl QkClip {
     }
 
     fn counter_name(&self, at: usize) -> String {
-        format!("qk_clip.clipped_steps.{}.{}", at / self.heads, at % self.heads)
+        format!(
+            "qk_clip.clipped_steps.{}.{}",
+            at / self.heads,
+            at % self.heads
+        )
     }
 
     /// Adds the statistics that must survive a resume to an optimizer's `state`.
@@ -180,9 +193,25 @@ impl QkClip {
         state.buffer("qk_clip.min_factor", self.min_factor.clone());
     }
 
-    /// Takes this clip's items out of a saved state (the rest is the optimizer's). A
-    /// count that is negative or above `step`, or a factor outside (0, 1], is a misfit.
-    pub fn restore(&mut self, saved: &mut Restoring, step: u64) -> Result<(), RestoreError> {
+    /// Takes this clip's items (`qk_clip.*`) out of a saved state, leaving the
+    /// optimizer's; refuses a state without them, with others under its prefix, or with
+    /// values no run could have reached (see `restore`). Changes nothing when it refuses.
+    pub fn restore_from(
+        &mut self,
+        state: &mut OptimizerState,
+        step: u64,
+    ) -> Result<(), RestoreError> {
+        let mut saved = state.split_off(STATE_PREFIX).restoring()?;
+        let mut restored = self.clone();
+        restored.restore(&mut saved, step)?;
+        saved.finish()?;
+        *self = restored;
+        Ok(())
+    }
+
+    /// Takes this clip's items out of `saved`. A count that is negative or above `step`,
+    /// or a factor outside (0, 1], is a misfit.
+    fn restore(&mut self, saved: &mut Restoring, step: u64) -> Result<(), RestoreError> {
         let misfit = |why: String| RestoreError::Misfit(format!("QK-Clip: {why}"));
         let mut counts = Vec::with_capacity(self.clipped_steps.len());
         for at in 0..self.clipped_steps.len() {
@@ -195,7 +224,9 @@ impl QkClip {
         }
         let factors = saved.buffer("qk_clip.min_factor", self.min_factor.len())?;
         if let Some(bad) = factors.iter().find(|g| !(**g > 0.0 && **g <= 1.0)) {
-            return Err(misfit(format!("a smallest factor is {bad}, outside (0, 1]")));
+            return Err(misfit(format!(
+                "a smallest factor is {bad}, outside (0, 1]"
+            )));
         }
         self.clipped_steps = counts;
         self.min_factor = factors;
@@ -270,7 +301,10 @@ mod tests {
         assert_eq!(step.heads_clipped, clipped);
         for (h, (&s, &now)) in before[0].iter().zip(&after[0]).enumerate() {
             let want = s.min(tau);
-            assert!((now - want).abs() <= 1e-4 * want.abs(), "head {h}: {s} -> {now}, tau {tau}");
+            assert!(
+                (now - want).abs() <= 1e-4 * want.abs(),
+                "head {h}: {s} -> {now}, tau {tau}"
+            );
         }
     }
 
@@ -296,10 +330,13 @@ mod tests {
         clip.min_factor = vec![0.5, 1.0];
         let mut state = OptimizerState::default();
         clip.save(&mut state);
+        state.counter("adamw.step", 5);
         let mut other = QkClip::new(10.0, 1, 2, 1);
-        let mut saved = state.clone().restoring().unwrap();
-        other.restore(&mut saved, 5).unwrap();
-        saved.finish().unwrap();
+        let mut rest = state.clone();
+        other.restore_from(&mut rest, 5).unwrap();
+        // What is left is the optimizer's.
+        assert_eq!(rest.counters, vec![("adamw.step".to_owned(), 5)]);
+        assert!(rest.buffers.is_empty());
         assert_eq!(other.clipped_steps, clip.clipped_steps);
         assert_eq!(other.min_factor, clip.min_factor);
         // Three clipped steps cannot have happened in two.

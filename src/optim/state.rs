@@ -29,6 +29,20 @@ impl OptimizerState {
         self.buffers.push((name.into(), values));
     }
 
+    /// Moves the items whose names start with `prefix` into a state of their own (what
+    /// a part of the training step other than the optimizer saved beside it).
+    pub fn split_off(&mut self, prefix: &str) -> OptimizerState {
+        let (counters, kept) = std::mem::take(&mut self.counters)
+            .into_iter()
+            .partition(|(name, _)| name.starts_with(prefix));
+        self.counters = kept;
+        let (buffers, kept) = std::mem::take(&mut self.buffers)
+            .into_iter()
+            .partition(|(name, _)| name.starts_with(prefix));
+        self.buffers = kept;
+        OptimizerState { counters, buffers }
+    }
+
     /// The state, to be taken item by item; a name held twice is a misfit.
     pub fn restoring(self) -> Result<Restoring, RestoreError> {
         let mut counters = BTreeMap::new();

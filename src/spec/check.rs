@@ -4,8 +4,7 @@
 use super::run_config::{
     AdamWConfig, Corpus, DataConfig, EmbeddingScale, LionConfig, LrSchedule, ModelConfig,
     MuonConfig, MuonVariant, OptimizerConfig, ProbeConfig, ProbeMetric, QkNorm, RunConfig,
-    ScheduleConfig,
-    Stage, Tensor, Tokenizer, UpdateScale,
+    ScheduleConfig, Stage, Tensor, Tokenizer, UpdateScale,
 };
 
 /// Polar Express has coefficients for this many Newton-Schulz steps.

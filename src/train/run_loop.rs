@@ -13,6 +13,9 @@ use crate::model::snapshot::{named_tensors, tensors_from_host, tensors_to_host};
 use crate::model::weights_file::{load_into, read_for};
 use crate::model::Capture;
 use crate::model::{Architecture, Constants, Taps, Transformer};
+use crate::optim::qk_clip::{
+    QkClip, QK_CLIP_MIN_FACTOR_METRIC, QK_CLIP_STEPS_METRIC, TRAIN_MAX_LOGIT_METRIC,
+};
 use crate::optim::state::RestoreError;
 use crate::optim::trained::{self, tensor_sizes, Reads};
 use crate::optim::Optimizer;
@@ -69,6 +72,8 @@ pub(super) struct RunLoop<
     consts: Constants<HD, D>,
     model: Transformer<V, M, HD, KVW, F, L, f32, D>,
     optimizer: Box<dyn Optimizer<Transformer<V, M, HD, KVW, F, L, f32, D>, D>>,
+    /// QK-Clip after every optimizer step, when the model asks for it.
+    clip: Option<QkClip>,
     /// The tensors the model reads: the only ones with optimizer state and updates.
     reads: Reads,
     batches: TrainBatches<'a>,
@@ -127,6 +132,8 @@ impl<
             consts: Constants::<HD, D>::new(&dev, &arch, data.seq_len),
             model: init_model(&dev, config.model.init_std),
             optimizer: crate::optim::build(&config.optimizer, &arch, &reads),
+            clip: (config.model.qk_clip)
+                .map(|clip| QkClip::new(clip.tau, L, arch.n_heads, arch.n_kv_heads)),
             reads,
             batches,
             eval: batch_tensors(&dev, &eval),
@@ -170,12 +177,17 @@ impl<
         checkpoint
             .check(&layout)
             .map_err(TrainError::UnusableCheckpoint)?;
-        let restored = self.optimizer.restore(
-            &self.dev,
-            &mut self.model,
-            checkpoint.optimizer,
-            checkpoint.step,
-        );
+        let mut optimizer_state = checkpoint.optimizer;
+        let mut clip = self.clip.clone();
+        let restored = match &mut clip {
+            // The clip's statistics are saved beside the optimizer's state.
+            Some(clip) => clip.restore_from(&mut optimizer_state, checkpoint.step),
+            None => Ok(()),
+        }
+        .and_then(|()| {
+            self.optimizer
+                .restore(&self.dev, &mut self.model, optimizer_state, checkpoint.step)
+        });
         match restored {
             Ok(()) => {}
             Err(RestoreError::Misfit(why)) => return Err(TrainError::UnusableCheckpoint(why)),
@@ -185,6 +197,7 @@ impl<
         // before such tensors were left alone holds a weight-decayed copy.
         tensors_from_host(&mut self.model, &checkpoint.model, &*self.reads)
             .map_err(|mismatch| TrainError::UnusableCheckpoint(mismatch.0))?;
+        self.clip = clip;
         self.start = checkpoint.step;
         self.counters = checkpoint.counters;
         Ok(())
@@ -233,12 +246,17 @@ impl<
             );
             let (inputs, targets) = batch_tensors(&self.dev, &self.batches.batch(step));
             let forward_span = profile::span("step: forward + loss");
+            // QK-Clip reads each head's largest logit of this very forward pass.
+            let mut clip_taps = self.clip.is_some().then(|| Taps {
+                max_logits: Some(Vec::new()),
+                ..Taps::default()
+            });
             let loss = self.model.loss(
                 &self.arch,
                 &self.consts,
                 (inputs, targets),
                 self.model.embed.clone().traced(grads),
-                None,
+                clip_taps.as_mut(),
             );
             let loss_value = f64::from(loss.as_vec()[0]);
             drop(forward_span);
@@ -263,10 +281,21 @@ impl<
                     loss: loss_value,
                 });
             }
-            let lrs = self
+            let mut lrs = self
                 .optimizer
                 .step(&mut self.model, &mut grads, multiplier)
                 .map_err(TrainError::Run)?;
+            if let (Some(clip), Some(taps)) = (&mut self.clip, clip_taps) {
+                let logits = taps.max_logits.unwrap_or_default();
+                let clipped = clip
+                    .apply(&mut self.model, &logits)
+                    .map_err(TrainError::Run)?;
+                lrs.extend([
+                    ("qk_clip_heads", clipped.heads_clipped as f64),
+                    ("qk_clip_min_factor", f64::from(clipped.min_factor)),
+                    ("max_logit", f64::from(clipped.max_logit)),
+                ]);
+            }
             let zero_span = profile::span("step: zero gradients");
             self.model.zero_grads(&mut grads);
             drop(zero_span);
@@ -339,6 +368,9 @@ impl<
             }
             if probes.weights {
                 rows.extend(self.weight_rows(at));
+            }
+            if let Some(clip) = &self.clip {
+                rows.extend(clip_rows(clip, at));
             }
             if !probes.key_ablation.is_empty() {
                 rows.extend(self.key_ablation_rows(&taps.captured, f64::from(loss), at));
@@ -464,10 +496,40 @@ impl<
             step,
             counters: self.counters,
             model: tensors_to_host(&self.model),
-            optimizer: self.optimizer.state(&self.dev).map_err(TrainError::Run)?,
+            optimizer: {
+                let mut state = self.optimizer.state(&self.dev).map_err(TrainError::Run)?;
+                if let Some(clip) = &self.clip {
+                    clip.save(&mut state);
+                }
+                state
+            },
         };
         checkpoint
             .write(path)
             .map_err(|err| TrainError::Storage(format!("{}: {err}", path.display())))
     }
+}
+
+/// QK-Clip's statistics per (layer, query head) at a probe point: steps clipped so far,
+/// the smallest factor applied so far, and the head's largest logit in the last training
+/// step before its clip (none before the first step).
+fn clip_rows(clip: &QkClip, at: ProbePoint) -> Vec<ProbeRow> {
+    let mut rows = Vec::new();
+    for (layer, head, steps, min_factor, last) in clip.head_statistics() {
+        let row = |metric, value| ProbeRow {
+            step: at.step,
+            tokens: at.tokens,
+            layer: Some(layer as u32),
+            head: Some(head as u32),
+            site: crate::probe::ATTENTION_SITE,
+            metric,
+            value,
+        };
+        rows.push(row(QK_CLIP_STEPS_METRIC, steps as f64));
+        rows.push(row(QK_CLIP_MIN_FACTOR_METRIC, f64::from(min_factor)));
+        if at.step > 0 && !last.is_nan() {
+            rows.push(row(TRAIN_MAX_LOGIT_METRIC, f64::from(last)));
+        }
+    }
+    rows
 }

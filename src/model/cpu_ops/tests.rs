@@ -100,7 +100,11 @@ fn check_attention<const QW: usize, const KVW: usize>(
             composed::causal_attention(tq, tk, tv, shape, consts, Some(&mut maxes))
         };
         let what = format!("{shape:?} max logits (fused: {fused})");
-        assert_all_close(&maxes, &plain_max_logits(&q.as_vec(), &k.as_vec(), shape), &what);
+        assert_all_close(
+            &maxes,
+            &plain_max_logits(&q.as_vec(), &k.as_vec(), shape),
+            &what,
+        );
         let values = out.as_vec();
         let grads = (out * w.clone()).sum::<Rank0, _>().backward();
         let g = [
