@@ -106,7 +106,7 @@ pub fn forward(shape: AttentionShape, q: &[f32], k: &[f32], v: &[f32]) -> Forwar
                 rows_of(k, b, seq, kvw),
                 rows_of(v, b, seq, kvw),
             );
-            for h in 0..heads {
+            for (h, head_max) in maxes.iter_mut().enumerate() {
                 let kv = h / shape.group();
                 let p0 = h * seq * seq;
                 for (r0, r1) in shape.blocks() {
@@ -125,7 +125,7 @@ pub fn forward(shape: AttentionShape, q: &[f32], k: &[f32], v: &[f32]) -> Forwar
                     );
                     for i in r0..r1 {
                         let top = causal_softmax(&mut probs[p0 + i * seq..p0 + (i + 1) * seq], i);
-                        maxes[h] = maxes[h].max(top);
+                        *head_max = head_max.max(top);
                     }
                     matmul(
                         (rows, r1, hd),
