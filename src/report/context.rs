@@ -27,6 +27,16 @@ pub(super) fn other_probes(runs: &[RunResults], site: &str) -> Vec<(String, Stri
         .collect()
 }
 
+/// The extra evaluation sets any run measured, by name.
+pub(super) fn eval_sets(runs: &[RunResults]) -> Vec<String> {
+    let mut names: Vec<String> = (runs.iter())
+        .flat_map(|r| r.eval_set_loss.keys().cloned())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
 /// Everything the report's tables need to know, shared with the findings.
 pub(super) struct Context<'a> {
     pub study: String,
@@ -63,6 +73,7 @@ pub(super) fn quantities(
     settings: &ReportSettings,
     points: &[u64],
     others: &[(String, String)],
+    eval_sets: &[String],
 ) -> Vec<Quantity> {
     let m = settings.metric.clone();
     // Layer values and the other probes at the last point (a run that has not reached
@@ -120,6 +131,32 @@ pub(super) fn quantities(
             digits: 3,
             compared: true,
             value: Box::new(move |r: &RunResults| r.model_probe(&site, &metric, last)),
+        });
+    }
+    // Each eval set's loss at the last point, and its gap to the validation loss there
+    // (how much worse the model does off its training distribution).
+    for set in eval_sets {
+        let loss = {
+            let set = set.clone();
+            move |r: &RunResults| r.eval_set_loss.get(&set)?.get(&last).copied()
+        };
+        let gap = {
+            let loss = loss.clone();
+            move |r: &RunResults| Some(loss(r)? - r.val_loss.get(&last)?)
+        };
+        out.push(Quantity {
+            key: format!("{set}_loss"),
+            title: format!("{set} loss"),
+            digits: 4,
+            compared: true,
+            value: Box::new(loss),
+        });
+        out.push(Quantity {
+            key: format!("{set}_gap"),
+            title: format!("{set} gap"),
+            digits: 4,
+            compared: true,
+            value: Box::new(gap),
         });
     }
     out

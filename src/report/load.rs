@@ -12,6 +12,7 @@ use crate::store::manifest::{Manifest, RunStatus};
 use crate::store::metrics::METRICS_FILE;
 use crate::store::probes::PROBES_FILE;
 use crate::store::{RunPaths, Table};
+use crate::train::observer::EVAL_SET_PREFIX;
 
 /// What the report needs of one run.
 #[derive(Debug, Clone)]
@@ -27,6 +28,8 @@ pub struct RunResults {
     pub budget: u64,
     /// Validation loss by tokens.
     pub val_loss: BTreeMap<u64, f64>,
+    /// The loss of each extra evaluation set (`loss.<name>`) by name, then tokens.
+    pub eval_set_loss: BTreeMap<String, BTreeMap<u64, f64>>,
     /// Per (tokens, layer): the probe metric of each head at the report's site.
     pub heads: BTreeMap<(u64, u32), Vec<f64>>,
     /// Every probe value by (site, metric), then tokens: over layers and heads.
@@ -150,6 +153,7 @@ fn load_run_once(paths: &RunPaths, site: &str, metric: &str) -> Option<RunResult
         status: manifest.status,
         budget: manifest.config.schedule.tokens,
         val_loss: BTreeMap::new(),
+        eval_set_loss: BTreeMap::new(),
         heads: BTreeMap::new(),
         probes: BTreeMap::new(),
         unreadable: Vec::new(),
@@ -213,8 +217,14 @@ fn val_losses(frame: &DataFrame, results: &mut RunResults) -> Result<(), String>
         &["tokens", "value"],
     )?;
     for (((split, metric), tokens), value) in s[0].iter().zip(&s[1]).zip(&n[0]).zip(&n[1]) {
-        if split == "val" && metric == "loss" {
+        if split != "val" {
+            continue;
+        }
+        if metric == "loss" {
             results.val_loss.insert(*tokens as u64, *value);
+        } else if let Some(set) = metric.strip_prefix(EVAL_SET_PREFIX) {
+            (results.eval_set_loss.entry(set.to_owned()).or_default())
+                .insert(*tokens as u64, *value);
         }
     }
     Ok(())

@@ -2,7 +2,7 @@
 //! of range, probe points outside the budget. Each problem names its field and a fix.
 
 use super::run_config::{
-    AdamWConfig, Corpus, DataConfig, EmbeddingScale, LionConfig, LrSchedule, ModelConfig,
+    AdamWConfig, Corpus, DataConfig, EmbeddingScale, EvalSet, LionConfig, LrSchedule, ModelConfig,
     MuonConfig, MuonVariant, OptimizerConfig, ProbeConfig, ProbeMetric, QkNorm, RunConfig,
     ScheduleConfig, Stage, Tensor, Tokenizer, UpdateScale,
 };
@@ -135,29 +135,8 @@ fn check_data(data: &DataConfig, p: &mut Problems) {
             "the seed study holds out 0.1",
         );
     }
-    match &data.corpus {
-        Corpus::Sotu | Corpus::Mix => {}
-        Corpus::Text(glob) | Corpus::LlmcBin(glob) => {
-            p.non_empty("data.corpus", glob, "Text(\"data/*.txt\")");
-        }
-        Corpus::Jsonl { glob, field } => {
-            p.non_empty(
-                "data.corpus",
-                glob,
-                "Jsonl(glob: \"data/*.jsonl\", field: \"text\")",
-            );
-            p.non_empty(
-                "data.corpus",
-                field,
-                "Jsonl(glob: \"data/*.jsonl\", field: \"text\")",
-            );
-        }
-        Corpus::Parquet { glob, column } => {
-            let example = "Parquet(glob: \"data/*.parquet\", column: \"text\")";
-            p.non_empty("data.corpus", glob, example);
-            p.non_empty("data.corpus", column, example);
-        }
-    }
+    check_corpus("data.corpus", &data.corpus, p);
+    check_eval_sets(&data.eval_sets, p);
     match &data.tokenizer {
         Tokenizer::Bpe { vocab } if !(257..=1 << 20).contains(vocab) => p.push(
             "data.tokenizer",
@@ -174,6 +153,73 @@ fn check_data(data: &DataConfig, p: &mut Problems) {
             "llm.c `.bin` shards are already tokenized; a BPE cannot be trained on them".to_owned(),
             "use tokenizer: Gpt2 (llm.c shards hold GPT-2 tokens) or the File their tokens come from",
         );
+    }
+}
+
+/// The fields of a corpus at `field` (the training corpus or an eval set's).
+fn check_corpus(field: &str, corpus: &Corpus, p: &mut Problems) {
+    match corpus {
+        Corpus::Sotu | Corpus::Mix => {}
+        Corpus::MixSource(name) => p.non_empty(field, name, "MixSource(\"shakespeare\")"),
+        Corpus::Text(glob) | Corpus::LlmcBin(glob) => {
+            p.non_empty(field, glob, "Text(\"data/*.txt\")");
+        }
+        Corpus::Jsonl { glob, field: text } => {
+            let example = "Jsonl(glob: \"data/*.jsonl\", field: \"text\")";
+            p.non_empty(field, glob, example);
+            p.non_empty(field, text, example);
+        }
+        Corpus::Parquet { glob, column } => {
+            let example = "Parquet(glob: \"data/*.parquet\", column: \"text\")";
+            p.non_empty(field, glob, example);
+            p.non_empty(field, column, example);
+        }
+    }
+}
+
+/// At most this many extra evaluation sets (each costs a forward pass per evaluation).
+pub const MAX_EVAL_SETS: usize = 8;
+
+/// Eval-set names: distinct, short, and safe in a metric name.
+fn check_eval_sets(sets: &[EvalSet], p: &mut Problems) {
+    let field = "data.eval_sets";
+    if sets.len() > MAX_EVAL_SETS {
+        p.push(
+            field,
+            format!(
+                "{} eval sets; at most {MAX_EVAL_SETS} are allowed",
+                sets.len()
+            ),
+            "keep the sets that answer the study's question",
+        );
+    }
+    for (i, set) in sets.iter().enumerate() {
+        let name = &set.name;
+        let valid = !name.is_empty()
+            && name.len() <= 32
+            && (name.bytes()).all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !valid {
+            p.push(
+                field,
+                format!("eval set name `{name}` must be 1 to 32 lowercase letters, digits or `_`"),
+                "e.g. name: \"shakespeare\" (the metric is loss.<name>)",
+            );
+        }
+        if sets[..i].iter().any(|other| &other.name == name) {
+            p.push(
+                field,
+                format!("two eval sets are named `{name}`"),
+                "give each set its own name",
+            );
+        }
+        check_corpus(field, &set.corpus, p);
+        if matches!(set.corpus, Corpus::LlmcBin(_)) {
+            p.push(
+                field,
+                format!("eval set `{name}`: llm.c shards hold GPT-2 token ids, not text for the study's tokenizer"),
+                "use a text corpus (Text, Jsonl, Parquet, MixSource, Sotu)",
+            );
+        }
     }
 }
 

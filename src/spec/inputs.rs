@@ -9,33 +9,9 @@ use super::run_config::{Corpus, RunConfig, Tokenizer};
 /// Problems with the files `config` refers to (built-in corpora are fetched later).
 pub fn check_inputs(config: &RunConfig) -> Vec<Problem> {
     let mut problems = Vec::new();
-    let corpus_glob = match &config.data.corpus {
-        Corpus::Sotu | Corpus::Mix => None,
-        Corpus::Text(glob) | Corpus::LlmcBin(glob) => Some(glob),
-        Corpus::Jsonl { glob, .. } | Corpus::Parquet { glob, .. } => Some(glob),
-    };
-    if let Some(pattern) = corpus_glob.filter(|p| !p.trim().is_empty()) {
-        match glob_files(pattern, false) {
-            Ok(files) if files.is_empty() => problems.push(Problem {
-                field: "data.corpus".to_owned(),
-                message: format!("no file matches the corpus glob `{pattern}`"),
-                help: format!(
-                    "check the pattern (relative to {}; directories do not count: name the files, e.g. \"data/*.txt\"), or use the built-in corpus Sotu",
-                    current_dir()
-                ),
-            }),
-            Ok(_) => {}
-            Err(GlobError::Pattern(message)) => problems.push(Problem {
-                field: "data.corpus".to_owned(),
-                message,
-                help: "use *, ? and [..] wildcards, e.g. \"data/**/*.txt\"".to_owned(),
-            }),
-            Err(GlobError::TooBroad(message)) => problems.push(Problem {
-                field: "data.corpus".to_owned(),
-                message,
-                help: "point the glob at the corpus's own directory, e.g. \"data/**/*.txt\"".to_owned(),
-            }),
-        }
+    corpus_problems("data.corpus", &config.data.corpus, &mut problems);
+    for set in &config.data.eval_sets {
+        corpus_problems("data.eval_sets", &set.corpus, &mut problems);
     }
     if let Some(path) = &config.model.init_from {
         let found = std::fs::metadata(path);
@@ -73,6 +49,41 @@ pub fn check_inputs(config: &RunConfig) -> Vec<Problem> {
         }
     }
     problems
+}
+
+/// Whether the files of the corpus at `field` exist (built-in corpora are fetched later).
+fn corpus_problems(field: &str, corpus: &Corpus, problems: &mut Vec<Problem>) {
+    let corpus_glob = match corpus {
+        Corpus::Sotu | Corpus::Mix | Corpus::MixSource(_) => None,
+        Corpus::Text(glob) | Corpus::LlmcBin(glob) => Some(glob),
+        Corpus::Jsonl { glob, .. } | Corpus::Parquet { glob, .. } => Some(glob),
+    };
+    let Some(pattern) = corpus_glob.filter(|p| !p.trim().is_empty()) else {
+        return;
+    };
+    let problem = |message: String, help: String| Problem {
+        field: field.to_owned(),
+        message,
+        help,
+    };
+    match glob_files(pattern, false) {
+        Ok(files) if files.is_empty() => problems.push(problem(
+            format!("no file matches the corpus glob `{pattern}`"),
+            format!(
+                "check the pattern (relative to {}; directories do not count: name the files, e.g. \"data/*.txt\"), or use the built-in corpus Sotu",
+                current_dir()
+            ),
+        )),
+        Ok(_) => {}
+        Err(GlobError::Pattern(message)) => problems.push(problem(
+            message,
+            "use *, ? and [..] wildcards, e.g. \"data/**/*.txt\"".to_owned(),
+        )),
+        Err(GlobError::TooBroad(message)) => problems.push(problem(
+            message,
+            "point the glob at the corpus's own directory, e.g. \"data/**/*.txt\"".to_owned(),
+        )),
+    }
 }
 
 fn current_dir() -> String {

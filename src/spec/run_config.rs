@@ -38,7 +38,22 @@ spec_struct! {
         /// out of the serialised config, so run ids from before the option stay valid.
         #[serde(default, skip_serializing_if = "EvalWindows::is_first")]
         pub eval_windows: EvalWindows,
+        /// More evaluation sets (out-of-distribution text, with the study's tokenizer):
+        /// each is measured at every evaluation like the validation loss and written to
+        /// the metrics table as `loss.<name>`. Left out of the serialised config when
+        /// empty, so run ids from before the option stay valid.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub eval_sets: Vec<EvalSet>,
     }
+}
+
+/// An extra evaluation set: `eval_sequences` windows spread over the whole corpus.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalSet {
+    /// Lowercase letters, digits and `_`; the metric is `loss.<name>`.
+    pub name: String,
+    pub corpus: Corpus,
 }
 
 /// Which windows of the validation split form the eval batch. Either way the batch is
@@ -74,6 +89,9 @@ pub enum Corpus {
     Sotu,
     /// Prose and plain-text documentation from several packages, at least 30M GPT-2 tokens.
     Mix,
+    /// One source of the Mix corpus by its name (`shakespeare`, `linux-docs`, ...: the
+    /// names in `src/data/mix.ron`).
+    MixSource(String),
     /// Plain text files matching a glob, one document per file.
     Text(String),
     /// JSON lines files matching `glob`, one document per line, text in `field`.

@@ -31,6 +31,27 @@ pub struct MetricRow {
     pub elapsed_s: f64,
 }
 
+/// The metric of an extra evaluation set's loss: `loss.<name>`. Names are few (a study
+/// has at most `spec::check::MAX_EVAL_SETS`), so each distinct one is kept for the
+/// life of the process, as metric names are `&'static str`.
+pub fn eval_set_metric(name: &str) -> &'static str {
+    use std::sync::Mutex;
+    static NAMES: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+    let metric = format!("{EVAL_SET_PREFIX}{name}");
+    let mut names = NAMES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(known) = names.iter().find(|n| **n == metric) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(metric.into_boxed_str());
+    names.push(leaked);
+    leaked
+}
+
+/// What an eval set's loss metric starts with.
+pub const EVAL_SET_PREFIX: &str = "loss.";
+
 /// Receives a run's observations as they happen.
 pub trait TrainObserver {
     /// A new observation.

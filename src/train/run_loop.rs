@@ -30,12 +30,12 @@ use crate::probe::{
 };
 use crate::profile;
 use crate::spec::run_config::Gain;
-use crate::spec::run_config::RunConfig;
 use crate::spec::run_config::Tensor as TensorKind;
+use crate::spec::run_config::{EvalWindows, RunConfig};
 
 use super::checkpoint::{Checkpoint, Counters, StateLayout};
 use super::device::TrainDevice;
-use super::observer::{MetricRow, Split, TrainObserver};
+use super::observer::{eval_set_metric, MetricRow, Split, TrainObserver};
 use super::options::{CheckpointPolicy, TrainOptions};
 use super::outcome::{Outcome, TrainError};
 use super::schedule::{eval_steps, lr_multiplier, probe_steps};
@@ -78,6 +78,8 @@ pub(super) struct RunLoop<
     reads: Reads,
     batches: TrainBatches<'a>,
     eval: TokenTensors<D>,
+    /// The extra evaluation sets' batches, by their loss metric (`loss.<name>`).
+    eval_sets: Vec<(&'static str, TokenTensors<D>)>,
     steps: u64,
     tokens_per_step: u64,
     /// The step the loop starts at: 0, or a resumed checkpoint's step (evaluated already).
@@ -123,6 +125,19 @@ impl<
             data.eval_windows,
         )
         .map_err(data_err)?;
+        let mut eval_sets = Vec::new();
+        for set in &dataset.eval_sets {
+            let batch = eval_batch(
+                &set.tokens,
+                data.seq_len,
+                data.eval_sequences,
+                EvalWindows::Spread,
+            )
+            .map_err(|err| {
+                TrainError::Run(format!("eval set `{}` ({}): {err}", set.name, set.origin))
+            })?;
+            eval_sets.push((eval_set_metric(&set.name), batch_tensors(&dev, &batch)));
+        }
         let reads: Reads = {
             let arch = arch.clone();
             std::sync::Arc::new(move |path| arch.reads(path))
@@ -137,6 +152,7 @@ impl<
             reads,
             batches,
             eval: batch_tensors(&dev, &eval),
+            eval_sets,
             steps: steps_and_tokens(config).0,
             tokens_per_step: data.tokens_per_step(),
             start: 0,
@@ -379,14 +395,29 @@ impl<
             self.counters.probe_seconds += probe_started.elapsed().as_secs_f64();
         }
         self.counters.last_val = f64::from(loss);
-        observer.metric(MetricRow {
-            step,
-            tokens,
-            split: Split::Val,
-            metric: "loss",
-            value: self.counters.last_val,
-            elapsed_s: at,
+        let set_losses = self.eval_sets.iter().map(|(metric, batch)| {
+            let loss = self.model.loss(
+                &self.arch,
+                &self.consts,
+                batch.clone(),
+                self.model.embed.clone(),
+                None,
+            );
+            (*metric, f64::from(loss.as_vec()[0]))
         });
+        for (metric, value) in [("loss", self.counters.last_val)]
+            .into_iter()
+            .chain(set_losses)
+        {
+            observer.metric(MetricRow {
+                step,
+                tokens,
+                split: Split::Val,
+                metric,
+                value,
+                elapsed_s: at,
+            });
+        }
         observer.evaluated();
     }
 
