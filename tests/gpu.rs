@@ -160,11 +160,12 @@ fn one_block_arch() -> rankprobe::model::Architecture {
     }
 }
 
-/// The loss and the gradient of every parameter the block uses, on `dev`.
+/// The loss, the gradient of every parameter the block uses and each query head's
+/// largest attention logit (what QK-Clip reads), on `dev`.
 fn one_block_loss_and_grads<D: rankprobe::model::ModelOps>(
     dev: &D,
     model: &OneBlock<D>,
-) -> (f32, Vec<Vec<f32>>) {
+) -> (f32, Vec<Vec<f32>>, Vec<f32>) {
     let arch = one_block_arch();
     let (batch, seq) = (2, 37);
     let consts = rankprobe::model::Constants::<8, D>::new(dev, &arch, seq);
@@ -173,12 +174,16 @@ fn one_block_loss_and_grads<D: rankprobe::model::ModelOps>(
     let tokens = dev.tensor_from_vec(tokens, (batch, seq));
     let targets = dev.tensor_from_vec(targets, (batch * seq,));
     let grads = model.alloc_grads();
+    let mut taps = rankprobe::model::Taps {
+        max_logits: Some(Vec::new()),
+        ..Default::default()
+    };
     let loss = model.loss(
         &arch,
         &consts,
         (tokens, targets),
         model.embed.clone().traced(grads),
-        None,
+        Some(&mut taps),
     );
     let value = loss.as_vec()[0];
     let grads = loss.backward();
@@ -197,7 +202,8 @@ fn one_block_loss_and_grads<D: rankprobe::model::ModelOps>(
         grads.get(&block.w_up).as_vec(),
         grads.get(&block.w_down).as_vec(),
     ];
-    (value, params.to_vec())
+    let max_logits = taps.max_logits.unwrap().concat();
+    (value, params.to_vec(), max_logits)
 }
 
 #[test]
@@ -209,8 +215,11 @@ fn one_transformer_block_forward_and_backward_on_cuda_equals_the_cpu() {
     let on_cpu: OneBlock<Cpu> = init_model(&cpu, 0.3);
     let mut on_gpu: OneBlock<Cuda> = init_model(&gpu, 0.3);
     tensors_from_host(&mut on_gpu, &tensors_to_host(&on_cpu), &|_| true).unwrap();
-    let (cpu_loss, cpu_grads) = one_block_loss_and_grads(&cpu, &on_cpu);
-    let (gpu_loss, gpu_grads) = one_block_loss_and_grads(&gpu, &on_gpu);
+    let (cpu_loss, cpu_grads, cpu_logits) = one_block_loss_and_grads(&cpu, &on_cpu);
+    let (gpu_loss, gpu_grads, gpu_logits) = one_block_loss_and_grads(&gpu, &on_gpu);
+    let error = relative_error(&gpu_logits, &cpu_logits);
+    println!("largest logits: cpu {cpu_logits:?} gpu {gpu_logits:?}");
+    assert!(cpu_logits.len() == 4 && error < 1e-4, "largest logits: {error:.2e}");
     println!("loss: cpu {cpu_loss} gpu {gpu_loss}");
     assert!(
         (cpu_loss - gpu_loss).abs() < 1e-4 * cpu_loss.abs(),
