@@ -69,3 +69,33 @@ fn qk_study_20m_is_two_muon_runs() {
         assert!(run.config.probes.at_tokens.contains(&16_000_000));
     }
 }
+
+#[test]
+fn qk_clip_study_names_every_condition_and_each_differing_field() {
+    let loaded = load_study(&common::root().join("experiments/qk_clip_cpu.ron")).unwrap();
+    let plan = build_plan(&loaded).unwrap();
+    assert_eq!(plan.runs.len(), 21);
+    let configs: Vec<_> = plan.runs.iter().map(|r| &r.config).collect();
+    let differing = differing_fields(&configs);
+    // `optimizer.matrices` exists only in the Muon runs, but it tells A4 from A1.
+    for field in [
+        "optimizer",
+        "model.qk_norm",
+        "model.qk_clip",
+        "optimizer.matrices",
+    ] {
+        assert!(
+            differing.contains(&field.to_owned()),
+            "{field}: {differing:?}"
+        );
+    }
+    // Muon's momentum is the same in every Muon run: not a column.
+    assert!(
+        !differing.contains(&"optimizer.momentum".to_owned()),
+        "{differing:?}"
+    );
+    let mut ids: Vec<&str> = plan.runs.iter().map(|r| r.id.as_str()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 21, "run ids must be distinct");
+}

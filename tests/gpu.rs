@@ -219,7 +219,10 @@ fn one_transformer_block_forward_and_backward_on_cuda_equals_the_cpu() {
     let (gpu_loss, gpu_grads, gpu_logits) = one_block_loss_and_grads(&gpu, &on_gpu);
     let error = relative_error(&gpu_logits, &cpu_logits);
     println!("largest logits: cpu {cpu_logits:?} gpu {gpu_logits:?}");
-    assert!(cpu_logits.len() == 4 && error < 1e-4, "largest logits: {error:.2e}");
+    assert!(
+        cpu_logits.len() == 4 && error < 1e-4,
+        "largest logits: {error:.2e}"
+    );
     println!("loss: cpu {cpu_loss} gpu {gpu_loss}");
     assert!(
         (cpu_loss - gpu_loss).abs() < 1e-4 * cpu_loss.abs(),

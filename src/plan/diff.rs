@@ -14,8 +14,9 @@ use crate::spec::RunConfig;
 const MAX_SHOWN_LEN: usize = 32;
 
 /// The fields (dotted paths) whose values are not the same in every run, in config order.
-/// A field inside a differing enum is listed only if every run has it: with Muon and
-/// AdamW runs, `optimizer.lr` is listed but Muon's `optimizer.momentum` is not.
+/// A field inside a differing enum is listed only if every run has it, or if it differs
+/// between runs that have it: with Muon and AdamW runs, `optimizer.lr` is listed but
+/// Muon's `optimizer.momentum` is not, unless two Muon runs set it differently.
 pub fn differing_fields(configs: &[&RunConfig]) -> Vec<String> {
     differing_values(configs).0
 }
@@ -82,9 +83,9 @@ pub fn differing_values(configs: &[&RunConfig]) -> (Vec<String>, Vec<Vec<String>
     }
     let mut differing: Vec<String> = Vec::new();
     for path in &paths.order {
-        let (varies, missing) = paths.stats[path];
+        let (varies, missing, differs_where_present) = paths.stats[path];
         let covered = differing.iter().any(|parent| is_within(path, parent)) && missing;
-        if (varies || missing) && !covered {
+        if (varies || missing) && (!covered || differs_where_present) {
             differing.push(path.clone());
         }
     }
@@ -108,11 +109,12 @@ pub fn differing_values(configs: &[&RunConfig]) -> (Vec<String>, Vec<Vec<String>
 }
 
 /// Every path seen, in first-seen order: (its shown value differs from the first
-/// config's somewhere, some config lacks it).
+/// config's somewhere, some config lacks it, a config that has it shows another value
+/// than the first config's).
 #[derive(Default)]
 struct PathStats {
     order: Vec<String>,
-    stats: HashMap<String, (bool, bool)>,
+    stats: HashMap<String, (bool, bool, bool)>,
     /// How the first config shows each of its paths.
     first_shown: HashMap<String, String>,
 }
@@ -123,10 +125,11 @@ impl PathStats {
             Some(stat) => {
                 stat.0 |= varies;
                 stat.1 |= missing;
+                stat.2 |= varies && !missing;
             }
             None => {
                 self.order.push(path.to_owned());
-                self.stats.insert(path.to_owned(), (varies, missing));
+                (self.stats).insert(path.to_owned(), (varies, missing, varies && !missing));
             }
         }
     }
