@@ -8,6 +8,7 @@ pub mod cublas_math;
 #[cfg(feature = "cuda")]
 pub mod cuda_memory;
 pub mod device;
+mod evaluation;
 pub mod interrupt;
 pub mod observer;
 pub mod options;
