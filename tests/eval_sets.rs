@@ -19,15 +19,7 @@ use rankprobe::spec::run_config::EvalWindows;
 type Micro = Transformer<320, 32, 16, 16, 64, 2, f32, Cpu>;
 
 fn study(eval_sets: &str, conditions: &str) -> String {
-    let text =
-        std::fs::read_to_string(common::root().join("tests/studies/v1_checkpoints.ron")).unwrap();
-    let start = text.find("    sweep: [").unwrap();
-    format!(
-        "{}    sweep: [Conditions([{conditions}])],\n)\n",
-        &text[..start]
-    )
-    .replace("name: \"v1ckpt\"", "name: \"evalsets\"")
-    .replace(
+    common::micro_study("evalsets", conditions).replace(
         "eval_sequences: 8,\n        ),\n        model",
         &format!(
             "eval_sequences: 8,\n            eval_sets: [{eval_sets}],\n        ),\n        model"

@@ -15,19 +15,15 @@ use common::{rankprobe, text};
 /// share its compiled shape: QK-norm off, frozen QK gains with GELU, SwiGLU untied with
 /// unscaled embeddings.
 fn study_text() -> String {
-    let text =
-        std::fs::read_to_string(common::root().join("tests/studies/v1_checkpoints.ron")).unwrap();
-    let start = text.find("    sweep: [").unwrap();
-    format!(
-        "{}    sweep: [Conditions([
+    common::micro_study(
+        "export",
+        "
             (name: \"muon\"),
-            (name: \"noqk\", set: {{\"model.qk_norm\": None}}),
-            (name: \"frozen_gelu\", set: {{\"model.qk_norm\": RmsNorm(gain: Frozen), \"model.activation\": Gelu}}),
-            (name: \"swiglu_untied\", set: {{\"model.activation\": SwiGlu, \"model.tied_embeddings\": false, \"model.embedding_scale\": Unscaled, \"optimizer\": AdamW(lr: 0.006, betas: (0.9, 0.999), eps: 1e-8, weight_decay: 0.2)}}),
-        ])],\n)\n",
-        &text[..start]
+            (name: \"noqk\", set: {\"model.qk_norm\": None}),
+            (name: \"frozen_gelu\", set: {\"model.qk_norm\": RmsNorm(gain: Frozen), \"model.activation\": Gelu}),
+            (name: \"swiglu_untied\", set: {\"model.activation\": SwiGlu, \"model.tied_embeddings\": false, \"model.embedding_scale\": Unscaled, \"optimizer\": AdamW(lr: 0.006, betas: (0.9, 0.999), eps: 1e-8, weight_decay: 0.2)}),
+        ",
     )
-    .replace("name: \"v1ckpt\"", "name: \"export\"")
 }
 
 fn python_with_torch() -> Option<String> {

@@ -14,17 +14,13 @@ use rankprobe::store::manifest::Manifest;
 /// The micro study keeping its final state, with a constant and a cosine run, on a
 /// budget of `tokens` (probes at 0, 8,192, 20,480 and the budget).
 fn study(tokens: u64) -> String {
-    let text =
-        std::fs::read_to_string(common::root().join("tests/studies/v1_checkpoints.ron")).unwrap();
-    let start = text.find("    sweep: [").unwrap();
-    format!(
-        "{}    sweep: [Conditions([
+    common::micro_study(
+        "extend",
+        "
             (name: \"constant\"),
-            (name: \"cosine\", set: {{\"schedule.lr\": WarmupCosine(warmup_tokens: 2_048, min_lr_ratio: 0.1)}}),
-        ])],\n)\n",
-        &text[..start]
+            (name: \"cosine\", set: {\"schedule.lr\": WarmupCosine(warmup_tokens: 2_048, min_lr_ratio: 0.1)}),
+        ",
     )
-    .replace("name: \"v1ckpt\"", "name: \"extend\"")
     .replace("checkpoint_every_tokens: 2_048", "checkpoint_every_tokens: 2_048, keep_final_state: true")
     .replace("tokens: 20_480,", &format!("tokens: {tokens},"))
     .replace("at_tokens: [0, 8_192, 20_480]", &format!("at_tokens: [0, 8_192, 20_480, {tokens}]"))

@@ -14,14 +14,7 @@ use rankprobe::store::manifest::Manifest;
 
 /// The micro study; `set` is the RON of extra `model` fields and the optimizer to use.
 fn study(name: &str, init_from: Option<&Path>, optimizer_adamw: bool) -> String {
-    let text =
-        std::fs::read_to_string(common::root().join("tests/studies/v1_checkpoints.ron")).unwrap();
-    let start = text.find("    sweep: [").unwrap();
-    let mut text = format!(
-        "{}    sweep: [Conditions([(name: \"only\")])],\n)\n",
-        &text[..start]
-    )
-    .replace("name: \"v1ckpt\"", &format!("name: \"{name}\""));
+    let mut text = common::micro_study(name, "(name: \"only\")");
     if let Some(path) = init_from {
         text = text.replace(
             "init_std: 0.02,",

@@ -12,15 +12,7 @@ use rankprobe::store::frame::read_parquet;
 use rankprobe::store::Table;
 
 fn study() -> String {
-    let text =
-        std::fs::read_to_string(common::root().join("tests/studies/v1_checkpoints.ron")).unwrap();
-    let start = text.find("    sweep: [").unwrap();
-    format!(
-        "{}    sweep: [Conditions([(name: \"ablate\")])],\n)\n",
-        &text[..start]
-    )
-    .replace("name: \"v1ckpt\"", "name: \"ablate\"")
-    .replace(
+    common::micro_study("ablate", "(name: \"ablate\")").replace(
         "eval_sequences: 8,\n        ),\n    ),",
         "eval_sequences: 4,\n            key_ablation: [1, 4, 16],\n        ),\n    ),",
     )

@@ -17,18 +17,15 @@ type Micro = Transformer<320, 32, 16, 16, 64, 2, f32, Cpu>;
 
 /// The micro study with one run per optimizer.
 fn runs() -> Vec<PlannedRun> {
-    let text =
-        std::fs::read_to_string(common::root().join("tests/studies/v1_checkpoints.ron")).unwrap();
-    let start = text.find("    sweep: [").unwrap();
-    let text = format!(
-        "{}    sweep: [Conditions([
+    let text = common::micro_study(
+        "v1ckpt",
+        "
             (name: \"muon\"),
-            (name: \"muon_per_head\", set: {{\"optimizer.matrices\": PerHead}}),
-            (name: \"adamw\", set: {{\"optimizer\": AdamW(lr: 0.006, betas: (0.9, 0.999), eps: 1e-8, weight_decay: 0.2)}}),
-            (name: \"lion\", set: {{\"optimizer\": Lion(lr: 0.001, betas: (0.9, 0.99), weight_decay: 1.0)}}),
-            (name: \"muon_qk_clip\", set: {{\"model.qk_norm\": None, \"model.qk_clip\": (tau: 0.3)}}),
-        ])],\n)\n",
-        &text[..start]
+            (name: \"muon_per_head\", set: {\"optimizer.matrices\": PerHead}),
+            (name: \"adamw\", set: {\"optimizer\": AdamW(lr: 0.006, betas: (0.9, 0.999), eps: 1e-8, weight_decay: 0.2)}),
+            (name: \"lion\", set: {\"optimizer\": Lion(lr: 0.001, betas: (0.9, 0.99), weight_decay: 1.0)}),
+            (name: \"muon_qk_clip\", set: {\"model.qk_norm\": None, \"model.qk_clip\": (tau: 0.3)}),
+        ",
     );
     common::plan_text(&text).unwrap().runs
 }

@@ -16,23 +16,16 @@ use rankprobe::store::Table;
 const TAU: f64 = 0.3;
 
 fn study(conditions: &str) -> String {
-    let text =
-        std::fs::read_to_string(common::root().join("tests/studies/v1_checkpoints.ron")).unwrap();
-    let start = text.find("    sweep: [").unwrap();
-    format!(
-        "{}    sweep: [Conditions([{conditions}])],\n)\n",
-        &text[..start]
-    )
-    .replace("name: \"v1ckpt\"", "name: \"qkclip\"")
-    .replace("qk_norm: RmsNorm(gain: Learnable)", "qk_norm: None")
-    .replace(
-        "metrics: [StudyPr, R90]",
-        "metrics: [StudyPr, MaxAttentionLogit]",
-    )
-    .replace(
-        "at_tokens: [0, 8_192, 20_480]",
-        "at_tokens: [0, 4_096, 8_192, 12_288, 16_384, 20_480]",
-    )
+    common::micro_study("qkclip", conditions)
+        .replace("qk_norm: RmsNorm(gain: Learnable)", "qk_norm: None")
+        .replace(
+            "metrics: [StudyPr, R90]",
+            "metrics: [StudyPr, MaxAttentionLogit]",
+        )
+        .replace(
+            "at_tokens: [0, 8_192, 20_480]",
+            "at_tokens: [0, 4_096, 8_192, 12_288, 16_384, 20_480]",
+        )
 }
 
 const ADAMW: &str = "AdamW(lr: 0.006, betas: (0.9, 0.999), eps: 1e-8, weight_decay: 0.2)";

@@ -10,15 +10,7 @@ use rankprobe::model::weights_file::decode;
 use rankprobe::store::manifest::Manifest;
 
 fn study() -> String {
-    let text =
-        std::fs::read_to_string(common::root().join("tests/studies/v1_checkpoints.ron")).unwrap();
-    let start = text.find("    sweep: [").unwrap();
-    format!(
-        "{}    sweep: [Conditions([(name: \"weights\")])],\n)\n",
-        &text[..start]
-    )
-    .replace("name: \"v1ckpt\"", "name: \"wprobe\"")
-    .replace(
+    common::micro_study("wprobe", "(name: \"weights\")").replace(
         "eval_sequences: 8,\n        ),\n    ),",
         "eval_sequences: 8,\n            weights: true,\n        ),\n    ),",
     )

@@ -182,3 +182,16 @@ pub fn sweep_study(dir: &Path, file_name: &str, text: &str, extra: &[&str]) -> (
     let output = rankprobe(&args);
     (results, output)
 }
+
+/// The micro study (`tests/studies/v1_checkpoints.ron`: 2 layers, d_model 32, 20,480
+/// tokens) named `name`, with `conditions` (what goes inside `Conditions([...])`) as its
+/// only sweep axis.
+pub fn micro_study(name: &str, conditions: &str) -> String {
+    let text = std::fs::read_to_string(root().join("tests/studies/v1_checkpoints.ron")).unwrap();
+    let start = text.find("    sweep: [").unwrap();
+    format!(
+        "{}    sweep: [Conditions([{conditions}])],\n)\n",
+        &text[..start]
+    )
+    .replace("name: \"v1ckpt\"", &format!("name: \"{name}\""))
+}
