@@ -91,6 +91,20 @@ fn an_eval_sets_loss_is_recorded_at_every_evaluation_and_reported() {
     let loss = model.loss(&arch, &consts, tokens, model.embed.clone(), None);
     assert_eq!(f64::from(loss.as_vec()[0]), last_docs);
 
+    // The manifest says where the set came from.
+    let manifest = rankprobe::store::manifest::Manifest::read(&run_dir).unwrap();
+    let sets = manifest.data.unwrap().eval_sets;
+    assert_eq!(sets.len(), 1);
+    assert_eq!(
+        (sets[0].name.as_str(), sets[0].tokens),
+        ("docs", set.tokens.len())
+    );
+    assert!(
+        sets[0].origin.starts_with("text files "),
+        "{}",
+        sets[0].origin
+    );
+
     // The report: the set's loss and gap in the comparison, with paired differences.
     let summary = std::fs::read_to_string(study_dir.join("report/summary.md")).unwrap();
     for wanted in ["| docs loss | docs gap |", "Δ docs loss | Δ docs gap"] {
@@ -131,6 +145,26 @@ fn bad_eval_sets_are_refused_before_any_training() {
         );
         assert!(!results.join("evalsets/runs").exists());
     }
+    // Too little text for the set's windows: found when the data is prepared.
+    let short = dir.join("short.txt");
+    std::fs::write(
+        &short,
+        "Four score and seven years ago our fathers brought forth on this continent a new nation.",
+    )
+    .unwrap();
+    let sets = format!(
+        "(name: \"short\", corpus: Text({:?}))",
+        short.to_str().unwrap()
+    );
+    let (_, output) =
+        common::sweep_study(&dir, "short.ron", &study(&sets, "(name: \"muon\")"), &[]);
+    let said = common::text(&output);
+    assert!(!output.status.success(), "{said}");
+    assert!(said.contains("eval set `short` (text files"), "{said}");
+    assert!(
+        said.contains("its windows need 513 (data.eval_sequences x seq_len + 1)"),
+        "{said}"
+    );
     // A Mix source that does not exist is found when the data is prepared, before any run.
     let unknown = "(name: \"nope\", corpus: MixSource(\"no-such-source\"))";
     let (results, output) = common::sweep_study(

@@ -11,7 +11,9 @@ use crate::plan::cost::{param_count, steps_and_tokens};
 use crate::plan::{Plan, PlannedRun};
 use crate::spec::diagnostic::one_line;
 use crate::spec::{ron_options, Device};
-use crate::store::manifest::{git_state, now, versions, DataSummary, Manifest, RunStatus};
+use crate::store::manifest::{
+    git_state, now, versions, DataSummary, EvalSetSummary, Manifest, RunStatus,
+};
 use crate::store::{write_atomic, RunPaths, Table};
 use crate::train::checkpoint::{Checkpoint, CheckpointError, CHECKPOINT_FILE, FINAL_STATE_FILE};
 use crate::train::device::uses_tf32;
@@ -56,6 +58,13 @@ pub(super) fn train_one(
             vocab_size: meta.vocab_size,
             train_tokens: meta.train_tokens,
             val_tokens: meta.val_tokens,
+            eval_sets: (dataset.eval_sets.iter())
+                .map(|set| EvalSetSummary {
+                    name: set.name.clone(),
+                    origin: set.origin.clone(),
+                    tokens: set.tokens.len(),
+                })
+                .collect(),
         }),
         trained_params: Some(param_count(&run.config.model, meta.vocab_size as u64).total()),
         // The files on disk stay as they are until this session writes them: keep what a

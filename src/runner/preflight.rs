@@ -173,6 +173,19 @@ pub(super) fn prepare_datasets(
                 dataset.splits.val.len()
             ));
         }
+        for set in &dataset.eval_sets {
+            if set.tokens.len() < eval_tokens {
+                problems.push(format!(
+                    "run {}: eval set `{}` ({}) has {} tokens; its windows need {eval_tokens} \
+                     (data.eval_sequences x seq_len + 1): give it more text, or lower \
+                     eval_sequences",
+                    run.label,
+                    set.name,
+                    set.origin,
+                    set.tokens.len()
+                ));
+            }
+        }
         let (_, budget) = steps_and_tokens(&run.config);
         let train = dataset.splits.train.len() as u64;
         if budget > train && !allow_repeat {

@@ -121,6 +121,17 @@ pub struct DataSummary {
     pub vocab_size: usize,
     pub train_tokens: usize,
     pub val_tokens: usize,
+    /// The extra evaluation sets (`data.eval_sets`): where each came from, its tokens.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub eval_sets: Vec<EvalSetSummary>,
+}
+
+/// One extra evaluation set a run was measured on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalSetSummary {
+    pub name: String,
+    pub origin: String,
+    pub tokens: usize,
 }
 
 impl Manifest {
