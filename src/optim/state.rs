@@ -142,6 +142,18 @@ mod tests {
     }
 
     #[test]
+    fn split_off_moves_the_items_under_a_prefix_and_keeps_the_rest_in_order() {
+        let mut all = state();
+        all.counter("b.count.0", 7);
+        all.buffer("b.min", vec![0.5]);
+        let part = all.split_off("b.");
+        assert_eq!(part.counters, vec![("b.count.0".to_owned(), 7)]);
+        assert_eq!(part.buffers, vec![("b.min".to_owned(), vec![0.5])]);
+        assert_eq!(all, state());
+        assert_eq!(all.split_off("c."), OptimizerState::default());
+    }
+
+    #[test]
     fn each_misfit_is_named() {
         let says = |result: Result<(), RestoreError>, text: &str| match result {
             Err(RestoreError::Misfit(why)) => assert!(why.contains(text), "{text}: {why}"),
