@@ -81,6 +81,11 @@ fn key_ablation_increases_match_pytorch_and_full_rank_changes_nothing() {
         probe(layer, "loss_increase_at_pr");
     }
     let python = std::env::var("RANKPROBE_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    // The report's comparison shows each rank's increase and the one at the PR.
+    let summary = std::fs::read_to_string(results.join("ablate/report/summary.md")).unwrap();
+    let column =
+        "| loss increase r1 | loss increase r4 | loss increase r16 | loss increase at pr |";
+    assert!(summary.contains(column), "no `{column}` in\n{summary}");
     let has_torch = Command::new(&python)
         .args(["-c", "import torch"])
         .output()

@@ -136,6 +136,10 @@ fn the_clip_bounds_the_largest_logit_and_counts_its_clips() {
         }
         assert!(clipped_somewhere, "{label}: no head was ever clipped");
     }
+    // The report compares the clipped steps (mean over heads) of the clipped runs.
+    let summary = std::fs::read_to_string(study_dir.join("report/summary.md")).unwrap();
+    assert!(summary.contains("| qk clip steps |"), "{summary}");
+    assert!(summary.contains("qk clip steps: steps after which QK-Clip clipped a head"));
     // The unclipped runs write no clip statistics.
     assert!(!muon.keys().any(|(m, ..)| m.starts_with("qk_clip")));
 

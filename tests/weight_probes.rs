@@ -108,6 +108,8 @@ fn weight_probes_equal_a_direct_svd_of_the_final_weights() {
         assert!(close(probe("qk_gain", layer, None, "q_gain_mean"), mean));
     }
     assert_eq!(checked, 4);
+    let summary = std::fs::read_to_string(results.join("wprobe/report/summary.md")).unwrap();
+    assert!(summary.contains("| w k pr | w qk pr |"), "{summary}");
     let manifest = Manifest::read(&run).unwrap();
     eprintln!("probe share with weight probes: {:?}", manifest.probe_share);
     std::fs::remove_dir_all(&dir).unwrap();

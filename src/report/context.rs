@@ -27,6 +27,77 @@ pub(super) fn other_probes(runs: &[RunResults], site: &str) -> Vec<(String, Stri
         .collect()
 }
 
+/// An opt-in probe the comparison shows at the last point when some run has it.
+pub(super) struct OptInProbe {
+    /// Column name (`loss_increase_r4`, `w_qk_pr`, ...).
+    pub key: String,
+    /// What it is, for the list of columns.
+    pub about: String,
+    pub site: String,
+    pub metric: String,
+    pub digits: usize,
+}
+
+/// The opt-in probes the runs have: the causal key ablation at the report's site (each
+/// rank, then at the PR), the weight-space PRs and QK-Clip's count of clipped steps.
+pub(super) fn opt_in_probes(runs: &[RunResults], site: &str) -> Vec<OptInProbe> {
+    use crate::optim::qk_clip::QK_CLIP_STEPS_METRIC;
+    use crate::probe::key_ablation::AT_PR_METRIC;
+    let has = |s: &str, m: &str| {
+        (runs.iter()).any(|r| r.probes.contains_key(&(s.to_owned(), m.to_owned())))
+    };
+    let probe = |site: &str, metric: &str, key: String, about: String, digits| OptInProbe {
+        key,
+        about,
+        site: site.to_owned(),
+        metric: metric.to_owned(),
+        digits,
+    };
+    let mut ranks: Vec<usize> = (runs.iter())
+        .flat_map(|r| r.probes.keys())
+        .filter(|(s, _)| s == site)
+        .filter_map(|(_, m)| m.strip_prefix("loss_increase_r")?.parse().ok())
+        .collect();
+    ranks.sort_unstable();
+    ranks.dedup();
+    let mut out: Vec<OptInProbe> = (ranks.into_iter())
+        .map(|r| {
+            let metric = format!("loss_increase_r{r}");
+            let about = format!(
+                "validation loss increase with one layer's keys cut to their top {r} \
+                 directions (nats, mean over layers)"
+            );
+            probe(site, &metric, metric.clone(), about, 4)
+        })
+        .collect();
+    if has(site, AT_PR_METRIC) {
+        let about = "the same, cut to as many directions as the layer's rounded PR".to_owned();
+        out.push(probe(site, AT_PR_METRIC, AT_PR_METRIC.to_owned(), about, 4));
+    }
+    for (weights, what) in [
+        ("w_k", "W_K per KV head"),
+        ("w_qk", "W_Q^T W_K per query head"),
+    ] {
+        if has(weights, "study_pr") {
+            let about = format!("participation ratio of {what} (mean)");
+            out.push(probe(
+                weights,
+                "study_pr",
+                format!("{weights}_pr"),
+                about,
+                2,
+            ));
+        }
+    }
+    let attention = crate::probe::ATTENTION_SITE;
+    if has(attention, QK_CLIP_STEPS_METRIC) {
+        let about = "steps after which QK-Clip clipped a head (mean over heads)".to_owned();
+        let key = QK_CLIP_STEPS_METRIC.to_owned();
+        out.push(probe(attention, QK_CLIP_STEPS_METRIC, key, about, 1));
+    }
+    out
+}
+
 /// The extra evaluation sets any run measured, by name.
 pub(super) fn eval_sets(runs: &[RunResults]) -> Vec<String> {
     let mut names: Vec<String> = (runs.iter())
@@ -73,6 +144,7 @@ pub(super) fn quantities(
     settings: &ReportSettings,
     points: &[u64],
     others: &[(String, String)],
+    opt_in: &[OptInProbe],
     eval_sets: &[String],
 ) -> Vec<Quantity> {
     let m = settings.metric.clone();
@@ -129,6 +201,16 @@ pub(super) fn quantities(
             key: metric.clone(),
             title: metric.replace('_', " "),
             digits: 3,
+            compared: true,
+            value: Box::new(move |r: &RunResults| r.model_probe(&site, &metric, last)),
+        });
+    }
+    for probe in opt_in {
+        let (site, metric) = (probe.site.clone(), probe.metric.clone());
+        out.push(Quantity {
+            key: probe.key.clone(),
+            title: probe.key.replace('_', " "),
+            digits: probe.digits,
             compared: true,
             value: Box::new(move |r: &RunResults| r.model_probe(&site, &metric, last)),
         });

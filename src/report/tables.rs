@@ -9,7 +9,7 @@ use super::conditions::{
     difference, group, layer_count, metric_name_unit, metric_title, site_title, tokens_title,
     Condition,
 };
-use super::context::{compared, eval_sets, other_probes, quantities, Context};
+use super::context::{compared, eval_sets, opt_in_probes, other_probes, quantities, Context};
 use super::findings::findings;
 use super::load::RunResults;
 use super::settings::ReportSettings;
@@ -129,13 +129,14 @@ pub fn build_report(study_dir: &Path, settings: &ReportSettings) -> Result<Repor
             .collect()
     };
     let others = other_probes(&runs, &settings.site);
+    let opt_in = opt_in_probes(&runs, &settings.site);
     let sets = eval_sets(&runs);
     let seeds = conditions.iter().map(|c| c.runs.len()).max().unwrap_or(0);
     let context = Context {
         study,
         description,
         settings,
-        quantities: quantities(settings, &points, &others, &sets),
+        quantities: quantities(settings, &points, &others, &opt_in, &sets),
         conditions,
         points,
         pairs,
@@ -169,6 +170,9 @@ pub fn build_report(study_dir: &Path, settings: &ReportSettings) -> Result<Repor
         others
             .iter()
             .map(|(_, o)| format!("{}: {}", o.replace('_', " "), metric_title(o))),
+    );
+    columns.extend(
+        (opt_in.iter()).map(|probe| format!("{}: {}", probe.key.replace('_', " "), probe.about)),
     );
     columns.extend(sets.iter().map(|set| {
         format!("{set} loss: the loss on eval set `{set}` (nats); {set} gap: that loss minus the validation loss")
