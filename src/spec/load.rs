@@ -215,6 +215,14 @@ fn describe(code: &RonError) -> (String, Option<String>) {
             code.to_string(),
             Some("write text in double quotes, e.g. `\"A1\"`; escapes are \\\" \\\\ \\n \\t \\u{..}".to_owned()),
         ),
+        RonError::ExpectedIdentifier => (
+            "expected a field name here".to_owned(),
+            Some(
+                "a struct is written `(field: value, ...)`; an optional struct is written \
+                 without `Some`, e.g. `qk_clip: (tau: 15.0)`"
+                    .to_owned(),
+            ),
+        ),
         RonError::ExpectedBoolean => (code.to_string(), Some("write `true` or `false`".to_owned())),
         RonError::ExpectedArray | RonError::ExpectedArrayEnd => (
             code.to_string(),
@@ -242,6 +250,21 @@ mod tests {
     fn error_of(text: &str) -> Diagnostic {
         let err = parse_study(SourceText::new("t.ron", text.to_owned())).unwrap_err();
         err.0.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn an_optional_struct_written_with_some_is_told_to_drop_it() {
+        let text = include_str!("../../tests/studies/tiny.ron").replace(
+            "qk_norm: RmsNorm(gain: Learnable),",
+            "qk_norm: None, qk_clip: Some((tau: 4.0)),",
+        );
+        assert!(text.contains("qk_clip: Some"), "the tiny study changed");
+        let shown = error_of(&text).to_string();
+        assert!(shown.contains("expected a field name here"), "{shown}");
+        assert!(
+            shown.contains("without `Some`, e.g. `qk_clip: (tau: 15.0)`"),
+            "{shown}"
+        );
     }
 
     #[test]
