@@ -11,6 +11,7 @@ use rankprobe::model::{Architecture, Transformer};
 use rankprobe::plan::PlannedRun;
 
 use common::recorded::train_recorded;
+use rankprobe::train::checkpoint::Checkpoint;
 
 /// The micro study's model shape.
 type Micro = Transformer<320, 32, 16, 16, 64, 2, f32, Cpu>;
@@ -24,7 +25,8 @@ fn runs() -> Vec<PlannedRun> {
             (name: \"muon_per_head\", set: {\"optimizer.matrices\": PerHead}),
             (name: \"adamw\", set: {\"optimizer\": AdamW(lr: 0.006, betas: (0.9, 0.999), eps: 1e-8, weight_decay: 0.2)}),
             (name: \"lion\", set: {\"optimizer\": Lion(lr: 0.001, betas: (0.9, 0.99), weight_decay: 1.0)}),
-            (name: \"muon_qk_clip\", set: {\"model.qk_norm\": None, \"model.qk_clip\": (tau: 0.3)}),
+            (name: \"muon_qk_clip\", set: {\"model.qk_norm\": None, \"model.qk_clip\": (tau: 0.1)}),
+            (name: \"lion_qk_clip\", set: {\"optimizer\": Lion(lr: 0.001, betas: (0.9, 0.99), weight_decay: 1.0), \"model.qk_norm\": None, \"model.qk_clip\": (tau: 0.1)}),
         ",
     );
     common::plan_text(&text).unwrap().runs
@@ -33,7 +35,7 @@ fn runs() -> Vec<PlannedRun> {
 #[test]
 fn every_optimizer_trains_and_resumes_exactly() {
     let runs = runs();
-    assert_eq!(runs.len(), 5);
+    assert_eq!(runs.len(), 6);
     for run in &runs {
         let label = &run.label;
         let dir = std::env::temp_dir().join(format!(
@@ -49,7 +51,21 @@ fn every_optimizer_trains_and_resumes_exactly() {
             "{label}: the loss fell from {first} to {last} only"
         );
 
-        let checkpoint = straight.checkpoints[0].clone();
+        let clipped = |c: &Checkpoint| -> i64 {
+            (c.optimizer.counters.iter())
+                .filter(|(name, _)| name.starts_with("qk_clip.clipped_steps."))
+                .map(|(_, count)| count)
+                .sum()
+        };
+        // A clipped run resumes from a checkpoint that holds clip counts (not its last).
+        let before_last = &straight.checkpoints[..straight.checkpoints.len() - 1];
+        let checkpoint = if label.ends_with("_qk_clip") {
+            let found = before_last.iter().find(|c| clipped(c) > 0);
+            found.unwrap_or_else(|| panic!("{label}: no head clipped before the last checkpoint"))
+        } else {
+            &straight.checkpoints[0]
+        }
+        .clone();
         let from = checkpoint.step;
         std::fs::remove_dir_all(&dir).unwrap();
         std::fs::create_dir_all(&dir).unwrap();
