@@ -119,13 +119,12 @@ impl<const M: usize, const HD: usize, const KVW: usize, const F: usize, D: Model
             kv_heads: arch.n_kv_heads,
             head_dim: HD,
         };
-        let mut max_logits = taps
-            .as_ref()
-            .and_then(|t| t.max_logits.as_ref())
-            .map(|_| Vec::new());
-        let out = D::causal_attention(q, k, v, shape, consts, max_logits.as_mut());
-        if let (Some(maxes), Some(taps)) = (max_logits, taps.as_deref_mut()) {
-            taps.max_logits.get_or_insert_with(Vec::new).push(maxes);
+        let collected = taps.as_deref_mut().and_then(|t| t.max_logits.as_mut());
+        let mut maxes = Vec::new();
+        let wanted = collected.is_some().then_some(&mut maxes);
+        let out = D::causal_attention(q, k, v, shape, consts, wanted);
+        if let Some(collected) = collected {
+            collected.push(maxes);
         }
         D::linear(out, self.wo.retaped::<T>())
     }

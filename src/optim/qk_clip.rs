@@ -59,6 +59,17 @@ pub struct StepClip {
     pub max_logit: f32,
 }
 
+impl StepClip {
+    /// The step's rows of the metrics table (split `train`).
+    pub fn metrics(&self) -> [(&'static str, f64); 3] {
+        [
+            ("qk_clip_heads", self.heads_clipped as f64),
+            (QK_CLIP_MIN_FACTOR_METRIC, f64::from(self.min_factor)),
+            ("max_logit", f64::from(self.max_logit)),
+        ]
+    }
+}
+
 /// The scale of each query head's rows of W_q and of each key head's rows of W_k that
 /// shrink head h's logits by `factors[h]` (the module's rule).
 pub fn scales(factors: &[f32], kv_heads: usize) -> (Vec<f32>, Vec<f32>) {

@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use crate::model::arch::KeyProjection;
+use crate::model::forward::TokenBatch as TokenTensors;
 use crate::model::Capture;
 use crate::model::Taps;
 use crate::optim::qk_clip::{
@@ -61,14 +62,7 @@ impl<
             );
             (mean, Some(losses))
         } else {
-            let loss = self.model.loss(
-                &self.arch,
-                &self.consts,
-                self.eval.clone(),
-                self.model.embed.clone(),
-                taps_wanted,
-            );
-            (loss.as_vec()[0], None)
+            (self.batch_loss(&self.eval, taps_wanted), None)
         };
         if probing {
             let probe_started = Instant::now();
@@ -94,16 +88,8 @@ impl<
             self.counters.probe_seconds += probe_started.elapsed().as_secs_f64();
         }
         self.counters.last_val = f64::from(loss);
-        let set_losses = self.eval_sets.iter().map(|(metric, batch)| {
-            let loss = self.model.loss(
-                &self.arch,
-                &self.consts,
-                batch.clone(),
-                self.model.embed.clone(),
-                None,
-            );
-            (*metric, f64::from(loss.as_vec()[0]))
-        });
+        let set_losses = (self.eval_sets.iter())
+            .map(|(metric, batch)| (*metric, f64::from(self.batch_loss(batch, None))));
         for (metric, value) in [("loss", self.counters.last_val)]
             .into_iter()
             .chain(set_losses)
@@ -118,6 +104,13 @@ impl<
             });
         }
         observer.evaluated();
+    }
+
+    /// The mean loss of the model on a fixed batch (no gradients), with `taps`.
+    fn batch_loss(&self, batch: &TokenTensors<D>, taps: Option<&mut Taps>) -> f32 {
+        let embed = self.model.embed.clone();
+        let loss = (self.model).loss(&self.arch, &self.consts, batch.clone(), embed, taps);
+        loss.as_vec()[0]
     }
 
     /// The causal key-ablation probe of every layer (`probe::key_ablation`): the loss
@@ -152,14 +145,7 @@ impl<
                     }),
                     max_logits: None,
                 };
-                let loss = self.model.loss(
-                    &self.arch,
-                    &self.consts,
-                    self.eval.clone(),
-                    self.model.embed.clone(),
-                    Some(&mut taps),
-                );
-                let increase = f64::from(loss.as_vec()[0]) - base;
+                let increase = f64::from(self.batch_loss(&self.eval, Some(&mut taps))) - base;
                 out.push(row(capture.layer, metric, increase));
             }
             out.push(row(capture.layer, RANK_AT_PR_METRIC, at_pr as f64));
@@ -205,7 +191,8 @@ fn clip_rows(clip: &QkClip, at: ProbePoint) -> Vec<ProbeRow> {
         };
         rows.push(row(QK_CLIP_STEPS_METRIC, steps as f64));
         rows.push(row(QK_CLIP_MIN_FACTOR_METRIC, f64::from(min_factor)));
-        if at.step > 0 && !last.is_nan() {
+        // NaN before the first step of the run.
+        if !last.is_nan() {
             rows.push(row(TRAIN_MAX_LOGIT_METRIC, f64::from(last)));
         }
     }

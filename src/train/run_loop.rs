@@ -292,11 +292,7 @@ impl<
                 let clipped = clip
                     .apply(&mut self.model, &logits)
                     .map_err(TrainError::Run)?;
-                lrs.extend([
-                    ("qk_clip_heads", clipped.heads_clipped as f64),
-                    ("qk_clip_min_factor", f64::from(clipped.min_factor)),
-                    ("max_logit", f64::from(clipped.max_logit)),
-                ]);
+                lrs.extend(clipped.metrics());
             }
             let zero_span = profile::span("step: zero gradients");
             self.model.zero_grads(&mut grads);
