@@ -12,6 +12,7 @@ pub mod cuda_gemm;
 pub mod cuda_muon;
 pub mod device;
 pub mod gemm_plan;
+pub mod grad_clip;
 pub mod groups;
 pub mod lion;
 pub mod muon;

@@ -1,7 +1,7 @@
 //! Sweep axes -> points -> the run matrix (cartesian product, first axis outermost).
 
 use crate::spec::source::Location;
-use crate::spec::study::{Axis, GridAxis, RonValue};
+use crate::spec::study::{Axis, GridAxis, LogGridAxis, RonValue};
 use crate::spec::suggest::quoted_list;
 use crate::spec::{is_safe_name, Diagnostic, LoadedStudy};
 
@@ -24,6 +24,8 @@ pub struct Point {
     /// Whether the point is a seed of a `Seeds` axis: runs that differ only in these are
     /// repeats of one condition.
     pub is_seed: bool,
+    /// The number a `LogGrid` point sets (the report's x-axis); None for other axes.
+    pub x: Option<f64>,
 }
 
 /// The points of every axis, in order, or what is wrong with the axes.
@@ -69,6 +71,21 @@ pub fn run_label(points: &[&Point]) -> String {
     } else {
         label
     }
+}
+
+/// The family of a run on a numeric axis: its label without seed and `LogGrid` pieces
+/// (the runs the report draws as one curve against the axis).
+pub fn run_family(points: &[&Point]) -> String {
+    let pieces: Vec<&Point> = (points.iter().copied())
+        .filter(|p| !p.is_seed && p.x.is_none())
+        .collect();
+    run_label(&pieces)
+}
+
+/// The `LogGrid` value of a run: (path, number), if it has one.
+pub fn run_x(points: &[&Point]) -> Option<(String, f64)> {
+    let point = points.iter().find(|p| p.x.is_some())?;
+    Some((point.assignments[0].path.clone(), point.x?))
 }
 
 /// The condition of a run: its label without the pieces of `Seeds` axes ("base" when
@@ -160,6 +177,7 @@ fn points_of(axis: &Axis, at: &AxisSite) -> Result<Vec<Point>, Vec<Diagnostic>> 
                     assignments,
                     description: condition.description.clone(),
                     is_seed: false,
+                    x: None,
                 }
             })
             .collect(),
@@ -176,8 +194,10 @@ fn points_of(axis: &Axis, at: &AxisSite) -> Result<Vec<Point>, Vec<Diagnostic>> 
                 }],
                 description: String::new(),
                 is_seed: true,
+                x: None,
             })
             .collect(),
+        Axis::LogGrid(grid) => log_grid_points(grid, at)?,
     };
     check_points(&points, at)?;
     Ok(points)
@@ -217,6 +237,7 @@ fn grid_points(grid: &GridAxis, at: &AxisSite) -> Result<Vec<Point>, Vec<Diagnos
             description: String::new(),
             // A grid over the seed repeats the other axes' conditions, as `Seeds` does.
             is_seed: grid.path == "seed",
+            x: None,
         })
         .collect())
 }
@@ -249,8 +270,66 @@ fn zip_points(members: &[GridAxis], at: &AxisSite) -> Result<Vec<Point>, Vec<Dia
             description: String::new(),
             // Zipped with the seed, each point is still its own condition.
             is_seed: false,
+            x: None,
         })
         .collect())
+}
+
+fn log_grid_points(grid: &LogGridAxis, at: &AxisSite) -> Result<Vec<Point>, Vec<Diagnostic>> {
+    let path_at = at.string(&grid.path, None);
+    let valid = |v: f64| v.is_finite() && v > 0.0;
+    if !valid(grid.from) || !valid(grid.to) || grid.from == grid.to || grid.points < 2 {
+        return Err(vec![at.error(
+            format!(
+                "needs two different positive numbers and at least 2 points, got from: {}, \
+                 to: {}, points: {}",
+                grid.from, grid.to, grid.points
+            ),
+            path_at,
+            "e.g. LogGrid(path: \"schedule.lr_scale\", from: 0.1, to: 10.0, points: 5)",
+        )]);
+    }
+    let leaf = grid.path.rsplit('.').next().unwrap_or(&grid.path);
+    let prefix = grid.prefix.as_deref().unwrap_or(leaf);
+    let ratio = grid.to / grid.from;
+    let last = (grid.points - 1) as f64;
+    Ok((0..grid.points)
+        .map(|i| {
+            let (text, value) = three_digits(grid.from * ratio.powf(i as f64 / last));
+            Point {
+                label: format!("{prefix}{text}"),
+                assignments: vec![Assignment {
+                    path: grid.path.clone(),
+                    value: RonValue(format!("{value:?}")),
+                    location: path_at.clone(),
+                }],
+                description: String::new(),
+                is_seed: false,
+                x: Some(value),
+            }
+        })
+        .collect())
+}
+
+/// `value` rounded to 3 significant digits: its label text (`3e-3`, `0.316`, `31.6`)
+/// and the number that text means, so that a label says exactly what the run used.
+pub fn three_digits(value: f64) -> (String, f64) {
+    let mut exponent = value.log10().floor() as i32;
+    let mut mantissa = (value / 10f64.powi(exponent) * 100.0).round() / 100.0;
+    if mantissa >= 10.0 {
+        mantissa /= 10.0;
+        exponent += 1;
+    }
+    let digits = format!("{mantissa:.2}");
+    let digits = digits.trim_end_matches('0').trim_end_matches('.');
+    let scientific = format!("{digits}e{exponent}");
+    let number: f64 = scientific.parse().expect("a number in scientific notation");
+    let text = if exponent <= -2 {
+        scientific
+    } else {
+        format!("{number}")
+    };
+    (text, number)
 }
 
 /// `lr0.012`, `qk_normNone`: the field name and the value with unsafe characters dropped.

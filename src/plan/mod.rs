@@ -79,6 +79,8 @@ pub fn build_plan(loaded: &LoadedStudy) -> Result<Plan, Diagnostics> {
                 runs.push(PlannedRun {
                     index,
                     condition: expand::run_condition(&points),
+                    x: expand::run_x(&points),
+                    family: expand::run_family(&points),
                     description: expand::run_description(&points),
                     id: run_id::run_id(&config),
                     label,

@@ -15,6 +15,10 @@ pub struct PlannedRun {
     pub description: String,
     pub id: String,
     pub config: RunConfig,
+    /// The run's value on a `LogGrid` axis (path, number): the report's x-axis.
+    pub x: Option<(String, f64)>,
+    /// The label without seed and `LogGrid` pieces: the curve the run belongs to.
+    pub family: String,
     /// The overrides that made this run, as (path, RON value), in the order applied.
     pub overrides: Vec<(String, String)>,
 }

@@ -66,7 +66,15 @@ pub(super) fn collect_runs(
             &settings.site,
             &settings.metric,
         ) {
-            Some(run) => runs.push(run),
+            Some(mut run) => {
+                let mut planned = plan.iter().flat_map(|p| &p.runs);
+                if let Some(planned) = planned.find(|p| run_name(p) == *name) {
+                    run.x = planned.x.as_ref().map(|(_, x)| *x);
+                    run.x_path = planned.x.as_ref().map(|(path, _)| path.clone());
+                    run.family = planned.family.clone();
+                }
+                runs.push(run)
+            }
             None => notes.push(format!("{name}: no readable manifest, skipped")),
         }
     }

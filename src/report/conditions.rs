@@ -153,6 +153,11 @@ mod tests {
             heads: Default::default(),
             probes: Default::default(),
             unreadable: Vec::new(),
+            x: None,
+            x_path: None,
+            family: condition.into(),
+            max_logit_last: None,
+            max_logit_peak: None,
         }
     }
 

@@ -8,6 +8,7 @@ use super::conditions::{
 };
 use super::context::other_probes;
 use super::load::RunResults;
+use super::lr_sweep::{self, GridPoint};
 use super::settings::ReportSettings;
 use super::stats::Estimate;
 
@@ -31,14 +32,32 @@ pub type Point = (f64, f64, Option<(f64, f64)>);
 pub struct Series {
     pub title: String,
     pub points: Vec<Point>,
+    /// Single runs marked with a cross at (x, y): diverged runs at their step-0 loss.
+    pub markers: Vec<(f64, f64)>,
 }
 
-/// A chart of lines over training tokens.
+/// A chart of lines over training tokens, or over a swept number.
 #[derive(Debug, Clone)]
 pub struct LineFigure {
     pub title: String,
     pub y_label: String,
     pub series: Vec<Series>,
+    /// The x-axis: None for training tokens, else the swept path (drawn on a log axis).
+    pub x_axis: Option<String>,
+    /// A logarithmic y-axis (a logit that grows by orders of magnitude).
+    pub log_y: bool,
+}
+
+impl LineFigure {
+    fn over_tokens(title: String, y_label: String, series: Vec<Series>) -> Self {
+        LineFigure {
+            title,
+            y_label,
+            series,
+            x_axis: None,
+            log_y: false,
+        }
+    }
 }
 
 /// Per layer, one bar per condition at the last probe, and the collapse threshold.
@@ -60,6 +79,9 @@ pub struct Figures {
     pub layers: LayerFigure,
     /// The other probes over training (none when the runs have none).
     pub probes: Vec<LineFigure>,
+    /// Against the study's `LogGrid` axis (none without one): scored loss, the largest
+    /// attention logit, the report metric.
+    pub sweep: Vec<LineFigure>,
 }
 
 /// The figures of `runs` under `settings`.
@@ -71,42 +93,95 @@ pub fn figures(runs: &[RunResults], settings: &ReportSettings) -> Figures {
     } else {
         ""
     };
-    let loss = LineFigure {
-        title: format!("Validation loss{seeds}"),
-        y_label: "validation loss (nats)".to_owned(),
-        series: series(
+    let loss = LineFigure::over_tokens(
+        format!("Validation loss{seeds}"),
+        "validation loss (nats)".to_owned(),
+        series(
             &conditions,
             &|r| r.val_loss.keys().copied().collect(),
             &|r, t| r.val_loss.get(&t).copied(),
         ),
-    };
-    let rank = LineFigure {
-        title: format!(
+    );
+    let rank = LineFigure::over_tokens(
+        format!(
             "{} of {}{seeds}",
             metric_name_unit(metric).0,
             site_title(site)
         ),
-        y_label: metric_title(metric),
-        series: series(&conditions, &|r| r.probe_tokens(), &|r, t| r.model_at(t)),
-    };
+        metric_title(metric),
+        series(&conditions, &|r| r.probe_tokens(), &|r, t| r.model_at(t)),
+    );
     let probes = other_probes(runs, site)
         .iter()
         .map(|(site, metric)| {
             let (name, unit) = metric_name_unit(metric);
-            LineFigure {
-                title: format!("{name}{seeds}"),
-                y_label: unit.to_owned(),
-                series: series(&conditions, &|r| r.probe_points(site, metric), &|r, t| {
+            LineFigure::over_tokens(
+                format!("{name}{seeds}"),
+                unit.to_owned(),
+                series(&conditions, &|r| r.probe_points(site, metric), &|r, t| {
                     r.model_probe(site, metric, t)
                 }),
-            }
+            )
         })
         .collect();
     Figures {
         trajectories: [loss, rank],
         layers: layer_figure(&conditions, settings),
         probes,
+        sweep: sweep_figures(runs, settings),
     }
+}
+
+/// Scored loss, largest attention logit and the report metric against the `LogGrid`
+/// axis, one line per curve (mean of seeds, 95% band), diverged runs as crosses.
+fn sweep_figures(runs: &[RunResults], settings: &ReportSettings) -> Vec<LineFigure> {
+    let Some(axis) = runs.iter().find_map(|r| r.x_path.clone()) else {
+        return Vec::new();
+    };
+    let curves = lr_sweep::curves(runs, &|r| r.last_probe().and_then(|t| r.model_at(t)));
+    let line = |value: &dyn Fn(&GridPoint) -> Option<Estimate>, marked: bool| -> Vec<Series> {
+        (curves.iter())
+            .map(|c| Series {
+                title: c.family.clone(),
+                points: (c.points.iter())
+                    .filter_map(|p| value(p).map(|e| (p.x, e.mean, e.ci)))
+                    .collect(),
+                markers: if marked {
+                    c.points.iter().flat_map(|p| p.diverged_at.clone()).collect()
+                } else {
+                    Vec::new()
+                },
+            })
+            .collect()
+    };
+    let figure = |title: String, y_label: String, series, log_y| LineFigure {
+        title,
+        y_label,
+        series,
+        x_axis: Some(axis.clone()),
+        log_y,
+    };
+    let metric = &settings.metric;
+    vec![
+        figure(
+            format!("Final validation loss vs {axis} (× diverged, at the step-0 loss)"),
+            "scored validation loss (nats)".to_owned(),
+            line(&|p| p.loss, true),
+            false,
+        ),
+        figure(
+            format!("Largest attention logit at the last step vs {axis}"),
+            "max q·k/√d over layers and heads".to_owned(),
+            line(&|p| p.max_logit, false),
+            true,
+        ),
+        figure(
+            format!("{} at the end vs {axis}", metric_name_unit(metric).0),
+            metric_title(metric),
+            line(&|p| p.metric, false),
+            false,
+        ),
+    ]
 }
 
 fn layer_figure(conditions: &[Condition], settings: &ReportSettings) -> LayerFigure {
@@ -163,6 +238,7 @@ fn series(
             Series {
                 title: c.title(),
                 points,
+                markers: Vec::new(),
             }
         })
         .collect()

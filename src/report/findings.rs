@@ -2,10 +2,9 @@
 //! them (which condition has the highest and lowest rank, the loss ranking, which paired
 //! differences are larger than seed noise).
 
-use super::conditions::{
-    difference, layer_count, metric_name_unit, site_title, tokens_title, Condition,
-};
-use super::context::{compared, layers_below_key, metric_key, val_loss_key, Context};
+use super::comparisons::{p_text, tested_pairs};
+use super::conditions::{layer_count, metric_name_unit, site_title, tokens_title, Condition};
+use super::context::{layers_below_key, metric_key, val_loss_key, Context};
 use super::stats::Estimate;
 
 /// "A1 (Muon + QK-norm)".
@@ -84,7 +83,8 @@ pub(super) fn findings(context: &Context) -> String {
     sentences.join(" ")
 }
 
-/// Which paired differences exclude zero, or why none can be told from seed noise.
+/// Which paired differences the family-wise test shows, and what the intervals of the
+/// others bound.
 fn differences_sentence(context: &Context) -> String {
     if context.pairs.is_empty() {
         return "There is one condition: nothing to compare.".to_owned();
@@ -92,36 +92,47 @@ fn differences_sentence(context: &Context) -> String {
     if context.seeds < 2 {
         return "With one seed per condition, no difference can be told from seed noise; add a `Seeds` axis for confidence intervals.".to_owned();
     }
-    let mut significant = Vec::new();
-    for &(a, b) in &context.pairs {
-        let (a, b) = (&context.conditions[a], &context.conditions[b]);
-        let mut n = 0;
-        let parts: Vec<String> = compared(context)
-            .into_iter()
-            .filter_map(|quantity| {
-                let d = difference(a, b, &*quantity.value).filter(|d| d.excludes_zero())?;
-                n = d.n;
-                Some(format!("{} {}", quantity.title, d.signed(quantity.digits)))
-            })
-            .collect();
-        if !parts.is_empty() {
-            significant.push(format!(
-                "{} − {} (n = {n}): {}",
-                a.name,
-                b.name,
-                parts.join(", ")
-            ));
+    let mut shown = Vec::new();
+    let mut bounded = Vec::new();
+    for pair in tested_pairs(context) {
+        let name = format!("{} − {}", pair.a.name, pair.b.name);
+        for (quantity, tested) in &pair.cells {
+            let Some(t) = tested else { continue };
+            if t.shown() {
+                shown.push(format!(
+                    "{name} (n = {}): {} {} (p_Holm = {})",
+                    t.estimate.n,
+                    quantity.title,
+                    t.estimate.signed(quantity.digits),
+                    p_text(t.p_holm.unwrap_or(f64::NAN))
+                ));
+            } else if !t.estimate.excludes_zero() && quantity.key.starts_with("val_loss") {
+                if let Some(bound) = t.estimate.equivalence_bound() {
+                    bounded.push(format!(
+                        "{name} {}: |Δ| < {bound:.digits$}",
+                        quantity.title,
+                        digits = quantity.digits
+                    ));
+                }
+            }
         }
     }
-    if significant.is_empty() {
+    let mut text = if shown.is_empty() {
         format!(
-            "No paired difference has a 95% confidence interval that excludes zero (up to {} seeds per condition).",
+            "No paired difference is shown by the Holm-corrected test at 5% (up to {} seeds per condition).",
             context.seeds
         )
     } else {
         format!(
-            "Paired differences (a − b, by seed) whose 95% confidence interval excludes zero: {}. The other differences in the table are within seed noise.",
-            significant.join("; ")
+            "Paired differences (a − b, by seed) the Holm-corrected test shows at 5%: {}.",
+            shown.join("; ")
         )
+    };
+    if !bounded.is_empty() {
+        text += &format!(
+            " Where a loss difference's 95% interval includes zero, it bounds the difference (not shown equal, but not larger than this): {}.",
+            bounded.join("; ")
+        );
     }
+    text
 }

@@ -23,6 +23,7 @@ pub fn page(title: &str, summary: &str, figures: &Figures, tables: &[(String, St
             .trajectories
             .iter()
             .chain(&figures.probes)
+            .chain(&figures.sweep)
             .map(line_json)
             .collect::<Vec<_>>(),
         "layers": layers_json(&figures.layers),
@@ -64,8 +65,11 @@ fn line_json(figure: &LineFigure) -> Value {
     json!({
         "title": figure.title,
         "y": figure.y_label,
+        "x_axis": figure.x_axis,
+        "log_y": figure.log_y,
         "series": figure.series.iter().map(|s| json!({
             "title": s.title,
+            "markers": s.markers.iter().map(|&(x, y)| json!({ "x": finite(x), "y": finite(y) })).collect::<Vec<_>>(),
             "points": s.points.iter().map(|&(x, y, ci)| json!({
                 "x": finite(x),
                 "y": finite(y),
@@ -204,6 +208,11 @@ function lineChart(figure) {
     const banded = s.points.filter((p) => p.lo !== null && p.hi !== null && p.y !== null);
     datasets.push({ label: s.title, group: i, data: s.points.map((p) => ({ x: p.x, y: p.y, lo: p.lo, hi: p.hi })),
       borderColor: color, backgroundColor: color, pointRadius: 3, borderWidth: 2, order: 0 });
+    if (s.markers.length) {
+      datasets.push({ label: s.title + " (diverged)", group: i, type: "scatter", showLine: false,
+        data: s.markers.map((p) => ({ x: p.x, y: p.y })), pointStyle: "crossRot", pointRadius: 7,
+        borderColor: color, borderWidth: 2, order: 0 });
+    }
     if (banded.length > 1) {
       datasets.push({ label: s.title + " (95% low)", band: true, group: i, data: banded.map((p) => ({ x: p.x, y: p.lo })),
         borderWidth: 0, pointRadius: 0, fill: false, order: 1 });
@@ -221,7 +230,7 @@ function lineChart(figure) {
         title: { display: true, text: figure.title },
         legend: { onClick: toggleGroup, labels: { filter: (item, data) => !data.datasets[item.datasetIndex].band } },
         tooltip: { filter: (item) => !item.dataset.band, callbacks: {
-          title: (items) => items.length ? tokens(items[0].parsed.x) + " tokens" : "",
+          title: (items) => !items.length ? "" : figure.x_axis ? `${figure.x_axis} = ${items[0].parsed.x}` : tokens(items[0].parsed.x) + " tokens",
           label: (item) => {
             const p = item.raw;
             const ci = p.lo !== null && p.lo !== undefined ? ` (95% CI ${p.lo.toPrecision(4)} to ${p.hi.toPrecision(4)})` : "";
@@ -229,8 +238,10 @@ function lineChart(figure) {
           } } },
       },
       scales: {
-        x: { type: "linear", title: { display: true, text: "training tokens" }, ticks: { callback: (v) => tokens(v) } },
-        y: { title: { display: true, text: figure.y } },
+        x: figure.x_axis
+          ? { type: "logarithmic", title: { display: true, text: figure.x_axis + " (log scale)" } }
+          : { type: "linear", title: { display: true, text: "training tokens" }, ticks: { callback: (v) => tokens(v) } },
+        y: { type: figure.log_y ? "logarithmic" : "linear", title: { display: true, text: figure.y } },
       },
     },
   });

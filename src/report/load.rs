@@ -12,7 +12,7 @@ use crate::store::manifest::{Manifest, RunStatus};
 use crate::store::metrics::METRICS_FILE;
 use crate::store::probes::PROBES_FILE;
 use crate::store::{RunPaths, Table};
-use crate::train::observer::EVAL_SET_PREFIX;
+use crate::train::observer::{EVAL_SET_PREFIX, MAX_LOGIT_METRIC};
 
 /// What the report needs of one run.
 #[derive(Debug, Clone)]
@@ -36,9 +36,33 @@ pub struct RunResults {
     pub probes: BTreeMap<(String, String), BTreeMap<u64, Vec<f64>>>,
     /// Result files that exist but cannot be read (damaged by a crash or a copy).
     pub unreadable: Vec<String>,
+    /// The run's value on the study's `LogGrid` axis (set from the plan; None without
+    /// one): the x of the learning-rate table and figures.
+    pub x: Option<f64>,
+    /// The path that axis sets (`schedule.lr_scale`).
+    pub x_path: Option<String>,
+    /// The curve the run belongs to on that axis: its label without seed and grid value.
+    pub family: String,
+    /// The largest attention logit of the training batch at the last step recorded
+    /// with a finite value (`max_logit`), and the largest over all steps.
+    pub max_logit_last: Option<f64>,
+    pub max_logit_peak: Option<f64>,
 }
 
 impl RunResults {
+    /// The validation loss of the initial model (step 0), if measured.
+    pub fn initial_loss(&self) -> Option<f64> {
+        self.val_loss.get(&0).copied()
+    }
+
+    /// The validation loss at the end of the budget, for a run that finished it.
+    pub fn final_loss(&self) -> Option<f64> {
+        if self.status != RunStatus::Done {
+            return None;
+        }
+        self.val_loss.range(1..).next_back().map(|(_, &loss)| loss)
+    }
+
     /// Layer PR (mean over heads) by layer, at `tokens`.
     pub fn layers_at(&self, tokens: u64) -> Vec<f64> {
         self.heads
@@ -157,6 +181,14 @@ fn load_run_once(paths: &RunPaths, site: &str, metric: &str) -> Option<RunResult
         heads: BTreeMap::new(),
         probes: BTreeMap::new(),
         unreadable: Vec::new(),
+        x: None,
+        x_path: None,
+        family: manifest
+            .condition
+            .clone()
+            .unwrap_or_else(|| manifest.label.clone()),
+        max_logit_last: None,
+        max_logit_peak: None,
     };
     let read = |table: Table| match read_result(paths.table(table), table, Some(&manifest)) {
         Ok(frame) => Ok(Some(frame)),
@@ -216,7 +248,15 @@ fn val_losses(frame: &DataFrame, results: &mut RunResults) -> Result<(), String>
         &["split", "metric"],
         &["tokens", "value"],
     )?;
+    let mut last_logit: Option<(f64, f64)> = None;
     for (((split, metric), tokens), value) in s[0].iter().zip(&s[1]).zip(&n[0]).zip(&n[1]) {
+        if split == "train" && metric == MAX_LOGIT_METRIC && value.is_finite() {
+            if last_logit.is_none_or(|(t, _)| *tokens >= t) {
+                last_logit = Some((*tokens, *value));
+            }
+            let peak = results.max_logit_peak.unwrap_or(f64::MIN).max(*value);
+            results.max_logit_peak = Some(peak);
+        }
         if split != "val" {
             continue;
         }
@@ -227,6 +267,7 @@ fn val_losses(frame: &DataFrame, results: &mut RunResults) -> Result<(), String>
                 .insert(*tokens as u64, *value);
         }
     }
+    results.max_logit_last = last_logit.map(|(_, v)| v);
     Ok(())
 }
 

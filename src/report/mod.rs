@@ -3,15 +3,19 @@
 //! figures, and one interactive page (`report.html`) with the same figures and tables.
 
 mod collect;
+pub mod comparisons;
 pub mod conditions;
 mod context;
 pub mod figure_data;
 mod findings;
 pub mod html;
 pub mod load;
+pub mod lr_sweep;
+mod lr_tables;
 pub mod plots;
 pub mod settings;
 pub mod stats;
+pub mod table_text;
 pub mod tables;
 pub mod write;
 

@@ -12,7 +12,7 @@ use plotters::style::{register_font, FontStyle};
 use crate::atomic_file::write_atomic;
 
 use super::conditions::tokens_title;
-use super::figure_data::{Figures, LayerFigure, LineFigure, PALETTE};
+use super::figure_data::{Figures, LayerFigure, LineFigure, Series, PALETTE};
 
 const FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 const FAMILY: &str = "sans-serif";
@@ -58,16 +58,46 @@ fn line_chart<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     figure: &LineFigure,
 ) -> Result<(), String> {
-    let (title, y_label, series) = (&figure.title, &figure.y_label, &figure.series);
+    let (title, y_label) = (&figure.title, &figure.y_label);
+    // A logarithmic axis is drawn as log10 of the values, labelled with the values.
+    let log_x = figure.x_axis.is_some();
+    let tx = |x: f64| if log_x { x.log10() } else { x };
+    let ty = |y: f64| if figure.log_y { y.log10() } else { y };
+    let series: Vec<Series> = (figure.series.iter())
+        .map(|s| Series {
+            title: s.title.clone(),
+            points: (s.points.iter())
+                .map(|&(x, y, b)| (tx(x), ty(y), b.map(|(lo, hi)| (ty(lo), ty(hi)))))
+                .filter(|&(x, y, _)| x.is_finite() && y.is_finite())
+                .collect(),
+            markers: (s.markers.iter())
+                .map(|&(x, y)| (tx(x), ty(y)))
+                .filter(|&(x, y)| x.is_finite() && y.is_finite())
+                .collect(),
+        })
+        .collect();
+    let series = &series;
     // An infinite value (a condition number beyond float32 precision) has no place on
     // an axis: it is left out of the figure (the tables show it as inf).
-    let (mut x_max, mut y_min, mut y_max) = (1.0f64, f64::MAX, f64::MIN);
-    for &(x, y, band) in series.iter().flat_map(|s| s.points.iter()) {
-        let (lo, hi) = band.unwrap_or((y, y));
+    let (mut x_min, mut x_max) = if log_x { (f64::MAX, f64::MIN) } else { (0.0, 1.0f64) };
+    let (mut y_min, mut y_max) = (f64::MAX, f64::MIN);
+    let marked = series.iter().flat_map(|s| s.markers.iter().map(|&(x, y)| (x, y, None)));
+    for (x, y, band) in series.iter().flat_map(|s| s.points.iter().copied()).chain(marked) {
+        let (lo, hi) = band.filter(|(lo, hi)| lo.is_finite() && hi.is_finite()).unwrap_or((y, y));
+        x_min = x_min.min(x);
         x_max = x_max.max(x);
         y_min = y_min.min(lo.min(y));
         y_max = y_max.max(hi.max(y));
     }
+    if x_min > x_max {
+        (x_min, x_max) = (0.0, 1.0);
+    }
+    let x_range = if log_x {
+        let pad = ((x_max - x_min) * 0.05).max(0.1);
+        x_min - pad..x_max + pad
+    } else {
+        0f64..x_max * 1.02
+    };
     if y_min > y_max {
         (y_min, y_max) = (0.0, 1.0);
     }
@@ -77,7 +107,7 @@ fn line_chart<DB: DrawingBackend>(
         .max(0.05);
     // A quantity that is never negative (a fraction, a loss) keeps its axis at or above
     // zero even where a wide interval would reach below it.
-    let nonnegative = series.iter().flat_map(|s| &s.points).all(|p| p.1 >= 0.0);
+    let nonnegative = !figure.log_y && series.iter().flat_map(|s| &s.points).all(|p| p.1 >= 0.0);
     let bottom = if nonnegative {
         (y_min - pad).max(0.0)
     } else {
@@ -88,13 +118,24 @@ fn line_chart<DB: DrawingBackend>(
         .margin(14)
         .x_label_area_size(44)
         .y_label_area_size(70)
-        .build_cartesian_2d(0f64..x_max * 1.02, bottom..y_max + pad)
+        .build_cartesian_2d(x_range, bottom..y_max + pad)
         .map_err(err)?;
+    let power = |v: f64| crate::plan::expand::three_digits(10f64.powf(v)).0;
+    let x_desc = figure.x_axis.clone().map_or("training tokens".to_owned(), |a| format!("{a} (log scale)"));
+    let y_desc = if figure.log_y { format!("{y_label} (log scale)") } else { y_label.clone() };
+    let y_format = |y: &f64| if figure.log_y { power(*y) } else { format!("{y:.2}") };
     chart
         .configure_mesh()
-        .x_desc("training tokens")
-        .y_desc(y_label.as_str())
-        .x_label_formatter(&|x| tokens_title(x.max(0.0).round() as u64))
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .y_label_formatter(&y_format)
+        .x_label_formatter(&|x| {
+            if log_x {
+                power(*x)
+            } else {
+                tokens_title(x.max(0.0).round() as u64)
+            }
+        })
         .label_style((FAMILY, 14))
         .axis_desc_style((FAMILY, 16))
         .draw()
@@ -128,6 +169,9 @@ fn line_chart<DB: DrawingBackend>(
                     .iter()
                     .map(|&(x, y, _)| Circle::new((x, y), 3, c.filled())),
             )
+            .map_err(err)?;
+        chart
+            .draw_series(s.markers.iter().map(|&(x, y)| Cross::new((x, y), 7, c.stroke_width(3))))
             .map_err(err)?;
     }
     legend(&mut chart)
@@ -174,6 +218,14 @@ pub fn write_plots(dir: &Path, figures: &Figures) -> Result<Vec<String>, String>
     written.push(figure(dir, "layers.png", (1100, 620), |root| {
         layer_bars(root, &figures.layers)
     })?);
+    if let [loss, logit, metric] = figures.sweep.as_slice() {
+        written.push(figure(dir, "lr_sweep.png", (2400, 640), |root| {
+            let areas = root.split_evenly((1, 3));
+            line_chart(&areas[0], loss)?;
+            line_chart(&areas[1], logit)?;
+            line_chart(&areas[2], metric)
+        })?);
+    }
     let others = &figures.probes;
     if !others.is_empty() {
         let rows = others.len().div_ceil(2) as u32;

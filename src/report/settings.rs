@@ -16,6 +16,9 @@ pub struct ReportSettings {
     pub at_tokens: Vec<u64>,
     /// Pairs of conditions whose paired differences are shown (empty: every pair).
     pub differences: Vec<(String, String)>,
+    /// The comparisons the study was designed to test: the corrected family (empty:
+    /// every difference shown).
+    pub primary: Vec<(String, String)>,
 }
 
 impl ReportSettings {
@@ -26,6 +29,7 @@ impl ReportSettings {
             threshold: spec.layer_threshold,
             at_tokens: spec.at_tokens.clone(),
             differences: spec.differences.clone(),
+            primary: spec.primary.clone(),
         }
     }
 }

@@ -70,6 +70,124 @@ pub fn paired_difference(pairs: &[(f64, f64)]) -> Option<Estimate> {
     Estimate::of(&diffs)
 }
 
+impl Estimate {
+    /// The two-sided p-value of the one-sample t-test of mean zero (for paired
+    /// differences: the paired t-test); None for one value. A zero spread gives 0 for a
+    /// nonzero mean and 1 for a zero mean.
+    pub fn p_value(&self) -> Option<f64> {
+        if self.n < 2 || !self.sd.is_finite() {
+            return None;
+        }
+        if self.sd == 0.0 {
+            return Some(if self.mean == 0.0 { 1.0 } else { 0.0 });
+        }
+        let t = self.mean / (self.sd / (self.n as f64).sqrt());
+        Some(t_two_sided_p(t, (self.n - 1) as f64))
+    }
+
+    /// The largest |difference| the 95% interval allows: the interval supports "the
+    /// two do not differ by more than this" (an equivalence bound at 95%, as the two
+    /// one-sided tests at 2.5% each). None for one value.
+    pub fn equivalence_bound(&self) -> Option<f64> {
+        self.ci.map(|(lo, hi)| lo.abs().max(hi.abs()))
+    }
+}
+
+/// Holm's step-down adjustment of `p_values` (one family of tests), in their order:
+/// the k-th smallest is multiplied by (m - k + 1), made monotone and capped at 1. It
+/// controls the family-wise error rate under any dependence between the tests.
+pub fn holm(p_values: &[f64]) -> Vec<f64> {
+    let m = p_values.len();
+    let mut order: Vec<usize> = (0..m).collect();
+    order.sort_by(|&a, &b| p_values[a].total_cmp(&p_values[b]));
+    let mut adjusted = vec![0.0; m];
+    let mut running = 0.0f64;
+    for (k, &i) in order.iter().enumerate() {
+        running = running.max(((m - k) as f64 * p_values[i]).min(1.0));
+        adjusted[i] = running;
+    }
+    adjusted
+}
+
+/// P(|T| > |t|) for Student's t with `df` degrees of freedom: I_{df/(df+t^2)}(df/2, 1/2).
+pub fn t_two_sided_p(t: f64, df: f64) -> f64 {
+    if !t.is_finite() {
+        return if t.is_nan() { f64::NAN } else { 0.0 };
+    }
+    regularized_beta(df / (df + t * t), df / 2.0, 0.5)
+}
+
+/// The regularized incomplete beta function I_x(a, b), by its continued fraction
+/// (Lentz's method), using the symmetry I_x(a, b) = 1 - I_{1-x}(b, a) where it
+/// converges faster.
+fn regularized_beta(x: f64, a: f64, b: f64) -> f64 {
+    if x <= 0.0 {
+        return 0.0;
+    }
+    if x >= 1.0 {
+        return 1.0;
+    }
+    let log_front = ln_gamma(a + b) - ln_gamma(a) - ln_gamma(b) + a * x.ln() + b * (1.0 - x).ln();
+    if x < (a + 1.0) / (a + b + 2.0) {
+        log_front.exp() * beta_fraction(x, a, b) / a
+    } else {
+        1.0 - log_front.exp() * beta_fraction(1.0 - x, b, a) / b
+    }
+}
+
+fn beta_fraction(x: f64, a: f64, b: f64) -> f64 {
+    const TINY: f64 = 1e-300;
+    let (qab, qap, qam) = (a + b, a + 1.0, a - 1.0);
+    let mut c = 1.0;
+    let mut d = 1.0 - qab * x / qap;
+    d = 1.0 / if d.abs() < TINY { TINY } else { d };
+    let mut h = d;
+    for m in 1..300 {
+        let m = m as f64;
+        let m2 = 2.0 * m;
+        for aa in [
+            m * (b - m) * x / ((qam + m2) * (a + m2)),
+            -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2)),
+        ] {
+            d = 1.0 + aa * d;
+            d = 1.0 / if d.abs() < TINY { TINY } else { d };
+            c = 1.0 + aa / c;
+            c = if c.abs() < TINY { TINY } else { c };
+            h *= d * c;
+        }
+        if (d * c - 1.0).abs() < 1e-15 {
+            break;
+        }
+    }
+    h
+}
+
+/// ln Gamma(x) for x > 0 (Lanczos, g = 7, 9 terms: about 15 digits).
+fn ln_gamma(x: f64) -> f64 {
+    const G: [f64; 9] = [
+        0.999_999_999_999_809_9,
+        676.520_368_121_885_1,
+        -1_259.139_216_722_402_8,
+        771.323_428_777_653_1,
+        -176.615_029_162_140_6,
+        12.507_343_278_686_905,
+        -0.138_571_095_265_720_12,
+        9.984_369_578_019_572e-6,
+        1.505_632_735_149_311_6e-7,
+    ];
+    if x < 0.5 {
+        // Reflection: Gamma(x) Gamma(1 - x) = pi / sin(pi x).
+        return (std::f64::consts::PI / (std::f64::consts::PI * x).sin()).ln() - ln_gamma(1.0 - x);
+    }
+    let x = x - 1.0;
+    let t = x + 7.5;
+    let series = G[1..]
+        .iter()
+        .enumerate()
+        .fold(G[0], |acc, (i, g)| acc + g / (x + i as f64 + 1.0));
+    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + series.ln()
+}
+
 /// The 97.5% quantile of Student's t with `df` degrees of freedom (two-sided 95%).
 pub fn t_975(df: usize) -> f64 {
     const TABLE: [f64; 30] = [
@@ -114,6 +232,34 @@ mod tests {
         assert!(!e.excludes_zero());
         assert_eq!(e.display(3), "4.500");
         assert!(Estimate::of(&[]).is_none());
+    }
+
+    #[test]
+    fn t_test_p_values_match_the_tables() {
+        // At the 97.5% quantile the two-sided p is 0.05, for every df in the table.
+        for df in [1usize, 2, 4, 10, 30] {
+            let p = t_two_sided_p(t_975(df), df as f64);
+            assert!((p - 0.05).abs() < 2e-4, "df {df}: p {p}");
+        }
+        // df 1 is Cauchy: P(|T| > 1) = 1/2 exactly.
+        assert!((t_two_sided_p(1.0, 1.0) - 0.5).abs() < 1e-12);
+        assert!((t_two_sided_p(0.0, 5.0) - 1.0).abs() < 1e-12);
+        // 1, 2, 3: t = 2 / (1 / sqrt 3) = 3.464, df 2: p = 0.0742 (scipy: 0.07418).
+        let p = Estimate::of(&[1.0, 2.0, 3.0]).unwrap().p_value().unwrap();
+        assert!((p - 0.07418).abs() < 1e-4, "{p}");
+        assert_eq!(Estimate::of(&[1.0]).unwrap().p_value(), None);
+    }
+
+    #[test]
+    fn holm_multiplies_by_rank_and_stays_monotone() {
+        // m = 4: sorted 0.01, 0.02, 0.03, 0.5 -> 0.04, 0.06, 0.06 (monotone), 0.5.
+        let adjusted = holm(&[0.03, 0.01, 0.5, 0.02]);
+        let want = [0.06, 0.04, 0.5, 0.06];
+        for (got, want) in adjusted.iter().zip(want) {
+            assert!((got - want).abs() < 1e-12, "{adjusted:?}");
+        }
+        assert_eq!(holm(&[0.6, 0.7]), vec![1.0, 1.0]);
+        assert!(holm(&[]).is_empty());
     }
 
     #[test]

@@ -5,6 +5,10 @@ use std::path::Path;
 use crate::store::manifest::RunStatus;
 
 use super::collect::collect_runs;
+use super::lr_sweep;
+use super::lr_tables::lr_section;
+use super::table_text::{csv_field, fmt, table};
+use super::comparisons::{family_size, tested_pairs, PairTests};
 use super::conditions::{
     difference, group, layer_count, metric_name_unit, metric_title, site_title, tokens_title,
     Condition,
@@ -24,16 +28,6 @@ pub struct Report {
     pub runs: Vec<RunResults>,
 }
 
-/// A table cell: "-" when missing or NaN, "inf" for a value beyond what the data
-/// resolves (a condition number past float32 precision).
-fn fmt(value: Option<f64>, digits: usize) -> String {
-    match value {
-        Some(v) if v.is_finite() => format!("{v:.digits$}"),
-        Some(v) if v.is_infinite() => if v > 0.0 { "inf" } else { "-inf" }.to_owned(),
-        _ => "-".to_owned(),
-    }
-}
-
 /// The cell of a condition's `value`: "4.512" for one run, "4.512 ± 0.031" (95% CI) for
 /// seeds, and a single run's infinite value as "inf".
 fn value_cell(c: &Condition, value: &dyn Fn(&RunResults) -> Option<f64>, digits: usize) -> String {
@@ -43,35 +37,6 @@ fn value_cell(c: &Condition, value: &dyn Fn(&RunResults) -> Option<f64>, digits:
             let single = (c.runs.len() == 1).then(|| value(c.runs[0])).flatten();
             fmt(single, digits)
         }
-    }
-}
-
-/// A markdown table and the same table as CSV.
-fn table(header: &[String], rows: &[Vec<String>]) -> (String, String) {
-    let mut md = format!(
-        "| {} |\n|{}\n",
-        header.join(" | "),
-        "---|".repeat(header.len())
-    );
-    let mut csv = header.join(",") + "\n";
-    for row in rows {
-        md += &format!("| {} |\n", row.join(" | "));
-        csv += &(row
-            .iter()
-            .map(|c| csv_field(c))
-            .collect::<Vec<_>>()
-            .join(",")
-            + "\n");
-    }
-    (md, csv)
-}
-
-/// A CSV field, quoted when it holds a comma or a quote.
-fn csv_field(text: &str) -> String {
-    if text.contains([',', '"']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_owned()
     }
 }
 
@@ -115,19 +80,26 @@ pub fn build_report(study_dir: &Path, settings: &ReportSettings) -> Result<Repor
             .collect()
     };
     let conditions = group(&runs);
-    let pairs: Vec<(usize, usize)> = if settings.differences.is_empty() {
-        let n = conditions.len();
-        (0..n)
-            .flat_map(|a| (a + 1..n).map(move |b| (a, b)))
-            .collect()
-    } else {
-        let index = |name: &String| conditions.iter().position(|c| &c.name == name);
-        settings
-            .differences
-            .iter()
-            .filter_map(|(a, b)| Some((index(a)?, index(b)?)))
-            .collect()
-    };
+    // The pairs shown: those the study lists (its primary ones first), else every pair.
+    let pairs: Vec<(usize, usize)> =
+        if settings.differences.is_empty() && settings.primary.is_empty() {
+            let n = conditions.len();
+            (0..n)
+                .flat_map(|a| (a + 1..n).map(move |b| (a, b)))
+                .collect()
+        } else {
+            let index = |name: &String| conditions.iter().position(|c| &c.name == name);
+            let mut pairs: Vec<(usize, usize)> = Vec::new();
+            for (a, b) in settings.primary.iter().chain(&settings.differences) {
+                let Some(pair) = index(a).zip(index(b)) else {
+                    continue;
+                };
+                if !pairs.contains(&pair) {
+                    pairs.push(pair);
+                }
+            }
+            pairs
+        };
     let others = other_probes(&runs, &settings.site);
     let opt_in = opt_in_probes(&runs, &settings.site);
     let sets = eval_sets(&runs);
@@ -184,9 +156,24 @@ pub fn build_report(study_dir: &Path, settings: &ReportSettings) -> Result<Repor
     csv.push(("comparison.csv".to_owned(), text));
     csv.push(("comparison_long.csv".to_owned(), long_table(&context)));
     if !context.pairs.is_empty() {
-        let (md, text) = differences_table(&context);
-        markdown += &format!("## Paired differences\n\nEach row is a − b over the seeds both conditions ran (paired by seed); * marks a 95% interval that excludes zero.\n\n{md}\n");
+        let tested = tested_pairs(&context);
+        let (md, text) = differences_table(&tested);
+        let family = if settings.primary.is_empty() {
+            "every difference in the table".to_owned()
+        } else {
+            "the study's primary comparisons (rows marked primary); the other rows are exploratory, p uncorrected".to_owned()
+        };
+        markdown += &format!(
+            "## Paired differences\n\nEach row is a − b over the seeds both conditions ran (paired by seed): the mean difference, its 95% confidence interval (Student's t, not corrected), the paired t-test's p and its Holm-adjusted p over a family of {} tests ({family}). * marks p_Holm < 0.05: a difference the family-wise test shows. With few seeds the test has little power: an interval that includes zero bounds the difference, it does not show the conditions equal.\n\n{md}\n",
+            family_size(&tested)
+        );
         csv.push(("differences.csv".to_owned(), text));
+    }
+    if let Some(axis) = runs.iter().find_map(|r| r.x_path.clone()) {
+        let curves = lr_sweep::curves(&runs, &|r| r.last_probe().and_then(|t| r.model_at(t)));
+        let (md, files) = lr_section(&curves, &axis, &settings.metric);
+        markdown += &md;
+        csv.extend(files);
     }
     let (md, text) = layer_table(&context);
     let last = context.points.last().copied().unwrap_or(0);
@@ -279,30 +266,23 @@ fn long_table(context: &Context) -> String {
     csv
 }
 
-fn differences_table(context: &Context) -> (String, String) {
-    let quantities = compared(context);
-    let mut header = vec!["a − b".to_owned(), "n".to_owned()];
-    header.extend(quantities.iter().map(|q| format!("Δ {}", q.title)));
-    let rows: Vec<Vec<String>> = context
-        .pairs
+fn differences_table(tested: &[PairTests]) -> (String, String) {
+    let mut header = vec!["a − b".to_owned(), "family".to_owned(), "n".to_owned()];
+    if let Some(first) = tested.first() {
+        header.extend(first.cells.iter().map(|(q, _)| format!("Δ {}", q.title)));
+    }
+    let rows: Vec<Vec<String>> = tested
         .iter()
-        .map(|&(a, b)| {
-            let (a, b) = (&context.conditions[a], &context.conditions[b]);
-            let mut n = 0;
-            let mut row = vec![format!("{} − {}", a.name, b.name)];
-            let cells: Vec<String> = quantities
-                .iter()
-                .map(|q| match difference(a, b, &*q.value) {
-                    Some(d) => {
-                        n = n.max(d.n);
-                        let star = if d.excludes_zero() { " *" } else { "" };
-                        format!("{}{star}", d.signed(q.digits))
-                    }
-                    None => "-".to_owned(),
-                })
-                .collect();
-            row.push(n.to_string());
-            row.extend(cells);
+        .map(|pair| {
+            let mut row = vec![
+                format!("{} − {}", pair.a.name, pair.b.name),
+                if pair.primary { "primary" } else { "exploratory" }.to_owned(),
+                pair.n().to_string(),
+            ];
+            row.extend(pair.cells.iter().map(|(q, t)| match t {
+                Some(t) => t.cell(q.digits),
+                None => "-".to_owned(),
+            }));
             row
         })
         .collect();

@@ -166,11 +166,11 @@ pub(super) fn train_one(
                 format!("val loss {final_val_loss:.4} after {tokens} tokens"),
             )
         }
-        Ok(Ok(Outcome::Diverged { step, loss })) => {
-            recorder.manifest.error = Some(format!("loss became {loss} at step {step}"));
+        Ok(Ok(Outcome::Diverged { step, reason })) => {
+            recorder.manifest.error = Some(format!("diverged at step {step}: {reason}"));
             (
                 RunStatus::Diverged,
-                format!("diverged at step {step} (loss {loss})"),
+                format!("diverged at step {step} ({reason})"),
             )
         }
         Ok(Ok(Outcome::Interrupted { step })) => {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::atomic_file::{remove_stale_temps, remove_stale_temps_of};
-use crate::plan::PlannedRun;
+use crate::plan::{Plan, PlannedRun};
 use crate::spec::Device;
 use crate::store::finished::{finished_status, recorded, Recorded};
 use crate::store::lock::try_lock;
@@ -165,7 +165,7 @@ pub fn sweep(file: &Path, options: &SweepOptions) -> Result<SweepOutcome, Failur
             }
             Attempt::Ended(label, status, summary) => {
                 results.push((label, status, summary));
-                if stop_after(status, options, &mut progress, &run.label) {
+                if stop_after(status, &plan, options, &mut progress, &run.label) {
                     stopped = true;
                     break;
                 }
@@ -177,7 +177,7 @@ pub fn sweep(file: &Path, options: &SweepOptions) -> Result<SweepOutcome, Failur
             None => busy.push(run.label.clone()),
             Some((label, status, summary)) => {
                 results.push((label, status, summary));
-                if stop_after(status, options, &mut progress, &run.label) {
+                if stop_after(status, &plan, options, &mut progress, &run.label) {
                     break;
                 }
             }
@@ -292,6 +292,7 @@ fn wait_for(
 /// Whether the sweep stops after a run that ended with `status`.
 fn stop_after(
     status: RunStatus,
+    plan: &Plan,
     options: &SweepOptions,
     progress: &mut Progress,
     label: &str,
@@ -300,7 +301,8 @@ fn stop_after(
         progress.println("interrupted: stopping the sweep (run it again to resume)");
         return true;
     }
-    if options.fail_fast && status != RunStatus::Done {
+    let expected = status == RunStatus::Diverged && plan.execution.divergence_expected;
+    if options.fail_fast && status != RunStatus::Done && !expected {
         progress.println(&format!("--fail-fast: stopping after {label}"));
         return true;
     }

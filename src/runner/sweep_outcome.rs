@@ -25,8 +25,13 @@ pub struct SweepOutcome {
 }
 
 impl SweepOutcome {
-    /// Selected runs that are not done, each with why ("B1 (diverged)").
+    /// Selected runs that did not finish, each with why ("B1 (diverged)"). A diverged
+    /// run finished when the study expects divergence (`execution.divergence_expected`).
     pub fn not_done(&self) -> Vec<String> {
+        let finished = |status: RunStatus| {
+            status == RunStatus::Done
+                || (status == RunStatus::Diverged && self.plan.execution.divergence_expected)
+        };
         let kept = self.kept.iter().map(|(label, status)| (label, *status));
         let trained = self
             .trained
@@ -34,7 +39,7 @@ impl SweepOutcome {
             .map(|(label, status, _)| (label, *status));
         let mut not_done: Vec<String> = kept
             .chain(trained)
-            .filter(|(_, status)| *status != RunStatus::Done)
+            .filter(|(_, status)| !finished(*status))
             .map(|(label, status)| format!("{label} ({status})"))
             .collect();
         let busy = self.busy.iter();

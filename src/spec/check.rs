@@ -424,6 +424,20 @@ fn check_schedule(schedule: &ScheduleConfig, tokens_per_step: u64, p: &mut Probl
             "shorten the warmup",
         );
     }
+    p.positive_finite("schedule.lr_scale", schedule.lr_scale);
+    if let Some(max) = schedule.max_grad_norm {
+        p.positive_finite("schedule.max_grad_norm", max);
+    }
+    if let Some(rule) = schedule.divergence {
+        if !(rule.margin.is_finite() && rule.margin >= 0.0) {
+            p.push(
+                "schedule.divergence",
+                format!("margin must be a finite number >= 0, got {}", rule.margin),
+                "e.g. divergence: (margin: 0.5, evaluations: 2)",
+            );
+        }
+        p.positive("schedule.divergence", rule.evaluations);
+    }
     if schedule.eval_every_tokens == Some(0) {
         p.push(
             "schedule.eval_every_tokens",

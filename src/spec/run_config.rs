@@ -348,7 +348,45 @@ spec_struct! {
         /// Validation loss every this many tokens (besides every probe point).
         #[serde(default)]
         pub eval_every_tokens: Option<u64>,
+        /// One knob for a whole run's learning rate: every parameter group's rate (Muon's
+        /// matrices and its AdamW group, AdamW, Lion) is multiplied by it, on top of the
+        /// schedule. What a learning-rate sweep varies (`LogGrid(path:
+        /// "schedule.lr_scale", ...)`). Left out of the serialised config at 1, so run
+        /// ids from before the option stay valid.
+        #[serde(default = "unit_scale", skip_serializing_if = "is_unit_scale")]
+        pub lr_scale: f64,
+        /// Global gradient-norm clipping before any optimizer: when the L2 norm of every
+        /// trained tensor's gradient together exceeds this, every gradient is multiplied
+        /// by max_grad_norm / (norm + 1e-6) (PyTorch's `clip_grad_norm_`). The pre-clip
+        /// norm is recorded every step (`grad_norm`) whether or not this is set. Left out
+        /// of the serialised config when off.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub max_grad_norm: Option<f64>,
+        /// When a run counts as diverged besides a non-finite loss or gradient norm: its
+        /// validation loss above its step-0 validation loss plus `margin` at `evaluations`
+        /// evaluations in a row. Such a run ends `diverged` with the step and reason and
+        /// keeps its rows. Left out of the serialised config when off.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub divergence: Option<Divergence>,
     }
+}
+
+fn unit_scale() -> f64 {
+    1.0
+}
+
+fn is_unit_scale(value: &f64) -> bool {
+    *value == 1.0
+}
+
+/// The loss rule of divergence: see `ScheduleConfig::divergence`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Divergence {
+    /// Nats above the step-0 validation loss.
+    pub margin: f64,
+    /// Evaluations in a row (after step 0) above it.
+    pub evaluations: usize,
 }
 
 /// Learning-rate multiplier over training.
@@ -621,6 +659,7 @@ patch_as_leaf!(
     Precision,
     MuonMatrices,
     LrSchedule,
+    Divergence,
 );
 
 #[cfg(test)]

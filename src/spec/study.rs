@@ -49,6 +49,11 @@ pub struct ReportSpec {
     /// [("A1", "A2")]; empty: every pair, in matrix order.
     #[serde(default)]
     pub differences: Vec<(String, String)>,
+    /// The comparisons the study was designed to test (pairs as in `differences`):
+    /// the Holm correction runs over these alone, and every other difference is
+    /// marked exploratory. Empty: every difference shown is one family.
+    #[serde(default)]
+    pub primary: Vec<(String, String)>,
 }
 
 fn default_site() -> Site {
@@ -74,6 +79,7 @@ impl Default for ReportSpec {
             metric: default_metric(),
             layer_threshold: default_threshold(),
             differences: Vec::new(),
+            primary: Vec::new(),
         }
     }
 }
@@ -101,6 +107,11 @@ pub struct Execution {
     /// `runs/<name>/final_state.bin`), not only its final weights. Not part of run ids.
     #[serde(default)]
     pub keep_final_state: bool,
+    /// Diverged runs are results, not failures: a learning-rate sweep expects its
+    /// highest rates to diverge. `sweep` then exits 0 when every run is done or
+    /// diverged, and the report counts them. Not part of run ids.
+    #[serde(default)]
+    pub divergence_expected: bool,
 }
 
 fn default_checkpoint_minutes() -> f64 {
@@ -115,6 +126,7 @@ impl Default for Execution {
             checkpoint_every_tokens: None,
             checkpoint_every_minutes: default_checkpoint_minutes(),
             keep_final_state: false,
+            divergence_expected: false,
         }
     }
 }
@@ -168,6 +180,23 @@ pub enum Axis {
     Zip(Vec<GridAxis>),
     /// Sugar for a grid over `seed`, labelled `s<seed>`.
     Seeds(Vec<u64>),
+    /// `points` log-spaced numbers from `from` to `to` (both included) at one path,
+    /// each rounded to 3 significant digits, labelled `<prefix><value>` (`lr3e-3`;
+    /// the prefix defaults to the path's last field). The report draws results
+    /// against it as an x-axis.
+    LogGrid(LogGridAxis),
+}
+
+/// A log-spaced numeric axis: see `Axis::LogGrid`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogGridAxis {
+    pub path: String,
+    pub from: f64,
+    pub to: f64,
+    pub points: usize,
+    #[serde(default)]
+    pub prefix: Option<String>,
 }
 
 impl Axis {
@@ -177,6 +206,7 @@ impl Axis {
             Axis::Grid(_) => "Grid",
             Axis::Zip(_) => "Zip",
             Axis::Seeds(_) => "Seeds",
+            Axis::LogGrid(_) => "LogGrid",
         }
     }
 }

@@ -41,6 +41,32 @@ pub struct Counters {
     /// The last validation loss (NaN before the first evaluation).
     #[serde(with = "f64_bits")]
     pub last_val: f64,
+    /// The step-0 validation loss (NaN before it is measured): what the divergence
+    /// rule's margin is above. Checkpoints from before the rule read as NaN.
+    #[serde(default = "nan", with = "f64_bits")]
+    pub initial_val: f64,
+    /// Evaluations in a row whose loss was above the divergence rule's bound.
+    #[serde(default)]
+    pub evals_above_bound: u32,
+}
+
+fn nan() -> f64 {
+    f64::NAN
+}
+
+impl Counters {
+    /// A run's counters before its first step.
+    pub fn start() -> Self {
+        Counters {
+            elapsed_s: 0.0,
+            train_seconds: 0.0,
+            probe_seconds: 0.0,
+            checkpoint_seconds: 0.0,
+            last_val: f64::NAN,
+            initial_val: f64::NAN,
+            evals_above_bound: 0,
+        }
+    }
 }
 
 /// An f64 as its bit pattern: JSON has no NaN, and the value must come back exactly.
@@ -223,8 +249,10 @@ impl Checkpoint {
                 return Err(format!("its counter {name} is {value}"));
             }
         }
-        if c.last_val < 0.0 || c.last_val == f64::INFINITY {
-            return Err(format!("its last validation loss is {}", c.last_val));
+        for (name, value) in [("last", c.last_val), ("initial", c.initial_val)] {
+            if value < 0.0 || value == f64::INFINITY {
+                return Err(format!("its {name} validation loss is {value}"));
+            }
         }
         same_lengths("model tensor", &self.model, &layout.model)?;
         if let Some(i) = self
@@ -323,6 +351,8 @@ mod tests {
                 probe_seconds: 0.25,
                 checkpoint_seconds: 0.5,
                 last_val: f64::NAN,
+                initial_val: 7.5,
+                evals_above_bound: 1,
             },
             model: vec![vec![1.0, -2.0, 3.5], vec![f32::MIN_POSITIVE]],
             optimizer,

@@ -31,13 +31,32 @@ pub struct MetricRow {
     pub elapsed_s: f64,
 }
 
-/// The metric of an extra evaluation set's loss: `loss.<name>`. Names are few (a study
-/// has at most `spec::check::MAX_EVAL_SETS`), so each distinct one is kept for the
-/// life of the process, as metric names are `&'static str`.
+/// The global gradient norm before any clip, every step of every run (split `train`).
+pub const GRAD_NORM_METRIC: &str = "grad_norm";
+
+/// The largest pre-softmax attention logit q.k / sqrt(head_dim) of the training batch,
+/// over every layer and head, every step (split `train`).
+pub const MAX_LOGIT_METRIC: &str = "max_logit";
+
+/// What a layer's largest training logit metric starts with: `max_logit.layer<i>`.
+pub const LAYER_LOGIT_PREFIX: &str = "max_logit.layer";
+
+/// The metric of layer `layer`'s largest training attention logit.
+pub fn layer_logit_metric(layer: usize) -> &'static str {
+    interned(format!("{LAYER_LOGIT_PREFIX}{layer}"))
+}
+
+/// The metric of an extra evaluation set's loss: `loss.<name>`.
 pub fn eval_set_metric(name: &str) -> &'static str {
+    interned(format!("{EVAL_SET_PREFIX}{name}"))
+}
+
+/// `metric` as a `&'static str`, as metric names are. Such names are few (a study has
+/// at most `spec::check::MAX_EVAL_SETS` eval sets and a model a bounded number of
+/// layers), so each distinct one is kept for the life of the process.
+fn interned(metric: String) -> &'static str {
     use std::sync::Mutex;
     static NAMES: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
-    let metric = format!("{EVAL_SET_PREFIX}{name}");
     let mut names = NAMES
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());

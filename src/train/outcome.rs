@@ -16,8 +16,9 @@ pub enum Outcome {
         /// Wall time of the whole run, summed over its sessions (resumes).
         elapsed_s: f64,
     },
-    /// The loss became NaN or infinite at `step`.
-    Diverged { step: u64, loss: f64 },
+    /// Training stopped at `step` because the run diverged: a non-finite loss or
+    /// gradient norm, or the study's loss rule (`schedule.divergence`); `reason` says which.
+    Diverged { step: u64, reason: String },
     /// Stopped on request (Ctrl-C, SIGTERM) after `step` steps.
     Interrupted { step: u64 },
 }

@@ -11,6 +11,7 @@ use crate::model::init::init_model;
 use crate::model::snapshot::{named_tensors, tensors_from_host, tensors_to_host};
 use crate::model::weights_file::{load_into, read_for};
 use crate::model::{Architecture, Constants, Taps, Transformer};
+use crate::optim::grad_clip;
 use crate::optim::qk_clip::QkClip;
 use crate::optim::state::RestoreError;
 use crate::optim::trained::{self, tensor_sizes, Reads};
@@ -21,7 +22,10 @@ use crate::spec::run_config::{EvalWindows, RunConfig};
 
 use super::checkpoint::{Checkpoint, Counters, StateLayout};
 use super::device::TrainDevice;
-use super::observer::{eval_set_metric, MetricRow, Split, TrainObserver};
+use super::observer::{
+    eval_set_metric, layer_logit_metric, MetricRow, Split, TrainObserver, GRAD_NORM_METRIC,
+    MAX_LOGIT_METRIC,
+};
 use super::options::{CheckpointPolicy, TrainOptions};
 use super::outcome::{Outcome, TrainError};
 use super::schedule::{eval_steps, lr_multiplier, probe_steps};
@@ -36,6 +40,22 @@ fn batch_tensors<D: TrainDevice>(dev: &D, batch: &Batch) -> TokenTensors<D> {
         dev.tensor_from_vec(inputs, (batch.batch_size, batch.seq_len)),
         dev.tensor_from_vec(targets, (batch.batch_size * batch.seq_len,)),
     )
+}
+
+/// The metrics table's rows of one step's attention logits (per layer, per query head):
+/// the largest over the model (`max_logit`) and each layer's (`max_logit.layer<i>`).
+fn logit_rows(logits: &[Vec<f32>]) -> Vec<(&'static str, f64)> {
+    let layer_max = |heads: &Vec<f32>| heads.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut rows: Vec<(&'static str, f64)> = Vec::with_capacity(logits.len() + 1);
+    let overall = logits.iter().map(layer_max).fold(f32::NEG_INFINITY, f32::max);
+    if logits.is_empty() {
+        return rows;
+    }
+    rows.push((MAX_LOGIT_METRIC, f64::from(overall)));
+    for (layer, heads) in logits.iter().enumerate() {
+        rows.push((layer_logit_metric(layer), f64::from(layer_max(heads))));
+    }
+    rows
 }
 
 fn data_err(err: crate::data::DataError) -> TrainError {
@@ -142,13 +162,7 @@ impl<
             steps: steps_and_tokens(config).0,
             tokens_per_step: data.tokens_per_step(),
             start: 0,
-            counters: Counters {
-                elapsed_s: 0.0,
-                train_seconds: 0.0,
-                probe_seconds: 0.0,
-                checkpoint_seconds: 0.0,
-                last_val: f64::NAN,
-            },
+            counters: Counters::start(),
             checkpoints: options.checkpoints,
             dev,
             arch,
@@ -218,11 +232,8 @@ impl<
             let resumed_here = step == self.start && step > 0;
             if evals.contains(&step) && !resumed_here {
                 self.evaluate(observer, step, probes.contains(&step), elapsed());
-                if !self.counters.last_val.is_finite() {
-                    return Ok(Outcome::Diverged {
-                        step,
-                        loss: self.counters.last_val,
-                    });
+                if let Some(reason) = self.diverged_at_evaluation(step) {
+                    return Ok(Outcome::Diverged { step, reason });
                 }
             }
             if step == self.steps {
@@ -240,25 +251,28 @@ impl<
                 return Ok(Outcome::Interrupted { step });
             }
             let step_started = Instant::now();
-            let multiplier = lr_multiplier(
-                &self.config.schedule.lr,
-                tokens,
-                self.tokens_per_step,
-                self.config.schedule.tokens,
-            );
+            let multiplier = self.config.schedule.lr_scale
+                * lr_multiplier(
+                    &self.config.schedule.lr,
+                    tokens,
+                    self.tokens_per_step,
+                    self.config.schedule.tokens,
+                );
             let (inputs, targets) = batch_tensors(&self.dev, &self.batches.batch(step));
             let forward_span = profile::span("step: forward + loss");
-            // QK-Clip reads each head's largest logit of this very forward pass.
-            let mut clip_taps = self.clip.is_some().then(|| Taps {
+            // Each head's largest logit of this very forward pass: recorded every step
+            // (attention-logit growth), and what QK-Clip reads. The attention kernel
+            // finds them for its softmax anyway.
+            let mut taps = Taps {
                 max_logits: Some(Vec::new()),
                 ..Taps::default()
-            });
+            };
             let loss = self.model.loss(
                 &self.arch,
                 &self.consts,
                 (inputs, targets),
                 self.model.embed.clone().traced(grads),
-                clip_taps.as_mut(),
+                Some(&mut taps),
             );
             let loss_value = f64::from(loss.as_vec()[0]);
             drop(forward_span);
@@ -276,19 +290,37 @@ impl<
                     elapsed_s: elapsed(),
                 })
             };
+            let logits = taps.max_logits.unwrap_or_default();
+            for (metric, value) in logit_rows(&logits) {
+                row(metric, value);
+            }
             if !loss_value.is_finite() {
                 row("loss", loss_value);
                 return Ok(Outcome::Diverged {
                     step: step + 1,
-                    loss: loss_value,
+                    reason: format!("the training loss became {loss_value}"),
+                });
+            }
+            let grad_norm = grad_clip::clip(
+                &mut self.model,
+                &mut grads,
+                &self.reads,
+                self.config.schedule.max_grad_norm,
+            )
+            .map_err(|err| TrainError::Run(format!("gradient norm: {err:?}")))?;
+            row(GRAD_NORM_METRIC, grad_norm);
+            if !grad_norm.is_finite() {
+                row("loss", loss_value);
+                return Ok(Outcome::Diverged {
+                    step: step + 1,
+                    reason: format!("the gradient norm became {grad_norm}"),
                 });
             }
             let mut lrs = self
                 .optimizer
                 .step(&mut self.model, &mut grads, multiplier)
                 .map_err(TrainError::Run)?;
-            if let (Some(clip), Some(taps)) = (&mut self.clip, clip_taps) {
-                let logits = taps.max_logits.unwrap_or_default();
+            if let Some(clip) = &mut self.clip {
                 let clipped = clip
                     .apply(&mut self.model, &logits)
                     .map_err(TrainError::Run)?;
@@ -321,6 +353,34 @@ impl<
             probe_seconds: self.counters.probe_seconds,
             checkpoint_seconds: self.counters.checkpoint_seconds,
             elapsed_s: elapsed(),
+        })
+    }
+
+    /// Why the run counts as diverged after the evaluation at `step` (its loss is in
+    /// `counters.last_val`): a non-finite loss, or the study's rule of a loss above the
+    /// step-0 loss plus a margin at several evaluations in a row.
+    fn diverged_at_evaluation(&mut self, step: u64) -> Option<String> {
+        let loss = self.counters.last_val;
+        if !loss.is_finite() {
+            return Some(format!("the validation loss became {loss}"));
+        }
+        if step == 0 {
+            self.counters.initial_val = loss;
+            return None;
+        }
+        let rule = self.config.schedule.divergence?;
+        let bound = self.counters.initial_val + rule.margin;
+        if loss > bound {
+            self.counters.evals_above_bound += 1;
+        } else {
+            self.counters.evals_above_bound = 0;
+        }
+        (self.counters.evals_above_bound as usize >= rule.evaluations).then(|| {
+            format!(
+                "the validation loss {loss:.4} was above the step-0 loss {:.4} + margin {} at \
+                 {} evaluations in a row",
+                self.counters.initial_val, rule.margin, rule.evaluations
+            )
         })
     }
 
