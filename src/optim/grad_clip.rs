@@ -119,6 +119,32 @@ mod tests {
     }
 
     #[test]
+    fn a_clipped_gradient_step_moves_the_weights_at_most_lr_times_the_bound() {
+        // Whatever the gradient's size, p - lr * g after the clip moves p by at most
+        // lr * max_grad_norm in L2: the guarantee clipping exists for.
+        let dev = Cpu::seed_from_u64(3);
+        for scale in [1e-3f32, 1.0, 1e3, 1e6] {
+            let mut pair: Pair = (dev.sample_normal(), dev.sample_normal());
+            let before = (pair.0.as_vec(), pair.1.as_vec());
+            let mut grads = pair.alloc_grads();
+            let g0: Vec<f32> = (0..6).map(|i| scale * (i as f32 - 2.5)).collect();
+            grads.get_or_alloc_mut(&pair.0).unwrap().copy_from_slice(&g0);
+            grads.get_or_alloc_mut(&pair.1).unwrap().fill(scale);
+            let all = trained::all();
+            clip(&mut pair, &mut grads, &all, Some(0.5)).unwrap();
+            let mut sgd = super::super::apply_update::ApplyUpdate::new(0.0, all);
+            sgd.lr = 0.1;
+            sgd.apply(&mut pair, &mut grads).unwrap();
+            let moved: f64 = (pair.0.as_vec().iter().zip(&before.0))
+                .chain(pair.1.as_vec().iter().zip(&before.1))
+                .map(|(a, b)| f64::from(a - b).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            assert!(moved <= 0.1 * 0.5 * (1.0 + 1e-5), "scale {scale}: moved {moved}");
+        }
+    }
+
+    #[test]
     fn a_norm_within_the_bound_is_left_alone() {
         let dev = Cpu::seed_from_u64(0);
         let mut pair: Pair = (dev.sample_normal(), dev.sample_normal());

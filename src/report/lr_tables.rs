@@ -64,14 +64,15 @@ pub fn lr_section(curves: &[Curve], axis: &str, metric: &str) -> (String, Vec<(S
     let (sensitivity_md, _) = table(&header, &rows);
     md += &sensitivity_md;
     md += "\n";
-    for (what, digits, value) in [
-        ("Scored validation loss", 4, &|p: &GridPoint| p.loss as Option<Estimate>)
-            as (&str, usize, &dyn Fn(&GridPoint) -> Option<Estimate>),
-        (metric, 2, &|p: &GridPoint| p.metric),
-        ("Largest attention logit (last training step)", 1, &|p: &GridPoint| p.max_logit),
-    ] {
+    type Column<'a> = (&'a str, usize, fn(&GridPoint) -> Option<Estimate>);
+    let columns: [Column; 3] = [
+        ("Scored validation loss", 4, |p| p.loss),
+        (metric, 2, |p| p.metric),
+        ("Largest attention logit (last training step)", 1, |p| p.max_logit),
+    ];
+    for (what, digits, value) in columns {
         md += &format!("### {what} at each `{axis}` value\n\n");
-        md += &by_grid(curves, digits, value);
+        md += &by_grid(curves, digits, &value);
         md += "\n";
     }
     let files = vec![

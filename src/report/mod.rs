@@ -3,7 +3,7 @@
 //! figures, and one interactive page (`report.html`) with the same figures and tables.
 
 mod collect;
-pub mod comparisons;
+mod comparisons;
 pub mod conditions;
 mod context;
 pub mod figure_data;

@@ -10,10 +10,10 @@ use super::lr_tables::lr_section;
 use super::table_text::{csv_field, fmt, table};
 use super::comparisons::{family_size, tested_pairs, PairTests};
 use super::conditions::{
-    difference, group, layer_count, metric_name_unit, metric_title, site_title, tokens_title,
+    group, layer_count, metric_name_unit, metric_title, site_title, tokens_title,
     Condition,
 };
-use super::context::{compared, eval_sets, opt_in_probes, other_probes, quantities, Context};
+use super::context::{eval_sets, opt_in_probes, other_probes, quantities, Context};
 use super::findings::findings;
 use super::load::RunResults;
 use super::settings::ReportSettings;
