@@ -17,8 +17,8 @@ use rankprobe::store::Table;
 /// (x0.1, x10, x1000 of 0.006) and two seeds; divergence: above the step-0 loss at one
 /// evaluation, or non-finite.
 fn lr_study() -> String {
-    let text = std::fs::read_to_string(common::root().join("tests/studies/v1_checkpoints.ron"))
-        .unwrap();
+    let text =
+        std::fs::read_to_string(common::root().join("tests/studies/v1_checkpoints.ron")).unwrap();
     let start = text.find("    sweep: [").unwrap();
     let sweep = r#"    sweep: [
         Conditions([(name: "adamw", description: "AdamW", set: {"optimizer": AdamW(lr: 0.006, betas: (0.9, 0.95), eps: 1e-8, weight_decay: 0.0)})]),
@@ -55,8 +55,14 @@ struct Run {
 fn read_run(dir: &Path) -> Run {
     let manifest = Manifest::read(dir).unwrap();
     let frame = read_parquet(&common::table_of(dir, Table::Metrics)).unwrap();
-    let (steps, tokens) = (common::column_u64(&frame, "step"), common::column_u64(&frame, "tokens"));
-    let (splits, metrics) = (common::column_str(&frame, "split"), common::column_str(&frame, "metric"));
+    let (steps, tokens) = (
+        common::column_u64(&frame, "step"),
+        common::column_u64(&frame, "tokens"),
+    );
+    let (splits, metrics) = (
+        common::column_str(&frame, "split"),
+        common::column_str(&frame, "metric"),
+    );
     let values = common::column_f64(&frame, "value");
     let mut val: BTreeMap<u64, f64> = BTreeMap::new();
     let mut by_metric: BTreeMap<String, Vec<u64>> = BTreeMap::new();
@@ -65,7 +71,10 @@ fn read_run(dir: &Path) -> Run {
             val.insert(tokens[i], values[i]);
         }
         if splits[i] == "train" {
-            by_metric.entry(metrics[i].clone()).or_default().push(steps[i]);
+            by_metric
+                .entry(metrics[i].clone())
+                .or_default()
+                .push(steps[i]);
         }
     }
     Run {
@@ -92,15 +101,23 @@ fn a_diverging_lr_sweep_exits_0_and_its_table_equals_the_parquet_files() {
     let text = common::text(&output);
     assert!(output.status.success(), "{text}");
     let study = results.join("lrsweep");
-    let runs: Vec<Run> = ["0.1", "10", "1e3"]
+    let runs: Vec<Run> = ["0.1", "10", "1000"]
         .iter()
         .flat_map(|x| [1, 2].map(|s| format!("adamw_lrx{x}_s{s}")))
         .map(|label| read_run(&common::run_dir(&study, &label)))
         .collect();
-    let diverged = runs.iter().filter(|r| r.status == RunStatus::Diverged).count();
-    assert!(diverged >= 1, "x1000 of AdamW's rate should diverge: {text}");
+    let diverged = runs
+        .iter()
+        .filter(|r| r.status == RunStatus::Diverged)
+        .count();
     assert!(
-        runs.iter().filter(|r| r.label.contains("lrx0.1")).all(|r| r.status == RunStatus::Done),
+        diverged >= 1,
+        "x1000 of AdamW's rate should diverge: {text}"
+    );
+    assert!(
+        runs.iter()
+            .filter(|r| r.label.contains("lrx0.1"))
+            .all(|r| r.status == RunStatus::Done),
         "{text}"
     );
     for run in &runs {
@@ -108,8 +125,18 @@ fn a_diverging_lr_sweep_exits_0_and_its_table_equals_the_parquet_files() {
         // diverged runs included.
         let taken = run.steps["loss"].clone();
         assert!(!taken.is_empty());
-        for metric in ["grad_norm", "max_logit", "max_logit.layer0", "max_logit.layer1"] {
-            assert_eq!(run.steps.get(metric), Some(&taken), "{} {metric}", run.label);
+        for metric in [
+            "grad_norm",
+            "max_logit",
+            "max_logit.layer0",
+            "max_logit.layer1",
+        ] {
+            assert_eq!(
+                run.steps.get(metric),
+                Some(&taken),
+                "{} {metric}",
+                run.label
+            );
         }
     }
     // The LR table, computed here from the files: scored loss = min(last, initial) for a
@@ -129,10 +156,14 @@ fn a_diverging_lr_sweep_exits_0_and_its_table_equals_the_parquet_files() {
         .collect();
     let sensitivity = (per_seed[0] + per_seed[1]) / 2.0;
     let mean_at = |x: &str| {
-        let at: Vec<f64> = runs.iter().filter(|r| r.label.contains(&format!("lrx{x}_"))).map(scored).collect();
+        let at: Vec<f64> = runs
+            .iter()
+            .filter(|r| r.label.contains(&format!("lrx{x}_")))
+            .map(scored)
+            .collect();
         at.iter().sum::<f64>() / at.len() as f64
     };
-    let (best_x, best_loss) = [("0.1", 0.1), ("10", 10.0), ("1e3", 1000.0)]
+    let (best_x, best_loss) = [("0.1", 0.1), ("10", 10.0), ("1000", 1000.0)]
         .iter()
         .map(|&(label, x)| (x, mean_at(label)))
         .min_by(|a, b| a.1.total_cmp(&b.1))
@@ -148,12 +179,21 @@ fn a_diverging_lr_sweep_exits_0_and_its_table_equals_the_parquet_files() {
     assert_eq!(field("runs"), "6");
     assert_eq!(field("diverged"), diverged.to_string());
     assert_eq!(number("best_lr"), best_x);
-    assert!((number("loss_at_best_lr") - best_loss).abs() < 1e-9, "{csv}");
-    assert!((number("lr_sensitivity") - sensitivity).abs() < 1e-9, "{csv} vs {sensitivity}");
+    assert!(
+        (number("loss_at_best_lr") - best_loss).abs() < 1e-9,
+        "{csv}"
+    );
+    assert!(
+        (number("lr_sensitivity") - sensitivity).abs() < 1e-9,
+        "{csv} vs {sensitivity}"
+    );
     assert_eq!(field("lr_sensitivity_seeds"), "2");
     // The summary and the page carry the section and the figure.
     let summary = std::fs::read_to_string(study.join("report/summary.md")).unwrap();
-    assert!(summary.contains("## Learning-rate sweep (`schedule.lr_scale`)"), "{summary}");
+    assert!(
+        summary.contains("## Learning-rate sweep (`schedule.lr_scale`)"),
+        "{summary}"
+    );
     assert!(summary.contains("diverged)"), "{summary}");
     assert!(study.join("report/lr_sweep.png").is_file());
     let page = std::fs::read_to_string(study.join("report/report.html")).unwrap();
@@ -166,7 +206,10 @@ fn without_expected_divergence_the_same_sweep_exits_1() {
     let text = lr_study()
         .replace("divergence_expected: true", "divergence_expected: false")
         .replace("Seeds([1, 2]),", "Seeds([1]),")
-        .replace("from: 0.1, to: 1000.0, points: 3", "from: 100.0, to: 1000.0, points: 2");
+        .replace(
+            "from: 0.1, to: 1000.0, points: 3",
+            "from: 100.0, to: 1000.0, points: 2",
+        );
     let (_, output) = common::sweep_study(&dir, "lrsweep.ron", &text, &[]);
     assert_eq!(output.status.code(), Some(1), "{}", common::text(&output));
     assert!(common::text(&output).contains("(diverged)"));

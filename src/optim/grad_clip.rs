@@ -115,7 +115,9 @@ mod tests {
         // Direction kept: every value scaled by the same factor.
         let factor = 1.0 / (28f64.sqrt() + NORM_EPS);
         let g0 = grads.get_or_alloc_mut(&pair.0).unwrap().to_vec();
-        assert!(g0.iter().all(|&v| (f64::from(v) - 2.0 * factor).abs() < 1e-6));
+        assert!(g0
+            .iter()
+            .all(|&v| (f64::from(v) - 2.0 * factor).abs() < 1e-6));
     }
 
     #[test]
@@ -128,7 +130,10 @@ mod tests {
             let before = (pair.0.as_vec(), pair.1.as_vec());
             let mut grads = pair.alloc_grads();
             let g0: Vec<f32> = (0..6).map(|i| scale * (i as f32 - 2.5)).collect();
-            grads.get_or_alloc_mut(&pair.0).unwrap().copy_from_slice(&g0);
+            grads
+                .get_or_alloc_mut(&pair.0)
+                .unwrap()
+                .copy_from_slice(&g0);
             grads.get_or_alloc_mut(&pair.1).unwrap().fill(scale);
             let all = trained::all();
             clip(&mut pair, &mut grads, &all, Some(0.5)).unwrap();
@@ -140,7 +145,10 @@ mod tests {
                 .map(|(a, b)| f64::from(a - b).powi(2))
                 .sum::<f64>()
                 .sqrt();
-            assert!(moved <= 0.1 * 0.5 * (1.0 + 1e-5), "scale {scale}: moved {moved}");
+            assert!(
+                moved <= 0.1 * 0.5 * (1.0 + 1e-5),
+                "scale {scale}: moved {moved}"
+            );
         }
     }
 
@@ -152,7 +160,10 @@ mod tests {
         let all = trained::all();
         let norm = clip(&mut pair, &mut grads, &all, Some(1.0)).unwrap();
         assert!(norm < 1.0);
-        assert_eq!(grads.get_or_alloc_mut(&pair.1).unwrap().to_vec(), vec![0.1; 4]);
+        assert_eq!(
+            grads.get_or_alloc_mut(&pair.1).unwrap().to_vec(),
+            vec![0.1; 4]
+        );
         assert_eq!(clip_factor(0.5, 1.0), 1.0);
         assert_eq!(clip_factor(f64::INFINITY, 1.0), 0.0);
     }

@@ -34,7 +34,13 @@ impl Tested {
             cell += &format!(" p={}", p_text(p));
         }
         match self.p_holm {
-            Some(p) => cell += &format!(" p_Holm={}{}", p_text(p), if self.shown() { " *" } else { "" }),
+            Some(p) => {
+                cell += &format!(
+                    " p_Holm={}{}",
+                    p_text(p),
+                    if self.shown() { " *" } else { "" }
+                )
+            }
             None if self.p.is_some() => cell += " (exploratory)",
             None => {}
         }

@@ -147,7 +147,10 @@ fn sweep_figures(runs: &[RunResults], settings: &ReportSettings) -> Vec<LineFigu
                     .filter_map(|p| value(p).map(|e| (p.x, e.mean, e.ci)))
                     .collect(),
                 markers: if marked {
-                    c.points.iter().flat_map(|p| p.diverged_at.clone()).collect()
+                    c.points
+                        .iter()
+                        .flat_map(|p| p.diverged_at.clone())
+                        .collect()
                 } else {
                     Vec::new()
                 },

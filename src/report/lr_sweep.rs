@@ -108,8 +108,11 @@ fn curve(
         .iter()
         .map(|&x| {
             let at: Vec<&RunResults> = members.iter().copied().filter(|r| r.x == Some(x)).collect();
-            let scored: Vec<&RunResults> =
-                at.iter().copied().filter(|r| scored_loss(r).is_some()).collect();
+            let scored: Vec<&RunResults> = at
+                .iter()
+                .copied()
+                .filter(|r| scored_loss(r).is_some())
+                .collect();
             let diverged: Vec<&RunResults> = (scored.iter().copied())
                 .filter(|r| r.status == RunStatus::Diverged)
                 .collect();

@@ -13,7 +13,9 @@ fn cell(e: Option<Estimate>, digits: usize) -> String {
 
 /// A number for a CSV file (empty when missing).
 fn num(value: Option<f64>) -> String {
-    value.filter(|v| v.is_finite()).map_or(String::new(), |v| v.to_string())
+    value
+        .filter(|v| v.is_finite())
+        .map_or(String::new(), |v| v.to_string())
 }
 
 fn half_width(e: Option<Estimate>) -> Option<f64> {
@@ -68,7 +70,9 @@ pub fn lr_section(curves: &[Curve], axis: &str, metric: &str) -> (String, Vec<(S
     let columns: [Column; 3] = [
         ("Scored validation loss", 4, |p| p.loss),
         (metric, 2, |p| p.metric),
-        ("Largest attention logit (last training step)", 1, |p| p.max_logit),
+        ("Largest attention logit (last training step)", 1, |p| {
+            p.max_logit
+        }),
     ];
     for (what, digits, value) in columns {
         md += &format!("### {what} at each `{axis}` value\n\n");
@@ -76,7 +80,10 @@ pub fn lr_section(curves: &[Curve], axis: &str, metric: &str) -> (String, Vec<(S
         md += "\n";
     }
     let files = vec![
-        ("lr_sensitivity.csv".to_owned(), sensitivity_csv(curves, metric)),
+        (
+            "lr_sensitivity.csv".to_owned(),
+            sensitivity_csv(curves, metric),
+        ),
         ("lr_curves.csv".to_owned(), curves_csv(curves, metric)),
     ];
     (md, files)
@@ -91,8 +98,15 @@ fn title(c: &Curve) -> String {
 }
 
 /// Rows: grid values; columns: curves; a cell holds the estimate and "(k/n diverged)".
-fn by_grid(curves: &[Curve], digits: usize, value: &dyn Fn(&GridPoint) -> Option<Estimate>) -> String {
-    let mut xs: Vec<f64> = curves.iter().flat_map(|c| c.points.iter().map(|p| p.x)).collect();
+fn by_grid(
+    curves: &[Curve],
+    digits: usize,
+    value: &dyn Fn(&GridPoint) -> Option<Estimate>,
+) -> String {
+    let mut xs: Vec<f64> = curves
+        .iter()
+        .flat_map(|c| c.points.iter().map(|p| p.x))
+        .collect();
     xs.sort_by(f64::total_cmp);
     xs.dedup();
     let header: Vec<String> = std::iter::once("lr".to_owned())
@@ -105,7 +119,12 @@ fn by_grid(curves: &[Curve], digits: usize, value: &dyn Fn(&GridPoint) -> Option
                 .chain(curves.iter().map(|c| match c.at(x) {
                     None => "-".to_owned(),
                     Some(p) if p.diverged > 0 => {
-                        format!("{} ({}/{} diverged)", cell(value(p), digits), p.diverged, p.runs)
+                        format!(
+                            "{} ({}/{} diverged)",
+                            cell(value(p), digits),
+                            p.diverged,
+                            p.runs
+                        )
                     }
                     Some(p) => cell(value(p), digits),
                 }))

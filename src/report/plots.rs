@@ -79,11 +79,23 @@ fn line_chart<DB: DrawingBackend>(
     let series = &series;
     // An infinite value (a condition number beyond float32 precision) has no place on
     // an axis: it is left out of the figure (the tables show it as inf).
-    let (mut x_min, mut x_max) = if log_x { (f64::MAX, f64::MIN) } else { (0.0, 1.0f64) };
+    let (mut x_min, mut x_max) = if log_x {
+        (f64::MAX, f64::MIN)
+    } else {
+        (0.0, 1.0f64)
+    };
     let (mut y_min, mut y_max) = (f64::MAX, f64::MIN);
-    let marked = series.iter().flat_map(|s| s.markers.iter().map(|&(x, y)| (x, y, None)));
-    for (x, y, band) in series.iter().flat_map(|s| s.points.iter().copied()).chain(marked) {
-        let (lo, hi) = band.filter(|(lo, hi)| lo.is_finite() && hi.is_finite()).unwrap_or((y, y));
+    let marked = series
+        .iter()
+        .flat_map(|s| s.markers.iter().map(|&(x, y)| (x, y, None)));
+    for (x, y, band) in series
+        .iter()
+        .flat_map(|s| s.points.iter().copied())
+        .chain(marked)
+    {
+        let (lo, hi) = band
+            .filter(|(lo, hi)| lo.is_finite() && hi.is_finite())
+            .unwrap_or((y, y));
         x_min = x_min.min(x);
         x_max = x_max.max(x);
         y_min = y_min.min(lo.min(y));
@@ -121,9 +133,22 @@ fn line_chart<DB: DrawingBackend>(
         .build_cartesian_2d(x_range, bottom..y_max + pad)
         .map_err(err)?;
     let power = |v: f64| crate::plan::expand::three_digits(10f64.powf(v)).0;
-    let x_desc = figure.x_axis.clone().map_or("training tokens".to_owned(), |a| format!("{a} (log scale)"));
-    let y_desc = if figure.log_y { format!("{y_label} (log scale)") } else { y_label.clone() };
-    let y_format = |y: &f64| if figure.log_y { power(*y) } else { format!("{y:.2}") };
+    let x_desc = figure
+        .x_axis
+        .clone()
+        .map_or("training tokens".to_owned(), |a| format!("{a} (log scale)"));
+    let y_desc = if figure.log_y {
+        format!("{y_label} (log scale)")
+    } else {
+        y_label.clone()
+    };
+    let y_format = |y: &f64| {
+        if figure.log_y {
+            power(*y)
+        } else {
+            format!("{y:.2}")
+        }
+    };
     chart
         .configure_mesh()
         .x_desc(x_desc)
@@ -171,7 +196,11 @@ fn line_chart<DB: DrawingBackend>(
             )
             .map_err(err)?;
         chart
-            .draw_series(s.markers.iter().map(|&(x, y)| Cross::new((x, y), 7, c.stroke_width(3))))
+            .draw_series(
+                s.markers
+                    .iter()
+                    .map(|&(x, y)| Cross::new((x, y), 7, c.stroke_width(3))),
+            )
             .map_err(err)?;
     }
     legend(&mut chart)

@@ -38,4 +38,3 @@ pub fn csv_field(text: &str) -> String {
         text.to_owned()
     }
 }
-

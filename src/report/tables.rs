@@ -5,18 +5,17 @@ use std::path::Path;
 use crate::store::manifest::RunStatus;
 
 use super::collect::collect_runs;
-use super::lr_sweep;
-use super::lr_tables::lr_section;
-use super::table_text::{csv_field, fmt, table};
 use super::comparisons::{family_size, tested_pairs, PairTests};
 use super::conditions::{
-    group, layer_count, metric_name_unit, metric_title, site_title, tokens_title,
-    Condition,
+    group, layer_count, metric_name_unit, metric_title, site_title, tokens_title, Condition,
 };
 use super::context::{eval_sets, opt_in_probes, other_probes, quantities, Context};
 use super::findings::findings;
 use super::load::RunResults;
+use super::lr_sweep;
+use super::lr_tables::lr_section;
 use super::settings::ReportSettings;
+use super::table_text::{csv_field, fmt, table};
 
 /// A rendered report.
 #[derive(Debug, Clone)]
@@ -276,7 +275,12 @@ fn differences_table(tested: &[PairTests]) -> (String, String) {
         .map(|pair| {
             let mut row = vec![
                 format!("{} − {}", pair.a.name, pair.b.name),
-                if pair.primary { "primary" } else { "exploratory" }.to_owned(),
+                if pair.primary {
+                    "primary"
+                } else {
+                    "exploratory"
+                }
+                .to_owned(),
                 pair.n().to_string(),
             ];
             row.extend(pair.cells.iter().map(|(q, t)| match t {

@@ -47,7 +47,10 @@ fn batch_tensors<D: TrainDevice>(dev: &D, batch: &Batch) -> TokenTensors<D> {
 fn logit_rows(logits: &[Vec<f32>]) -> Vec<(&'static str, f64)> {
     let layer_max = |heads: &Vec<f32>| heads.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut rows: Vec<(&'static str, f64)> = Vec::with_capacity(logits.len() + 1);
-    let overall = logits.iter().map(layer_max).fold(f32::NEG_INFINITY, f32::max);
+    let overall = logits
+        .iter()
+        .map(layer_max)
+        .fold(f32::NEG_INFINITY, f32::max);
     if logits.is_empty() {
         return rows;
     }
