@@ -81,11 +81,24 @@ fn key_ablation_increases_match_pytorch_and_full_rank_changes_nothing() {
         probe(layer, "loss_increase_at_pr");
     }
     let python = std::env::var("RANKPROBE_PYTHON").unwrap_or_else(|_| "python3".to_owned());
-    // The report's comparison shows each rank's increase and the one at the PR.
+    // The report's comparison shows each rank's increase and the one at the PR, each as
+    // the mean over layers and as its worst layer.
     let summary = std::fs::read_to_string(results.join("ablate/report/summary.md")).unwrap();
-    let column =
-        "| loss increase r1 | loss increase r4 | loss increase r16 | loss increase at pr |";
+    let column = "| loss increase r1 | loss increase r1 worst layer | loss increase r4 | \
+                  loss increase r4 worst layer | loss increase r16 | loss increase r16 worst \
+                  layer | loss increase at pr | loss increase at pr worst layer |";
     assert!(summary.contains(column), "no `{column}` in\n{summary}");
+    let comparison = std::fs::read_to_string(results.join("ablate/report/comparison.csv")).unwrap();
+    let mut lines = comparison.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let row: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let at = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let worst: f64 = row[at("loss increase r1 worst layer")].parse().unwrap();
+    let want = probe(0, "loss_increase_r1").max(probe(1, "loss_increase_r1"));
+    assert!(
+        (worst - want).abs() < 1e-4,
+        "worst layer {worst}, layers' max {want}"
+    );
     let has_torch = Command::new(&python)
         .args(["-c", "import torch"])
         .output()

@@ -214,3 +214,42 @@ fn without_expected_divergence_the_same_sweep_exits_1() {
     assert_eq!(output.status.code(), Some(1), "{}", common::text(&output));
     assert!(common::text(&output).contains("(diverged)"));
 }
+
+#[test]
+fn z_loss_trains_and_log_z_is_recorded_at_every_evaluation() {
+    let dir = scratch("zloss");
+    // One AdamW run at the base rate, z-loss large enough (0.01) to matter in 40 steps,
+    // and the same run without it.
+    let text = lr_study().replace("Seeds([1, 2]),", "Seeds([1]),").replace(
+        r#"LogGrid(path: "schedule.lr_scale", from: 0.1, to: 1000.0, points: 3, prefix: "lrx"),"#,
+        r#"Grid(path: "schedule.z_loss", values: [None, 0.01], labels: ["plain", "z"]),"#,
+    );
+    let (results, output) = common::sweep_study(&dir, "zloss.ron", &text, &[]);
+    assert!(output.status.success(), "{}", common::text(&output));
+    let study = results.join("lrsweep");
+    let log_z = |label: &str| -> Vec<f64> {
+        let dir = common::run_dir(&study, label);
+        let frame = read_parquet(&common::table_of(&dir, Table::Metrics)).unwrap();
+        let (splits, metrics) = (
+            common::column_str(&frame, "split"),
+            common::column_str(&frame, "metric"),
+        );
+        let values = common::column_f64(&frame, "value");
+        (0..frame.height())
+            .filter(|&i| splits[i] == "val" && metrics[i] == "log_z")
+            .map(|i| values[i])
+            .collect()
+    };
+    let (plain, z) = (log_z("adamw_plain_s1"), log_z("adamw_z_s1"));
+    // Step 0 and every 4,096 tokens of 20,480: 6 evaluations, the same at step 0.
+    assert_eq!((plain.len(), z.len()), (6, 6), "{plain:?} {z:?}");
+    assert!(plain.iter().chain(&z).all(|v| v.is_finite() && *v > 0.0));
+    assert_eq!(plain[0], z[0]);
+    // z-loss pulls log Z down (towards 0) against the plain run.
+    assert!(
+        z[5] < plain[5],
+        "log Z at the end: z-loss {} vs plain {}",
+        z[5],
+        plain[5]
+    );
+}

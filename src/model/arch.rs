@@ -80,6 +80,9 @@ pub struct Taps {
     /// When Some, each layer's attention appends the largest logit of each of its query
     /// heads over the batch (what QK-Clip reads after a training step).
     pub max_logits: Option<Vec<Vec<f32>>>,
+    /// When Some, the LM head sets it to the mean over the batch's rows of log Z, the
+    /// log of the output softmax's normaliser (the scale z-loss holds down).
+    pub mean_log_z: Option<f32>,
 }
 
 /// Replaces the keys of one layer at one stage, per KV head, by their product with a

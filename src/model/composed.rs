@@ -177,6 +177,25 @@ pub fn squared_relu_mlp<const M: usize, const F: usize, D: Device<f32>, T: Model
     linear(linear(x, up).relu().square(), down)
 }
 
+/// Mean cross-entropy of logits [rows, V] against target ids [rows], plus `z_loss` x
+/// the mean of log^2 Z when `z_loss` is not 0; `mean_log_z` gets the mean of log Z.
+pub fn cross_entropy_z<const V: usize, D: Device<f32>, T: ModelTape<D>>(
+    logits: Rows<V, D, T>,
+    targets: Tensor<(usize,), usize, D>,
+    z_loss: f32,
+    mean_log_z: Option<&mut f32>,
+) -> Tensor<Rank0, f32, D, T> {
+    if let Some(sink) = mean_log_z {
+        let log_z = logits.with_empty_tape().logsumexp::<(usize,), Axis<1>>();
+        *sink = log_z.mean().as_vec()[0];
+    }
+    if z_loss == 0.0 {
+        return cross_entropy(logits, targets);
+    }
+    let log_z = logits.with_empty_tape().logsumexp::<(usize,), Axis<1>>();
+    cross_entropy(logits, targets) + log_z.square().mean() * z_loss
+}
+
 /// Mean cross-entropy of logits [rows, V] against target ids [rows].
 pub fn cross_entropy<const V: usize, D: Device<f32>, T: ModelTape<D>>(
     logits: Rows<V, D, T>,

@@ -216,12 +216,28 @@ impl<
         &self,
         arch: &Architecture,
         consts: &Constants<HD, D>,
-        (tokens, targets): TokenBatch<D>,
+        batch: TokenBatch<D>,
         embed: Tensor<Rank2<V, M>, f32, D, T>,
         taps: Option<&mut Taps>,
     ) -> Tensor<Rank0, f32, D, T> {
-        let x = self.hidden(arch, consts, tokens, embed, taps);
-        D::lm_head_loss(x, self.head(arch).retaped::<T>(), targets)
+        self.training_loss(arch, consts, batch, embed, taps, 0.0)
+    }
+
+    /// The training objective: `loss` plus `z_loss` x the mean of log^2 Z over the rows
+    /// (Z: the output softmax's normaliser). `taps.mean_log_z`, when asked for, gets the
+    /// mean of log Z.
+    pub fn training_loss<T: ModelTape<D>>(
+        &self,
+        arch: &Architecture,
+        consts: &Constants<HD, D>,
+        (tokens, targets): TokenBatch<D>,
+        embed: Tensor<Rank2<V, M>, f32, D, T>,
+        mut taps: Option<&mut Taps>,
+        z_loss: f32,
+    ) -> Tensor<Rank0, f32, D, T> {
+        let x = self.hidden(arch, consts, tokens, embed, taps.as_deref_mut());
+        let log_z = taps.and_then(|t| t.mean_log_z.as_mut());
+        D::lm_head_loss(x, self.head(arch).retaped::<T>(), targets, z_loss, log_z)
     }
 
     /// For evaluation: the mean next-token cross-entropy (the number `loss` gives) and
@@ -232,12 +248,19 @@ impl<
         arch: &Architecture,
         consts: &Constants<HD, D>,
         (tokens, targets): TokenBatch<D>,
-        taps: Option<&mut Taps>,
+        mut taps: Option<&mut Taps>,
     ) -> (f32, Vec<f32>) {
-        let x = self.hidden(arch, consts, tokens, self.embed.clone(), taps);
+        let x = self.hidden(
+            arch,
+            consts,
+            tokens,
+            self.embed.clone(),
+            taps.as_deref_mut(),
+        );
         let head = self.head(arch);
         let ids = targets.as_vec();
-        let mean = D::lm_head_loss(x.clone(), head.clone(), targets).as_vec()[0];
+        let log_z = taps.and_then(|t| t.mean_log_z.as_mut());
+        let mean = D::lm_head_loss(x.clone(), head.clone(), targets, 0.0, log_z).as_vec()[0];
         let rows = x.shape().0;
         let chunk = ((1usize << 24) / V).max(1);
         let mut losses = Vec::with_capacity(rows);

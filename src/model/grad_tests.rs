@@ -312,6 +312,7 @@ fn taps_capture_requested_sites_without_changing_the_output() {
         sites: vec![k_rope, v_proj],
         captured: Vec::new(),
         max_logits: None,
+        mean_log_z: None,
     };
     let tapped = model
         .forward(&a, &consts, tokens(), model.embed.clone(), Some(&mut taps))

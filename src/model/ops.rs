@@ -73,13 +73,17 @@ pub trait ModelOps: composed::AddConstant {
     }
 
     /// The LM head `x @ head^T` and the mean cross-entropy of its logits against target
-    /// ids [rows].
+    /// ids [rows], plus `z_loss` times the mean of log^2 Z (Z: each row's softmax
+    /// normaliser; PaLM's z-loss) when `z_loss` is not 0. `mean_log_z`, when given, gets
+    /// the mean of log Z over the rows.
     fn lm_head_loss<const M: usize, const V: usize, T: ModelTape<Self>>(
         x: Rows<M, Self, T>,
         head: Tensor<Rank2<V, M>, f32, Self, T>,
         targets: Tensor<(usize,), usize, Self>,
+        z_loss: f32,
+        mean_log_z: Option<&mut f32>,
     ) -> Tensor<Rank0, f32, Self, T> {
-        composed::cross_entropy(composed::linear(x, head), targets)
+        composed::cross_entropy_z(composed::linear(x, head), targets, z_loss, mean_log_z)
     }
 
     /// `x + y`: a block's output added to the residual stream.
@@ -146,8 +150,10 @@ impl ModelOps for Cpu {
         x: Rows<M, Self, T>,
         head: Tensor<Rank2<V, M>, f32, Self, T>,
         targets: Tensor<(usize,), usize, Self>,
+        z_loss: f32,
+        mean_log_z: Option<&mut f32>,
     ) -> Tensor<Rank0, f32, Self, T> {
-        cpu_ops::lm_head_loss(x, head, targets)
+        cpu_ops::lm_head_loss(x, head, targets, z_loss, mean_log_z)
     }
 
     fn add<const W: usize, T: ModelTape<Self>>(

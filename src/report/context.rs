@@ -36,6 +36,9 @@ pub(super) struct OptInProbe {
     pub site: String,
     pub metric: String,
     pub digits: usize,
+    /// A per-layer value whose worst (largest) layer the comparison shows beside the
+    /// mean (`<key>_worst`): a mean over layers does not stand for every layer.
+    pub per_layer: bool,
 }
 
 /// The opt-in probes the runs have: the causal key ablation at the report's site (each
@@ -52,6 +55,7 @@ pub(super) fn opt_in_probes(runs: &[RunResults], site: &str) -> Vec<OptInProbe> 
         site: site.to_owned(),
         metric: metric.to_owned(),
         digits,
+        per_layer: false,
     };
     let mut ranks: Vec<usize> = (runs.iter())
         .flat_map(|r| r.probes.keys())
@@ -65,14 +69,20 @@ pub(super) fn opt_in_probes(runs: &[RunResults], site: &str) -> Vec<OptInProbe> 
             let metric = format!("loss_increase_r{r}");
             let about = format!(
                 "validation loss increase with one layer's keys cut to their top {r} \
-                 directions (nats, mean over layers)"
+                 directions (nats, mean over layers; `_worst`: the largest layer's)"
             );
-            probe(site, &metric, metric.clone(), about, 4)
+            OptInProbe {
+                per_layer: true,
+                ..probe(site, &metric, metric.clone(), about, 4)
+            }
         })
         .collect();
     if has(site, AT_PR_METRIC) {
         let about = "the same, cut to as many directions as the layer's rounded PR".to_owned();
-        out.push(probe(site, AT_PR_METRIC, AT_PR_METRIC.to_owned(), about, 4));
+        out.push(OptInProbe {
+            per_layer: true,
+            ..probe(site, AT_PR_METRIC, AT_PR_METRIC.to_owned(), about, 4)
+        });
     }
     for (weights, what) in [
         ("w_k", "W_K per KV head"),
@@ -214,6 +224,16 @@ pub(super) fn quantities(
             compared: true,
             value: Box::new(move |r: &RunResults| r.model_probe(&site, &metric, last)),
         });
+        if probe.per_layer {
+            let (site, metric) = (probe.site.clone(), probe.metric.clone());
+            out.push(Quantity {
+                key: format!("{}_worst", probe.key),
+                title: format!("{} worst layer", probe.key.replace('_', " ")),
+                digits: probe.digits,
+                compared: false,
+                value: Box::new(move |r: &RunResults| r.largest_probe(&site, &metric, last)),
+            });
+        }
     }
     // Each eval set's loss at the last point, and its gap to the validation loss there
     // (how much worse the model does off its training distribution).

@@ -109,6 +109,20 @@ impl RunResults {
         })
     }
 
+    /// The largest finite value of probe `metric` at `site` at `tokens` over its layers
+    /// and heads (the worst layer of a loss increase).
+    pub fn largest_probe(&self, site: &str, metric: &str, tokens: u64) -> Option<f64> {
+        let values = self
+            .probes
+            .get(&(site.to_owned(), metric.to_owned()))?
+            .get(&tokens)?;
+        values
+            .iter()
+            .copied()
+            .filter(|v| v.is_finite())
+            .reduce(f64::max)
+    }
+
     /// Token points at which `metric` at `site` was probed.
     pub fn probe_points(&self, site: &str, metric: &str) -> Vec<u64> {
         self.probes

@@ -59,6 +59,8 @@ pub struct Curve {
     pub best: Option<f64>,
     /// Per-seed LR sensitivity, over seeds.
     pub sensitivity: Option<Estimate>,
+    /// Each seed's LR sensitivity (seeds with every grid value), for paired differences.
+    pub sensitivity_by_seed: BTreeMap<u64, f64>,
 }
 
 impl Curve {
@@ -145,12 +147,12 @@ fn curve(
             by_seed.entry(run.seed).or_default().push((x, loss));
         }
     }
-    let per_seed: Vec<f64> = (by_seed.values())
-        .filter(|losses| losses.len() == xs.len())
-        .map(|losses| {
+    let per_seed: BTreeMap<u64, f64> = (by_seed.into_iter())
+        .filter(|(_, losses)| losses.len() == xs.len())
+        .map(|(seed, losses)| {
             let mean = losses.iter().map(|(_, l)| l).sum::<f64>() / losses.len() as f64;
             let min = losses.iter().map(|(_, l)| *l).fold(f64::INFINITY, f64::min);
-            mean - min
+            (seed, mean - min)
         })
         .collect();
     Curve {
@@ -158,8 +160,17 @@ fn curve(
         description,
         points,
         best,
-        sensitivity: Estimate::of(&per_seed),
+        sensitivity: Estimate::of(&per_seed.values().copied().collect::<Vec<_>>()),
+        sensitivity_by_seed: per_seed,
     }
+}
+
+/// The paired difference a − b of two curves' LR sensitivities over the seeds both have.
+pub fn sensitivity_difference(a: &Curve, b: &Curve) -> Option<Estimate> {
+    let diffs: Vec<f64> = (a.sensitivity_by_seed.iter())
+        .filter_map(|(seed, sa)| Some(sa - b.sensitivity_by_seed.get(seed)?))
+        .collect();
+    Estimate::of(&diffs)
 }
 
 /// A grid value for a reader: 3 significant digits.

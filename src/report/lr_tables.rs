@@ -2,8 +2,9 @@
 //! LR-sensitivity table, the loss / key metric / attention logit at every grid value,
 //! and both as CSV (`lr_sensitivity.csv`, `lr_curves.csv`).
 
-use super::lr_sweep::{x_text, Curve, GridPoint};
-use super::stats::Estimate;
+use super::comparisons::p_text;
+use super::lr_sweep::{sensitivity_difference, x_text, Curve, GridPoint};
+use super::stats::{holm, Estimate};
 use super::table_text::{csv_field, table};
 
 /// "3.912 ± 0.010", "3.912", or "-".
@@ -66,6 +67,8 @@ pub fn lr_section(curves: &[Curve], axis: &str, metric: &str) -> (String, Vec<(S
     let (sensitivity_md, _) = table(&header, &rows);
     md += &sensitivity_md;
     md += "\n";
+    let (differences_md, differences_csv) = sensitivity_differences(curves);
+    md += &differences_md;
     type Column<'a> = (&'a str, usize, fn(&GridPoint) -> Option<Estimate>);
     let columns: [Column; 3] = [
         ("Scored validation loss", 4, |p| p.loss),
@@ -79,14 +82,66 @@ pub fn lr_section(curves: &[Curve], axis: &str, metric: &str) -> (String, Vec<(S
         md += &by_grid(curves, digits, &value);
         md += "\n";
     }
-    let files = vec![
+    let mut files = vec![
         (
             "lr_sensitivity.csv".to_owned(),
             sensitivity_csv(curves, metric),
         ),
         ("lr_curves.csv".to_owned(), curves_csv(curves, metric)),
     ];
+    if !differences_csv.is_empty() {
+        files.push(("lr_sensitivity_differences.csv".to_owned(), differences_csv));
+    }
     (md, files)
+}
+
+/// Every pair of curves' LR sensitivities, paired by seed, with the paired t-test and
+/// Holm's correction over these pairs (their own family): markdown and CSV, both empty
+/// when no pair shares two seeds.
+fn sensitivity_differences(curves: &[Curve]) -> (String, String) {
+    let mut tested = Vec::new();
+    for (i, a) in curves.iter().enumerate() {
+        for b in &curves[i + 1..] {
+            if let Some(d) = sensitivity_difference(a, b).filter(|d| d.n > 1) {
+                tested.push((a, b, d, d.p_value()));
+            }
+        }
+    }
+    if tested.is_empty() {
+        return (String::new(), String::new());
+    }
+    let family: Vec<f64> = tested.iter().filter_map(|t| t.3).collect();
+    let mut adjusted = holm(&family).into_iter();
+    let header: Vec<String> = ["a − b", "n", "Δ lr sensitivity [95% CI]", "p", "p_Holm"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let rows: Vec<Vec<String>> = (tested.iter())
+        .map(|(a, b, d, p)| {
+            let holm = p.and_then(|_| adjusted.next());
+            let star = if holm.is_some_and(|h| h < 0.05) {
+                " *"
+            } else {
+                ""
+            };
+            vec![
+                format!("{} − {}", a.family, b.family),
+                d.n.to_string(),
+                d.signed(4),
+                p.map_or("-".to_owned(), p_text),
+                holm.map_or("-".to_owned(), |h| format!("{}{star}", p_text(h))),
+            ]
+        })
+        .collect();
+    let (table_md, table_csv) = table(&header, &rows);
+    let md = format!(
+        "LR sensitivity, paired by seed (a − b over the seeds both curves ran every grid \
+         value with): paired t-test p, Holm-adjusted over these {} comparisons; * marks \
+         p_Holm < 0.05. With two seeds (1 degree of freedom) only a difference far larger \
+         than its seed-to-seed spread can be shown.\n\n{table_md}\n",
+        rows.len()
+    );
+    (md, table_csv)
 }
 
 fn title(c: &Curve) -> String {

@@ -428,6 +428,9 @@ fn check_schedule(schedule: &ScheduleConfig, tokens_per_step: u64, p: &mut Probl
     if let Some(max) = schedule.max_grad_norm {
         p.positive_finite("schedule.max_grad_norm", max);
     }
+    if let Some(z) = schedule.z_loss {
+        p.positive_finite("schedule.z_loss", z);
+    }
     if let Some(rule) = schedule.divergence {
         if !(rule.margin.is_finite() && rule.margin >= 0.0) {
             p.push(

@@ -362,6 +362,13 @@ spec_struct! {
         /// of the serialised config when off.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub max_grad_norm: Option<f64>,
+        /// z-loss (PaLM; Wortsman et al. 2023): the training objective adds this
+        /// coefficient times the mean over tokens of log^2 Z, Z the output softmax's
+        /// normaliser, which holds the output logits' scale down (1e-4 in both papers).
+        /// The validation loss stays the plain cross-entropy. Left out of the serialised
+        /// config when off.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub z_loss: Option<f64>,
         /// When a run counts as diverged besides a non-finite loss or gradient norm: its
         /// validation loss above its step-0 validation loss plus `margin` at `evaluations`
         /// evaluations in a row. Such a run ends `diverged` with the step and reason and

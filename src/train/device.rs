@@ -19,6 +19,7 @@ pub trait TrainDevice: OptimDevice + crate::model::ModelOps {
 
 impl TrainDevice for Cpu {
     fn open(_ordinal: usize, seed: u64, _tf32: bool) -> Result<Self, TrainError> {
+        super::subnormals::flush_to_zero();
         Ok(Cpu::seed_from_u64(seed))
     }
 }

@@ -23,7 +23,7 @@ use crate::spec::run_config::Gain;
 use crate::spec::run_config::Tensor as TensorKind;
 
 use super::device::TrainDevice;
-use super::observer::{MetricRow, Split, TrainObserver};
+use super::observer::{MetricRow, Split, TrainObserver, LOG_Z_METRIC};
 use super::run_loop::RunLoop;
 
 impl<
@@ -51,8 +51,15 @@ impl<
             captured: Vec::new(),
             project_keys: None,
             max_logits: None,
+            mean_log_z: None,
         };
-        let taps_wanted = probing.then_some(&mut taps);
+        // log Z of the output softmax at every evaluation; captures only when probing.
+        taps.mean_log_z = Some(f32::NAN);
+        let mut log_z_only = Taps {
+            mean_log_z: Some(f32::NAN),
+            ..Taps::default()
+        };
+        let taps_wanted = Some(if probing { &mut taps } else { &mut log_z_only });
         let (loss, token_losses) = if probing && wants_token_losses(probes) {
             let (mean, losses) = self.model.loss_and_token_losses(
                 &self.arch,
@@ -63,6 +70,11 @@ impl<
             (mean, Some(losses))
         } else {
             (self.batch_loss(&self.eval, taps_wanted), None)
+        };
+        let log_z = if probing {
+            taps.mean_log_z
+        } else {
+            log_z_only.mean_log_z
         };
         if probing {
             let probe_started = Instant::now();
@@ -90,7 +102,8 @@ impl<
         self.counters.last_val = f64::from(loss);
         let set_losses = (self.eval_sets.iter())
             .map(|(metric, batch)| (*metric, f64::from(self.batch_loss(batch, None))));
-        for (metric, value) in [("loss", self.counters.last_val)]
+        let log_z = f64::from(log_z.unwrap_or(f32::NAN));
+        for (metric, value) in [("loss", self.counters.last_val), (LOG_Z_METRIC, log_z)]
             .into_iter()
             .chain(set_losses)
         {
@@ -144,6 +157,7 @@ impl<
                         matrices: projections(capture, rows, r),
                     }),
                     max_logits: None,
+                    mean_log_z: None,
                 };
                 let increase = f64::from(self.batch_loss(&self.eval, Some(&mut taps))) - base;
                 out.push(row(capture.layer, metric, increase));

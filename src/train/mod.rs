@@ -16,6 +16,7 @@ pub mod outcome;
 pub mod run;
 mod run_loop;
 pub mod schedule;
+pub mod subnormals;
 
 pub use observer::{MetricRow, Split, TrainObserver};
 pub use options::{CheckpointPolicy, TrainOptions};

@@ -34,6 +34,10 @@ pub struct MetricRow {
 /// The global gradient norm before any clip, every step of every run (split `train`).
 pub const GRAD_NORM_METRIC: &str = "grad_norm";
 
+/// The mean over the eval batch's tokens of log Z, Z the output softmax's normaliser,
+/// at every evaluation (split `val`): the output logits' scale that z-loss holds down.
+pub const LOG_Z_METRIC: &str = "log_z";
+
 /// The largest pre-softmax attention logit q.k / sqrt(head_dim) of the training batch,
 /// over every layer and head, every step (split `train`).
 pub const MAX_LOGIT_METRIC: &str = "max_logit";

@@ -270,12 +270,13 @@ impl<
                 max_logits: Some(Vec::new()),
                 ..Taps::default()
             };
-            let loss = self.model.loss(
+            let loss = self.model.training_loss(
                 &self.arch,
                 &self.consts,
                 (inputs, targets),
                 self.model.embed.clone().traced(grads),
                 Some(&mut taps),
+                self.config.schedule.z_loss.unwrap_or(0.0) as f32,
             );
             let loss_value = f64::from(loss.as_vec()[0]);
             drop(forward_span);

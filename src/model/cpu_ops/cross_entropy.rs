@@ -43,7 +43,9 @@ fn block_rows(vocab: usize, width: usize) -> usize {
 }
 
 /// Mean loss of the logits `x @ head^T` (x [rows, width], head [vocab, width]) against
-/// `targets`, and with `want_grads` its gradients (for a loss gradient of 1).
+/// `targets`, plus `z_loss` x the mean of log^2 Z (Z: each row's softmax normaliser) when
+/// `z_loss` is not 0; with `want_grads` its gradients (for a loss gradient of 1); and the
+/// mean of log Z over the rows.
 ///
 /// The rows are split into one contiguous part per thread; each part runs its blocks in
 /// order into its own head gradient, and the parts' sums are added in part order, so the
@@ -51,11 +53,11 @@ fn block_rows(vocab: usize, width: usize) -> usize {
 pub fn forward(
     x: &[f32],
     head: &[f32],
-    width: usize,
-    vocab: usize,
+    (width, vocab): (usize, usize),
     targets: &[usize],
+    z_loss: f32,
     want_grads: bool,
-) -> (f32, Option<Grads>) {
+) -> (f32, Option<Grads>, f32) {
     let rows = targets.len();
     assert_eq!(x.len(), rows * width, "LM head input");
     assert_eq!(head.len(), vocab * width, "LM head weight");
@@ -65,7 +67,7 @@ pub fn forward(
             dx: Vec::new(),
             d_head: vec![0.0; vocab * width],
         });
-        return (f32::NAN, grads);
+        return (f32::NAN, grads, f32::NAN);
     }
     let block = block_rows(vocab, width);
     let blocks = rows.div_ceil(block);
@@ -86,24 +88,27 @@ pub fn forward(
         targets,
         block,
         inv_rows: 1.0 / rows as f32,
+        z_loss,
     };
-    let results: Vec<(f64, Vec<f32>)> = part_rows
+    let results: Vec<(f64, f64, Vec<f32>)> = part_rows
         .zip(dx_parts)
         .collect::<Vec<_>>()
         .into_par_iter()
         .map(|(r0, dx)| part.run(r0..(r0 + rows_per_part).min(rows), want_grads, dx))
         .collect();
-    let total: f64 = results.iter().map(|(loss, _)| loss).sum();
+    let total: f64 = results.iter().map(|(loss, _, _)| loss).sum();
     let loss = (total / rows as f64) as f32;
+    let log_z: f64 = results.iter().map(|(_, log_z, _)| log_z).sum();
+    let mean_log_z = (log_z / rows as f64) as f32;
     if !want_grads {
-        return (loss, None);
+        return (loss, None, mean_log_z);
     }
-    let mut partials = results.into_iter().map(|(_, d_head)| d_head);
+    let mut partials = results.into_iter().map(|(_, _, d_head)| d_head);
     let mut d_head = partials.next().expect("at least one part");
     for partial in partials {
         add_scaled(&mut d_head, &partial, 1.0);
     }
-    (loss, Some(Grads { dx, d_head }))
+    (loss, Some(Grads { dx, d_head }), mean_log_z)
 }
 
 /// What every part reads.
@@ -115,21 +120,25 @@ struct Part<'a> {
     targets: &'a [usize],
     block: usize,
     inv_rows: f32,
+    z_loss: f32,
 }
 
 impl Part<'_> {
-    /// Rows `rows` block by block: the sum of their losses and, with `want_grads`, their
-    /// head gradient (their rows of `dx`, which starts at the first of them, are written).
+    /// Rows `rows` block by block: the sum of their losses, the sum of their log Z and,
+    /// with `want_grads`, their head gradient (their rows of `dx`, which starts at the
+    /// first of them, are written).
     fn run(
         &self,
         rows: std::ops::Range<usize>,
         want_grads: bool,
         dx: &mut [f32],
-    ) -> (f64, Vec<f32>) {
+    ) -> (f64, f64, Vec<f32>) {
         let (width, vocab) = (self.width, self.vocab);
         let mut logits = vec![0.0f32; self.block * vocab];
         let mut d_head = vec![0.0f32; if want_grads { vocab * width } else { 0 }];
         let mut total = 0.0f64;
+        let mut total_log_z = 0.0f64;
+        let z = self.z_loss;
         for r0 in rows.clone().step_by(self.block) {
             let n = self.block.min(rows.end - r0);
             let logits = &mut logits[..n * vocab];
@@ -148,10 +157,21 @@ impl Part<'_> {
             for (row, &target) in logits.chunks_mut(vocab).zip(&self.targets[r0..r0 + n]) {
                 let target_logit = row[target];
                 let (max, sum) = vector::softmax(row);
-                total += f64::from(max + sum.ln() - target_logit);
+                let log_z = max + sum.ln();
+                total += f64::from(log_z - target_logit);
+                total_log_z += f64::from(log_z);
+                if z != 0.0 {
+                    total += f64::from(z * log_z * log_z);
+                }
                 if want_grads {
-                    // d logits = (softmax - one_hot(target)) / rows.
-                    row.iter_mut().for_each(|p| *p *= self.inv_rows);
+                    // d logits = (softmax - one_hot(target)) / rows, and z-loss adds
+                    // 2 z log Z softmax / rows (d log Z / d logit_j = softmax_j).
+                    let scale = if z != 0.0 {
+                        self.inv_rows * (1.0 + 2.0 * z * log_z)
+                    } else {
+                        self.inv_rows
+                    };
+                    row.iter_mut().for_each(|p| *p *= scale);
                     row[target] -= self.inv_rows;
                 }
             }
@@ -181,7 +201,7 @@ impl Part<'_> {
                 );
             }
         }
-        (total, d_head)
+        (total, total_log_z, d_head)
     }
 }
 
@@ -195,17 +215,19 @@ pub fn backward(grads: &Grads, d_loss: f32, dx: &mut [f32], d_head: &mut [f32]) 
 mod tests {
     use super::*;
 
-    /// Loss and gradients computed directly in f64: logits, log-softmax, softmax - one-hot.
+    /// Loss and gradients computed directly in f64: logits, log-softmax, softmax - one-hot,
+    /// with z-loss z log^2 Z (gradient 2 z log Z softmax); and the mean log Z.
     fn reference(
         x: &[f32],
         head: &[f32],
-        width: usize,
-        vocab: usize,
+        (width, vocab): (usize, usize),
         targets: &[usize],
-    ) -> (f64, Vec<f64>, Vec<f64>) {
+        z: f64,
+    ) -> (f64, Vec<f64>, Vec<f64>, f64) {
         let rows = targets.len();
         let (mut loss, mut dx, mut d_head) =
             (0.0, vec![0.0; rows * width], vec![0.0; vocab * width]);
+        let mut log_z = 0.0;
         for (r, &t) in targets.iter().enumerate() {
             let xr = &x[r * width..(r + 1) * width];
             let logits: Vec<f64> = (0..vocab)
@@ -217,16 +239,19 @@ mod tests {
                 .collect();
             let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             let sum: f64 = logits.iter().map(|l| (l - max).exp()).sum();
-            loss += max + sum.ln() - logits[t];
+            let lz = max + sum.ln();
+            loss += lz - logits[t] + z * lz * lz;
+            log_z += lz;
             for (v, l) in logits.iter().enumerate() {
-                let d = ((l - max).exp() / sum - f64::from(u8::from(v == t))) / rows as f64;
+                let p = (l - max).exp() / sum;
+                let d = (p * (1.0 + 2.0 * z * lz) - f64::from(u8::from(v == t))) / rows as f64;
                 for c in 0..width {
                     dx[r * width + c] += d * f64::from(head[v * width + c]);
                     d_head[v * width + c] += d * f64::from(xr[c]);
                 }
             }
         }
-        (loss / rows as f64, dx, d_head)
+        (loss / rows as f64, dx, d_head, log_z / rows as f64)
     }
 
     /// Equal to float32 rounding of sums over a 131,072-word vocabulary.
@@ -262,17 +287,32 @@ mod tests {
         let value = |i: usize, salt: usize| (((i * 7919 + salt) % 211) as f32 - 105.0) / 80.0;
         let x: Vec<f32> = (0..rows * width).map(|i| value(i, 1)).collect();
         let head: Vec<f32> = (0..vocab * width).map(|i| value(i, 2)).collect();
-        let (loss, grads) = forward(&x, &head, width, vocab, &targets, true);
-        let (want_loss, want_dx, want_head) = reference(&x, &head, width, vocab, &targets);
-        assert!(
-            (f64::from(loss) - want_loss).abs() < 1e-5 * want_loss,
-            "{loss} vs {want_loss}"
-        );
+        // z = 0, PaLM's 1e-4, and 0.01 where the z term is a tenth of the loss.
+        for z in [0.0f32, 1e-4, 1e-2] {
+            let (loss, grads, log_z) = forward(&x, &head, (width, vocab), &targets, z, true);
+            let (want_loss, want_dx, want_head, want_log_z) =
+                reference(&x, &head, (width, vocab), &targets, f64::from(z));
+            assert!(
+                (f64::from(loss) - want_loss).abs() < 1e-5 * want_loss,
+                "z {z}: {loss} vs {want_loss}"
+            );
+            assert!((f64::from(log_z) - want_log_z).abs() < 1e-5 * want_log_z);
+            let grads = grads.expect("gradients were asked for");
+            close(&grads.dx, &want_dx, "dx");
+            close(&grads.d_head, &want_head, "d_head");
+            assert_eq!(
+                forward(&x, &head, (width, vocab), &targets, z, false).0,
+                loss
+            );
+        }
+        let (loss, grads, _) = forward(&x, &head, (width, vocab), &targets, 0.0, true);
+        let (_, want_dx, _, _) = reference(&x, &head, (width, vocab), &targets, 0.0);
         let grads = grads.expect("gradients were asked for");
-        close(&grads.dx, &want_dx, "dx");
-        close(&grads.d_head, &want_head, "d_head");
         // Without gradients: the same loss; the backward pass scales by the loss gradient.
-        assert_eq!(forward(&x, &head, width, vocab, &targets, false).0, loss);
+        assert_eq!(
+            forward(&x, &head, (width, vocab), &targets, 0.0, false).0,
+            loss
+        );
         let (mut dx, mut d_head) = (vec![1.0f32; rows * width], vec![0.0f32; vocab * width]);
         backward(&grads, 2.0, &mut dx, &mut d_head);
         let doubled: Vec<f64> = want_dx.iter().map(|d| 1.0 + 2.0 * d).collect();

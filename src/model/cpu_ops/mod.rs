@@ -364,13 +364,19 @@ pub fn lm_head_loss<const M: usize, const V: usize, T: ModelTape<Cpu>>(
     x: Rows<M, T>,
     head: Tensor<Rank2<V, M>, f32, Cpu, T>,
     targets: Tensor<(usize,), usize, Cpu>,
+    z_loss: f32,
+    mean_log_z: Option<&mut f32>,
 ) -> Tensor<Rank0, f32, Cpu, T> {
     let _span = profile::span("lm_head_loss forward");
     let (x, head, mut tape) = split2(x, Some(head));
     let head = head.expect("a head was given");
     let targets = targets.as_vec();
     let (xs, hs) = (host(&x), host(&head));
-    let (loss, unit_grads) = cross_entropy::forward(&xs, &hs, M, V, &targets, T::OWNS_TAPE);
+    let (loss, unit_grads, log_z) =
+        cross_entropy::forward(&xs, &hs, (M, V), &targets, z_loss, T::OWNS_TAPE);
+    if let Some(sink) = mean_log_z {
+        *sink = log_z;
+    }
     let out = x.device().tensor_from_vec(vec![loss], ());
     if let Some(unit_grads) = unit_grads {
         let (out_slot, x_slot, head_slot) = (slot_of(&out), slot_of(&x), slot_of(&head));

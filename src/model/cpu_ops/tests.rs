@@ -212,21 +212,33 @@ fn fused_norms_rope_activation_and_loss_match_the_compositions() {
     // LM head and cross-entropy: loss and gradients.
     let head: Tensor<Rank2<9, W>, f32, _> = dev.sample_normal();
     let targets = dev.tensor_from_vec((0..rows).map(|r| (r * 5) % 9).collect(), (rows,));
-    let loss = |fused: bool| {
-        let (tx, th) = (x.leaky_trace(), head.leaky_trace());
-        let loss = if fused {
-            super::lm_head_loss(tx, th, targets.clone())
-        } else {
-            composed::cross_entropy(composed::linear(tx, th), targets.clone())
+    // With and without z-loss (PaLM's 1e-4, and a large 0.5 that dominates): the fused
+    // kernel against the composed graph, loss, gradients and mean log Z.
+    for z in [0.0f32, 1e-4, 0.5] {
+        let loss = |fused: bool| {
+            let (tx, th) = (x.leaky_trace(), head.leaky_trace());
+            let mut log_z = f32::NAN;
+            let loss = if fused {
+                super::lm_head_loss(tx, th, targets.clone(), z, Some(&mut log_z))
+            } else {
+                let logits = composed::linear(tx, th);
+                composed::cross_entropy_z(logits, targets.clone(), z, Some(&mut log_z))
+            };
+            let value = loss.array();
+            let grads = loss.backward();
+            (
+                value,
+                grads.get(&x).as_vec(),
+                grads.get(&head).as_vec(),
+                log_z,
+            )
         };
-        let value = loss.array();
-        let grads = loss.backward();
-        (value, grads.get(&x).as_vec(), grads.get(&head).as_vec())
-    };
-    let (a, b) = (loss(true), loss(false));
-    assert_all_close(&[a.0], &[b.0], "cross-entropy");
-    assert_all_close(&a.1, &b.1, "cross-entropy dx");
-    assert_all_close(&a.2, &b.2, "cross-entropy dhead");
+        let (a, b) = (loss(true), loss(false));
+        assert_all_close(&[a.0], &[b.0], "cross-entropy");
+        assert_all_close(&a.1, &b.1, "cross-entropy dx");
+        assert_all_close(&a.2, &b.2, "cross-entropy dhead");
+        assert_all_close(&[a.3], &[b.3], "mean log Z");
+    }
 }
 
 #[test]
