@@ -5,6 +5,8 @@
 use super::comparisons::{p_text, tested_pairs};
 use super::conditions::{layer_count, metric_name_unit, site_title, tokens_title, Condition};
 use super::context::{layers_below_key, metric_key, val_loss_key, Context};
+use super::load::RunResults;
+use super::lr_sweep;
 use super::stats::Estimate;
 
 /// "A1 (Muon + QK-norm)".
@@ -52,7 +54,15 @@ pub(super) fn findings(context: &Context) -> String {
         ));
     }
     let loss = ranked(context, &val_loss_key(last));
-    if !loss.is_empty() {
+    let runs: Vec<&RunResults> = context
+        .conditions
+        .iter()
+        .flat_map(|c| c.runs.clone())
+        .collect();
+    if runs.iter().any(|r| r.x.is_some()) {
+        // A learning-rate sweep: one sentence per curve, not a ranking of every grid point.
+        sentences.push(lr_sentence(&runs));
+    } else if !loss.is_empty() {
         let order: Vec<String> = loss
             .iter()
             .map(|(c, e)| format!("{} {}", c.name, e.display(3)))
@@ -81,6 +91,34 @@ pub(super) fn findings(context: &Context) -> String {
     });
     sentences.push(differences_sentence(context));
     sentences.join(" ")
+}
+
+/// Per curve of a `LogGrid` sweep: the best grid value and the scored loss there, the LR
+/// sensitivity, the diverged runs, and the largest attention logit at the grid's top.
+fn lr_sentence(runs: &[&RunResults]) -> String {
+    let owned: Vec<RunResults> = runs.iter().map(|r| (*r).clone()).collect();
+    let curves = lr_sweep::curves(&owned, &|_| None);
+    let parts: Vec<String> = (curves.iter())
+        .map(|c| {
+            let best = c.best_point();
+            let top = c.points.last();
+            format!(
+                "{}: best at {} (scored loss {}), LR sensitivity {}, {} of {} runs diverged, largest logit at {} {}",
+                c.family,
+                c.best.map_or("-".to_owned(), lr_sweep::x_text),
+                best.and_then(|p| p.loss).map_or("-".to_owned(), |e| e.display(3)),
+                c.sensitivity.map_or("-".to_owned(), |e| e.display(3)),
+                c.diverged(),
+                c.runs(),
+                top.map_or("-".to_owned(), |p| lr_sweep::x_text(p.x)),
+                top.and_then(|p| p.max_logit).map_or("-".to_owned(), |e| e.display(1)),
+            )
+        })
+        .collect();
+    format!(
+        "Learning-rate sweep (details in its section below): {}.",
+        parts.join("; ")
+    )
 }
 
 /// Which paired differences the family-wise test shows, and what the intervals of the
