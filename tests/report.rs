@@ -223,20 +223,30 @@ fn seeds_give_intervals_and_paired_differences() {
     assert!((fields[3] - (22.0 - half)).abs() < 1e-9 && (fields[4] - (22.0 + half)).abs() < 1e-9);
     // QK - noQK by seed: PR -20 - 2s = -22, -24, -26 (mean -24, sd 2); val loss
     // -0.2 - 0.2s = -0.4, -0.6, -0.8 (mean -0.6, sd 0.2).
+    // Paired t by hand: PR t = -24 / (2 / sqrt 3) = -20.8, df 2, p = 0.0023; val loss
+    // t = -0.6 / (0.2 / sqrt 3) = -5.20, p = 0.0351. Holm over the 2: 2 x 0.0023 = 0.0046
+    // and max(0.0046, 0.0351) = 0.0351.
     let differences = csv(&report, "differences.csv");
     let row = differences.lines().nth(1).unwrap();
-    assert!(row.starts_with("QK − noQK,3,"), "{differences}");
+    assert!(row.starts_with("QK − noQK,primary,3,"), "{differences}");
     let pr_half = 4.303 * 2.0 / 3f64.sqrt();
     assert!(
         row.contains(&format!(
-            "-24.00 [{:+.2}, {:+.2}] *",
+            "-24.00 [{:+.2}, {:+.2}] p=0.002 p_Holm=0.005 *",
             -24.0 - pr_half,
             -24.0 + pr_half
         )),
         "{row}"
     );
-    assert!(row.contains("-0.6000 ["), "{row}");
-    assert!(md.contains("Paired differences (a − b, by seed) whose 95% confidence interval excludes zero: QK − noQK (n = 3): val loss @3K -0.6000 ["), "{md}");
+    assert!(
+        row.contains("-0.6000 [-1.0969, -0.1031] p=0.035 p_Holm=0.035 *"),
+        "{row}"
+    );
+    assert!(
+        md.contains("family of 2 tests (every difference in the table)"),
+        "{md}"
+    );
+    assert!(md.contains("Paired differences (a − b, by seed) the Holm-corrected test shows at 5%: QK − noQK (n = 3): val loss @3K -0.6000 ["), "{md}");
     assert!(
         md.contains(
             "Validation loss at 3K tokens, best to worst: QK 2.200 ± 0.248, noQK 2.800 ± 0.745."

@@ -103,7 +103,7 @@ fn the_interactive_report_renders_every_condition_with_no_script_error() {
     // Two conditions, two seeds each: lines, bands and bars.
     let text_of_study = common::tiny_with_sweep(
         r#"Conditions([
-            (name: "A1", description: "Muon <b>bold</b> & co"),
+            (name: "A1", description: "Muon <b>bold</b> & co <!-- </script><script>x</script> -->"),
             (name: "B1", set: {"optimizer": AdamW(lr: 0.006, betas: (0.9, 0.999), eps: 1e-8, weight_decay: 0.2)}),
         ]),
         Seeds([1, 2]),"#,
@@ -135,7 +135,10 @@ fn the_interactive_report_renders_every_condition_with_no_script_error() {
         .unwrap_or_else(|e| panic!("{e}: {body}"));
     assert_eq!(legends.len(), charts);
     for legend in &legends {
-        for condition in ["A1 Muon <b>bold</b> & co", "B1"] {
+        for condition in [
+            "A1 Muon <b>bold</b> & co <!-- </script><script>x</script> -->",
+            "B1",
+        ] {
             assert!(
                 legend.iter().any(|l| l == condition),
                 "{condition} not in {legend:?}"
@@ -146,5 +149,43 @@ fn the_interactive_report_renders_every_condition_with_no_script_error() {
             "bands in the legend: {legend:?}"
         );
     }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_learning_rate_sweep_draws_its_log_axis_charts_with_no_script_error() {
+    let browser = match chromium() {
+        Ok(path) => path,
+        Err(why) => {
+            println!("SKIPPED: {why}");
+            return;
+        }
+    };
+    let dir = std::env::temp_dir().join(format!("rankprobe-html-lr-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // The micro model over three rates, the top one far past stability, two seeds.
+    let text_of_study = common::micro_study("htmllr", r#"(name: "adamw", set: {"optimizer": AdamW(lr: 0.006, betas: (0.9, 0.95), eps: 1e-8, weight_decay: 0.0)})"#)
+        .replace(
+            "sweep: [Conditions([",
+            r#"sweep: [LogGrid(path: "schedule.lr_scale", from: 0.1, to: 1000.0, points: 3), Seeds([1, 2]), Conditions(["#,
+        )
+        .replace("checkpoint_every_tokens: 2_048", "divergence_expected: true");
+    let (results, sweep) = common::sweep_study(&dir, "htmllr.ron", &text_of_study, &[]);
+    assert!(sweep.status.success(), "{}", text(&sweep));
+    let page = results.join("htmllr/report/report.html");
+    let body = rendered_body(&browser, &page, &dir.join("profile"));
+    assert_eq!(attribute(&body, "data-status"), "rendered", "{body}");
+    assert_eq!(attribute(&body, "data-errors"), "0", "{body}");
+    // Loss and metric over training, the layers, and the three charts against the rate.
+    let charts: usize = attribute(&body, "data-charts").parse().unwrap();
+    assert!(charts >= 6, "{body}");
+    let legends: Vec<Vec<String>> = serde_json::from_str(&attribute(&body, "data-legends"))
+        .unwrap_or_else(|e| panic!("{e}: {body}"));
+    let sweep_charts = legends
+        .iter()
+        .filter(|legend| legend.iter().any(|l| l == "adamw"))
+        .count();
+    assert_eq!(sweep_charts, 3, "{legends:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

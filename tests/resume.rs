@@ -190,7 +190,11 @@ fn a_diverging_run_is_marked_and_the_sweep_goes_on_unless_fail_fast() {
     );
     let boom = manifest(&results, "tiny", "boom");
     assert_eq!(boom.status, RunStatus::Diverged);
-    assert!(boom.error.unwrap().contains("loss became"));
+    let why = boom.error.unwrap();
+    assert!(
+        why.contains("diverged at step") && why.contains("became"),
+        "{why}"
+    );
     // A diverged run is finished: the next sweep keeps it (it would diverge again),
     // trains the rest, and its exit code still says that not every run is done.
     let all = rankprobe(&["sweep", s, "--results", r]);

@@ -174,6 +174,7 @@ mod tests {
             lr: 0.1,
             betas: (0.9, 0.99),
             weight_decay: 0.5,
+            independent_weight_decay: false,
         }
     }
 

@@ -59,6 +59,34 @@ pub trait Optimizer<Model, D: Device<f32>> {
     ) -> Result<(), RestoreError>;
 }
 
+/// `config` with every independent weight decay (`independent_weight_decay`) turned into
+/// the decoupled one the optimizers apply, p *= 1 - lr_t x wd': wd' = wd / (lr x
+/// lr_scale), so that lr_t x wd' = wd x the schedule's multiplier at every step, whatever
+/// the rate. Groups without it are unchanged.
+pub fn coupled_weight_decay(config: &OptimizerConfig, lr_scale: f64) -> OptimizerConfig {
+    let couple = |wd: &mut f64, lr: f64, independent: &mut bool| {
+        if *independent {
+            *wd /= lr * lr_scale;
+            *independent = false;
+        }
+    };
+    let mut out = config.clone();
+    match &mut out {
+        OptimizerConfig::AdamW(a) => {
+            couple(&mut a.weight_decay, a.lr, &mut a.independent_weight_decay)
+        }
+        OptimizerConfig::Lion(l) => {
+            couple(&mut l.weight_decay, l.lr, &mut l.independent_weight_decay)
+        }
+        OptimizerConfig::Muon(m) => {
+            couple(&mut m.weight_decay, m.lr, &mut m.independent_weight_decay);
+            let a = &mut m.adamw;
+            couple(&mut a.weight_decay, a.lr, &mut a.independent_weight_decay);
+        }
+    }
+    out
+}
+
 /// The optimizer `config` names for a model of `arch`, owning the tensors `reads` accepts.
 pub fn build<
     D: OptimDevice,
@@ -106,4 +134,47 @@ pub trait MuonStep<D: Device<f32>> {
     fn momentum_buffers(&self) -> Result<Vec<Vec<f32>>, String>;
 
     fn restore_momentum(&mut self, buffers: Vec<Vec<f32>>) -> Result<(), String>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::run_config::{AdamWConfig, LionConfig};
+
+    #[test]
+    fn independent_weight_decay_follows_the_schedule_not_the_rate() {
+        let adamw = |wd, independent| AdamWConfig {
+            lr: 0.004,
+            betas: (0.9, 0.95),
+            eps: 1e-8,
+            weight_decay: wd,
+            independent_weight_decay: independent,
+        };
+        // lr 0.004 x lr_scale 2.5 = 0.01: wd' = 1e-4 / 0.01; at schedule multiplier s the
+        // rate is 0.01 s and the decay 0.01 s x 0.01 = 1e-4 s.
+        let OptimizerConfig::AdamW(coupled) =
+            coupled_weight_decay(&OptimizerConfig::AdamW(adamw(1e-4, true)), 2.5)
+        else {
+            unreachable!()
+        };
+        assert!((coupled.weight_decay - 0.01).abs() < 1e-15, "{coupled:?}");
+        assert!(!coupled.independent_weight_decay);
+        for schedule in [1.0, 0.3] {
+            let lr_t = 0.004 * 2.5 * schedule;
+            assert!((lr_t * coupled.weight_decay - 1e-4 * schedule).abs() < 1e-18);
+        }
+        // Coupled decays are left alone; in a Muon run each group converts on its own.
+        let plain = OptimizerConfig::AdamW(adamw(0.1, false));
+        assert_eq!(coupled_weight_decay(&plain, 2.5), plain);
+        let lion = OptimizerConfig::Lion(LionConfig {
+            lr: 1e-4,
+            betas: (0.9, 0.99),
+            weight_decay: 1e-3,
+            independent_weight_decay: true,
+        });
+        let OptimizerConfig::Lion(lion) = coupled_weight_decay(&lion, 1.0) else {
+            unreachable!()
+        };
+        assert!((lion.weight_decay - 10.0).abs() < 1e-12);
+    }
 }

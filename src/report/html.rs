@@ -141,10 +141,23 @@ fn escape_html(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// JSON inside a `<script>` element: `</` would end the element, so it is written
-/// `<\/` (the same string to JSON).
+/// JSON inside a `<script>` element, made inert there and still valid JSON: every `<`,
+/// `>` and `&` (which can only occur inside JSON strings) is written as its `\u` escape,
+/// so no `</script>`, `<!--` or `<script` sequence can end or change the element, and
+/// U+2028 and U+2029 (line terminators to older JavaScript parsers) as theirs.
 fn script_safe(json: &str) -> String {
-    json.replace("</", "<\\/").replace("<!--", "<\\!--")
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 const STYLE: &str = r#"
@@ -342,7 +355,18 @@ mod tests {
     #[test]
     fn text_and_data_cannot_end_their_elements() {
         assert_eq!(escape_html("<b>&\""), "&lt;b&gt;&amp;&quot;");
-        assert_eq!(script_safe(r#"{"a":"</script>"}"#), r#"{"a":"<\/script>"}"#);
+        let hostile = "</script><!-- <script> --> ]]> & &amp; \u{2028}\u{2029} \\ \" '";
+        let json = serde_json::json!({ hostile: [hostile], "n": 1.5 }).to_string();
+        let safe = script_safe(&json);
+        for bad in ["<", ">", "&", "\u{2028}", "\u{2029}"] {
+            assert!(!safe.contains(bad), "{bad} in {safe}");
+        }
+        // Still JSON, and the same value.
+        let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
+        assert_eq!(
+            back,
+            serde_json::from_str::<serde_json::Value>(&json).unwrap()
+        );
         assert!(!CHART_JS.contains("</script"));
     }
 }

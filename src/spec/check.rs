@@ -319,6 +319,26 @@ fn check_adamw(adamw: &AdamWConfig, at: &str, p: &mut Problems) {
     p.in_unit_interval(&format!("{at}.betas"), adamw.betas.1, true);
     p.positive_finite(&format!("{at}.eps"), adamw.eps);
     check_weight_decay(&format!("{at}.weight_decay"), adamw.weight_decay, p);
+    check_independent(
+        &format!("{at}.weight_decay"),
+        adamw.weight_decay,
+        adamw.independent_weight_decay,
+        p,
+    );
+}
+
+/// An independent decay multiplies the weights by 1 - weight_decay at the schedule's peak:
+/// it must stay below 1.
+fn check_independent(field: &str, weight_decay: f64, independent: bool, p: &mut Problems) {
+    if independent && weight_decay >= 1.0 {
+        p.push(
+            field,
+            format!(
+                "an independent weight decay of {weight_decay} would zero the weights in one step"
+            ),
+            "use a value below 1 (Wortsman et al. use 1e-4)",
+        );
+    }
 }
 
 fn check_lion(lion: &LionConfig, p: &mut Problems) {
@@ -326,7 +346,9 @@ fn check_lion(lion: &LionConfig, p: &mut Problems) {
     p.in_unit_interval("optimizer.betas", lion.betas.0, true);
     p.in_unit_interval("optimizer.betas", lion.betas.1, true);
     check_weight_decay("optimizer.weight_decay", lion.weight_decay, p);
-    if lion.lr * lion.weight_decay >= 1.0 {
+    let independent = lion.independent_weight_decay;
+    check_independent("optimizer.weight_decay", lion.weight_decay, independent, p);
+    if !independent && lion.lr * lion.weight_decay >= 1.0 {
         p.push(
             "optimizer.weight_decay",
             format!(
@@ -367,6 +389,8 @@ fn check_muon(muon: &MuonConfig, p: &mut Problems) {
         p.positive_finite("optimizer.update_scale", factor);
     }
     check_weight_decay("optimizer.weight_decay", muon.weight_decay, p);
+    let independent = muon.independent_weight_decay;
+    check_independent("optimizer.weight_decay", muon.weight_decay, independent, p);
     check_adamw(&muon.adamw, "optimizer.adamw", p);
 }
 

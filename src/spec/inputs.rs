@@ -16,10 +16,7 @@ pub fn check_inputs(config: &RunConfig) -> Vec<Problem> {
     if let Some(path) = &config.model.init_from {
         let found = std::fs::metadata(path);
         if !found.as_ref().is_ok_and(|m| m.is_file()) {
-            let what = match found {
-                Ok(_) => "is not a regular file",
-                Err(_) => "does not exist",
-            };
+            let what = why_not_a_file(path, &found);
             problems.push(Problem {
                 field: "model.init_from".to_owned(),
                 message: format!("initial weights `{path}` {what}"),
@@ -33,11 +30,7 @@ pub fn check_inputs(config: &RunConfig) -> Vec<Problem> {
     if let Tokenizer::File(path) = &config.data.tokenizer {
         let found = std::fs::metadata(path);
         if !path.trim().is_empty() && !found.as_ref().is_ok_and(|m| m.is_file()) {
-            let what = if found.is_ok() {
-                "is not a regular file"
-            } else {
-                "does not exist"
-            };
+            let what = why_not_a_file(path, &found);
             problems.push(Problem {
                 field: "data.tokenizer".to_owned(),
                 message: format!("tokenizer file `{path}` {what}"),
@@ -49,6 +42,32 @@ pub fn check_inputs(config: &RunConfig) -> Vec<Problem> {
         }
     }
     problems
+}
+
+/// Why `path`, whose metadata (links followed) is `found`, is not a readable regular
+/// file: "is not a regular file", "is a symbolic-link loop", "is a symbolic link to
+/// nothing (`target`)", "cannot be read (...)" or "does not exist".
+fn why_not_a_file(path: &str, found: &std::io::Result<std::fs::Metadata>) -> String {
+    /// Linux's ELOOP: too many levels of symbolic links.
+    const ELOOP: i32 = 40;
+    let err = match found {
+        Ok(_) => return "is not a regular file".to_owned(),
+        Err(err) => err,
+    };
+    let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    if err.raw_os_error() == Some(ELOOP) {
+        return "is a symbolic-link loop".to_owned();
+    }
+    match err.kind() {
+        std::io::ErrorKind::NotFound if is_link => {
+            let target = std::fs::read_link(path)
+                .map(|t| t.display().to_string())
+                .unwrap_or_default();
+            format!("is a symbolic link to nothing (`{target}`)")
+        }
+        std::io::ErrorKind::NotFound => "does not exist".to_owned(),
+        _ => format!("cannot be read ({err})"),
+    }
 }
 
 /// Whether the files of the corpus at `field` exist (built-in corpora are fetched later).
@@ -90,4 +109,35 @@ fn current_dir() -> String {
     std::env::current_dir()
         .map(|dir| dir.display().to_string())
         .unwrap_or_else(|_| "the current directory".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_file_says_why_links_included() {
+        let dir = std::env::temp_dir().join(format!("rankprobe-inputs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let why = |name: &str| {
+            let path = dir.join(name).display().to_string();
+            why_not_a_file(&path, &std::fs::metadata(&path))
+        };
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(dir.join("b"), dir.join("a")).unwrap();
+            std::os::unix::fs::symlink(dir.join("a"), dir.join("b")).unwrap();
+            std::os::unix::fs::symlink(dir.join("gone"), dir.join("dangling")).unwrap();
+            assert_eq!(why("a"), "is a symbolic-link loop");
+            assert!(
+                why("dangling").starts_with("is a symbolic link to nothing"),
+                "{}",
+                why("dangling")
+            );
+        }
+        assert_eq!(why("missing"), "does not exist");
+        assert_eq!(why(""), "is not a regular file");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

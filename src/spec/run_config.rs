@@ -267,6 +267,12 @@ spec_struct! {
         pub betas: (f64, f64),
         pub eps: f64,
         pub weight_decay: f64,
+        /// Weight decay independent of the learning rate (Wortsman et al. 2023): each
+        /// step p *= 1 - weight_decay x the schedule's multiplier, whatever `lr` and
+        /// `schedule.lr_scale` are, so a learning-rate sweep does not also sweep the decay.
+        /// Off (the default, left out of the serialised config): p *= 1 - lr x weight_decay.
+        #[serde(default, skip_serializing_if = "is_false")]
+        pub independent_weight_decay: bool,
     }
 }
 
@@ -279,6 +285,12 @@ spec_struct! {
         pub betas: (f64, f64),
         /// Decoupled: p *= 1 - lr * weight_decay each step.
         pub weight_decay: f64,
+        /// Weight decay independent of the learning rate (Wortsman et al. 2023): each
+        /// step p *= 1 - weight_decay x the schedule's multiplier, whatever `lr` and
+        /// `schedule.lr_scale` are, so a learning-rate sweep does not also sweep the decay.
+        /// Off (the default, left out of the serialised config): p *= 1 - lr x weight_decay.
+        #[serde(default, skip_serializing_if = "is_false")]
+        pub independent_weight_decay: bool,
     }
 }
 
@@ -294,6 +306,12 @@ spec_struct! {
         pub update_scale: UpdateScale,
         /// Decoupled weight decay on Muon matrices: p *= 1 - lr * weight_decay.
         pub weight_decay: f64,
+        /// Weight decay independent of the learning rate (Wortsman et al. 2023): each
+        /// step p *= 1 - weight_decay x the schedule's multiplier, whatever `lr` and
+        /// `schedule.lr_scale` are, so a learning-rate sweep does not also sweep the decay.
+        /// Off (the default, left out of the serialised config): p *= 1 - lr x weight_decay.
+        #[serde(default, skip_serializing_if = "is_false")]
+        pub independent_weight_decay: bool,
         /// Precision of the Newton-Schulz iteration.
         pub precision: Precision,
         pub matrices: MuonMatrices,

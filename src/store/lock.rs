@@ -21,6 +21,12 @@ pub const LEASE: Duration = Duration::from_secs(300);
 /// How often a holder renews its lease.
 pub const RENEW_EVERY: Duration = Duration::from_secs(60);
 
+/// How far in the future a renewal may be stamped and still count (another node's clock
+/// ahead of ours). A lock stamped further ahead was not renewed by any clock a cluster
+/// keeps in step (NTP holds nodes within seconds): it counts as expired, so a clock set
+/// wrong once cannot hold a run forever.
+pub const MAX_CLOCK_AHEAD: Duration = Duration::from_secs(300);
+
 /// Held while a run trains: renewed by a thread of its own, removed on drop.
 #[derive(Debug)]
 pub struct RunLock {
@@ -71,8 +77,9 @@ fn in_force(path: &Path, holder: &Holder, lease: Duration) -> bool {
     let renewed = fs::symlink_metadata(path).and_then(|m| m.modified());
     match renewed.map(|at| SystemTime::now().duration_since(at)) {
         Ok(Ok(age)) => age < lease,
-        // Renewed "in the future" (another node's clock ahead of ours): in force.
-        Ok(Err(_)) => true,
+        // Renewed "in the future" (another node's clock ahead of ours): in force while
+        // within what clock differences explain.
+        Ok(Err(ahead)) => ahead.duration() <= MAX_CLOCK_AHEAD,
         Err(_) => false,
     }
 }
@@ -90,6 +97,29 @@ fn read_holder(path: &Path) -> Option<Holder> {
     })
 }
 
+/// A directory, FIFO, socket or device at the lock's path is damage this process must
+/// not guess about (it cannot remove it, and no holder wrote it): an error naming it.
+/// A regular file or a symbolic link (removed as a link) is a lock's business.
+fn refuse_non_file(path: &Path) -> std::io::Result<()> {
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    let kind = meta.file_type();
+    if kind.is_file() || kind.is_symlink() {
+        return Ok(());
+    }
+    let what = if kind.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    };
+    Err(std::io::Error::other(format!(
+        "the run's lock path {} is {what}, not a lock file written by rankprobe; \
+         remove it (nothing in it is a result) and run the sweep again",
+        path.display()
+    )))
+}
+
 /// Takes the lock of `run_dir`, or says who holds it.
 pub fn try_lock(run_dir: &Path) -> std::io::Result<Result<RunLock, Holder>> {
     try_lock_with(run_dir, LEASE, RENEW_EVERY)
@@ -102,6 +132,7 @@ pub fn try_lock_with(
     renew_every: Duration,
 ) -> std::io::Result<Result<RunLock, Holder>> {
     let path = run_dir.join(LOCK_FILE);
+    refuse_non_file(&path)?;
     for _ in 0..2 {
         // `create_new` fails on any existing name, a planted link included: it never
         // writes through one.
@@ -231,6 +262,32 @@ mod tests {
         fs::write(&path, "other-node 7\n").unwrap();
         drop(lock);
         assert_eq!(fs::read_to_string(&path).unwrap(), "other-node 7\n");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_renewal_stamped_far_in_the_future_is_no_renewal() {
+        let dir = temp_dir("lock-future");
+        let path = dir.join(LOCK_FILE);
+        fs::write(&path, "node-ahead 99\n").unwrap();
+        let ahead = |by: Duration| {
+            let file = OpenOptions::new().append(true).open(&path).unwrap();
+            file.set_modified(SystemTime::now() + by).unwrap();
+        };
+        ahead(Duration::from_secs(60));
+        assert!(try_lock(&dir).unwrap().is_err(), "a clock a minute ahead");
+        ahead(MAX_CLOCK_AHEAD + Duration::from_secs(3600));
+        let lock = try_lock(&dir).unwrap().expect("an hour past the allowance");
+        drop(lock);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_directory_at_the_lock_path_is_an_error_not_a_holder() {
+        let dir = temp_dir("lock-dir");
+        fs::create_dir_all(dir.join(LOCK_FILE)).unwrap();
+        let err = try_lock(&dir).unwrap_err();
+        assert!(err.to_string().contains("is a directory"), "{err}");
         fs::remove_dir_all(&dir).unwrap();
     }
 

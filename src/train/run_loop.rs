@@ -155,7 +155,11 @@ impl<
             config,
             consts: Constants::<HD, D>::new(&dev, &arch, data.seq_len),
             model: init_model(&dev, config.model.init_std),
-            optimizer: crate::optim::build(&config.optimizer, &arch, &reads),
+            optimizer: crate::optim::build(
+                &crate::optim::coupled_weight_decay(&config.optimizer, config.schedule.lr_scale),
+                &arch,
+                &reads,
+            ),
             clip: (config.model.qk_clip)
                 .map(|clip| QkClip::new(clip.tau, L, arch.n_heads, arch.n_kv_heads)),
             reads,
