@@ -165,6 +165,20 @@ fn bad_eval_sets_are_refused_before_any_training() {
         said.contains("its windows need 513 (data.eval_sequences x seq_len + 1)"),
         "{said}"
     );
+    // Plenty of tokens, all of them blank: nothing to score, refused by what it holds.
+    let blank = dir.join("blank.txt");
+    std::fs::write(&blank, " \n\t  \n".repeat(4000)).unwrap();
+    let sets = format!(
+        "(name: \"blank\", corpus: Text({:?}))",
+        blank.to_str().unwrap()
+    );
+    let (results, output) =
+        common::sweep_study(&dir, "blank.ron", &study(&sets, "(name: \"muon\")"), &[]);
+    let said = common::text(&output);
+    assert!(!output.status.success(), "{said}");
+    assert!(said.contains("eval set `blank`"), "{said}");
+    assert!(said.contains("that are not whitespace"), "{said}");
+    assert!(!results.join("evalsets/runs").exists(), "{said}");
     // A Mix source that does not exist is found when the data is prepared, before any run.
     let unknown = "(name: \"nope\", corpus: MixSource(\"no-such-source\"))";
     let (results, output) = common::sweep_study(

@@ -30,6 +30,9 @@ pub struct Dataset {
 pub struct EvalSetTokens {
     pub name: String,
     pub tokens: shards::TokenFile,
+    /// Its tokens that decode to something other than whitespace: a set of blank text
+    /// has many tokens and nothing to score.
+    pub real_tokens: usize,
     /// Where its text came from, for manifests and messages.
     pub origin: String,
 }
@@ -37,6 +40,29 @@ pub struct EvalSetTokens {
 /// The token cache splits every corpus by document; an eval set is read from its
 /// "validation" split at this fraction, which holds all of its documents but one.
 const EVAL_SET_FRACTION: f64 = 1.0;
+
+/// How many of `tokens` decode to text that is not only whitespace (each distinct id is
+/// decoded once).
+fn real_tokens(tokens: &shards::TokenFile, tokenizer: &TextTokenizer) -> Result<usize, DataError> {
+    let mut real: std::collections::HashMap<u32, bool> = std::collections::HashMap::new();
+    let mut count = 0;
+    const CHUNK: usize = 1 << 20;
+    for start in (0..tokens.len()).step_by(CHUNK) {
+        for id in tokens.read(start, CHUNK.min(tokens.len() - start)) {
+            let is_real = match real.get(&id) {
+                Some(&known) => known,
+                None => {
+                    let text = tokenizer.decode(&[id])?;
+                    let known = text.chars().any(|c| !c.is_whitespace());
+                    real.insert(id, known);
+                    known
+                }
+            };
+            count += usize::from(is_real);
+        }
+    }
+    Ok(count)
+}
 
 /// Loads (fetching, training and tokenizing on first use) the data a run config names.
 pub fn prepare_dataset(config: &DataConfig) -> Result<Dataset, DataError> {
@@ -65,6 +91,7 @@ pub fn prepare_dataset(config: &DataConfig) -> Result<Dataset, DataError> {
         let tokens = prepare_shards(&corpus, &tokenizer, EVAL_SET_FRACTION).map_err(context)?;
         eval_sets.push(EvalSetTokens {
             name: set.name.clone(),
+            real_tokens: real_tokens(&tokens.val, &tokenizer).map_err(context)?,
             tokens: tokens.val,
             origin: corpus.origin,
         });

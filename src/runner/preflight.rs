@@ -184,6 +184,17 @@ pub(super) fn prepare_datasets(
                     set.origin,
                     set.tokens.len()
                 ));
+            } else if set.real_tokens * 2 < eval_tokens {
+                problems.push(format!(
+                    "run {}: eval set `{}` ({}) has {} tokens but only {} that are not \
+                     whitespace, fewer than half of the {eval_tokens} its windows read: \
+                     give it real text",
+                    run.label,
+                    set.name,
+                    set.origin,
+                    set.tokens.len(),
+                    set.real_tokens
+                ));
             }
         }
         let (_, budget) = steps_and_tokens(&run.config);
