@@ -47,6 +47,7 @@ pub fn export(
     only: &[String],
     to: &Path,
 ) -> Result<(Vec<Exported>, Vec<Skipped>), String> {
+    refuse_inside_results(study_dir, to)?;
     std::fs::create_dir_all(to).map_err(|e| format!("cannot create {}: {e}", to.display()))?;
     let mut exported = Vec::new();
     let mut skipped = Vec::new();
@@ -72,6 +73,55 @@ pub fn export(
         ));
     }
     Ok((exported, skipped))
+}
+
+/// The directories of a study's results that readers take whole (`runs/`, one dataset per
+/// table, `report/`) and the study directory itself: an export written there would
+/// break them (model files among the metrics' parquet files, say).
+fn refuse_inside_results(study_dir: &Path, to: &Path) -> Result<(), String> {
+    let study = resolved(study_dir);
+    let to_resolved = resolved(to);
+    let mut owned: Vec<PathBuf> = vec![study.join(crate::store::RUNS_DIR), study.join("report")];
+    owned.extend(
+        crate::store::Table::ALL
+            .iter()
+            .map(|t| study.join(t.dir_name())),
+    );
+    let inside = to_resolved == study || owned.iter().any(|dir| to_resolved.starts_with(dir));
+    if inside {
+        return Err(format!(
+            "--to {} is inside the study's results ({}), whose runs/, table and report \
+             directories are read whole by other tools; export somewhere else, e.g. \
+             --to exported/{}",
+            to.display(),
+            study_dir.display(),
+            study_dir.file_name().unwrap_or_default().to_string_lossy()
+        ));
+    }
+    Ok(())
+}
+
+/// `path` with its longest existing ancestor resolved (links, `..`) and the rest as
+/// written: what the path will be once created.
+fn resolved(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = existing.canonicalize() {
+            return rest
+                .iter()
+                .rev()
+                .fold(real, |acc: PathBuf, part| acc.join(part));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                existing = parent;
+            }
+            _ => return absolute,
+        }
+    }
 }
 
 fn export_run(

@@ -57,6 +57,28 @@ fn exported_runs_rebuild_in_pytorch_with_the_recorded_loss() {
         .concat();
         rankprobe(&args)
     };
+    // Into the study's own results tree: refused, nothing written there.
+    for inside in ["metrics", "runs/x", "report", "probes/../metrics/sub", "."] {
+        let target = study_dir.join(inside);
+        let refused = rankprobe(&[
+            "export",
+            study_dir.to_str().unwrap(),
+            "--to",
+            target.to_str().unwrap(),
+        ]);
+        assert_eq!(
+            refused.status.code(),
+            Some(2),
+            "{inside}: {}",
+            text(&refused)
+        );
+        assert!(
+            text(&refused).contains("is inside the study's results"),
+            "{}",
+            text(&refused)
+        );
+    }
+    assert!(!study_dir.join("runs/x").exists() && !study_dir.join("metrics/sub").exists());
     let done = export(&[]);
     assert!(done.status.success(), "{}", text(&done));
     let runs: Vec<_> = std::fs::read_dir(&out)
