@@ -162,3 +162,66 @@ fn unread_tensors_stay_initial_and_an_earlier_checkpoint_resumes_exactly() {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+/// The orders docs/outputs.md ("Checkpoint files") states for other tools.
+#[test]
+fn the_checkpoint_orders_the_manual_documents_are_the_code_s() {
+    let model = tensor_names::<Cpu, Tiny>();
+    let mut want = vec!["embed".to_owned(), "lm_head".to_owned()];
+    for i in 0..4 {
+        for field in [
+            "attn_norm",
+            "wq",
+            "wk",
+            "wv",
+            "wo",
+            "q_gain",
+            "k_gain",
+            "ffn_norm",
+            "w_up",
+            "w_gate",
+            "w_down",
+        ] {
+            want.push(format!("blocks.{i}.{field}"));
+        }
+    }
+    want.push("final_norm".to_owned());
+    assert_eq!(model, want);
+    let group = tensor_names::<Cpu, TinyAdamWGroup>();
+    let mut want = vec![
+        "embed".to_owned(),
+        "lm_head".to_owned(),
+        "final_norm".to_owned(),
+    ];
+    for field in ["attn_norm", "ffn_norm", "q_gain", "k_gain"] {
+        want.extend((0..4).map(|i| format!("blocks.{i}.{field}")));
+    }
+    assert_eq!(group, want);
+    // Muon's matrices, per block: attention (merged here), then the feed-forward ones.
+    let OptimizerConfig::Muon(muon) = run("A1").config.optimizer else {
+        panic!("A1 is Muon")
+    };
+    let names: Vec<String> = rankprobe::optim::muon::Muon::matrices(
+        &muon,
+        rankprobe::spec::run_config::Activation::SquaredRelu,
+        128,
+        64,
+        32,
+        512,
+        2,
+    )
+    .into_iter()
+    .map(|m| m.name)
+    .collect();
+    assert_eq!(
+        names,
+        [
+            "blocks.0.qkvo",
+            "blocks.0.w_up",
+            "blocks.0.w_down",
+            "blocks.1.qkvo",
+            "blocks.1.w_up",
+            "blocks.1.w_down"
+        ]
+    );
+}
