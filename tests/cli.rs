@@ -333,3 +333,38 @@ fn bench_says_why_the_pytorch_reference_was_skipped() {
         "{text}"
     );
 }
+
+#[test]
+fn impossible_remembered_speeds_are_ignored_with_a_note() {
+    let cache = temp_results("speed-cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".to_owned());
+    // 1e-300 FLOP/s would print billions of days, 1e308 "about 0 s", both "measured here".
+    let entry = |flops: f64| {
+        serde_json::json!({
+            "host": host, "device": "cpu", "shape": "any", "params": 984_448,
+            "flops_per_s": flops, "measured_at": 1_700_000_000u64, "by": "sweep",
+        })
+    };
+    let json = serde_json::json!([entry(1e-300), entry(1e308)]);
+    std::fs::write(cache.join("speed.json"), json.to_string()).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_rankprobe"))
+        .args(["plan", "experiments/quickstart.ron"])
+        .env("RANKPROBE_CACHE", &cache)
+        .current_dir(common::root())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains("2 speed(s) remembered in the cache lie outside"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("estimate:"),
+        "no estimate from impossible speeds: {text}"
+    );
+    std::fs::remove_dir_all(&cache).unwrap();
+}

@@ -60,6 +60,26 @@ pub fn continuations(plan: &Plan, study_dir: &Path) -> String {
 /// How long the study's runs take on this machine, from speeds measured here before (by
 /// `sweep` or `bench`, see `runner::estimate`); `None` before any measurement.
 pub fn remembered_estimate(plan: &Plan) -> Option<String> {
+    let ignored = crate::runner::estimate::impossible_speeds();
+    let estimate = remembered_estimate_only(plan);
+    match (estimate, ignored) {
+        (estimate, 0) => estimate,
+        (estimate, n) => {
+            let note = format!(
+                "note: {n} speed(s) remembered in the cache lie outside {:.0e}-{:.0e} FLOP/s and \
+                 were ignored as impossible (a damaged or edited speed.json)",
+                crate::runner::estimate::SLOWEST_FLOPS,
+                crate::runner::estimate::FASTEST_FLOPS
+            );
+            Some(match estimate {
+                Some(estimate) => format!("{estimate}\n{note}"),
+                None => note,
+            })
+        }
+    }
+}
+
+fn remembered_estimate_only(plan: &Plan) -> Option<String> {
     let device = crate::train::device::resolve(plan.execution.device).ok()?;
     let costs: Vec<_> = plan.runs.iter().map(|run| run_cost(run, None)).collect();
     let remembered = from_memory(&device.to_string(), &costs)?;

@@ -154,21 +154,48 @@ fn speed_file() -> PathBuf {
     cache_dir().join("speed.json")
 }
 
-fn read_all() -> Vec<Measured> {
-    crate::regular_file::read(&speed_file())
+/// The slowest training speed believed (1 MFLOP/s: slower than any computer this runs
+/// on) and the fastest (100 PFLOP/s: about fifty times an H200's dense bf16 peak). A
+/// remembered speed outside them was not measured (a damaged or edited cache) and would
+/// print an estimate of centuries or of nothing as if measured.
+pub const SLOWEST_FLOPS: f64 = 1e6;
+pub const FASTEST_FLOPS: f64 = 1e17;
+
+/// Whether `flops_per_s` could have been measured.
+fn physical(flops_per_s: f64) -> bool {
+    flops_per_s.is_finite() && (SLOWEST_FLOPS..=FASTEST_FLOPS).contains(&flops_per_s)
+}
+
+/// The remembered speeds that could have been measured, and how many others the file
+/// held.
+fn read_checked() -> (Vec<Measured>, usize) {
+    let all = crate::regular_file::read(&speed_file())
         .ok()
         .and_then(|bytes| serde_json::from_slice::<Vec<Measured>>(&bytes).ok())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    let total = all.len();
+    // The file is read, not trusted: only speeds that could have been measured.
+    let kept: Vec<Measured> = all
         .into_iter()
-        // The file is read, not trusted: only speeds that could have been measured.
-        .filter(|m| m.flops_per_s.is_finite() && m.flops_per_s > 0.0)
-        .collect()
+        .filter(|m| physical(m.flops_per_s))
+        .collect();
+    let discarded = total - kept.len();
+    (kept, discarded)
+}
+
+fn read_all() -> Vec<Measured> {
+    read_checked().0
+}
+
+/// How many remembered speeds were ignored as impossible (see `SLOWEST_FLOPS`).
+pub fn impossible_speeds() -> usize {
+    read_checked().1
 }
 
 /// Remembers `flops_per_s` of `shape` on `device` of this machine (the latest one per
 /// key). Failing to write the cache changes nothing else.
 pub fn remember(device: &str, shape: &str, params: u64, flops_per_s: f64, by: &str) {
-    if !(flops_per_s.is_finite() && flops_per_s > 0.0) {
+    if !physical(flops_per_s) {
         return;
     }
     let host = host();
