@@ -150,6 +150,14 @@ fn export_run(
         ));
     }
     let tensors = crate::model::weights_file::decode(&bytes)?;
+    // The weights must be the model `config.json` will describe (a manifest whose config
+    // was edited after the run passes its checksum but not this).
+    crate::model::weights_file::check_fits(&tensors, &shapes).map_err(|why| {
+        format!(
+            "{} does not fit the model its manifest describes: {why}",
+            path.display()
+        )
+    })?;
     let data = &config.data;
     let batch = eval_batch(
         &dataset.splits.val,

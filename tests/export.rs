@@ -140,6 +140,21 @@ fn exported_runs_rebuild_in_pytorch_with_the_recorded_loss() {
     let damaged = export(&["--only", "noqk"]);
     assert_eq!(damaged.status.code(), Some(2), "{}", text(&damaged));
     assert!(text(&damaged).contains("SHA-256"), "{}", text(&damaged));
+    // A manifest whose config was edited to another shape: its weights (checksum intact)
+    // no longer fit the config an export would write beside them; skipped, saying so.
+    let edited = common::run_dir(&study_dir, "muon");
+    let manifest_path = edited.join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
+    manifest["config"]["model"]["d_ff"] = serde_json::json!(128);
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+    let misfit = export(&["--only", "muon"]);
+    assert_eq!(misfit.status.code(), Some(2), "{}", text(&misfit));
+    assert!(
+        text(&misfit).contains("does not fit the model its manifest describes"),
+        "{}",
+        text(&misfit)
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
