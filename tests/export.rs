@@ -127,6 +127,25 @@ fn exported_runs_rebuild_in_pytorch_with_the_recorded_loss() {
         }
     }
 
+    // A destination with spaces, `$` and an escape sequence in its name: the terminal gets
+    // the escape shown, not obeyed, and the command to paste gets the path as one word.
+    let odd = dir.join("out $HOME '\u{1b}[2J");
+    let odd_export = rankprobe(&[
+        "export",
+        study_dir.to_str().unwrap(),
+        "--to",
+        odd.to_str().unwrap(),
+        "--only",
+        "noqk",
+    ]);
+    let said = String::from_utf8_lossy(&odd_export.stdout).into_owned();
+    assert!(odd_export.status.success(), "{}", text(&odd_export));
+    assert!(
+        !said.contains('\u{1b}'),
+        "a raw escape reached the terminal: {said:?}"
+    );
+    assert!(said.contains("python3 '"), "{said}");
+    assert!(said.contains(r"out $HOME '\''\u{1b}[2J/"), "{said}");
     // A label the study does not have is refused; a damaged weights file is skipped
     // with the reason, never exported.
     let unknown = export(&["--only", "nope"]);
