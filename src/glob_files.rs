@@ -32,6 +32,34 @@ pub fn glob_files(pattern: &str, first_only: bool) -> Result<Vec<PathBuf>, GlobE
     glob_files_within(pattern, first_only, MAX_FILES, MAX_WALK)
 }
 
+/// When `pattern` matches no regular file: the first match that is something a corpus
+/// cannot be read from (a FIFO, a device, a socket; links followed), and what it is.
+/// Directories are not named: a glob over a tree matches many, and none is a file.
+pub fn first_unreadable_match(pattern: &str) -> Option<(PathBuf, &'static str)> {
+    use std::os::unix::fs::FileTypeExt;
+    let deadline = Instant::now() + Duration::from_secs(1);
+    for path in glob::glob(pattern).ok()?.filter_map(Result::ok) {
+        if Instant::now() > deadline {
+            return None;
+        }
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        let kind = meta.file_type();
+        let what = if kind.is_fifo() {
+            "a FIFO (named pipe)"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            continue;
+        };
+        return Some((path, what));
+    }
+    None
+}
+
 fn glob_files_within(
     pattern: &str,
     first_only: bool,

@@ -145,6 +145,33 @@ fn bad_eval_sets_are_refused_before_any_training() {
         );
         assert!(!results.join("evalsets/runs").exists());
     }
+    // A FIFO and a link to a device matched by a set's glob: named for what they are
+    // (reading either would block or never end), at validation.
+    let odd = dir.join("odd");
+    std::fs::create_dir_all(&odd).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(odd.join("pipe.txt"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    std::os::unix::fs::symlink("/dev/zero", odd.join("zero.dat")).unwrap();
+    for (glob, says) in [
+        ("*.txt", "is a FIFO (named pipe)"),
+        ("*.dat", "is a device"),
+    ] {
+        let sets = format!(
+            "(name: \"odd\", corpus: Text({:?}))",
+            odd.join(glob).to_str().unwrap()
+        );
+        let (_, output) =
+            common::sweep_study(&dir, "odd.ron", &study(&sets, "(name: \"muon\")"), &[]);
+        let said = common::text(&output);
+        assert_eq!(output.status.code(), Some(2), "{said}");
+        assert!(
+            said.contains(says) && said.contains("matches no regular file"),
+            "{said}"
+        );
+    }
     // Too little text for the set's windows: found when the data is prepared.
     let short = dir.join("short.txt");
     std::fs::write(

@@ -1,7 +1,7 @@
 //! Checks that files a run config names exist, so a missing corpus (or a glob too broad
 //! to expand: the same bounds as loading it) is reported before any work starts. Relative paths are relative to the directory `rankprobe` runs in.
 
-use crate::glob_files::{glob_files, GlobError};
+use crate::glob_files::{first_unreadable_match, glob_files, GlobError};
 
 use super::check::Problem;
 use super::run_config::{Corpus, RunConfig, Tokenizer};
@@ -86,13 +86,23 @@ fn corpus_problems(field: &str, corpus: &Corpus, problems: &mut Vec<Problem>) {
         help,
     };
     match glob_files(pattern, false) {
-        Ok(files) if files.is_empty() => problems.push(problem(
+        Ok(files) if files.is_empty() => problems.push(match first_unreadable_match(pattern) {
+            Some((path, what)) => problem(
+                format!(
+                    "the corpus glob `{pattern}` matches no regular file; `{}` matches it but \
+                     is {what}, which a corpus cannot be read from",
+                    path.display()
+                ),
+                "point the glob at regular text files (a link to one is fine)".to_owned(),
+            ),
+            None => problem(
             format!("no file matches the corpus glob `{pattern}`"),
             format!(
                 "check the pattern (relative to {}; directories do not count: name the files, e.g. \"data/*.txt\"), or use the built-in corpus Sotu",
                 current_dir()
             ),
-        )),
+            ),
+        }),
         Ok(_) => {}
         Err(GlobError::Pattern(message)) => problems.push(problem(
             message,
