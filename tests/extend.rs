@@ -125,3 +125,57 @@ fn a_raised_budget_continues_finished_runs_whose_rates_do_not_depend_on_it() {
     assert_eq!(cosine.resumed_from_step, None);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Continuing trusts only state proven to be the old run's own: a final state copied
+/// from another run, or a manifest whose config was edited to another seed, trains the
+/// new run from step 0, naming the file that failed which check.
+#[test]
+fn a_copied_final_state_or_an_edited_manifest_is_not_continued_from() {
+    let dir = std::env::temp_dir().join(format!("rankprobe-extend-trust-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // Another run's final state copied over the constant run's.
+    run(&dir, &["sweep"], 20_480, "copied");
+    let study_dir = dir.join("copied/extend");
+    let constant = common::run_dir(&study_dir, "constant");
+    std::fs::copy(
+        common::run_dir(&study_dir, "cosine").join("final_state.bin"),
+        constant.join("final_state.bin"),
+    )
+    .unwrap();
+    let said = run(&dir, &["sweep"], 30_720, "copied");
+    assert!(
+        said.contains("constant: not continuing from constant-"),
+        "{said}"
+    );
+    assert!(
+        said.contains("final_state.bin: its SHA-256 is not the one"),
+        "{said}"
+    );
+    let extended = Manifest::read(&common::run_dir(&study_dir, "constant")).unwrap();
+    assert_eq!(extended.continued_from, None);
+    // A manifest edited to another seed, then a study of that seed with a larger budget.
+    run(&dir, &["sweep"], 20_480, "edited");
+    let study_dir = dir.join("edited/extend");
+    let manifest_path = common::run_dir(&study_dir, "constant").join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
+    manifest["config"]["seed"] = serde_json::json!(8);
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+    let file = dir.join("seed8.ron");
+    std::fs::write(&file, study(30_720).replace("seed: 7,", "seed: 8,")).unwrap();
+    let results = dir.join("edited");
+    let output = rankprobe(&[
+        "sweep",
+        file.to_str().unwrap(),
+        "--results",
+        results.to_str().unwrap(),
+    ]);
+    let said = text(&output);
+    assert!(output.status.success(), "{said}");
+    assert!(
+        said.contains("manifest.json: its config does not hash to the run id"),
+        "{said}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -161,6 +161,14 @@ pub(super) fn train_one(
             recorder.manifest.steps = Some(steps);
             recorder.manifest.tokens = Some(tokens);
             recorder.manifest.final_val_loss = Some(final_val_loss);
+            // A kept final state is this run's only when its checksum says so: a run
+            // extended from it later checks the file against this.
+            let final_state = run_dir.join(FINAL_STATE_FILE);
+            if plan.execution.keep_final_state {
+                if let Ok(sum) = crate::store::manifest::sha256_file(&final_state) {
+                    (recorder.manifest.checksums).insert(FINAL_STATE_FILE.to_owned(), sum);
+                }
+            }
             (
                 RunStatus::Done,
                 format!("val loss {final_val_loss:.4} after {tokens} tokens"),
@@ -320,17 +328,60 @@ fn continuation_point(
         ));
         None
     };
+    // Only state proven to be the old run's own: its manifest's config must hash to the
+    // run id it names, the file must hold that run id, and its checksum must be the one
+    // the manifest recorded when the run finished.
+    let manifest_path = source.paths.dir.join(crate::store::manifest::MANIFEST_FILE);
+    let state_path = source.state.display().to_string();
+    let named = &source.manifest.run_id;
+    if &crate::plan::run_id::run_id(&source.manifest.config) != named {
+        let why = format!(
+            "{}: its config does not hash to the run id {named} it names (edited after the \
+             run?)",
+            manifest_path.display()
+        );
+        return unusable(why, recorder);
+    }
+    match source.manifest.checksums.get(FINAL_STATE_FILE) {
+        None => {
+            let why = format!(
+                "{}: it records no checksum of {state_path} (finished by an earlier version), \
+                 so that file cannot be shown to be the run's own",
+                manifest_path.display()
+            );
+            return unusable(why, recorder);
+        }
+        Some(recorded) => match crate::store::manifest::sha256_file(&source.state) {
+            Ok(sum) if &sum == recorded => {}
+            Ok(_) => {
+                let why = format!(
+                    "{state_path}: its SHA-256 is not the one {} recorded (replaced or \
+                     damaged)",
+                    manifest_path.display()
+                );
+                return unusable(why, recorder);
+            }
+            Err(err) => return unusable(format!("{state_path}: {err}"), recorder),
+        },
+    }
     let checkpoint = match Checkpoint::read(&source.state) {
+        Ok(Some(checkpoint)) if checkpoint.run_id != *named => {
+            let why = format!(
+                "{state_path} belongs to run {}, not to {named}",
+                checkpoint.run_id
+            );
+            return unusable(why, recorder);
+        }
         Ok(Some(checkpoint)) if checkpoint.step == source.steps => checkpoint,
         Ok(Some(checkpoint)) => {
             let why = format!(
-                "its final state is at step {}, not {}",
+                "{state_path} is at step {}, not {}",
                 checkpoint.step, source.steps
             );
             return unusable(why, recorder);
         }
-        Ok(None) => return unusable("its final state is gone".to_owned(), recorder),
-        Err(err) => return unusable(format!("its final state is unusable ({err})"), recorder),
+        Ok(None) => return unusable(format!("{state_path} is gone"), recorder),
+        Err(err) => return unusable(format!("{state_path} is unusable ({err})"), recorder),
     };
     if let Err(err) = recorder.continue_from(&source.paths, &source.manifest, source.steps) {
         return unusable(format!("its results are unreadable ({err})"), recorder);
