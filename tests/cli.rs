@@ -368,3 +368,35 @@ fn impossible_remembered_speeds_are_ignored_with_a_note() {
     );
     std::fs::remove_dir_all(&cache).unwrap();
 }
+
+#[test]
+fn bench_believes_only_figures_that_can_be_true_and_escapes_what_python_prints() {
+    let dir = temp_results("fake-python");
+    std::fs::create_dir_all(&dir).unwrap();
+    // A "python" that reports a zero speed (an infinite ratio), a negative memory, and a
+    // version holding an escape sequence.
+    let fake = dir.join("python3");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\ncat > /dev/null\nprintf '%s' '{\"tokens_per_s\": 0, \"step_ms\": 1, \
+         \"peak_rss_mib\": -5, \"peak_gflops\": 100, \"torch\": \"2.0\\u001b[2J\"}'\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_rankprobe"))
+        .args(["bench", TINY, "--steps", "2", "--run", "B1", "--torch"])
+        .env("RANKPROBE_PYTHON", &fake)
+        .current_dir(common::root())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        !text.contains('\u{1b}'),
+        "a raw escape reached the terminal: {text:?}"
+    );
+    assert!(text.contains(r"PyTorch 2.0\u{1b}[2J"), "{text}");
+    assert!(!text.contains("inf") && !text.contains(" -5"), "{text}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

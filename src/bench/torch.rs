@@ -78,7 +78,8 @@ fn run_reference(
         .map_err(|err| format!("`{python}` failed: {err}"))?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() {
-        let last = stderr.lines().last().unwrap_or("").trim().to_owned();
+        // What another program printed reaches the terminal escaped, on one line.
+        let last = crate::spec::diagnostic::one_line(stderr.lines().last().unwrap_or("").trim());
         return Err(match output.status.code() {
             Some(3) => last,
             _ => format!("the PyTorch reference failed: {last}"),
@@ -86,11 +87,23 @@ fn run_reference(
     }
     let figures: serde_json::Value = serde_json::from_slice(&output.stdout)
         .map_err(|err| format!("the PyTorch reference printed no figures ({err})"))?;
-    let number = |key: &str| figures[key].as_f64().unwrap_or(f64::NAN);
+    // Figures from another program are believed only where they can be true: a speed,
+    // a peak and a memory are positive and finite; anything else is missing (NaN).
+    let number = |key: &str| {
+        (figures[key].as_f64())
+            .filter(|v| v.is_finite() && *v > 0.0)
+            .unwrap_or(f64::NAN)
+    };
+    let version: String = figures["torch"]
+        .as_str()
+        .unwrap_or("?")
+        .chars()
+        .take(40)
+        .collect();
     Ok(TorchFigures {
         tokens_per_s: number("tokens_per_s"),
         peak_flops: number("peak_gflops") * 1e9,
         peak_rss_mib: number("peak_rss_mib"),
-        version: figures["torch"].as_str().unwrap_or("?").to_owned(),
+        version: crate::spec::diagnostic::one_line(&version),
     })
 }

@@ -105,11 +105,19 @@ fn print_report(report: &Report, settings: &Settings) {
             None => {}
             Some(Ok(figures)) => {
                 let torch_flops = run.torch_flops.unwrap_or(f64::NAN);
+                // A figure that cannot be true (missing, infinite, negative) prints "-".
+                let cell = |value: f64, digits: usize| {
+                    if value.is_finite() && value >= 0.0 {
+                        format!("{value:.digits$}")
+                    } else {
+                        "-".to_owned()
+                    }
+                };
                 row.extend([
-                    format!("{:.0}", figures.tokens_per_s),
-                    format!("{:.2}", torch_flops / report.peak[0]),
-                    format!("{:.0}", figures.peak_rss_mib),
-                    format!("{:.2}", tokens_per_s / figures.tokens_per_s),
+                    cell(figures.tokens_per_s, 0),
+                    cell(torch_flops / report.peak[0], 2),
+                    cell(figures.peak_rss_mib, 0),
+                    cell(tokens_per_s / figures.tokens_per_s, 2),
                 ]);
                 notes.push(format!(
                     "PyTorch {} (eager, f32, {threads} threads)",
