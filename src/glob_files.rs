@@ -36,7 +36,6 @@ pub fn glob_files(pattern: &str, first_only: bool) -> Result<Vec<PathBuf>, GlobE
 /// cannot be read from (a FIFO, a device, a socket; links followed), and what it is.
 /// Directories are not named: a glob over a tree matches many, and none is a file.
 pub fn first_unreadable_match(pattern: &str) -> Option<(PathBuf, &'static str)> {
-    use std::os::unix::fs::FileTypeExt;
     let deadline = Instant::now() + Duration::from_secs(1);
     for path in glob::glob(pattern).ok()?.filter_map(Result::ok) {
         if Instant::now() > deadline {
@@ -45,17 +44,9 @@ pub fn first_unreadable_match(pattern: &str) -> Option<(PathBuf, &'static str)> 
         let Ok(meta) = std::fs::metadata(&path) else {
             continue;
         };
-        let kind = meta.file_type();
-        let what = if kind.is_fifo() {
-            "a FIFO (named pipe)"
-        } else if kind.is_char_device() || kind.is_block_device() {
-            "a device"
-        } else if kind.is_socket() {
-            "a socket"
-        } else {
-            continue;
-        };
-        return Some((path, what));
+        if let Some(what) = crate::regular_file::special_kind(&meta.file_type()) {
+            return Some((path, what));
+        }
     }
     None
 }

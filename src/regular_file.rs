@@ -26,19 +26,26 @@ pub fn open(path: &Path) -> io::Result<File> {
     }
     let what = if kind.is_dir() {
         "a directory"
-    } else if kind.is_fifo() {
-        "a FIFO (named pipe)"
-    } else if kind.is_char_device() || kind.is_block_device() {
-        "a device"
-    } else if kind.is_socket() {
-        "a socket"
     } else {
-        "not a regular file"
+        special_kind(&kind).unwrap_or("not a regular file")
     };
     Err(io::Error::new(
         io::ErrorKind::InvalidInput,
         format!("{} is {what}, not a regular file", path.display()),
     ))
+}
+
+/// What a FIFO, device or socket is, in words; None for anything else.
+pub fn special_kind(kind: &std::fs::FileType) -> Option<&'static str> {
+    if kind.is_fifo() {
+        Some("a FIFO (named pipe)")
+    } else if kind.is_char_device() || kind.is_block_device() {
+        Some("a device")
+    } else if kind.is_socket() {
+        Some("a socket")
+    } else {
+        None
+    }
 }
 
 /// The bytes of the regular file at `path`.
