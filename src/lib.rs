@@ -15,11 +15,12 @@ pub mod atomic_file;
 #[cfg(feature = "cuda")]
 pub mod cuda_kernels;
 pub mod digest;
+// Before `glob_files`, which names what a non-regular file is through it.
+pub mod regular_file;
 pub mod glob_files;
 pub mod matmul;
 pub mod profile;
 pub mod quiet_panic;
-pub mod regular_file;
 pub mod shell_text;
 pub mod text_table;
 
