@@ -157,7 +157,6 @@ mod tests {
             x_path: None,
             family: condition.into(),
             max_logit_last: None,
-            max_logit_peak: None,
         }
     }
 

@@ -138,7 +138,7 @@ fn sweep_figures(runs: &[RunResults], settings: &ReportSettings) -> Vec<LineFigu
     let Some(axis) = runs.iter().find_map(|r| r.x_path.clone()) else {
         return Vec::new();
     };
-    let curves = lr_sweep::curves(runs, &|r| r.last_probe().and_then(|t| r.model_at(t)));
+    let curves = lr_sweep::curves(runs, &lr_sweep::final_metric);
     let line = |value: &dyn Fn(&GridPoint) -> Option<Estimate>, marked: bool| -> Vec<Series> {
         (curves.iter())
             .map(|c| Series {

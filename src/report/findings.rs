@@ -96,8 +96,7 @@ pub(super) fn findings(context: &Context) -> String {
 /// Per curve of a `LogGrid` sweep: the best grid value and the scored loss there, the LR
 /// sensitivity, the diverged runs, and the largest attention logit at the grid's top.
 fn lr_sentence(runs: &[&RunResults]) -> String {
-    let owned: Vec<RunResults> = runs.iter().map(|r| (*r).clone()).collect();
-    let curves = lr_sweep::curves(&owned, &|_| None);
+    let curves = lr_sweep::curves(runs.iter().copied(), &|_| None);
     let parts: Vec<String> = (curves.iter())
         .map(|c| {
             let best = c.best_point();
@@ -107,7 +106,7 @@ fn lr_sentence(runs: &[&RunResults]) -> String {
                 c.family,
                 c.best.map_or("-".to_owned(), lr_sweep::x_text),
                 best.and_then(|p| p.loss).map_or("-".to_owned(), |e| e.display(3)),
-                c.sensitivity.map_or("-".to_owned(), |e| e.display(3)),
+                c.sensitivity().map_or("-".to_owned(), |e| e.display(3)),
                 c.diverged(),
                 c.runs(),
                 top.map_or("-".to_owned(), |p| lr_sweep::x_text(p.x)),

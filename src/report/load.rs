@@ -44,9 +44,8 @@ pub struct RunResults {
     /// The curve the run belongs to on that axis: its label without seed and grid value.
     pub family: String,
     /// The largest attention logit of the training batch at the last step recorded
-    /// with a finite value (`max_logit`), and the largest over all steps.
+    /// with a finite value (`max_logit`).
     pub max_logit_last: Option<f64>,
-    pub max_logit_peak: Option<f64>,
 }
 
 impl RunResults {
@@ -202,7 +201,6 @@ fn load_run_once(paths: &RunPaths, site: &str, metric: &str) -> Option<RunResult
             .clone()
             .unwrap_or_else(|| manifest.label.clone()),
         max_logit_last: None,
-        max_logit_peak: None,
     };
     let read = |table: Table| match read_result(paths.table(table), table, Some(&manifest)) {
         Ok(frame) => Ok(Some(frame)),
@@ -264,12 +262,9 @@ fn val_losses(frame: &DataFrame, results: &mut RunResults) -> Result<(), String>
     )?;
     let mut last_logit: Option<(f64, f64)> = None;
     for (((split, metric), tokens), value) in s[0].iter().zip(&s[1]).zip(&n[0]).zip(&n[1]) {
-        if split == "train" && metric == MAX_LOGIT_METRIC && value.is_finite() {
-            if last_logit.is_none_or(|(t, _)| *tokens >= t) {
-                last_logit = Some((*tokens, *value));
-            }
-            let peak = results.max_logit_peak.unwrap_or(f64::MIN).max(*value);
-            results.max_logit_peak = Some(peak);
+        let latest = last_logit.is_none_or(|(t, _)| *tokens >= t);
+        if split == "train" && metric == MAX_LOGIT_METRIC && value.is_finite() && latest {
+            last_logit = Some((*tokens, *value));
         }
         if split != "val" {
             continue;

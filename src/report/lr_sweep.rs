@@ -32,6 +32,11 @@ pub fn scored_loss(run: &RunResults) -> Option<f64> {
     }
 }
 
+/// The report metric of a run at its last probe (what the LR view shows per grid value).
+pub fn final_metric(run: &RunResults) -> Option<f64> {
+    run.model_at(run.last_probe()?)
+}
+
 /// One grid value of a curve.
 #[derive(Debug, Clone)]
 pub struct GridPoint {
@@ -57,15 +62,24 @@ pub struct Curve {
     pub points: Vec<GridPoint>,
     /// The grid value with the lowest mean scored loss.
     pub best: Option<f64>,
-    /// Per-seed LR sensitivity, over seeds.
-    pub sensitivity: Option<Estimate>,
-    /// Each seed's LR sensitivity (seeds with every grid value), for paired differences.
+    /// Each seed's LR sensitivity (seeds with every grid value).
     pub sensitivity_by_seed: BTreeMap<u64, f64>,
 }
 
 impl Curve {
     pub fn at(&self, x: f64) -> Option<&GridPoint> {
         self.points.iter().find(|p| p.x == x)
+    }
+
+    /// The per-seed LR sensitivity, over seeds.
+    pub fn sensitivity(&self) -> Option<Estimate> {
+        Estimate::of(
+            &self
+                .sensitivity_by_seed
+                .values()
+                .copied()
+                .collect::<Vec<_>>(),
+        )
     }
 
     pub fn best_point(&self) -> Option<&GridPoint> {
@@ -83,9 +97,12 @@ impl Curve {
 
 /// The curves of `runs` (those with a grid value), in matrix order; `metric` reads the
 /// report metric of a finished run.
-pub fn curves(runs: &[RunResults], metric: &dyn Fn(&RunResults) -> Option<f64>) -> Vec<Curve> {
+pub fn curves<'a>(
+    runs: impl IntoIterator<Item = &'a RunResults>,
+    metric: &dyn Fn(&RunResults) -> Option<f64>,
+) -> Vec<Curve> {
     let mut families: Vec<(String, String, Vec<&RunResults>)> = Vec::new();
-    for run in runs.iter().filter(|r| r.x.is_some()) {
+    for run in runs.into_iter().filter(|r| r.x.is_some()) {
         match families.iter_mut().find(|(f, _, _)| *f == run.family) {
             Some((_, _, members)) => members.push(run),
             None => families.push((run.family.clone(), run.description.clone(), vec![run])),
@@ -160,7 +177,6 @@ fn curve(
         description,
         points,
         best,
-        sensitivity: Estimate::of(&per_seed.values().copied().collect::<Vec<_>>()),
         sensitivity_by_seed: per_seed,
     }
 }
@@ -200,7 +216,6 @@ mod tests {
             x_path: Some("schedule.lr_scale".to_owned()),
             family: family.to_owned(),
             max_logit_last: Some(x * 10.0),
-            max_logit_peak: None,
         }
     }
 
@@ -224,7 +239,7 @@ mod tests {
         assert_eq!(curve.best, Some(1.0));
         assert_eq!((curve.runs(), curve.diverged()), (8, 2));
         // seed 1: mean(5, 4, 8, 8) - 4 = 2.25; seed 2: mean(6, 4, 7, 8) - 4 = 2.25.
-        let s = curve.sensitivity.unwrap();
+        let s = curve.sensitivity().unwrap();
         assert_eq!((s.mean, s.n), (2.25, 2));
         let p = curve.at(10.0).unwrap();
         assert_eq!(p.loss.unwrap().mean, 7.5);

@@ -58,7 +58,7 @@ pub fn lr_section(curves: &[Curve], axis: &str, metric: &str) -> (String, Vec<(S
                 c.diverged().to_string(),
                 c.best.map_or("-".to_owned(), x_text),
                 cell(best.and_then(|p| p.loss), 4),
-                cell(c.sensitivity, 4),
+                cell(c.sensitivity(), 4),
                 cell(best.and_then(|p| p.metric), 2),
                 cell(best.and_then(|p| p.max_logit), 1),
             ]
@@ -205,9 +205,9 @@ fn sensitivity_csv(curves: &[Curve], metric: &str) -> String {
             num(c.best),
             num(loss.map(|e| e.mean)),
             num(half_width(loss)),
-            num(c.sensitivity.map(|e| e.mean)),
-            num(half_width(c.sensitivity)),
-            c.sensitivity.map_or(0, |e| e.n).to_string(),
+            num(c.sensitivity().map(|e| e.mean)),
+            num(half_width(c.sensitivity())),
+            c.sensitivity().map_or(0, |e| e.n).to_string(),
             num(best.and_then(|p| p.metric).map(|e| e.mean)),
             num(best.and_then(|p| p.max_logit).map(|e| e.mean)),
         ];

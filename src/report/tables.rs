@@ -169,7 +169,7 @@ pub fn build_report(study_dir: &Path, settings: &ReportSettings) -> Result<Repor
         csv.push(("differences.csv".to_owned(), text));
     }
     if let Some(axis) = runs.iter().find_map(|r| r.x_path.clone()) {
-        let curves = lr_sweep::curves(&runs, &|r| r.last_probe().and_then(|t| r.model_at(t)));
+        let curves = lr_sweep::curves(&runs, &lr_sweep::final_metric);
         let (md, files) = lr_section(&curves, &axis, &settings.metric);
         markdown += &md;
         csv.extend(files);

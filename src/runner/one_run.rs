@@ -342,45 +342,46 @@ fn continuation_point(
         );
         return unusable(why, recorder);
     }
-    match source.manifest.checksums.get(FINAL_STATE_FILE) {
-        None => {
-            let why = format!(
-                "{}: it records no checksum of {state_path} (finished by an earlier version), \
-                 so that file cannot be shown to be the run's own",
-                manifest_path.display()
-            );
-            return unusable(why, recorder);
+    let Some(recorded) = source.manifest.checksums.get(FINAL_STATE_FILE) else {
+        let why = format!(
+            "{}: it records no checksum of {state_path} (finished by an earlier version), \
+             so that file cannot be shown to be the run's own",
+            manifest_path.display()
+        );
+        return unusable(why, recorder);
+    };
+    // Read once: checked against the recorded checksum, then decoded (a final state can
+    // be gigabytes).
+    let bytes = match crate::regular_file::read(&source.state) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            return unusable(format!("{state_path} is gone"), recorder)
         }
-        Some(recorded) => match crate::store::manifest::sha256_file(&source.state) {
-            Ok(sum) if &sum == recorded => {}
-            Ok(_) => {
-                let why = format!(
-                    "{state_path}: its SHA-256 is not the one {} recorded (replaced or \
-                     damaged)",
-                    manifest_path.display()
-                );
-                return unusable(why, recorder);
-            }
-            Err(err) => return unusable(format!("{state_path}: {err}"), recorder),
-        },
+        Err(err) => return unusable(format!("{state_path}: {err}"), recorder),
+    };
+    if &crate::digest::sha256_hex(&bytes) != recorded {
+        let why = format!(
+            "{state_path}: its SHA-256 is not the one {} recorded (replaced or damaged)",
+            manifest_path.display()
+        );
+        return unusable(why, recorder);
     }
-    let checkpoint = match Checkpoint::read(&source.state) {
-        Ok(Some(checkpoint)) if checkpoint.run_id != *named => {
+    let checkpoint = match Checkpoint::decode(&bytes) {
+        Ok(checkpoint) if checkpoint.run_id != *named => {
             let why = format!(
                 "{state_path} belongs to run {}, not to {named}",
                 checkpoint.run_id
             );
             return unusable(why, recorder);
         }
-        Ok(Some(checkpoint)) if checkpoint.step == source.steps => checkpoint,
-        Ok(Some(checkpoint)) => {
+        Ok(checkpoint) if checkpoint.step == source.steps => checkpoint,
+        Ok(checkpoint) => {
             let why = format!(
                 "{state_path} is at step {}, not {}",
                 checkpoint.step, source.steps
             );
             return unusable(why, recorder);
         }
-        Ok(None) => return unusable(format!("{state_path} is gone"), recorder),
         Err(err) => return unusable(format!("{state_path} is unusable ({err})"), recorder),
     };
     if let Err(err) = recorder.continue_from(&source.paths, &source.manifest, source.steps) {

@@ -46,36 +46,30 @@ impl<
     ) {
         let tokens = step * self.tokens_per_step;
         let probes = &self.config.probes;
+        // log Z of the output softmax at every evaluation; activations only when probing.
         let mut taps = Taps {
-            sites: sites_to_capture(probes),
+            sites: if probing {
+                sites_to_capture(probes)
+            } else {
+                Vec::new()
+            },
             captured: Vec::new(),
             project_keys: None,
             max_logits: None,
-            mean_log_z: None,
-        };
-        // log Z of the output softmax at every evaluation; captures only when probing.
-        taps.mean_log_z = Some(f32::NAN);
-        let mut log_z_only = Taps {
             mean_log_z: Some(f32::NAN),
-            ..Taps::default()
         };
-        let taps_wanted = Some(if probing { &mut taps } else { &mut log_z_only });
         let (loss, token_losses) = if probing && wants_token_losses(probes) {
             let (mean, losses) = self.model.loss_and_token_losses(
                 &self.arch,
                 &self.consts,
                 self.eval.clone(),
-                taps_wanted,
+                Some(&mut taps),
             );
             (mean, Some(losses))
         } else {
-            (self.batch_loss(&self.eval, taps_wanted), None)
+            (self.batch_loss(&self.eval, Some(&mut taps)), None)
         };
-        let log_z = if probing {
-            taps.mean_log_z
-        } else {
-            log_z_only.mean_log_z
-        };
+        let log_z = taps.mean_log_z;
         if probing {
             let probe_started = Instant::now();
             let at = ProbePoint {

@@ -45,20 +45,17 @@ fn batch_tensors<D: TrainDevice>(dev: &D, batch: &Batch) -> TokenTensors<D> {
 /// The metrics table's rows of one step's attention logits (per layer, per query head):
 /// the largest over the model (`max_logit`) and each layer's (`max_logit.layer<i>`).
 fn logit_rows(logits: &[Vec<f32>]) -> Vec<(&'static str, f64)> {
-    let layer_max = |heads: &Vec<f32>| heads.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut rows: Vec<(&'static str, f64)> = Vec::with_capacity(logits.len() + 1);
-    let overall = logits
-        .iter()
-        .map(layer_max)
-        .fold(f32::NEG_INFINITY, f32::max);
     if logits.is_empty() {
-        return rows;
+        return Vec::new();
     }
-    rows.push((MAX_LOGIT_METRIC, f64::from(overall)));
-    for (layer, heads) in logits.iter().enumerate() {
-        rows.push((layer_logit_metric(layer), f64::from(layer_max(heads))));
-    }
-    rows
+    let layers: Vec<f64> = (logits.iter())
+        .map(|heads| f64::from(heads.iter().copied().fold(f32::NEG_INFINITY, f32::max)))
+        .collect();
+    let overall = layers.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let per_layer = (layers.into_iter().enumerate()).map(|(l, v)| (layer_logit_metric(l), v));
+    std::iter::once((MAX_LOGIT_METRIC, overall))
+        .chain(per_layer)
+        .collect()
 }
 
 fn data_err(err: crate::data::DataError) -> TrainError {
