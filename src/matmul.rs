@@ -127,6 +127,37 @@ thread_local! {
     static ONE_PER_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// Side of the square matrix product that measures the CPU's peak.
+pub const PEAK_SIDE: usize = 2048;
+
+/// FLOP/s of a [rows x k] x [k x n] f32 product on every thread (the kernels the CPU
+/// training uses), best of five: the machine's own limit that training speeds are read
+/// against.
+pub fn measured_flops(rows: usize, k: usize, n: usize) -> f64 {
+    // Operands of ordinary magnitude (no zeros, no subnormals) so no kernel takes a
+    // shortcut or a slow path.
+    let fill = |len: usize| -> Vec<f32> {
+        (0..len)
+            .map(|i| 0.5 + (i.wrapping_mul(2_654_435_761) % 1000) as f32 / 1000.0)
+            .collect()
+    };
+    let (a, b) = (fill(rows * k), fill(k * n));
+    let mut c = vec![0.0f32; rows * n];
+    let mut best = f64::INFINITY;
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        matmul_threaded(
+            (rows, k, n),
+            (&mut c, Strided::rows(0, n), false),
+            (&a, Strided::rows(0, k)),
+            (&b, Strided::rows(0, n)),
+        );
+        best = best.min(started.elapsed().as_secs_f64());
+    }
+    std::hint::black_box(c);
+    2.0 * (rows * k * n) as f64 / best
+}
+
 /// Runs `f` with the threaded products inside it on the calling thread alone: for the
 /// items of a parallel loop that already keeps every thread busy (Muon's matrices), where
 /// splitting each product again would only add hand-offs.

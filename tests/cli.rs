@@ -369,6 +369,50 @@ fn impossible_remembered_speeds_are_ignored_with_a_note() {
     std::fs::remove_dir_all(&cache).unwrap();
 }
 
+/// The seed study's shape was never measured: a small model's FLOP/s alone would say
+/// 26 days where the seed shape runs several times faster. The estimate is a range
+/// bounded by the small model and the remembered matmul peak, and says so.
+#[test]
+fn a_shape_never_measured_is_estimated_as_a_range_with_its_bounds() {
+    let cache = temp_results("speed-range");
+    std::fs::create_dir_all(&cache).unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".to_owned());
+    let entry = |shape: &str, params: u64, flops: f64, by: &str| {
+        serde_json::json!({
+            "host": host, "device": "cpu", "shape": shape, "params": params,
+            "flops_per_s": flops, "measured_at": 1_700_000_000u64, "by": by,
+        })
+    };
+    let json = serde_json::json!([
+        entry("small", 984_448, 3e10, "sweep"),
+        entry("f32 matmul peak", 0, 4.3e11, "peak"),
+    ]);
+    std::fs::write(cache.join("speed.json"), json.to_string()).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_rankprobe"))
+        .args(["plan", "experiments/qk_study.ron"])
+        .env("RANKPROBE_CACHE", &cache)
+        .current_dir(common::root())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("estimate:"))
+        .unwrap_or_else(|| panic!("no estimate: {text}"));
+    for part in [
+        "(between 43.5 h and 26.0 days)",
+        "about 6.9 days",
+        "smaller measured shape (984.4K params)",
+        "f32 matmul peak (430 GFLOP/s)",
+    ] {
+        assert!(line.contains(part), "{part:?} missing: {line}");
+    }
+    std::fs::remove_dir_all(&cache).unwrap();
+}
+
 #[test]
 fn bench_believes_only_figures_that_can_be_true_and_escapes_what_python_prints() {
     let dir = temp_results("fake-python");

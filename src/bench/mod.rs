@@ -13,7 +13,7 @@ use crate::data::prepare_dataset;
 use crate::model::shapes::ModelShape;
 use crate::plan::cost::{param_count, training_flops_at};
 use crate::plan::PlannedRun;
-use crate::runner::estimate::remember;
+use crate::runner::estimate::{remember, remember_peak, ShapeSpeed};
 use crate::spec::Device;
 use crate::train::{train_run, TrainOptions};
 
@@ -151,7 +151,15 @@ pub fn measure(targets: &[Target], settings: &Settings) -> Result<Report, BenchE
         let train_flops = flops_per_token * throughput.tokens_per_s();
         let params = param_count(&config.model, vocab as u64).total();
         let shape = ModelShape::of(&config, vocab).to_string();
-        remember(&device.to_string(), &shape, params, train_flops, "bench");
+        let speed = ShapeSpeed {
+            params,
+            flops_per_s: train_flops,
+            flops_per_token,
+        };
+        remember(&device.to_string(), &shape, speed, "bench");
+        if let Some(peak) = peaks[usize::from(tf32)].iter().copied().reduce(f64::max) {
+            remember_peak(&device.to_string(), peak);
+        }
         let torch_flops = match &torch {
             Some(Ok(f)) => Some(f.tokens_per_s * flops_per_token),
             _ => None,

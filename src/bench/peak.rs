@@ -2,40 +2,17 @@
 //! the fastest large f32 matrix product (rankprobe's CPU kernels, or dfdx's cuBLAS on a
 //! GPU), and peak memory.
 
+#[cfg(feature = "cuda")]
 use std::time::Instant;
 
+#[cfg(feature = "cuda")]
 use dfdx::prelude::*;
 
-use crate::matmul::{matmul_threaded, Strided};
 use crate::spec::Device as RunDevice;
 #[cfg(feature = "cuda")]
 use crate::train::device::TrainDevice;
 
-/// Side of the square matrix product that measures the CPU's peak.
-pub const PEAK_SIDE: usize = 2048;
-
-/// FLOP/s of a [rows x k] x [k x n] f32 matmul on the CPU (the AVX-512/AVX2 kernels the
-/// CPU training uses, on all threads), best of a few repetitions.
-pub fn matmul_flops(rows: usize, k: usize, n: usize) -> f64 {
-    let dev = Cpu::seed_from_u64(0);
-    let a: Tensor<(usize, usize), f32, _> = dev.sample_normal_like(&(rows, k));
-    let b: Tensor<(usize, usize), f32, _> = dev.sample_normal_like(&(k, n));
-    let (a, b) = (a.as_vec(), b.as_vec());
-    let mut c = vec![0.0f32; rows * n];
-    let mut best = f64::INFINITY;
-    for _ in 0..5 {
-        let started = Instant::now();
-        matmul_threaded(
-            (rows, k, n),
-            (&mut c, Strided::rows(0, n), false),
-            (&a, Strided::rows(0, k)),
-            (&b, Strided::rows(0, n)),
-        );
-        best = best.min(started.elapsed().as_secs_f64());
-    }
-    std::hint::black_box(c);
-    2.0 * (rows * k * n) as f64 / best
-}
+pub use crate::matmul::{measured_flops as matmul_flops, PEAK_SIDE};
 
 /// The same on a dfdx device, timed between synchronisations.
 #[cfg(feature = "cuda")]

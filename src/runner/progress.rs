@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 
 use indicatif::{HumanDuration, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::matmul::PEAK_SIDE;
 use crate::text_table::human_count;
 
 use super::estimate::{
-    from_memory, long_on_the_cpu, remember, saturating_seconds, spoken, Pace, RunCost,
-    LONG_ON_THE_CPU,
+    from_memory, long_on_the_cpu, peak_known, remember, remember_peak, saturating_seconds, spoken,
+    Pace, RunCost, ShapeSpeed, LONG_ON_THE_CPU,
 };
 
 /// How often a plain log line is written without a terminal, by default.
@@ -65,8 +66,8 @@ impl Progress {
             "estimate: {}",
             remembered.describe(self.runs.len(), &self.device)
         ));
-        if self.device == "cpu" && remembered.total > LONG_ON_THE_CPU {
-            self.println(&long_on_the_cpu(remembered.total));
+        if self.device == "cpu" && remembered.total() > LONG_ON_THE_CPU {
+            self.println(&long_on_the_cpu(remembered.total()));
         }
     }
 
@@ -203,7 +204,20 @@ impl Progress {
         }
         if let Some(flops_per_s) = estimate.flops_per_s {
             line += &format!(" ({flops_per_s:.2e} training FLOP/s)");
-            remember(&self.device, &cost.shape, cost.params, flops_per_s, "sweep");
+            let speed = ShapeSpeed {
+                params: cost.params,
+                flops_per_s,
+                flops_per_token: flops_per_s / estimate.tokens_per_s,
+            };
+            remember(&self.device, &cost.shape, speed, "sweep");
+            // Once per machine: the CPU's matmul peak, which bounds the estimate for
+            // shapes never measured (a fraction of a second).
+            if self.device == "cpu" && !peak_known(&self.device) {
+                remember_peak(
+                    &self.device,
+                    crate::matmul::measured_flops(PEAK_SIDE, PEAK_SIDE, PEAK_SIDE),
+                );
+            }
         }
         self.println(&line);
         if self.device == "cpu" && estimate.sweep_left > LONG_ON_THE_CPU && !self.warned {
