@@ -19,6 +19,7 @@ pub mod digest;
 pub mod regular_file;
 pub mod glob_files;
 pub mod matmul;
+pub mod bf16_matmul;
 pub mod profile;
 pub mod quiet_panic;
 pub mod shell_text;

@@ -30,8 +30,18 @@ impl Strided {
         }
     }
 
+    /// Whether the `rows x cols` elements of this view are distinct positions (rows
+    /// apart by at least a row's extent, or columns by a column's).
+    pub fn elements_distinct(&self, rows: usize, cols: usize) -> bool {
+        let extent = |stride: usize, count: usize| stride * count.saturating_sub(1) + 1;
+        (self.col > 0 && self.row >= extent(self.col, cols))
+            || (self.row > 0 && self.col >= extent(self.row, rows))
+            || rows <= 1 && (cols <= 1 || self.col > 0)
+            || cols <= 1 && self.row > 0
+    }
+
     /// Panics unless a `rows x cols` matrix at this view fits in `len` elements.
-    fn check(&self, rows: usize, cols: usize, len: usize, what: &str) {
+    pub fn check(&self, rows: usize, cols: usize, len: usize, what: &str) {
         if rows == 0 || cols == 0 {
             return;
         }
@@ -134,6 +144,22 @@ pub const PEAK_SIDE: usize = 2048;
 /// training uses), best of five: the machine's own limit that training speeds are read
 /// against.
 pub fn measured_flops(rows: usize, k: usize, n: usize) -> f64 {
+    time_product((rows, k, n), |c, a, b| {
+        matmul_threaded(
+            (rows, k, n),
+            (c, Strided::rows(0, n), false),
+            (a, Strided::rows(0, k)),
+            (b, Strided::rows(0, n)),
+        )
+    })
+}
+
+/// FLOP/s of `product` writing a row-major [m x n] from row-major operands [m x k] and
+/// [k x n], best of five.
+pub fn time_product(
+    (rows, k, n): (usize, usize, usize),
+    product: impl Fn(&mut [f32], &[f32], &[f32]),
+) -> f64 {
     // Operands of ordinary magnitude (no zeros, no subnormals) so no kernel takes a
     // shortcut or a slow path.
     let fill = |len: usize| -> Vec<f32> {
@@ -146,12 +172,7 @@ pub fn measured_flops(rows: usize, k: usize, n: usize) -> f64 {
     let mut best = f64::INFINITY;
     for _ in 0..5 {
         let started = std::time::Instant::now();
-        matmul_threaded(
-            (rows, k, n),
-            (&mut c, Strided::rows(0, n), false),
-            (&a, Strided::rows(0, k)),
-            (&b, Strided::rows(0, n)),
-        );
+        product(&mut c, &a, &b);
         best = best.min(started.elapsed().as_secs_f64());
     }
     std::hint::black_box(c);
@@ -171,6 +192,11 @@ pub fn one_per_thread<R>(f: impl FnOnce() -> R) -> R {
     }
     let _restore = Restore(ONE_PER_THREAD.with(|flag| flag.replace(true)));
     f()
+}
+
+/// Whether a product may spread over rayon's threads here (not inside `one_per_thread`).
+pub fn may_use_threads() -> bool {
+    !ONE_PER_THREAD.with(|flag| flag.get())
 }
 
 fn threads() -> gemm::Parallelism {

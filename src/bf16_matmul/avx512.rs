@@ -1,0 +1,62 @@
+//! The AVX512-BF16 kernel: `VDPBF16PS` (16 lanes, each adding two bf16 products) on the
+//! same packed panels as the AMX kernel, 8 rows x 32 columns of the block in registers.
+
+use std::arch::x86_64::*;
+
+use super::pack::{TILE_K, TILE_LEN, TILE_ROWS};
+
+/// Whether this CPU runs `VDPBF16PS`.
+pub fn available() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bf16")
+}
+
+/// The same 32 x 32 block as `amx::Tiles::block`. Panics unless `available()`.
+pub fn block(a: [&[u16]; 2], b: [&[u16]; 2], tiles: usize, out: &mut [f32; 1024]) {
+    assert!(available(), "VDPBF16PS is not available on this CPU");
+    for panel in a.iter().chain(&b) {
+        assert!(panel.len() >= tiles * TILE_LEN);
+    }
+    for (half, panel) in a.iter().enumerate() {
+        for group in 0..2 {
+            let rows = &mut out[(half * 16 + group * 8) * 32..][..8 * 32];
+            // SAFETY: the CPU has the features (checked above); the panels hold `tiles`
+            // tiles (checked above) and `rows` 8 rows of 32.
+            unsafe { eight_rows(panel, group * 8, b, tiles, rows) };
+        }
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn eight_rows(a: &[u16], first: usize, b: [&[u16]; 2], tiles: usize, out: &mut [f32]) {
+    let mut acc = [[_mm512_setzero_ps(); 2]; 8];
+    for t in 0..tiles {
+        for pair in 0..TILE_ROWS {
+            let at = (t * TILE_ROWS + pair) * TILE_K;
+            // SAFETY: `at + 32` is within each right panel (tiles checked by the caller).
+            let (b0, b1) = unsafe {
+                (
+                    _mm512_loadu_si512(b[0].as_ptr().add(at).cast()),
+                    _mm512_loadu_si512(b[1].as_ptr().add(at).cast()),
+                )
+            };
+            let (b0, b1): (__m512bh, __m512bh) =
+                unsafe { (std::mem::transmute(b0), std::mem::transmute(b1)) };
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let i = (t * TILE_ROWS + first + r) * TILE_K + 2 * pair;
+                let both = u32::from(a[i]) | (u32::from(a[i + 1]) << 16);
+                // SAFETY: a broadcast 32-bit pair reinterpreted as 32 bf16 lanes.
+                let pair: __m512bh = unsafe { std::mem::transmute(_mm512_set1_epi32(both as i32)) };
+                acc[0] = _mm512_dpbf16_ps(acc[0], pair, b0);
+                acc[1] = _mm512_dpbf16_ps(acc[1], pair, b1);
+            }
+        }
+    }
+    for (r, acc) in acc.iter().enumerate() {
+        // SAFETY: row r of `out` holds 32 values.
+        unsafe {
+            _mm512_storeu_ps(out.as_mut_ptr().add(r * 32), acc[0]);
+            _mm512_storeu_ps(out.as_mut_ptr().add(r * 32 + 16), acc[1]);
+        }
+    }
+}

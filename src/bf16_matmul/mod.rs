@@ -1,0 +1,268 @@
+//! Matrix products with bf16 operands and f32 accumulation, for `model.precision: Bf16`:
+//! operands are rounded to bf16 (nearest even) while they are packed, multiplied by the
+//! fastest kernel this CPU has (AMX tiles, else AVX512-BF16, else an exact f32 emulation),
+//! and the f32 sums written (or added) to an f32 destination. The views and semantics are
+//! those of `crate::matmul`.
+
+mod amx;
+mod avx512;
+pub mod pack;
+
+use std::sync::OnceLock;
+
+use rayon::prelude::*;
+
+use crate::matmul::Strided;
+
+use self::pack::{pack_left, pack_right, round_up, BLOCK, TILE_K, TILE_LEN};
+
+/// Which implementation multiplies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// AMX tiles (`TDPBF16PS`), Intel Xeon from Sapphire Rapids on.
+    Amx,
+    /// `VDPBF16PS` on 512-bit vectors (Cooper Lake, Sapphire Rapids, AMD Zen 4 on).
+    Avx512Bf16,
+    /// Operands rounded to bf16 in f32 and multiplied by the f32 kernels: exact (a product
+    /// of two bf16 values fits an f32), no faster than f32.
+    Emulated,
+}
+
+impl Kernel {
+    pub const ALL: [Kernel; 3] = [Kernel::Amx, Kernel::Avx512Bf16, Kernel::Emulated];
+
+    /// The name `bench` and the docs use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Amx => "AMX (TDPBF16PS)",
+            Kernel::Avx512Bf16 => "AVX512-BF16 (VDPBF16PS)",
+            Kernel::Emulated => "f32 emulation",
+        }
+    }
+
+    /// Whether this CPU (and, for AMX, the operating system) runs it.
+    pub fn available(self) -> bool {
+        match self {
+            Kernel::Amx => amx::available(),
+            Kernel::Avx512Bf16 => avx512::available(),
+            Kernel::Emulated => true,
+        }
+    }
+
+    /// The fastest available, unless `RANKPROBE_BF16_KERNEL` (`amx`, `avx512` or
+    /// `emulated`) names an available one: chosen once per process.
+    pub fn chosen() -> Kernel {
+        static CHOSEN: OnceLock<Kernel> = OnceLock::new();
+        *CHOSEN.get_or_init(|| {
+            let asked = std::env::var("RANKPROBE_BF16_KERNEL").ok();
+            let named = asked.as_deref().and_then(|name| match name {
+                "amx" => Some(Kernel::Amx),
+                "avx512" => Some(Kernel::Avx512Bf16),
+                "emulated" => Some(Kernel::Emulated),
+                _ => None,
+            });
+            match named {
+                Some(kernel) if kernel.available() => kernel,
+                _ => Kernel::ALL
+                    .into_iter()
+                    .find(|k| k.available())
+                    .unwrap_or(Kernel::Emulated),
+            }
+        })
+    }
+}
+
+/// `dst (+)= a @ b` with bf16-rounded operands, on all threads (one inside
+/// `crate::matmul::one_per_thread`), by `Kernel::chosen()`.
+pub fn matmul_bf16(
+    dims: (usize, usize, usize),
+    dst: (&mut [f32], Strided, bool),
+    a: (&[f32], Strided),
+    b: (&[f32], Strided),
+) {
+    matmul_bf16_with(Kernel::chosen(), dims, dst, a, b);
+}
+
+/// A new [m x n] row-major `a @ b` with bf16-rounded operands.
+pub fn matmul_bf16_new(
+    (m, k, n): (usize, usize, usize),
+    a: (&[f32], Strided),
+    b: (&[f32], Strided),
+) -> Vec<f32> {
+    let mut dst = vec![0.0f32; m * n];
+    matmul_bf16((m, k, n), (&mut dst, Strided::rows(0, n), false), a, b);
+    dst
+}
+
+/// `matmul_bf16` by `kernel`. Panics if it is not available, or if a view does not fit
+/// its slice.
+pub fn matmul_bf16_with(
+    kernel: Kernel,
+    (m, k, n): (usize, usize, usize),
+    (dst, d, accumulate): (&mut [f32], Strided, bool),
+    (a, sa): (&[f32], Strided),
+    (b, sb): (&[f32], Strided),
+) {
+    assert!(
+        kernel.available(),
+        "{} is not available here",
+        kernel.name()
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    d.check(m, n, dst.len(), "bf16 matmul destination");
+    sa.check(m, k, a.len(), "bf16 matmul left operand");
+    sb.check(k, n, b.len(), "bf16 matmul right operand");
+    if k == 0 || kernel == Kernel::Emulated {
+        return emulated((m, k, n), (dst, d, accumulate), (a, sa), (b, sb));
+    }
+    let left = pack_left((m, k), a, sa);
+    let right = pack_right((k, n), b, sb);
+    let tiles = round_up(k, TILE_K) / TILE_K;
+    let panel = tiles * TILE_LEN;
+    let (row_blocks, col_blocks) = (round_up(m, BLOCK) / BLOCK, round_up(n, BLOCK) / BLOCK);
+    let out = Destination {
+        ptr: dst.as_mut_ptr(),
+        view: d,
+        dims: (m, n),
+        accumulate,
+    };
+    let one_block = |tiles_here: &Option<amx::Tiles>, sums: &mut [f32; 1024], at: usize| {
+        let (bi, bj) = (at / col_blocks, at % col_blocks);
+        let (a, b) = (two_panels(&left, panel, bi), two_panels(&right, panel, bj));
+        match tiles_here {
+            Some(amx) => amx.block(a, b, tiles, sums),
+            None => avx512::block(a, b, tiles, sums),
+        }
+        // SAFETY: blocks are disjoint parts of a view whose elements are distinct
+        // (checked before going parallel), inside `dst` (checked above), which is
+        // borrowed mutably for this whole call.
+        unsafe { out.write_block(bi, bj, sums) };
+    };
+    let configure = || {
+        let tiles = (kernel == Kernel::Amx).then(|| amx::Tiles::configure().expect("AMX granted"));
+        (tiles, [0.0f32; 1024])
+    };
+    let blocks = row_blocks * col_blocks;
+    if blocks > 1 && crate::matmul::may_use_threads() && d.elements_distinct(m, n) {
+        (0..blocks)
+            .into_par_iter()
+            .for_each_init(configure, |(tiles, sums), at| one_block(tiles, sums, at));
+    } else {
+        let (tiles, mut sums) = configure();
+        (0..blocks).for_each(|at| one_block(&tiles, &mut sums, at));
+    }
+}
+
+/// Panels 2 `block` and 2 `block` + 1 of `len` values each.
+fn two_panels(packed: &[u16], len: usize, block: usize) -> [&[u16]; 2] {
+    [
+        &packed[2 * block * len..][..len],
+        &packed[(2 * block + 1) * len..][..len],
+    ]
+}
+
+/// FLOP/s of a row-major [rows x k] x [k x n] product by `kernel` on every thread
+/// (packing and conversion included), best of five.
+pub fn measured_flops(kernel: Kernel, (rows, k, n): (usize, usize, usize)) -> f64 {
+    crate::matmul::time_product((rows, k, n), |c, a, b| {
+        matmul_bf16_with(
+            kernel,
+            (rows, k, n),
+            (c, Strided::rows(0, n), false),
+            (a, Strided::rows(0, k)),
+            (b, Strided::rows(0, n)),
+        )
+    })
+}
+
+/// The operands rounded to bf16 values, multiplied in f32.
+fn emulated(
+    (m, k, n): (usize, usize, usize),
+    dst: (&mut [f32], Strided, bool),
+    (a, sa): (&[f32], Strided),
+    (b, sb): (&[f32], Strided),
+) {
+    let rounded = |rows: usize, cols: usize, x: &[f32], view: Strided| -> Vec<f32> {
+        let mut out = Vec::with_capacity(rows * cols);
+        for r in 0..rows {
+            for c in 0..cols {
+                let v = x[view.offset + r * view.row + c * view.col];
+                out.push(pack::from_bf16(pack::to_bf16(v)));
+            }
+        }
+        out
+    };
+    let (a, b) = (rounded(m, k, a, sa), rounded(k, n, b, sb));
+    crate::matmul::matmul_threaded(
+        (m, k, n),
+        dst,
+        (&a, Strided::rows(0, k)),
+        (&b, Strided::rows(0, n)),
+    );
+}
+
+/// Where the blocks' sums go.
+struct Destination {
+    ptr: *mut f32,
+    view: Strided,
+    dims: (usize, usize),
+    accumulate: bool,
+}
+
+// SAFETY: threads write disjoint blocks only (see `write_block`).
+unsafe impl Sync for Destination {}
+
+impl Destination {
+    /// Writes (or adds) the part of block (bi, bj) inside the result.
+    ///
+    /// # Safety
+    /// The view must lie inside the destination allocation, and no other thread may
+    /// touch block (bi, bj) meanwhile.
+    unsafe fn write_block(&self, bi: usize, bj: usize, sums: &[f32; 1024]) {
+        let (m, n) = self.dims;
+        let v = self.view;
+        for r in 0..BLOCK.min(m - bi * BLOCK) {
+            let row = bi * BLOCK + r;
+            for c in 0..BLOCK.min(n - bj * BLOCK) {
+                let col = bj * BLOCK + c;
+                // SAFETY: inside the view (row < m, col < n), per the caller.
+                let at = unsafe { &mut *self.ptr.add(v.offset + row * v.row + col * v.col) };
+                let sum = sums[r * BLOCK + c];
+                *at = if self.accumulate { *at + sum } else { sum };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
+
+/// Prints each kernel's FLOP/s against f32 on a few shapes (`cargo test --release
+/// bf16_speeds -- --ignored --nocapture`): a measurement, not a check.
+#[cfg(test)]
+#[test]
+#[ignore]
+fn bf16_speeds() {
+    for dims in [
+        (2048, 2048, 2048),
+        (2048, 512, 512),
+        (2048, 512, 2048),
+        (2048, 2048, 512),
+        (512, 2048, 512),
+    ] {
+        let f32_flops = crate::matmul::measured_flops(dims.0, dims.1, dims.2);
+        let mut line = format!("{dims:?}: f32 {:.0} GFLOP/s", f32_flops / 1e9);
+        for kernel in Kernel::ALL.into_iter().filter(|k| k.available()) {
+            let flops = measured_flops(kernel, dims);
+            line += &format!(
+                "; {} {:.0} ({:.2}x)",
+                kernel.name(),
+                flops / 1e9,
+                flops / f32_flops
+            );
+        }
+        println!("{line}");
+    }
+}
