@@ -202,9 +202,9 @@ def adamw(params, cfg):
                              weight_decay=cfg["weight_decay"])
 
 
-def matmul_gflops(side):
+def matmul_gflops(side, dtype=torch.float32):
     rows = k = n = side
-    a, b = torch.randn(rows, k), torch.randn(k, n)
+    a, b = torch.randn(rows, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
     best = float("inf")
     for _ in range(5):
         started = time.perf_counter()
@@ -231,9 +231,15 @@ def main():
     tokens = torch.randint(0, vocab, (batch, seq + 1))
     inputs, targets = tokens[:, :-1], tokens[:, 1:].reshape(-1)
 
+    # `model.precision: Bf16`: what a PyTorch user on the CPU writes, bf16 autocast
+    # around the forward pass and the loss (oneDNN's bf16 kernels, AMX where the CPU has
+    # it); weights, gradients and optimizer state stay f32.
+    bf16 = m.get("precision", "F32") == "Bf16"
+
     def step():
-        logits = model(inputs)
-        loss = F.cross_entropy(logits.reshape(-1, vocab), targets)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(inputs)
+            loss = F.cross_entropy(logits.reshape(-1, vocab), targets)
         loss.backward()
         if muon is not None:
             muon.step()
@@ -249,6 +255,7 @@ def main():
         step()
     seconds = time.perf_counter() - started
     print(json.dumps({
+        "bf16_peak_gflops": matmul_gflops(job.get("peak_side", 2048), torch.bfloat16) if bf16 else None,
         "tokens_per_s": job["steps"] * batch * seq / seconds,
         "step_ms": 1e3 * seconds / job["steps"],
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

@@ -10,10 +10,9 @@ pub mod throughput;
 pub mod torch;
 
 use crate::data::prepare_dataset;
-use crate::model::shapes::ModelShape;
 use crate::plan::cost::{param_count, training_flops_at};
 use crate::plan::PlannedRun;
-use crate::runner::estimate::{remember, remember_peak, ShapeSpeed};
+use crate::runner::estimate::{remember, remember_peak, speed_key, ShapeSpeed};
 use crate::spec::Device;
 use crate::train::{train_run, TrainOptions};
 
@@ -55,6 +54,9 @@ pub struct RunFigures {
     pub train_flops: f64,
     /// Whether it trained with TF32 products (and is measured against the TF32 peak).
     pub tf32: bool,
+    /// Whether it trained with bf16 products (`model.precision: Bf16`, measured against
+    /// the bf16 peak).
+    pub bf16: bool,
     pub peak_memory_mib: f64,
     /// The PyTorch reference's best round (or why it did not run), when asked for.
     pub torch: Option<Result<TorchFigures, String>>,
@@ -66,16 +68,33 @@ pub struct RunFigures {
 pub struct Report {
     pub threads: usize,
     /// The fastest large products of the whole bench (rankprobe's kernels and PyTorch's),
-    /// in f32 (`[0]`) and with TF32 tensor cores (`[1]`, NaN when no run used them).
-    pub peak: [f64; 2],
+    /// in f32 (`[0]`), with TF32 tensor cores (`[1]`) and with bf16 operands (`[2]`: our
+    /// kernel, `bf16_matmul::Kernel::chosen`, or PyTorch's); NaN where no run used them.
+    pub peak: [f64; 3],
     pub runs: Vec<RunFigures>,
 }
 
 impl RunFigures {
     /// Training FLOP/s as a fraction of the peak of the mode it trained in.
     pub fn of_peak(&self, report: &Report) -> f64 {
-        self.train_flops / report.peak[usize::from(self.tf32)]
+        self.train_flops / report.peak[peak_index(self.tf32, self.bf16)]
     }
+}
+
+/// Which peak a run is measured against: 0 f32, 1 TF32, 2 bf16.
+fn peak_index(tf32: bool, bf16: bool) -> usize {
+    match (tf32, bf16) {
+        (_, true) => 2,
+        (true, false) => 1,
+        (false, false) => 0,
+    }
+}
+
+/// The fastest 2048^3 product with bf16 operands by the kernel runs use here.
+fn bf16_peak_flops() -> f64 {
+    use crate::bf16_matmul::{measured_flops, Kernel};
+    let side = peak::PEAK_SIDE;
+    measured_flops(Kernel::chosen(), (side, side, side))
 }
 
 /// Why a bench stopped.
@@ -92,11 +111,13 @@ pub enum BenchError {
 pub fn measure(targets: &[Target], settings: &Settings) -> Result<Report, BenchError> {
     let threads = rayon::current_num_threads();
     let device = settings.device;
-    let mut peaks: [Vec<f64>; 2] = [vec![peak_flops(device, false)], Vec::new()];
+    let mut peaks: [Vec<f64>; 3] = [vec![peak_flops(device, false)], Vec::new(), Vec::new()];
     let mut runs = Vec::new();
     for target in targets {
         let mut config = target.run.config.clone();
         let tf32 = crate::train::device::uses_tf32(target.tf32, device);
+        let bf16 = config.model.precision == crate::spec::run_config::Precision::Bf16;
+        let mode = peak_index(tf32, bf16);
         let tokens_per_step = config.data.tokens_per_step();
         config.schedule.tokens = settings.steps * tokens_per_step;
         config.schedule.eval_every_tokens = None;
@@ -128,7 +149,11 @@ pub fn measure(targets: &[Target], settings: &Settings) -> Result<Report, BenchE
                 best = Some(throughput);
             }
             // Measured again after each run: the peak is the best of every measurement.
-            peaks[usize::from(tf32)].push(peak_flops(device, tf32));
+            peaks[mode].push(if bf16 {
+                bf16_peak_flops()
+            } else {
+                peak_flops(device, tf32)
+            });
             if settings.torch && !matches!(torch, Some(Err(_))) {
                 let figures = if device != Device::Cpu {
                     Err("the PyTorch reference runs on the CPU only".to_owned())
@@ -136,7 +161,11 @@ pub fn measure(targets: &[Target], settings: &Settings) -> Result<Report, BenchE
                     torch_reference(&config, vocab, settings.steps - 1, threads)
                 };
                 if let Ok(f) = &figures {
-                    peaks[0].push(f.peak_flops);
+                    peaks[mode].push(if bf16 {
+                        f.bf16_peak_flops
+                    } else {
+                        f.peak_flops
+                    });
                 }
                 let better = match (&torch, &figures) {
                     (Some(Ok(old)), Ok(new)) => new.tokens_per_s > old.tokens_per_s,
@@ -150,14 +179,14 @@ pub fn measure(targets: &[Target], settings: &Settings) -> Result<Report, BenchE
         let throughput = best.expect("at least one round");
         let train_flops = flops_per_token * throughput.tokens_per_s();
         let params = param_count(&config.model, vocab as u64).total();
-        let shape = ModelShape::of(&config, vocab).to_string();
+        let shape = speed_key(&config, vocab);
         let speed = ShapeSpeed {
             params,
             flops_per_s: train_flops,
             flops_per_token,
         };
         remember(&device.to_string(), &shape, speed, "bench");
-        if let Some(peak) = peaks[usize::from(tf32)].iter().copied().reduce(f64::max) {
+        if let Some(peak) = peaks[0].iter().copied().reduce(f64::max) {
             remember_peak(&device.to_string(), peak);
         }
         let torch_flops = match &torch {
@@ -172,6 +201,7 @@ pub fn measure(targets: &[Target], settings: &Settings) -> Result<Report, BenchE
             throughput,
             train_flops,
             tf32,
+            bf16,
             peak_memory_mib: memory,
             torch,
             torch_flops,
@@ -186,7 +216,7 @@ pub fn measure(targets: &[Target], settings: &Settings) -> Result<Report, BenchE
     };
     Ok(Report {
         threads,
-        peak: [best(&peaks[0]), best(&peaks[1])],
+        peak: [best(&peaks[0]), best(&peaks[1]), best(&peaks[2])],
         runs,
     })
 }

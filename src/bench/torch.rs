@@ -17,6 +17,8 @@ pub struct TorchFigures {
     pub tokens_per_s: f64,
     /// Its own fastest square f32 product, FLOP/s (one more measurement of the peak).
     pub peak_flops: f64,
+    /// The same in bf16, for a run in `model.precision: Bf16` (NaN otherwise).
+    pub bf16_peak_flops: f64,
     pub peak_rss_mib: f64,
     pub version: String,
 }
@@ -103,6 +105,7 @@ fn run_reference(
     Ok(TorchFigures {
         tokens_per_s: number("tokens_per_s"),
         peak_flops: number("peak_gflops") * 1e9,
+        bf16_peak_flops: number("bf16_peak_gflops") * 1e9,
         peak_rss_mib: number("peak_rss_mib"),
         version: crate::spec::diagnostic::one_line(&version),
     })

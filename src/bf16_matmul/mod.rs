@@ -6,6 +6,7 @@
 
 mod amx;
 mod avx512;
+pub mod on_thread;
 pub mod pack;
 
 use std::sync::OnceLock;

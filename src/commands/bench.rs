@@ -115,12 +115,13 @@ fn print_report(report: &Report, settings: &Settings) {
                 };
                 row.extend([
                     cell(figures.tokens_per_s, 0),
-                    cell(torch_flops / report.peak[0], 2),
+                    cell(torch_flops / report.peak[if run.bf16 { 2 } else { 0 }], 2),
                     cell(figures.peak_rss_mib, 0),
                     cell(tokens_per_s / figures.tokens_per_s, 2),
                 ]);
+                let precision = if run.bf16 { "bf16 autocast" } else { "f32" };
                 notes.push(format!(
-                    "PyTorch {} (eager, f32, {threads} threads)",
+                    "PyTorch {} (eager, {precision}, {threads} threads)",
                     figures.version
                 ));
             }
@@ -140,6 +141,15 @@ fn print_report(report: &Report, settings: &Settings) {
         report.peak[0] / 1e9,
         side = peak_side(device)
     );
+    if report.runs.iter().any(|r| r.bf16) {
+        println!(
+            "runs with `model.precision: Bf16`: products by {}, measured against the fastest \
+             bf16 {side}^3 product (ours, or PyTorch's under --torch): {:.1} GFLOP/s",
+            crate::bf16_matmul::Kernel::chosen().name(),
+            report.peak[2] / 1e9,
+            side = peak_side(device)
+        );
+    }
     if report.runs.iter().any(|r| r.tf32) {
         println!(
             "runs with `execution.tf32`: measured against the fastest TF32 product: {:.1} GFLOP/s",

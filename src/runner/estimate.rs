@@ -13,6 +13,8 @@ use crate::data::cache::cache_dir;
 use crate::model::shapes::ModelShape;
 use crate::plan::cost::{param_count, steps_and_tokens, training_flops_at};
 use crate::plan::PlannedRun;
+use crate::spec::run_config::Precision;
+use crate::spec::RunConfig;
 use crate::store::lock::host;
 
 /// A run still to train in this sweep: its label, tokens and training FLOPs (`None` when
@@ -22,7 +24,7 @@ pub struct RunCost {
     pub label: String,
     pub tokens: u64,
     pub flops: Option<f64>,
-    /// The model shape, as `ModelShape` shows it: the key of the speed cache.
+    /// The key of the speed cache (`speed_key`).
     pub shape: String,
     pub params: u64,
 }
@@ -38,8 +40,18 @@ pub fn run_cost(run: &PlannedRun, vocab: Option<usize>) -> RunCost {
         label: run.label.clone(),
         tokens,
         flops: (vocab > 0).then(|| training_flops_at(&run.config, vocab, tokens)),
-        shape: ModelShape::of(&run.config, vocab).to_string(),
+        shape: speed_key(&run.config, vocab),
         params,
+    }
+}
+
+/// The key of a run's speed in the cache: its model shape, and the precision of its
+/// products when that is not f32 (bf16 products run at another speed).
+pub fn speed_key(config: &RunConfig, vocab: usize) -> String {
+    let shape = ModelShape::of(config, vocab).to_string();
+    match config.model.precision {
+        Precision::F32 => shape,
+        Precision::Bf16 => format!("{shape} bf16"),
     }
 }
 
@@ -293,6 +305,14 @@ const NEARLY: f64 = 0.0198;
 /// model runs at least as many FLOP/s as a smaller one (its products are larger), and
 /// at most as many tokens/s (every token costs it more); no run beats the matmul peak.
 fn speed_bounds(shapes: &[Measured], peak: Option<f64>, run: &RunCost) -> Option<SpeedBounds> {
+    // Only shapes measured in the run's precision say anything about it; the f32 peak
+    // bounds f32 runs only.
+    let bf16 = |key: &str| key.ends_with(" bf16");
+    let shapes: Vec<&Measured> = shapes
+        .iter()
+        .filter(|m| bf16(&m.shape) == bf16(&run.shape))
+        .collect();
+    let peak = peak.filter(|_| !bf16(&run.shape));
     if let Some(exact) = shapes.iter().find(|m| m.shape == run.shape) {
         return Some(SpeedBounds {
             slowest: exact.flops_per_s,
@@ -301,7 +321,7 @@ fn speed_bounds(shapes: &[Measured], peak: Option<f64>, run: &RunCost) -> Option
         });
     }
     // A shape of nearly the same size (a norm's weights more or less) runs at its speed.
-    let nearly = |m: &&Measured| (m.params as f64 / run.params.max(1) as f64).ln().abs() < NEARLY;
+    let nearly = |m: &&&Measured| (m.params as f64 / run.params.max(1) as f64).ln().abs() < NEARLY;
     if let Some(near) = shapes.iter().find(nearly) {
         return Some(SpeedBounds {
             slowest: near.flops_per_s,

@@ -84,6 +84,12 @@ pub fn sweep(file: &Path, options: &SweepOptions) -> Result<SweepOutcome, Failur
         println!("note: `execution.tf32` applies to CUDA only; on {device} products are f32");
     }
     let mut runs = select_runs(&plan, &options.only)?;
+    if let Some(why) = runs
+        .iter()
+        .find_map(|run| crate::train::device::precision_error(&run.config, device))
+    {
+        return Err(Failure::BadInput(why));
+    }
     if let Some(shard) = options.shard {
         runs.retain(|run| run.index % shard.count == shard.index);
     }

@@ -159,6 +159,12 @@ spec_struct! {
         pub qk_clip: Option<QkClip>,
         /// Epsilon of every RMSNorm.
         pub norm_eps: f64,
+        /// Number format of the model's matrix products on the CPU: `F32`, or `Bf16`
+        /// (bf16 operands, f32 sums; weights, optimizer state, norms, softmax and loss
+        /// stay f32). Left out of the serialised config when F32, so run ids from before
+        /// the option stay valid.
+        #[serde(default = "Precision::f32", skip_serializing_if = "Precision::is_f32")]
+        pub precision: Precision,
     }
 }
 
@@ -338,11 +344,22 @@ pub enum UpdateScale {
     AdamRms(f64),
 }
 
-/// Number format of the orthogonalisation.
+/// A number format: of Muon's orthogonalisation, of the model's products.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Precision {
     Bf16,
     F32,
+}
+
+impl Precision {
+    /// The default of `model.precision`.
+    pub fn f32() -> Precision {
+        Precision::F32
+    }
+
+    pub fn is_f32(&self) -> bool {
+        *self == Precision::F32
+    }
 }
 
 /// How attention projections are grouped into Muon matrices.

@@ -85,6 +85,19 @@ pub fn uses_tf32(asked: bool, device: Device) -> bool {
     asked && matches!(device, Device::Cuda(_))
 }
 
+/// Why `config` cannot train on `device`: bf16 products (`model.precision: Bf16`) exist
+/// on the CPU only so far.
+pub fn precision_error(config: &crate::spec::RunConfig, device: Device) -> Option<String> {
+    let bf16 = config.model.precision == crate::spec::run_config::Precision::Bf16;
+    (bf16 && matches!(device, Device::Cuda(_))).then(|| {
+        format!(
+            "model.precision: Bf16 runs on the CPU only in this version (the CUDA bf16 \
+             products are not built yet), and this run would train on {device}; set \
+             model.precision: F32, or execution.device: Cpu"
+        )
+    })
+}
+
 /// The device a run trains on: `Auto` is CUDA device 0 in a CUDA build on a machine with
 /// a GPU, else the CPU. Asking for CUDA where it cannot be had says why.
 pub fn resolve(requested: Device) -> Result<Device, TrainError> {

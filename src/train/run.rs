@@ -59,6 +59,13 @@ pub fn train_run(
 ) -> Result<Outcome, TrainError> {
     // The initial weights, if any, are read and checked once, as they are loaded.
     check_buildable(config, dataset.tokenizer.vocab_size)?;
+    if let Some(why) = super::device::precision_error(config, options.device) {
+        return Err(TrainError::Run(why));
+    }
+    // Every product of this run's model on this thread in its precision (CPU).
+    let _products = crate::bf16_matmul::on_thread::Bf16Products::set(
+        config.model.precision == crate::spec::run_config::Precision::Bf16,
+    );
     let shape = ModelShape::of(config, dataset.tokenizer.vocab_size);
     dispatch(
         &shape,

@@ -1,11 +1,13 @@
 //! `y = x @ w^T` on row-major slices (x [rows, in], w [out, in], dfdx's `Linear` layout):
-//! the products every projection, the feed-forward block and the LM head share.
+//! the products every projection and the feed-forward block share. Each product takes bf16 operands when the thread trains in `model.precision: Bf16`
+//! (`bf16_matmul::on_thread`).
 
-use crate::matmul::{matmul_new, matmul_threaded, Strided};
+use crate::bf16_matmul::on_thread::{product, product_new};
+use crate::matmul::Strided;
 
 /// A new [rows, outputs] `x @ w^T`.
 pub fn forward((rows, inputs, outputs): (usize, usize, usize), x: &[f32], w: &[f32]) -> Vec<f32> {
-    matmul_new(
+    product_new(
         (rows, inputs, outputs),
         (x, Strided::rows(0, inputs)),
         (w, Strided::rows(0, inputs).t()),
@@ -19,7 +21,7 @@ pub fn backward(
     (x, dx): (&[f32], &mut [f32]),
     (w, dw): (&[f32], &mut [f32]),
 ) {
-    matmul_threaded(
+    product(
         (rows, outputs, inputs),
         (dx, Strided::rows(0, inputs), true),
         (dy, Strided::rows(0, outputs)),
@@ -46,7 +48,7 @@ pub fn weight_grad(
     dw: &mut [f32],
 ) {
     if outputs >= inputs || outputs >= FEW_OUTPUTS {
-        matmul_threaded(
+        product(
             (outputs, rows, inputs),
             (dw, Strided::rows(0, inputs), true),
             (dy, Strided::rows(0, outputs).t()),
@@ -54,7 +56,7 @@ pub fn weight_grad(
         );
         return;
     }
-    let transposed = matmul_new(
+    let transposed = product_new(
         (inputs, rows, outputs),
         (x, Strided::rows(0, inputs).t()),
         (dy, Strided::rows(0, outputs)),

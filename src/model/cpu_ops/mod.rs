@@ -24,7 +24,8 @@ use crate::profile;
 use super::arch::AttentionShape;
 use super::snapshot::host;
 use super::tape::ModelTape;
-use crate::matmul::{matmul_new, Strided};
+use crate::bf16_matmul::on_thread::product_new;
+use crate::matmul::Strided;
 
 /// Activations [rows, W] on the CPU.
 pub type Rows<const W: usize, T> = Tensor<(usize, Const<W>), f32, Cpu, T>;
@@ -153,7 +154,7 @@ pub fn squared_relu_mlp<const M: usize, const F: usize, T: ModelTape<Cpu>>(
             let (dy, [dx, d_up, d_down]) =
                 slots(grads, &*out_slot, [&*x_slot, &*up_slot, &*down_slot])?;
             // Through the down projection: d hidden = dy @ down, d down += dy^T @ hidden.
-            let mut d_hidden = matmul_new(
+            let mut d_hidden = product_new(
                 (rows, M, F),
                 (dy, Strided::rows(0, M)),
                 (&downs, Strided::rows(0, F)),
