@@ -11,6 +11,7 @@ use std::marker::PhantomData;
 use std::sync::OnceLock;
 
 use super::pack::{TILE_COLS, TILE_K, TILE_LEN, TILE_ROWS};
+use super::Accumulator;
 
 /// Whether this CPU has AMX-BF16 and the kernel gave this process the tile state.
 pub fn available() -> bool {
@@ -81,33 +82,56 @@ impl Tiles {
         Some(Tiles(PhantomData))
     }
 
-    /// The 32 x 32 block `out` (row-major, 32 f32 per row) = left panels `a` (two of
-    /// 16 rows) times right panels `b` (two of 16 columns), over `tiles` tiles of 32
-    /// inner values each.
-    pub fn block(&self, a: [&[u16]; 2], b: [&[u16]; 2], tiles: usize, out: &mut [f32; 1024]) {
+    /// Adds to the 32 x 32 block at the start of `acc` (rows `row` f32 apart; zeroed
+    /// first when `first`) the product of left panels `a` (two of 16 rows) and right
+    /// panels `b` (two of 16 columns) over `tiles` tiles of 32 inner values each.
+    pub fn block(&self, a: [&[u16]; 2], b: [&[u16]; 2], tiles: usize, out: Accumulator) {
         assert!(tiles > 0);
         for panel in a.iter().chain(&b) {
             assert!(panel.len() >= tiles * TILE_LEN);
         }
+        let Accumulator { acc, row, first } = out;
+        assert!(row >= 2 * TILE_COLS && acc.len() >= (2 * TILE_ROWS - 1) * row + 2 * TILE_COLS);
         let stride = ROW_BYTES;
-        let out_stride = 2 * TILE_COLS * 4;
-        let c = out.as_mut_ptr();
+        let acc_stride = row * 4;
+        let half_down = TILE_ROWS * acc_stride - TILE_COLS * 4;
+        let c = acc.as_mut_ptr();
         // SAFETY: the tiles are configured on this thread (`self`); every load reads
-        // `tiles` tiles of 1 KiB from a panel checked above to hold them; the four stores
-        // write 16 rows of 64 bytes at 128-byte strides inside `out` (4 KiB).
+        // `tiles` tiles of 1 KiB from a panel checked above to hold them; the four
+        // accumulator tiles (16 rows of 64 bytes, `acc_stride` apart) lie inside `acc`
+        // (checked above).
         unsafe {
+            if first {
+                asm!(
+                    "tilezero tmm0",
+                    "tilezero tmm1",
+                    "tilezero tmm2",
+                    "tilezero tmm3",
+                    options(nostack, nomem)
+                );
+            } else {
+                asm!(
+                    "tileloadd tmm0, [{c} + {cs}*1]",
+                    "add {c}, 64",
+                    "tileloadd tmm1, [{c} + {cs}*1]",
+                    "add {c}, {down}",
+                    "tileloadd tmm2, [{c} + {cs}*1]",
+                    "add {c}, 64",
+                    "tileloadd tmm3, [{c} + {cs}*1]",
+                    c = inout(reg) c => _,
+                    cs = in(reg) acc_stride,
+                    down = in(reg) half_down,
+                    options(nostack, readonly)
+                );
+            }
             asm!(
-                "tilezero tmm0",
-                "tilezero tmm1",
-                "tilezero tmm2",
-                "tilezero tmm3",
                 "2:",
                 "tileloadd tmm4, [{a0} + {s}*1]",
                 "tileloadd tmm6, [{b0} + {s}*1]",
-                "tileloadd tmm5, [{a1} + {s}*1]",
-                "tileloadd tmm7, [{b1} + {s}*1]",
                 "tdpbf16ps tmm0, tmm4, tmm6",
+                "tileloadd tmm7, [{b1} + {s}*1]",
                 "tdpbf16ps tmm1, tmm4, tmm7",
+                "tileloadd tmm5, [{a1} + {s}*1]",
                 "tdpbf16ps tmm2, tmm5, tmm6",
                 "tdpbf16ps tmm3, tmm5, tmm7",
                 "add {a0}, 1024",
@@ -119,7 +143,7 @@ impl Tiles {
                 "tilestored [{c} + {cs}*1], tmm0",
                 "add {c}, 64",
                 "tilestored [{c} + {cs}*1], tmm1",
-                "add {c}, 2048 - 64",
+                "add {c}, {down}",
                 "tilestored [{c} + {cs}*1], tmm2",
                 "add {c}, 64",
                 "tilestored [{c} + {cs}*1], tmm3",
@@ -130,7 +154,8 @@ impl Tiles {
                 n = inout(reg) tiles => _,
                 c = inout(reg) c => _,
                 s = in(reg) stride,
-                cs = in(reg) out_stride,
+                cs = in(reg) acc_stride,
+                down = in(reg) half_down,
                 options(nostack),
             );
         }

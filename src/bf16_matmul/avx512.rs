@@ -4,6 +4,7 @@
 use std::arch::x86_64::*;
 
 use super::pack::{TILE_K, TILE_LEN, TILE_ROWS};
+use super::Accumulator;
 
 /// Whether this CPU runs `VDPBF16PS`.
 pub fn available() -> bool {
@@ -11,25 +12,42 @@ pub fn available() -> bool {
         && std::arch::is_x86_feature_detected!("avx512bf16")
 }
 
-/// The same 32 x 32 block as `amx::Tiles::block`. Panics unless `available()`.
-pub fn block(a: [&[u16]; 2], b: [&[u16]; 2], tiles: usize, out: &mut [f32; 1024]) {
+/// The same as `amx::Tiles::block`. Panics unless `available()`.
+pub fn block(a: [&[u16]; 2], b: [&[u16]; 2], tiles: usize, out: Accumulator) {
     assert!(available(), "VDPBF16PS is not available on this CPU");
     for panel in a.iter().chain(&b) {
         assert!(panel.len() >= tiles * TILE_LEN);
     }
+    let Accumulator { acc, row, first } = out;
+    assert!(row >= 32 && acc.len() >= 31 * row + 32);
     for (half, panel) in a.iter().enumerate() {
         for group in 0..2 {
-            let rows = &mut out[(half * 16 + group * 8) * 32..][..8 * 32];
+            let rows = &mut acc[(half * 16 + group * 8) * row..];
             // SAFETY: the CPU has the features (checked above); the panels hold `tiles`
-            // tiles (checked above) and `rows` 8 rows of 32.
-            unsafe { eight_rows(panel, group * 8, b, tiles, rows) };
+            // tiles and `rows` 8 rows of 32, `row` apart (checked above).
+            unsafe { eight_rows(panel, group * 8, b, tiles, (rows, row, first)) };
         }
     }
 }
 
 #[target_feature(enable = "avx512f,avx512bf16")]
-unsafe fn eight_rows(a: &[u16], first: usize, b: [&[u16]; 2], tiles: usize, out: &mut [f32]) {
+unsafe fn eight_rows(
+    a: &[u16],
+    first_row: usize,
+    b: [&[u16]; 2],
+    tiles: usize,
+    (out, row, first): (&mut [f32], usize, bool),
+) {
     let mut acc = [[_mm512_setzero_ps(); 2]; 8];
+    if !first {
+        for (r, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: row r of `out` holds 32 values.
+            unsafe {
+                acc[0] = _mm512_loadu_ps(out.as_ptr().add(r * row));
+                acc[1] = _mm512_loadu_ps(out.as_ptr().add(r * row + 16));
+            }
+        }
+    }
     for t in 0..tiles {
         for pair in 0..TILE_ROWS {
             let at = (t * TILE_ROWS + pair) * TILE_K;
@@ -43,7 +61,7 @@ unsafe fn eight_rows(a: &[u16], first: usize, b: [&[u16]; 2], tiles: usize, out:
             let (b0, b1): (__m512bh, __m512bh) =
                 unsafe { (std::mem::transmute(b0), std::mem::transmute(b1)) };
             for (r, acc) in acc.iter_mut().enumerate() {
-                let i = (t * TILE_ROWS + first + r) * TILE_K + 2 * pair;
+                let i = (t * TILE_ROWS + first_row + r) * TILE_K + 2 * pair;
                 let both = u32::from(a[i]) | (u32::from(a[i + 1]) << 16);
                 // SAFETY: a broadcast 32-bit pair reinterpreted as 32 bf16 lanes.
                 let pair: __m512bh = unsafe { std::mem::transmute(_mm512_set1_epi32(both as i32)) };
@@ -55,8 +73,8 @@ unsafe fn eight_rows(a: &[u16], first: usize, b: [&[u16]; 2], tiles: usize, out:
     for (r, acc) in acc.iter().enumerate() {
         // SAFETY: row r of `out` holds 32 values.
         unsafe {
-            _mm512_storeu_ps(out.as_mut_ptr().add(r * 32), acc[0]);
-            _mm512_storeu_ps(out.as_mut_ptr().add(r * 32 + 16), acc[1]);
+            _mm512_storeu_ps(out.as_mut_ptr().add(r * row), acc[0]);
+            _mm512_storeu_ps(out.as_mut_ptr().add(r * row + 16), acc[1]);
         }
     }
 }

@@ -123,37 +123,69 @@ pub fn matmul_bf16_with(
     let tiles = round_up(k, TILE_K) / TILE_K;
     let panel = tiles * TILE_LEN;
     let (row_blocks, col_blocks) = (round_up(m, BLOCK) / BLOCK, round_up(n, BLOCK) / BLOCK);
+    let runs_per_row = col_blocks.div_ceil(COLUMN_RUN);
     let out = Destination {
         ptr: dst.as_mut_ptr(),
         view: d,
         dims: (m, n),
         accumulate,
     };
-    let one_block = |tiles_here: &Option<amx::Tiles>, sums: &mut [f32; 1024], at: usize| {
-        let (bi, bj) = (at / col_blocks, at % col_blocks);
-        let (a, b) = (two_panels(&left, panel, bi), two_panels(&right, panel, bj));
-        match tiles_here {
-            Some(amx) => amx.block(a, b, tiles, sums),
-            None => avx512::block(a, b, tiles, sums),
+    // One task: a block row (32 rows) by a run of column blocks, its sums in `acc`.
+    let task = |(tiles_here, acc): &mut (Option<amx::Tiles>, Vec<f32>), at: usize| {
+        let (bi, run) = (at / runs_per_row, at % runs_per_row);
+        let (j0, j1) = (run * COLUMN_RUN, ((run + 1) * COLUMN_RUN).min(col_blocks));
+        // Rows of the sums a cache line longer than the run, so the rows of a tile do
+        // not all fall in the same few cache sets.
+        let row = (j1 - j0) * BLOCK + 16;
+        acc.resize(BLOCK * row, 0.0);
+        let a = two_panels(&left, panel, bi);
+        // The inner dimension in slabs: the left slab (16 KiB) stays in L1 while the
+        // right ones pass.
+        for k0 in (0..tiles).step_by(INNER_RUN) {
+            let run_tiles = INNER_RUN.min(tiles - k0);
+            let a = a.map(|p| &p[k0 * TILE_LEN..]);
+            for bj in j0..j1 {
+                let b = two_panels(&right, panel, bj).map(|p| &p[k0 * TILE_LEN..]);
+                let sums = Accumulator {
+                    acc: &mut acc[(bj - j0) * BLOCK..],
+                    row,
+                    first: k0 == 0,
+                };
+                match tiles_here {
+                    Some(amx) => amx.block(a, b, run_tiles, sums),
+                    None => avx512::block(a, b, run_tiles, sums),
+                }
+            }
         }
-        // SAFETY: blocks are disjoint parts of a view whose elements are distinct
+        // SAFETY: tasks cover disjoint parts of a view whose elements are distinct
         // (checked before going parallel), inside `dst` (checked above), which is
         // borrowed mutably for this whole call.
-        unsafe { out.write_block(bi, bj, sums) };
+        unsafe { out.write(bi * BLOCK, j0 * BLOCK, (acc, row)) };
     };
     let configure = || {
         let tiles = (kernel == Kernel::Amx).then(|| amx::Tiles::configure().expect("AMX granted"));
-        (tiles, [0.0f32; 1024])
+        (tiles, Vec::new())
     };
-    let blocks = row_blocks * col_blocks;
-    if blocks > 1 && crate::matmul::may_use_threads() && d.elements_distinct(m, n) {
-        (0..blocks)
-            .into_par_iter()
-            .for_each_init(configure, |(tiles, sums), at| one_block(tiles, sums, at));
+    let tasks = row_blocks * runs_per_row;
+    if tasks > 1 && crate::matmul::may_use_threads() && d.elements_distinct(m, n) {
+        (0..tasks).into_par_iter().for_each_init(configure, task);
     } else {
-        let (tiles, mut sums) = configure();
-        (0..blocks).for_each(|at| one_block(&tiles, &mut sums, at));
+        let mut state = configure();
+        (0..tasks).for_each(|at| task(&mut state, at));
     }
+}
+
+/// Column blocks per task (512 columns: the task's sums, 64 KiB, stay in L2).
+const COLUMN_RUN: usize = 16;
+/// Tiles of the inner dimension per slab (256 values).
+const INNER_RUN: usize = 8;
+
+/// Where a kernel adds a 32 x 32 block's sums: the block's first row at the start of
+/// `acc`, rows `row` apart; `first`: the first slab, overwrite.
+pub struct Accumulator<'a> {
+    pub acc: &'a mut [f32],
+    pub row: usize,
+    pub first: bool,
 }
 
 /// Panels 2 `block` and 2 `block` + 1 of `len` values each.
@@ -216,21 +248,23 @@ struct Destination {
 unsafe impl Sync for Destination {}
 
 impl Destination {
-    /// Writes (or adds) the part of block (bi, bj) inside the result.
+    /// Writes (or adds) the sums (rows `row` apart) of the result's rows from `row0` and
+    /// columns from `col0`, as far as the result and the sums reach.
     ///
     /// # Safety
     /// The view must lie inside the destination allocation, and no other thread may
-    /// touch block (bi, bj) meanwhile.
-    unsafe fn write_block(&self, bi: usize, bj: usize, sums: &[f32; 1024]) {
+    /// touch these elements meanwhile.
+    unsafe fn write(&self, row0: usize, col0: usize, (sums, row): (&[f32], usize)) {
         let (m, n) = self.dims;
         let v = self.view;
-        for r in 0..BLOCK.min(m - bi * BLOCK) {
-            let row = bi * BLOCK + r;
-            for c in 0..BLOCK.min(n - bj * BLOCK) {
-                let col = bj * BLOCK + c;
+        let rows = BLOCK.min(m - row0);
+        let cols = (row - 16).min(n - col0);
+        for r in 0..rows {
+            let sums = &sums[r * row..][..cols];
+            let first = v.offset + (row0 + r) * v.row + col0 * v.col;
+            for (c, &sum) in sums.iter().enumerate() {
                 // SAFETY: inside the view (row < m, col < n), per the caller.
-                let at = unsafe { &mut *self.ptr.add(v.offset + row * v.row + col * v.col) };
-                let sum = sums[r * BLOCK + c];
+                let at = unsafe { &mut *self.ptr.add(first + c * v.col) };
                 *at = if self.accumulate { *at + sum } else { sum };
             }
         }
@@ -266,4 +300,52 @@ fn bf16_speeds() {
         }
         println!("{line}");
     }
+}
+
+/// Where a large product's time goes: packing the two operands vs the whole product.
+#[cfg(test)]
+#[test]
+#[ignore]
+fn bf16_packing_share() {
+    let (m, k, n) = (2048, 2048, 2048);
+    let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32).collect();
+    let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32).collect();
+    let time = |f: &dyn Fn()| {
+        (0..5)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                f();
+                t.elapsed().as_secs_f64()
+            })
+            .fold(f64::INFINITY, f64::min)
+    };
+    let left = time(&|| {
+        drop(std::hint::black_box(pack_left(
+            (m, k),
+            &a,
+            Strided::rows(0, k),
+        )))
+    });
+    let right = time(&|| {
+        drop(std::hint::black_box(pack_right(
+            (k, n),
+            &b,
+            Strided::rows(0, n),
+        )))
+    });
+    let right_t = time(&|| {
+        drop(std::hint::black_box(pack_right(
+            (k, n),
+            &b,
+            Strided::rows(0, k).t(),
+        )))
+    });
+    let whole = 2.0 * (m * k * n) as f64 / measured_flops(Kernel::chosen(), (m, k, n));
+    println!(
+        "pack left {:.1} ms, right {:.1} ms (transposed {:.1} ms), whole {:.1} ms",
+        left * 1e3,
+        right * 1e3,
+        right_t * 1e3,
+        whole * 1e3
+    );
 }

@@ -18,6 +18,7 @@ pub const TILE_LEN: usize = TILE_ROWS * TILE_K;
 pub const BLOCK: usize = 32;
 
 /// `x` as bf16 bits, rounded to nearest even; NaN stays a (quiet) NaN.
+#[inline]
 pub fn to_bf16(x: f32) -> u16 {
     let bits = x.to_bits();
     if x.is_nan() {
@@ -27,6 +28,7 @@ pub fn to_bf16(x: f32) -> u16 {
 }
 
 /// The f32 value of bf16 bits.
+#[inline]
 pub fn from_bf16(bits: u16) -> f32 {
     f32::from_bits(u32::from(bits) << 16)
 }
@@ -46,12 +48,36 @@ pub fn pack_left((m, k): (usize, usize), a: &[f32], view: Strided) -> Vec<u16> {
         .par_chunks_mut(tiles * TILE_LEN)
         .enumerate()
         .for_each(|(p, panel)| {
+            let rows = TILE_ROWS.min(m.saturating_sub(p * TILE_ROWS));
+            if view.row == 1 && rows > 0 {
+                // Columns contiguous (a transposed operand): the panel's 16 rows of each
+                // inner index are adjacent.
+                let mut column = [0u16; TILE_ROWS];
+                for i in 0..k {
+                    let start = view.offset + i * view.col + p * TILE_ROWS;
+                    convert(&a[start..start + rows], &mut column);
+                    let (t, kk) = (i / TILE_K, i % TILE_K);
+                    for (r, &v) in column[..rows].iter().enumerate() {
+                        panel[(t * TILE_ROWS + r) * TILE_K + kk] = v;
+                    }
+                }
+                return;
+            }
             for r in 0..TILE_ROWS {
                 let row = p * TILE_ROWS + r;
                 if row >= m {
                     break;
                 }
                 let base = view.offset + row * view.row;
+                if view.col == 1 {
+                    // A contiguous row: 32 values at a time into one tile row.
+                    let source = &a[base..base + k];
+                    for (t, chunk) in source.chunks(TILE_K).enumerate() {
+                        let at = (t * TILE_ROWS + r) * TILE_K;
+                        convert(chunk, &mut panel[at..at + chunk.len()]);
+                    }
+                    continue;
+                }
                 for i in 0..k {
                     let (t, kk) = (i / TILE_K, i % TILE_K);
                     panel[(t * TILE_ROWS + r) * TILE_K + kk] = to_bf16(a[base + i * view.col]);
@@ -72,20 +98,93 @@ pub fn pack_right((k, n): (usize, usize), b: &[f32], view: Strided) -> Vec<u16> 
         .par_chunks_mut(tiles * TILE_LEN)
         .enumerate()
         .for_each(|(q, panel)| {
+            let first = q * TILE_COLS;
+            let cols = TILE_COLS.min(n.saturating_sub(first));
+            if cols == 0 {
+                return; // a panel of padding only
+            }
+            if view.row == 1 {
+                // Each column contiguous along the inner dimension (the transpose of a
+                // row-major weight): one column's pairs into every tile row.
+                let mut column = vec![0u16; k];
+                for c in 0..cols {
+                    let base = view.offset + (first + c) * view.col;
+                    convert(&b[base..base + k], &mut column);
+                    for (i, &v) in column.iter().enumerate() {
+                        let (t, kk) = (i / TILE_K, i % TILE_K);
+                        panel[(t * TILE_ROWS + kk / 2) * TILE_K + 2 * c + kk % 2] = v;
+                    }
+                }
+                return;
+            }
+            if view.col == 1 {
+                // Rows contiguous: two rows at a time, interleaved into one tile row.
+                for i in (0..k).step_by(2) {
+                    let (t, kk) = (i / TILE_K, i % TILE_K);
+                    let at = (t * TILE_ROWS + kk / 2) * TILE_K;
+                    let out = &mut panel[at..at + 2 * cols];
+                    let (mut even, mut odd) = ([0u16; TILE_COLS], [0u16; TILE_COLS]);
+                    convert(&b[view.offset + i * view.row + first..][..cols], &mut even);
+                    if i + 1 < k {
+                        convert(
+                            &b[view.offset + (i + 1) * view.row + first..][..cols],
+                            &mut odd,
+                        );
+                    }
+                    for ((pair, &x), &y) in out.chunks_exact_mut(2).zip(&even).zip(&odd) {
+                        pair[0] = x;
+                        pair[1] = y;
+                    }
+                }
+                return;
+            }
             for i in 0..k {
                 let (t, kk) = (i / TILE_K, i % TILE_K);
                 let row = (t * TILE_ROWS + kk / 2) * TILE_K + (kk % 2);
                 let base = view.offset + i * view.row;
-                for c in 0..TILE_COLS {
-                    let col = q * TILE_COLS + c;
-                    if col >= n {
-                        break;
-                    }
-                    panel[row + 2 * c] = to_bf16(b[base + col * view.col]);
+                for c in 0..cols {
+                    panel[row + 2 * c] = to_bf16(b[base + (first + c) * view.col]);
                 }
             }
         });
     packed
+}
+
+/// `source` to bf16 into `out`: 16 at a time by `VCVTNEPS2BF16` where the CPU has it
+/// (subnormal inputs become zero there, as in the bf16 dot products themselves), else one
+/// by one.
+#[inline]
+fn convert(source: &[f32], out: &mut [u16]) {
+    let len = source.len().min(out.len());
+    let (source, out) = (&source[..len], &mut out[..len]);
+    if super::avx512::available() {
+        // SAFETY: the CPU has AVX512-BF16 (checked); lengths are equal.
+        unsafe { convert_avx512(source, out) };
+    } else {
+        for (o, &x) in out.iter_mut().zip(source) {
+            *o = to_bf16(x);
+        }
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn convert_avx512(source: &[f32], out: &mut [u16]) {
+    use std::arch::x86_64::*;
+    let whole = source.len() / 16 * 16;
+    for (chunk, to) in source[..whole]
+        .chunks_exact(16)
+        .zip(out[..whole].chunks_exact_mut(16))
+    {
+        // SAFETY: 16 f32 read, 16 bf16 written, both in bounds.
+        unsafe {
+            let x = _mm512_loadu_ps(chunk.as_ptr());
+            let y: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(x));
+            _mm256_storeu_si256(to.as_mut_ptr().cast(), y);
+        }
+    }
+    for (o, &x) in out[whole..].iter_mut().zip(&source[whole..]) {
+        *o = to_bf16(x);
+    }
 }
 
 #[cfg(test)]
