@@ -19,8 +19,9 @@ pub mod digest;
 pub mod regular_file;
 pub mod glob_files;
 pub mod matmul;
-pub mod bf16_matmul;
 pub mod profile;
+// After `profile`, which times its packing.
+pub mod bf16_matmul;
 pub mod quiet_panic;
 pub mod shell_text;
 pub mod text_table;

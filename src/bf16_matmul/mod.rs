@@ -118,8 +118,26 @@ pub fn matmul_bf16_with(
     if k == 0 || kernel == Kernel::Emulated {
         return emulated((m, k, n), (dst, d, accumulate), (a, sa), (b, sb));
     }
-    let left = pack_left((m, k), a, sa);
-    let right = pack_right((k, n), b, sb);
+    let packing = crate::profile::span("bf16 products: packing");
+    let (mut left, mut right) = PACKED.with(|p| std::mem::take(&mut *p.borrow_mut()));
+    {
+        let _s = crate::profile::span(match (sa.col, sa.row) {
+            (1, _) => "pack L rows",
+            (_, 1) => "pack L cols",
+            _ => "pack L other",
+        });
+        pack_left((m, k), a, sa, &mut left);
+    }
+    {
+        let _s = crate::profile::span(match (sb.col, sb.row) {
+            (1, _) => "pack R rows",
+            (_, 1) => "pack R cols",
+            _ => "pack R other",
+        });
+        pack_right((k, n), b, sb, &mut right);
+    }
+    drop(packing);
+    let _tiles = crate::profile::span("bf16 products: tiles and write-back");
     let tiles = round_up(k, TILE_K) / TILE_K;
     let panel = tiles * TILE_LEN;
     let (row_blocks, col_blocks) = (round_up(m, BLOCK) / BLOCK, round_up(n, BLOCK) / BLOCK);
@@ -173,6 +191,14 @@ pub fn matmul_bf16_with(
         let mut state = configure();
         (0..tasks).for_each(|at| task(&mut state, at));
     }
+    PACKED.with(|p| *p.borrow_mut() = (left, right));
+}
+
+thread_local! {
+    /// The packed operands of this thread's last product, whose memory the next reuses.
+    static PACKED: std::cell::RefCell<(Vec<u16>, Vec<u16>)> = const {
+        std::cell::RefCell::new((Vec::new(), Vec::new()))
+    };
 }
 
 /// Column blocks per task (512 columns: the task's sums, 64 KiB, stay in L2).
@@ -262,6 +288,16 @@ impl Destination {
         for r in 0..rows {
             let sums = &sums[r * row..][..cols];
             let first = v.offset + (row0 + r) * v.row + col0 * v.col;
+            if v.col == 1 {
+                // SAFETY: the row's `cols` elements are inside the view, per the caller.
+                let out = unsafe { std::slice::from_raw_parts_mut(self.ptr.add(first), cols) };
+                if self.accumulate {
+                    out.iter_mut().zip(sums).for_each(|(o, s)| *o += s);
+                } else {
+                    out.copy_from_slice(sums);
+                }
+                continue;
+            }
             for (c, &sum) in sums.iter().enumerate() {
                 // SAFETY: inside the view (row < m, col < n), per the caller.
                 let at = unsafe { &mut *self.ptr.add(first + c * v.col) };
@@ -300,52 +336,4 @@ fn bf16_speeds() {
         }
         println!("{line}");
     }
-}
-
-/// Where a large product's time goes: packing the two operands vs the whole product.
-#[cfg(test)]
-#[test]
-#[ignore]
-fn bf16_packing_share() {
-    let (m, k, n) = (2048, 2048, 2048);
-    let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32).collect();
-    let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32).collect();
-    let time = |f: &dyn Fn()| {
-        (0..5)
-            .map(|_| {
-                let t = std::time::Instant::now();
-                f();
-                t.elapsed().as_secs_f64()
-            })
-            .fold(f64::INFINITY, f64::min)
-    };
-    let left = time(&|| {
-        drop(std::hint::black_box(pack_left(
-            (m, k),
-            &a,
-            Strided::rows(0, k),
-        )))
-    });
-    let right = time(&|| {
-        drop(std::hint::black_box(pack_right(
-            (k, n),
-            &b,
-            Strided::rows(0, n),
-        )))
-    });
-    let right_t = time(&|| {
-        drop(std::hint::black_box(pack_right(
-            (k, n),
-            &b,
-            Strided::rows(0, k).t(),
-        )))
-    });
-    let whole = 2.0 * (m * k * n) as f64 / measured_flops(Kernel::chosen(), (m, k, n));
-    println!(
-        "pack left {:.1} ms, right {:.1} ms (transposed {:.1} ms), whole {:.1} ms",
-        left * 1e3,
-        right * 1e3,
-        right_t * 1e3,
-        whole * 1e3
-    );
 }

@@ -40,10 +40,14 @@ pub fn round_up(n: usize, to: usize) -> usize {
 
 /// The left operand [m x k] as panels of 16 rows, each a run of tiles along k; tile t of
 /// panel p holds rows 16p.. and inner indices 32t.., 32 values per row.
-pub fn pack_left((m, k): (usize, usize), a: &[f32], view: Strided) -> Vec<u16> {
+pub fn pack_left((m, k): (usize, usize), a: &[f32], view: Strided, packed: &mut Vec<u16>) {
     let tiles = round_up(k, TILE_K) / TILE_K;
     let panels = round_up(m, BLOCK) / TILE_ROWS;
-    let mut packed = vec![0u16; panels * tiles * TILE_LEN];
+    reuse(
+        packed,
+        panels * tiles * TILE_LEN,
+        m % BLOCK != 0 || k % TILE_K != 0,
+    );
     packed
         .par_chunks_mut(tiles * TILE_LEN)
         .enumerate()
@@ -52,13 +56,17 @@ pub fn pack_left((m, k): (usize, usize), a: &[f32], view: Strided) -> Vec<u16> {
             if view.row == 1 && rows > 0 {
                 // Columns contiguous (a transposed operand): the panel's 16 rows of each
                 // inner index are adjacent.
-                let mut column = [0u16; TILE_ROWS];
-                for i in 0..k {
+                // Two inner indices at a time: each row's pair is one 4-byte store.
+                let mut pairs = [0u16; TILE_K];
+                for i in (0..k).step_by(2) {
                     let start = view.offset + i * view.col + p * TILE_ROWS;
-                    convert(&a[start..start + rows], &mut column);
+                    let even = &a[start..start + rows];
+                    let odd = (i + 1 < k).then(|| &a[start + view.col..start + view.col + rows]);
+                    interleave(even, odd, &mut pairs);
                     let (t, kk) = (i / TILE_K, i % TILE_K);
-                    for (r, &v) in column[..rows].iter().enumerate() {
-                        panel[(t * TILE_ROWS + r) * TILE_K + kk] = v;
+                    for (r, pair) in pairs[..2 * rows].chunks_exact(2).enumerate() {
+                        let at = (t * TILE_ROWS + r) * TILE_K + kk;
+                        panel[at..at + 2].copy_from_slice(pair);
                     }
                 }
                 return;
@@ -84,16 +92,19 @@ pub fn pack_left((m, k): (usize, usize), a: &[f32], view: Strided) -> Vec<u16> {
                 }
             }
         });
-    packed
 }
 
 /// The right operand [k x n] as panels of 16 columns, each a run of tiles along k in the
 /// pair-interleaved ("VNNI") layout both kernels multiply: row j of tile t holds, for
 /// each of the 16 columns c, the values at inner indices 32t + 2j and 32t + 2j + 1.
-pub fn pack_right((k, n): (usize, usize), b: &[f32], view: Strided) -> Vec<u16> {
+pub fn pack_right((k, n): (usize, usize), b: &[f32], view: Strided, packed: &mut Vec<u16>) {
     let tiles = round_up(k, TILE_K) / TILE_K;
     let panels = round_up(n, BLOCK) / TILE_COLS;
-    let mut packed = vec![0u16; panels * tiles * TILE_LEN];
+    reuse(
+        packed,
+        panels * tiles * TILE_LEN,
+        n % BLOCK != 0 || k % TILE_K != 0,
+    );
     packed
         .par_chunks_mut(tiles * TILE_LEN)
         .enumerate()
@@ -122,19 +133,12 @@ pub fn pack_right((k, n): (usize, usize), b: &[f32], view: Strided) -> Vec<u16> 
                 for i in (0..k).step_by(2) {
                     let (t, kk) = (i / TILE_K, i % TILE_K);
                     let at = (t * TILE_ROWS + kk / 2) * TILE_K;
-                    let out = &mut panel[at..at + 2 * cols];
-                    let (mut even, mut odd) = ([0u16; TILE_COLS], [0u16; TILE_COLS]);
-                    convert(&b[view.offset + i * view.row + first..][..cols], &mut even);
-                    if i + 1 < k {
-                        convert(
-                            &b[view.offset + (i + 1) * view.row + first..][..cols],
-                            &mut odd,
-                        );
-                    }
-                    for ((pair, &x), &y) in out.chunks_exact_mut(2).zip(&even).zip(&odd) {
-                        pair[0] = x;
-                        pair[1] = y;
-                    }
+                    let even = &b[view.offset + i * view.row + first..][..cols];
+                    let odd =
+                        (i + 1 < k).then(|| &b[view.offset + (i + 1) * view.row + first..][..cols]);
+                    let mut pairs = [0u16; TILE_K];
+                    interleave(even, odd, &mut pairs);
+                    panel[at..at + 2 * cols].copy_from_slice(&pairs[..2 * cols]);
                 }
                 return;
             }
@@ -147,7 +151,66 @@ pub fn pack_right((k, n): (usize, usize), b: &[f32], view: Strided) -> Vec<u16> 
                 }
             }
         });
-    packed
+}
+
+/// `packed` at `len` values, its memory reused from the last product (a fresh allocation
+/// of megabytes costs a page fault every 4 KiB), zeroed when some of it is padding the
+/// packing will not write.
+fn reuse(packed: &mut Vec<u16>, len: usize, padded: bool) {
+    if padded {
+        packed.clear();
+    }
+    packed.resize(len, 0);
+}
+
+/// `even` and `odd` (at most 16 each; `None`: zeros) to bf16, interleaved: `out[2c]`
+/// from `even[c]`, `out[2c + 1]` from `odd[c]`: a row pair of the VNNI layout.
+#[inline]
+fn interleave(even: &[f32], odd: Option<&[f32]>, out: &mut [u16; TILE_K]) {
+    if let (16, Some(odd)) = (even.len(), odd) {
+        if super::avx512::available() && std::arch::is_x86_feature_detected!("avx512bw") {
+            // SAFETY: the features are present; 16 values each, 32 written.
+            unsafe { interleave_avx512(even, odd, out) };
+            return;
+        }
+    }
+    out.fill(0);
+    for (c, &x) in even.iter().enumerate() {
+        out[2 * c] = to_bf16(x);
+    }
+    for (c, &x) in odd.unwrap_or(&[]).iter().enumerate() {
+        out[2 * c + 1] = to_bf16(x);
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn interleave_avx512(even: &[f32], odd: &[f32], out: &mut [u16; TILE_K]) {
+    use std::arch::x86_64::*;
+    // Lane j of the result takes lane j / 2 of `even` (16 + j / 2 of `odd`) for even
+    // (odd) j, from the two halves VCVTNE2PS2BF16 packs them into.
+    const ORDER: [u16; 32] = {
+        let mut order = [0u16; 32];
+        let mut j = 0;
+        while j < 32 {
+            order[j] = if j % 2 == 0 {
+                (j / 2) as u16
+            } else {
+                16 + (j / 2) as u16
+            };
+            j += 1;
+        }
+        order
+    };
+    // SAFETY: 16 f32 read from each slice (their lengths are 16), 64 bytes written.
+    unsafe {
+        let both = _mm512_cvtne2ps_pbh(
+            _mm512_loadu_ps(odd.as_ptr()),
+            _mm512_loadu_ps(even.as_ptr()),
+        );
+        let order = _mm512_loadu_si512(ORDER.as_ptr().cast());
+        let pairs = _mm512_permutexvar_epi16(order, std::mem::transmute::<__m512bh, __m512i>(both));
+        _mm512_storeu_si512(out.as_mut_ptr().cast(), pairs);
+    }
 }
 
 /// `source` to bf16 into `out`: 16 at a time by `VCVTNEPS2BF16` where the CPU has it
@@ -218,7 +281,8 @@ mod tests {
         let (m, k, n) = (18, 35, 20);
         // Small integers, exact in bf16.
         let a: Vec<f32> = (0..m * k).map(|i| (i % 199) as f32).collect();
-        let left = pack_left((m, k), &a, Strided::rows(0, k));
+        let mut left = vec![7u16; 3];
+        pack_left((m, k), &a, Strided::rows(0, k), &mut left);
         let tiles = 2;
         assert_eq!(left.len(), 2 * tiles * TILE_LEN);
         let at = |p: usize, t: usize, r: usize, kk: usize| {
@@ -229,7 +293,8 @@ mod tests {
         assert_eq!(at(1, 1, 1, 3), 0.0, "inner index 35 is padding");
         // The right operand read through a transposed view.
         let b: Vec<f32> = (0..k * n).map(|i| (i % 241) as f32).collect();
-        let right = pack_right((k, n), &b, Strided::rows(0, k).t());
+        let mut right = vec![7u16; 100_000];
+        pack_right((k, n), &b, Strided::rows(0, k).t(), &mut right);
         let bt = |i: usize, c: usize| b[c * k + i];
         let at = |q: usize, t: usize, j: usize, c: usize, odd: usize| {
             from_bf16(right[((q * tiles + t) * TILE_ROWS + j) * TILE_K + 2 * c + odd])
