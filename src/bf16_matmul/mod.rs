@@ -119,25 +119,86 @@ pub fn matmul_bf16_with(
         return emulated((m, k, n), (dst, d, accumulate), (a, sa), (b, sb));
     }
     let packing = crate::profile::span("bf16 products: packing");
-    let (mut left, mut right) = PACKED.with(|p| std::mem::take(&mut *p.borrow_mut()));
-    {
-        let _s = crate::profile::span(match (sa.col, sa.row) {
-            (1, _) => "pack L rows",
-            (_, 1) => "pack L cols",
-            _ => "pack L other",
-        });
-        pack_left((m, k), a, sa, &mut left);
-    }
-    {
-        let _s = crate::profile::span(match (sb.col, sb.row) {
-            (1, _) => "pack R rows",
-            (_, 1) => "pack R cols",
-            _ => "pack R other",
-        });
-        pack_right((k, n), b, sb, &mut right);
-    }
+    let (left, right) = PACKED.with(|p| std::mem::take(&mut *p.borrow_mut()));
+    let left = PackedLeft::reusing(left, (m, k), (a, sa));
+    let right = PackedRight::reusing(right, (k, n), (b, sb));
     drop(packing);
+    multiply(kernel, (dst, d, accumulate), &left, &right);
+    PACKED.with(|p| *p.borrow_mut() = (left.data, right.data));
+}
+
+thread_local! {
+    /// The packed operands of this thread's last product, whose memory the next reuses.
+    static PACKED: std::cell::RefCell<(Vec<u16>, Vec<u16>)> = const {
+        std::cell::RefCell::new((Vec::new(), Vec::new()))
+    };
+}
+
+/// A left operand [m x k] packed for the kernels (bf16, tiles of 16 rows x 32).
+pub struct PackedLeft {
+    data: Vec<u16>,
+    m: usize,
+    k: usize,
+}
+
+/// A right operand [k x n] packed for the kernels (bf16, pair-interleaved tiles of 16
+/// columns): a weight packed once serves many products.
+pub struct PackedRight {
+    data: Vec<u16>,
+    k: usize,
+    n: usize,
+}
+
+impl PackedLeft {
+    /// `a` [m x k] seen through `view`. Panics if the view does not fit `a`.
+    pub fn new(dims: (usize, usize), a: (&[f32], Strided)) -> Self {
+        Self::reusing(Vec::new(), dims, a)
+    }
+
+    fn reusing(mut data: Vec<u16>, (m, k): (usize, usize), (a, view): (&[f32], Strided)) -> Self {
+        view.check(m, k, a.len(), "bf16 matmul left operand");
+        pack_left((m, k), a, view, &mut data);
+        PackedLeft { data, m, k }
+    }
+}
+
+impl PackedRight {
+    /// `b` [k x n] seen through `view`. Panics if the view does not fit `b`.
+    pub fn new(dims: (usize, usize), b: (&[f32], Strided)) -> Self {
+        Self::reusing(Vec::new(), dims, b)
+    }
+
+    fn reusing(mut data: Vec<u16>, (k, n): (usize, usize), (b, view): (&[f32], Strided)) -> Self {
+        view.check(k, n, b.len(), "bf16 matmul right operand");
+        pack_right((k, n), b, view, &mut data);
+        PackedRight { data, k, n }
+    }
+}
+
+/// `dst (+)= left @ right` by a tiled kernel (`Kernel::Amx` or `Kernel::Avx512Bf16`),
+/// on all threads (one inside `crate::matmul::one_per_thread`). Panics if the kernel is
+/// not available or not tiled, if the inner dimensions differ or are 0, or if the view
+/// does not fit `dst`.
+pub fn multiply(
+    kernel: Kernel,
+    (dst, d, accumulate): (&mut [f32], Strided, bool),
+    left: &PackedLeft,
+    right: &PackedRight,
+) {
+    assert!(kernel != Kernel::Emulated && kernel.available());
+    assert!(
+        left.k == right.k && left.k > 0,
+        "inner dimensions {} and {}",
+        left.k,
+        right.k
+    );
+    let (m, k, n) = (left.m, left.k, right.n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    d.check(m, n, dst.len(), "bf16 matmul destination");
     let _tiles = crate::profile::span("bf16 products: tiles and write-back");
+    let (left, right) = (&left.data, &right.data);
     let tiles = round_up(k, TILE_K) / TILE_K;
     let panel = tiles * TILE_LEN;
     let (row_blocks, col_blocks) = (round_up(m, BLOCK) / BLOCK, round_up(n, BLOCK) / BLOCK);
@@ -156,14 +217,14 @@ pub fn matmul_bf16_with(
         // not all fall in the same few cache sets.
         let row = (j1 - j0) * BLOCK + 16;
         acc.resize(BLOCK * row, 0.0);
-        let a = two_panels(&left, panel, bi);
+        let a = two_panels(left, panel, bi);
         // The inner dimension in slabs: the left slab (16 KiB) stays in L1 while the
         // right ones pass.
         for k0 in (0..tiles).step_by(INNER_RUN) {
             let run_tiles = INNER_RUN.min(tiles - k0);
             let a = a.map(|p| &p[k0 * TILE_LEN..]);
             for bj in j0..j1 {
-                let b = two_panels(&right, panel, bj).map(|p| &p[k0 * TILE_LEN..]);
+                let b = two_panels(right, panel, bj).map(|p| &p[k0 * TILE_LEN..]);
                 let sums = Accumulator {
                     acc: &mut acc[(bj - j0) * BLOCK..],
                     row,
@@ -191,14 +252,6 @@ pub fn matmul_bf16_with(
         let mut state = configure();
         (0..tasks).for_each(|at| task(&mut state, at));
     }
-    PACKED.with(|p| *p.borrow_mut() = (left, right));
-}
-
-thread_local! {
-    /// The packed operands of this thread's last product, whose memory the next reuses.
-    static PACKED: std::cell::RefCell<(Vec<u16>, Vec<u16>)> = const {
-        std::cell::RefCell::new((Vec::new(), Vec::new()))
-    };
 }
 
 /// Column blocks per task (512 columns: the task's sums, 64 KiB, stay in L2).

@@ -48,50 +48,47 @@ pub fn pack_left((m, k): (usize, usize), a: &[f32], view: Strided, packed: &mut 
         panels * tiles * TILE_LEN,
         m % BLOCK != 0 || k % TILE_K != 0,
     );
-    packed
-        .par_chunks_mut(tiles * TILE_LEN)
-        .enumerate()
-        .for_each(|(p, panel)| {
-            let rows = TILE_ROWS.min(m.saturating_sub(p * TILE_ROWS));
-            if view.row == 1 && rows > 0 {
-                // Columns contiguous (a transposed operand): the panel's 16 rows of each
-                // inner index are adjacent.
-                // Two inner indices at a time: each row's pair is one 4-byte store.
-                let mut pairs = [0u16; TILE_K];
-                for i in (0..k).step_by(2) {
-                    let start = view.offset + i * view.col + p * TILE_ROWS;
-                    let even = &a[start..start + rows];
-                    let odd = (i + 1 < k).then(|| &a[start + view.col..start + view.col + rows]);
-                    interleave(even, odd, &mut pairs);
-                    let (t, kk) = (i / TILE_K, i % TILE_K);
-                    for (r, pair) in pairs[..2 * rows].chunks_exact(2).enumerate() {
-                        let at = (t * TILE_ROWS + r) * TILE_K + kk;
-                        panel[at..at + 2].copy_from_slice(pair);
-                    }
-                }
-                return;
-            }
-            for r in 0..TILE_ROWS {
-                let row = p * TILE_ROWS + r;
-                if row >= m {
-                    break;
-                }
-                let base = view.offset + row * view.row;
-                if view.col == 1 {
-                    // A contiguous row: 32 values at a time into one tile row.
-                    let source = &a[base..base + k];
-                    for (t, chunk) in source.chunks(TILE_K).enumerate() {
-                        let at = (t * TILE_ROWS + r) * TILE_K;
-                        convert(chunk, &mut panel[at..at + chunk.len()]);
-                    }
-                    continue;
-                }
-                for i in 0..k {
-                    let (t, kk) = (i / TILE_K, i % TILE_K);
-                    panel[(t * TILE_ROWS + r) * TILE_K + kk] = to_bf16(a[base + i * view.col]);
+    each_panel(packed, tiles * TILE_LEN, |(p, panel)| {
+        let rows = TILE_ROWS.min(m.saturating_sub(p * TILE_ROWS));
+        if view.row == 1 && rows > 0 {
+            // Columns contiguous (a transposed operand): the panel's 16 rows of each
+            // inner index are adjacent.
+            // Two inner indices at a time: each row's pair is one 4-byte store.
+            let mut pairs = [0u16; TILE_K];
+            for i in (0..k).step_by(2) {
+                let start = view.offset + i * view.col + p * TILE_ROWS;
+                let even = &a[start..start + rows];
+                let odd = (i + 1 < k).then(|| &a[start + view.col..start + view.col + rows]);
+                interleave(even, odd, &mut pairs);
+                let (t, kk) = (i / TILE_K, i % TILE_K);
+                for (r, pair) in pairs[..2 * rows].chunks_exact(2).enumerate() {
+                    let at = (t * TILE_ROWS + r) * TILE_K + kk;
+                    panel[at..at + 2].copy_from_slice(pair);
                 }
             }
-        });
+            return;
+        }
+        for r in 0..TILE_ROWS {
+            let row = p * TILE_ROWS + r;
+            if row >= m {
+                break;
+            }
+            let base = view.offset + row * view.row;
+            if view.col == 1 {
+                // A contiguous row: 32 values at a time into one tile row.
+                let source = &a[base..base + k];
+                for (t, chunk) in source.chunks(TILE_K).enumerate() {
+                    let at = (t * TILE_ROWS + r) * TILE_K;
+                    convert(chunk, &mut panel[at..at + chunk.len()]);
+                }
+                continue;
+            }
+            for i in 0..k {
+                let (t, kk) = (i / TILE_K, i % TILE_K);
+                panel[(t * TILE_ROWS + r) * TILE_K + kk] = to_bf16(a[base + i * view.col]);
+            }
+        }
+    });
 }
 
 /// The right operand [k x n] as panels of 16 columns, each a run of tiles along k in the
@@ -105,52 +102,59 @@ pub fn pack_right((k, n): (usize, usize), b: &[f32], view: Strided, packed: &mut
         panels * tiles * TILE_LEN,
         n % BLOCK != 0 || k % TILE_K != 0,
     );
-    packed
-        .par_chunks_mut(tiles * TILE_LEN)
-        .enumerate()
-        .for_each(|(q, panel)| {
-            let first = q * TILE_COLS;
-            let cols = TILE_COLS.min(n.saturating_sub(first));
-            if cols == 0 {
-                return; // a panel of padding only
-            }
-            if view.row == 1 {
-                // Each column contiguous along the inner dimension (the transpose of a
-                // row-major weight): one column's pairs into every tile row.
-                let mut column = vec![0u16; k];
-                for c in 0..cols {
-                    let base = view.offset + (first + c) * view.col;
-                    convert(&b[base..base + k], &mut column);
-                    for (i, &v) in column.iter().enumerate() {
-                        let (t, kk) = (i / TILE_K, i % TILE_K);
-                        panel[(t * TILE_ROWS + kk / 2) * TILE_K + 2 * c + kk % 2] = v;
-                    }
-                }
-                return;
-            }
-            if view.col == 1 {
-                // Rows contiguous: two rows at a time, interleaved into one tile row.
-                for i in (0..k).step_by(2) {
+    each_panel(packed, tiles * TILE_LEN, |(q, panel)| {
+        let first = q * TILE_COLS;
+        let cols = TILE_COLS.min(n.saturating_sub(first));
+        if cols == 0 {
+            return; // a panel of padding only
+        }
+        if view.row == 1 {
+            // Each column contiguous along the inner dimension (the transpose of a
+            // row-major weight): one column's pairs into every tile row.
+            let mut column = vec![0u16; k];
+            for c in 0..cols {
+                let base = view.offset + (first + c) * view.col;
+                convert(&b[base..base + k], &mut column);
+                for (i, &v) in column.iter().enumerate() {
                     let (t, kk) = (i / TILE_K, i % TILE_K);
-                    let at = (t * TILE_ROWS + kk / 2) * TILE_K;
-                    let even = &b[view.offset + i * view.row + first..][..cols];
-                    let odd =
-                        (i + 1 < k).then(|| &b[view.offset + (i + 1) * view.row + first..][..cols]);
-                    let mut pairs = [0u16; TILE_K];
-                    interleave(even, odd, &mut pairs);
-                    panel[at..at + 2 * cols].copy_from_slice(&pairs[..2 * cols]);
+                    panel[(t * TILE_ROWS + kk / 2) * TILE_K + 2 * c + kk % 2] = v;
                 }
-                return;
             }
-            for i in 0..k {
+            return;
+        }
+        if view.col == 1 {
+            // Rows contiguous: two rows at a time, interleaved into one tile row.
+            for i in (0..k).step_by(2) {
                 let (t, kk) = (i / TILE_K, i % TILE_K);
-                let row = (t * TILE_ROWS + kk / 2) * TILE_K + (kk % 2);
-                let base = view.offset + i * view.row;
-                for c in 0..cols {
-                    panel[row + 2 * c] = to_bf16(b[base + (first + c) * view.col]);
-                }
+                let at = (t * TILE_ROWS + kk / 2) * TILE_K;
+                let even = &b[view.offset + i * view.row + first..][..cols];
+                let odd =
+                    (i + 1 < k).then(|| &b[view.offset + (i + 1) * view.row + first..][..cols]);
+                let mut pairs = [0u16; TILE_K];
+                interleave(even, odd, &mut pairs);
+                panel[at..at + 2 * cols].copy_from_slice(&pairs[..2 * cols]);
             }
-        });
+            return;
+        }
+        for i in 0..k {
+            let (t, kk) = (i / TILE_K, i % TILE_K);
+            let row = (t * TILE_ROWS + kk / 2) * TILE_K + (kk % 2);
+            let base = view.offset + i * view.row;
+            for c in 0..cols {
+                panel[row + 2 * c] = to_bf16(b[base + (first + c) * view.col]);
+            }
+        }
+    });
+}
+
+/// `fill` on each panel of `len` values of `packed`, with its index: on all threads,
+/// or on this one inside `crate::matmul::one_per_thread`.
+fn each_panel(packed: &mut [u16], len: usize, fill: impl Fn((usize, &mut [u16])) + Sync + Send) {
+    if crate::matmul::may_use_threads() {
+        packed.par_chunks_mut(len).enumerate().for_each(fill);
+    } else {
+        packed.chunks_mut(len).enumerate().for_each(fill);
+    }
 }
 
 /// `packed` at `len` values, its memory reused from the last product (a fresh allocation

@@ -8,9 +8,10 @@
 
 use rayon::prelude::*;
 
-use crate::matmul::{matmul, Strided};
+use crate::matmul::Strided;
 
 use super::elementwise::add_scaled;
+use super::head_products::HeadProducts;
 use super::vector;
 
 /// Logit elements per block: a block's logits (1 MiB) stay in a core's L2 cache.
@@ -45,7 +46,7 @@ fn block_rows(vocab: usize, width: usize) -> usize {
 /// Mean loss of the logits `x @ head^T` (x [rows, width], head [vocab, width]) against
 /// `targets`, plus `z_loss` x the mean of log^2 Z (Z: each row's softmax normaliser) when
 /// `z_loss` is not 0; with `want_grads` its gradients (for a loss gradient of 1); and the
-/// mean of log Z over the rows.
+/// mean of log Z over the rows. `bf16`: the products take bf16 operands.
 ///
 /// The rows are split into one contiguous part per thread; each part runs its blocks in
 /// order into its own head gradient, and the parts' sums are added in part order, so the
@@ -56,7 +57,7 @@ pub fn forward(
     (width, vocab): (usize, usize),
     targets: &[usize],
     z_loss: f32,
-    want_grads: bool,
+    (want_grads, bf16): (bool, bool),
 ) -> (f32, Option<Grads>, f32) {
     let rows = targets.len();
     assert_eq!(x.len(), rows * width, "LM head input");
@@ -82,7 +83,7 @@ pub fn forward(
     };
     let part = Part {
         x,
-        head,
+        products: HeadProducts::new(head, (width, vocab), bf16, want_grads),
         width,
         vocab,
         targets,
@@ -94,7 +95,11 @@ pub fn forward(
         .zip(dx_parts)
         .collect::<Vec<_>>()
         .into_par_iter()
-        .map(|(r0, dx)| part.run(r0..(r0 + rows_per_part).min(rows), want_grads, dx))
+        .map(|(r0, dx)| {
+            // Each part's products on its own thread, as the f32 ones are.
+            let rows = r0..(r0 + rows_per_part).min(rows);
+            crate::matmul::one_per_thread(|| part.run(rows, want_grads, dx))
+        })
         .collect();
     let total: f64 = results.iter().map(|(loss, _, _)| loss).sum();
     let loss = (total / rows as f64) as f32;
@@ -114,7 +119,7 @@ pub fn forward(
 /// What every part reads.
 struct Part<'a> {
     x: &'a [f32],
-    head: &'a [f32],
+    products: HeadProducts<'a>,
     width: usize,
     vocab: usize,
     targets: &'a [usize],
@@ -143,17 +148,7 @@ impl Part<'_> {
             let n = self.block.min(rows.end - r0);
             let logits = &mut logits[..n * vocab];
             let x_block = Strided::rows(r0 * width, width);
-            matmul(
-                (n, width, vocab),
-                logits,
-                Strided::rows(0, vocab),
-                false,
-                self.x,
-                x_block,
-                self.head,
-                Strided::rows(0, width).t(),
-                1.0,
-            );
+            (self.products).logits((n, width, vocab), (self.x, x_block), logits);
             for (row, &target) in logits.chunks_mut(vocab).zip(&self.targets[r0..r0 + n]) {
                 let target_logit = row[target];
                 let (max, sum) = vector::softmax(row);
@@ -177,28 +172,10 @@ impl Part<'_> {
             }
             if want_grads {
                 // dx = d logits @ head; d head += d logits^T @ x.
-                matmul(
-                    (n, vocab, width),
-                    dx,
-                    Strided::rows((r0 - rows.start) * width, width),
-                    false,
-                    logits,
-                    Strided::rows(0, vocab),
-                    self.head,
-                    Strided::rows(0, width),
-                    1.0,
-                );
-                matmul(
-                    (vocab, n, width),
-                    &mut d_head,
-                    Strided::rows(0, width),
-                    true,
-                    logits,
-                    Strided::rows(0, vocab).t(),
-                    self.x,
-                    x_block,
-                    1.0,
-                );
+                let dx_rows = Strided::rows((r0 - rows.start) * width, width);
+                (self.products).dx((n, vocab, width), logits, (&mut *dx, dx_rows));
+                let x_rows = (self.x, x_block);
+                (self.products).d_head((vocab, n, width), logits, x_rows, &mut d_head);
             }
         }
         (total, total_log_z, d_head)
@@ -289,7 +266,8 @@ mod tests {
         let head: Vec<f32> = (0..vocab * width).map(|i| value(i, 2)).collect();
         // z = 0, PaLM's 1e-4, and 0.01 where the z term is a tenth of the loss.
         for z in [0.0f32, 1e-4, 1e-2] {
-            let (loss, grads, log_z) = forward(&x, &head, (width, vocab), &targets, z, true);
+            let (loss, grads, log_z) =
+                forward(&x, &head, (width, vocab), &targets, z, (true, false));
             let (want_loss, want_dx, want_head, want_log_z) =
                 reference(&x, &head, (width, vocab), &targets, f64::from(z));
             assert!(
@@ -301,16 +279,16 @@ mod tests {
             close(&grads.dx, &want_dx, "dx");
             close(&grads.d_head, &want_head, "d_head");
             assert_eq!(
-                forward(&x, &head, (width, vocab), &targets, z, false).0,
+                forward(&x, &head, (width, vocab), &targets, z, (false, false)).0,
                 loss
             );
         }
-        let (loss, grads, _) = forward(&x, &head, (width, vocab), &targets, 0.0, true);
+        let (loss, grads, _) = forward(&x, &head, (width, vocab), &targets, 0.0, (true, false));
         let (_, want_dx, _, _) = reference(&x, &head, (width, vocab), &targets, 0.0);
         let grads = grads.expect("gradients were asked for");
         // Without gradients: the same loss; the backward pass scales by the loss gradient.
         assert_eq!(
-            forward(&x, &head, (width, vocab), &targets, 0.0, false).0,
+            forward(&x, &head, (width, vocab), &targets, 0.0, (false, false)).0,
             loss
         );
         let (mut dx, mut d_head) = (vec![1.0f32; rows * width], vec![0.0f32; vocab * width]);

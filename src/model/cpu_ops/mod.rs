@@ -10,6 +10,7 @@ pub mod attention;
 mod cross_entropy;
 mod elementwise;
 mod exp;
+mod head_products;
 mod linear;
 mod norm;
 mod rope;
@@ -24,7 +25,7 @@ use crate::profile;
 use super::arch::AttentionShape;
 use super::snapshot::host;
 use super::tape::ModelTape;
-use crate::bf16_matmul::on_thread::product_new;
+use crate::bf16_matmul::on_thread::{bf16_here, product_new};
 use crate::matmul::Strided;
 
 /// Activations [rows, W] on the CPU.
@@ -373,8 +374,14 @@ pub fn lm_head_loss<const M: usize, const V: usize, T: ModelTape<Cpu>>(
     let head = head.expect("a head was given");
     let targets = targets.as_vec();
     let (xs, hs) = (host(&x), host(&head));
-    let (loss, unit_grads, log_z) =
-        cross_entropy::forward(&xs, &hs, (M, V), &targets, z_loss, T::OWNS_TAPE);
+    let (loss, unit_grads, log_z) = cross_entropy::forward(
+        &xs,
+        &hs,
+        (M, V),
+        &targets,
+        z_loss,
+        (T::OWNS_TAPE, bf16_here()),
+    );
     if let Some(sink) = mean_log_z {
         *sink = log_z;
     }
