@@ -296,4 +296,46 @@ mod tests {
         let doubled: Vec<f64> = want_dx.iter().map(|d| 1.0 + 2.0 * d).collect();
         close(&dx, &doubled, "accumulated dx");
     }
+
+    /// In bf16 the logits are products of the bf16-rounded input and head (exact up to
+    /// accumulation), so the loss is the f64 loss of the rounded operands; the gradients
+    /// also round the logits' gradient to bf16 before their products: within 2^-8 of
+    /// the rounded operands' gradients, relative to each row's largest.
+    #[test]
+    fn in_bf16_the_head_multiplies_rounded_operands() {
+        let (width, vocab, rows) = (48, 300, 70);
+        let value = |i: usize, salt: usize| (((i * 7919 + salt) % 211) as f32 - 105.0) / 80.0;
+        let x: Vec<f32> = (0..rows * width).map(|i| value(i, 1)).collect();
+        let head: Vec<f32> = (0..vocab * width).map(|i| value(i, 2) * 0.3).collect();
+        let targets: Vec<usize> = (0..rows).map(|r| (r * 37) % vocab).collect();
+        let round = |v: &[f32]| -> Vec<f32> {
+            v.iter()
+                .map(|&x| crate::optim::newton_schulz::round_bf16(x))
+                .collect()
+        };
+        let (rx, rhead) = (round(&x), round(&head));
+        let (want_loss, want_dx, want_head, _) =
+            reference(&rx, &rhead, (width, vocab), &targets, 1e-4);
+        let (loss, grads, _) = forward(&x, &head, (width, vocab), &targets, 1e-4, (true, true));
+        assert!(
+            (f64::from(loss) - want_loss).abs() < 1e-5 * want_loss,
+            "{loss} vs {want_loss}"
+        );
+        let grads = grads.expect("gradients were asked for");
+        for (got, want, row, what) in [
+            (&grads.dx, &want_dx, width, "dx"),
+            (&grads.d_head, &want_head, width, "d_head"),
+        ] {
+            for (r, (got, want)) in got.chunks(row).zip(want.chunks(row)).enumerate() {
+                let scale = want.iter().fold(0.0f64, |m, w| m.max(w.abs()));
+                for (g, w) in got.iter().zip(want) {
+                    let error = (f64::from(*g) - w).abs();
+                    assert!(error <= scale / 256.0 + 1e-9, "{what} row {r}: {g} vs {w}");
+                }
+            }
+        }
+        // And it is not the f32 loss: the rounding is there.
+        let (f32_loss, _, _) = forward(&x, &head, (width, vocab), &targets, 1e-4, (false, false));
+        assert_ne!(loss, f32_loss);
+    }
 }

@@ -67,3 +67,68 @@ pub fn weight_grad(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bf16_matmul::on_thread::Bf16Products;
+    use crate::optim::newton_schulz::round_bf16;
+
+    fn values(len: usize, salt: usize) -> Vec<f32> {
+        (0..len)
+            .map(|i| (((i * 7919 + salt) % 211) as f32 - 105.0) / 70.0 + 1e-3)
+            .collect()
+    }
+
+    fn rounded(v: &[f32]) -> Vec<f32> {
+        v.iter().map(|&x| round_bf16(x)).collect()
+    }
+
+    /// Equal up to f32 accumulation over `k` terms of at most `size` each.
+    fn close(got: &[f32], want: &[f32], k: usize, size: f32, what: &str) {
+        let bound = 4.0 * k as f32 * f32::EPSILON * size;
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (g - w).abs() <= bound,
+                "{what}[{i}]: {g} vs {w} (bound {bound})"
+            );
+        }
+    }
+
+    /// In bf16 every product of a linear layer, forward and backward (the weight gradient
+    /// in both of its forms), is its f32 twin on operands rounded to bf16.
+    #[test]
+    fn bf16_products_are_their_f32_twins_on_rounded_operands() {
+        for (rows, inputs, outputs) in [(70, 96, 40), (64, 64, 300), (33, 200, 64)] {
+            let (x, w, dy) = (
+                values(rows * inputs, 1),
+                values(outputs * inputs, 2),
+                values(rows * outputs, 3),
+            );
+            let dims = (rows, inputs, outputs);
+            let size = 1.6 * 1.6;
+            let want = forward(dims, &rounded(&x), &rounded(&w));
+            let (mut want_dx, mut want_dw) =
+                (vec![0.5; rows * inputs], vec![0.25; outputs * inputs]);
+            backward(
+                dims,
+                &rounded(&dy),
+                (&rounded(&x), &mut want_dx),
+                (&rounded(&w), &mut want_dw),
+            );
+            let _bf16 = Bf16Products::set(true);
+            let got = forward(dims, &x, &w);
+            close(&got, &want, inputs, size, "y");
+            assert_ne!(got, forward_f32(dims, &x, &w), "bf16 rounding took place");
+            let (mut dx, mut dw) = (vec![0.5; rows * inputs], vec![0.25; outputs * inputs]);
+            backward(dims, &dy, (&x, &mut dx), (&w, &mut dw));
+            close(&dx, &want_dx, outputs, size, "dx");
+            close(&dw, &want_dw, rows, size, "dw");
+        }
+    }
+
+    fn forward_f32(dims: (usize, usize, usize), x: &[f32], w: &[f32]) -> Vec<f32> {
+        let _f32 = Bf16Products::set(false);
+        forward(dims, x, w)
+    }
+}
