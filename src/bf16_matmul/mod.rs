@@ -90,8 +90,51 @@ pub fn matmul_bf16_new(
     a: (&[f32], Strided),
     b: (&[f32], Strided),
 ) -> Vec<f32> {
-    let mut dst = vec![0.0f32; m * n];
-    matmul_bf16((m, k, n), (&mut dst, Strided::rows(0, n), false), a, b);
+    let kernel = Kernel::chosen();
+    if k == 0 || m == 0 || n == 0 || kernel == Kernel::Emulated {
+        let mut dst = vec![0.0f32; m * n];
+        matmul_bf16_with(
+            kernel,
+            (m, k, n),
+            (&mut dst, Strided::rows(0, n), false),
+            a,
+            b,
+        );
+        return dst;
+    }
+    let packing = crate::profile::span("bf16 products: packing");
+    let (left, right) = PACKED.with(|p| std::mem::take(&mut *p.borrow_mut()));
+    let left = PackedLeft::reusing(left, (m, k), a);
+    let right = PackedRight::reusing(right, (k, n), b);
+    drop(packing);
+    let dst = multiply_new(kernel, &left, &right);
+    PACKED.with(|p| *p.borrow_mut() = (left.data, right.data));
+    dst
+}
+
+/// A new row-major `left @ right` by a tiled kernel (as `multiply`).
+pub fn multiply_new(kernel: Kernel, left: &PackedLeft, right: &PackedRight) -> Vec<f32> {
+    assert!(kernel != Kernel::Emulated && kernel.available());
+    assert!(
+        left.k == right.k && left.k > 0,
+        "inner dimensions {} and {}",
+        left.k,
+        right.k
+    );
+    let (m, n) = (left.m, right.n);
+    let mut dst: Vec<f32> = Vec::with_capacity(m * n);
+    let out = Destination {
+        ptr: dst.as_mut_ptr(),
+        view: Strided::rows(0, n),
+        dims: (m, n),
+        accumulate: false,
+    };
+    // SAFETY: `out` is a fresh allocation of m x n values, which `tiled` writes
+    // every one of (not reading any: `accumulate` is false) before `set_len` exposes them.
+    unsafe {
+        tiled(kernel, &out, left, right);
+        dst.set_len(m * n);
+    }
     dst
 }
 
@@ -192,23 +235,34 @@ pub fn multiply(
         left.k,
         right.k
     );
-    let (m, k, n) = (left.m, left.k, right.n);
+    let (m, n) = (left.m, right.n);
     if m == 0 || n == 0 {
         return;
     }
     d.check(m, n, dst.len(), "bf16 matmul destination");
-    let _tiles = crate::profile::span("bf16 products: tiles and write-back");
-    let (left, right) = (&left.data, &right.data);
-    let tiles = round_up(k, TILE_K) / TILE_K;
-    let panel = tiles * TILE_LEN;
-    let (row_blocks, col_blocks) = (round_up(m, BLOCK) / BLOCK, round_up(n, BLOCK) / BLOCK);
-    let runs_per_row = col_blocks.div_ceil(COLUMN_RUN);
     let out = Destination {
         ptr: dst.as_mut_ptr(),
         view: d,
         dims: (m, n),
         accumulate,
     };
+    // SAFETY: the view lies inside `dst` (checked above), borrowed mutably for the call.
+    unsafe { tiled(kernel, &out, left, right) };
+}
+
+/// The tasks of a product into `out`.
+///
+/// # Safety
+/// `out`'s view must lie inside an allocation the caller holds exclusively for the call
+/// (initialised unless every element is overwritten: `accumulate` false).
+unsafe fn tiled(kernel: Kernel, out: &Destination, left: &PackedLeft, right: &PackedRight) {
+    let _tiles = crate::profile::span("bf16 products: tiles and write-back");
+    let ((m, k, n), d) = ((left.m, left.k, right.n), out.view);
+    let (left, right) = (&left.data, &right.data);
+    let tiles = round_up(k, TILE_K) / TILE_K;
+    let panel = tiles * TILE_LEN;
+    let (row_blocks, col_blocks) = (round_up(m, BLOCK) / BLOCK, round_up(n, BLOCK) / BLOCK);
+    let runs_per_row = col_blocks.div_ceil(COLUMN_RUN);
     // One task: a block row (32 rows) by a run of column blocks, its sums in `acc`.
     let task = |(tiles_here, acc): &mut (Option<amx::Tiles>, Vec<f32>), at: usize| {
         let (bi, run) = (at / runs_per_row, at % runs_per_row);

@@ -7,7 +7,7 @@ use std::cell::Cell;
 
 use crate::matmul::{matmul_new, matmul_threaded, Strided};
 
-use super::{matmul_bf16, matmul_bf16_new};
+use super::{matmul_bf16, matmul_bf16_new, Kernel};
 
 thread_local! {
     static BF16: Cell<bool> = const { Cell::new(false) };
@@ -36,6 +36,14 @@ impl Drop for Bf16Products {
 /// Whether this thread's products take bf16 operands.
 pub fn bf16_here() -> bool {
     BF16.with(|flag| flag.get())
+}
+
+/// The tiled kernel this thread's products use with operands packed once for several
+/// products (`PackedLeft`, `PackedRight`): `None` in f32, or where bf16 is emulated.
+pub fn tiled_kernel_here() -> Option<Kernel> {
+    bf16_here()
+        .then(Kernel::chosen)
+        .filter(|kernel| *kernel != Kernel::Emulated)
 }
 
 /// `dst (+)= a @ b` on all threads, in this thread's precision.

@@ -130,9 +130,9 @@ pub fn pack_right((k, n): (usize, usize), b: &[f32], view: Strided, packed: &mut
                 let even = &b[view.offset + i * view.row + first..][..cols];
                 let odd =
                     (i + 1 < k).then(|| &b[view.offset + (i + 1) * view.row + first..][..cols]);
-                let mut pairs = [0u16; TILE_K];
-                interleave(even, odd, &mut pairs);
-                panel[at..at + 2 * cols].copy_from_slice(&pairs[..2 * cols]);
+                // The whole tile row: columns past `cols` are written as zeros.
+                let row: &mut [u16; TILE_K] = (&mut panel[at..at + TILE_K]).try_into().unwrap();
+                interleave(even, odd, row);
             }
             return;
         }

@@ -2,7 +2,8 @@
 //! the products every projection and the feed-forward block share. Each product takes bf16 operands when the thread trains in `model.precision: Bf16`
 //! (`bf16_matmul::on_thread`).
 
-use crate::bf16_matmul::on_thread::{product, product_new};
+use crate::bf16_matmul::on_thread::{product, product_new, tiled_kernel_here};
+use crate::bf16_matmul::{multiply, multiply_new, PackedLeft, PackedRight};
 use crate::matmul::Strided;
 
 /// A new [rows, outputs] `x @ w^T`.
@@ -28,6 +29,57 @@ pub fn backward(
         (w, Strided::rows(0, inputs)),
     );
     weight_grad((rows, inputs, outputs), dy, x, dw);
+}
+
+/// `x @ w^T` for each of `weights` (each [outputs, inputs]): with bf16 products, `x` is
+/// packed once for all of them (the attention projections read one input).
+pub fn forward_each(rows: usize, inputs: usize, x: &[f32], weights: &[&[f32]]) -> Vec<Vec<f32>> {
+    let Some(kernel) = tiled_kernel_here() else {
+        return (weights.iter())
+            .map(|w| forward((rows, inputs, w.len() / inputs), x, w))
+            .collect();
+    };
+    let left = PackedLeft::new((rows, inputs), (x, Strided::rows(0, inputs)));
+    (weights.iter())
+        .map(|w| {
+            let outputs = w.len() / inputs;
+            let right = PackedRight::new((inputs, outputs), (w, Strided::rows(0, inputs).t()));
+            multiply_new(kernel, &left, &right)
+        })
+        .collect()
+}
+
+/// `backward` for each (dy, w, dw) of layers that read the same `x`: with bf16 products,
+/// `x` is packed once, as the right operand of every weight gradient.
+pub fn backward_each(
+    rows: usize,
+    inputs: usize,
+    (x, dx): (&[f32], &mut [f32]),
+    parts: Vec<(&[f32], &[f32], &mut [f32])>,
+) {
+    let Some(kernel) = tiled_kernel_here() else {
+        for (dy, w, dw) in parts {
+            backward((rows, inputs, w.len() / inputs), dy, (x, &mut *dx), (w, dw));
+        }
+        return;
+    };
+    let x_right = PackedRight::new((rows, inputs), (x, Strided::rows(0, inputs)));
+    for (dy, w, dw) in parts {
+        let outputs = w.len() / inputs;
+        product(
+            (rows, outputs, inputs),
+            (&mut *dx, Strided::rows(0, inputs), true),
+            (dy, Strided::rows(0, outputs)),
+            (w, Strided::rows(0, inputs)),
+        );
+        let dy_t = PackedLeft::new((outputs, rows), (dy, Strided::rows(0, outputs).t()));
+        multiply(
+            kernel,
+            (dw, Strided::rows(0, inputs), true),
+            &dy_t,
+            &x_right,
+        );
+    }
 }
 
 /// Below this many outputs, `weight_grad` computes the transposed product.

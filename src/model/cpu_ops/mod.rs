@@ -186,10 +186,11 @@ pub fn qkv<const M: usize, const QW: usize, const KVW: usize, T: ModelTape<Cpu>>
     let wq = wq.expect("a weight was given");
     let xs = host(&x);
     let weights = [host(&wq), host(&wk), host(&wv)];
-    let widths = [QW, KVW, KVW];
     let rows = xs.len() / M;
-    let [q, k, v] =
-        std::array::from_fn(|i| linear::forward((rows, M, widths[i]), &xs, &weights[i]));
+    let [q, k, v]: [Vec<f32>; 3] =
+        linear::forward_each(rows, M, &xs, &weights.each_ref().map(|w| &w[..]))
+            .try_into()
+            .expect("three projections");
     let dev = x.device().clone();
     let q = dev.tensor_from_vec(q, (rows, Const::<QW>));
     let k = dev.tensor_from_vec(k, (rows, Const::<KVW>));
@@ -204,10 +205,12 @@ pub fn qkv<const M: usize, const QW: usize, const KVW: usize, T: ModelTape<Cpu>>
                 [&*outs[0], &*outs[1], &*outs[2]],
                 [&*ins[0], &*ins[1], &*ins[2], &*ins[3]],
             )?;
-            for (i, dw) in [dwq, dwk, dwv].into_iter().enumerate() {
-                let dims = (rows, M, widths[i]);
-                linear::backward(dims, d_outs[i], (&xs, &mut *dx), (&weights[i], dw));
-            }
+            let parts = [dwq, dwk, dwv]
+                .into_iter()
+                .enumerate()
+                .map(|(i, dw)| (d_outs[i], &weights[i][..], dw))
+                .collect();
+            linear::backward_each(rows, M, (&xs, dx), parts);
             Ok(())
         });
     }
