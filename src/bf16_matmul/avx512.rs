@@ -48,25 +48,23 @@ unsafe fn eight_rows(
             }
         }
     }
+    let (a, b0, b1) = (a.as_ptr(), b[0].as_ptr(), b[1].as_ptr());
     for t in 0..tiles {
         for pair in 0..TILE_ROWS {
             let at = (t * TILE_ROWS + pair) * TILE_K;
-            // SAFETY: `at + 32` is within each right panel (tiles checked by the caller).
-            let (b0, b1) = unsafe {
-                (
-                    _mm512_loadu_si512(b[0].as_ptr().add(at).cast()),
-                    _mm512_loadu_si512(b[1].as_ptr().add(at).cast()),
-                )
-            };
-            let (b0, b1): (__m512bh, __m512bh) =
-                unsafe { (std::mem::transmute(b0), std::mem::transmute(b1)) };
-            for (r, acc) in acc.iter_mut().enumerate() {
-                let i = (t * TILE_ROWS + first_row + r) * TILE_K + 2 * pair;
-                let both = u32::from(a[i]) | (u32::from(a[i + 1]) << 16);
-                // SAFETY: a broadcast 32-bit pair reinterpreted as 32 bf16 lanes.
-                let pair: __m512bh = unsafe { std::mem::transmute(_mm512_set1_epi32(both as i32)) };
-                acc[0] = _mm512_dpbf16_ps(acc[0], pair, b0);
-                acc[1] = _mm512_dpbf16_ps(acc[1], pair, b1);
+            // SAFETY: `at + 32` is within each right panel, and each row's pair within
+            // the left one (`tiles` tiles, checked by the caller); a pair of bf16 values
+            // is read as one 4-byte broadcast (its offset is even).
+            unsafe {
+                let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b0.add(at).cast()));
+                let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b1.add(at).cast()));
+                let row0 = a.add((t * TILE_ROWS + first_row) * TILE_K + 2 * pair);
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let both = row0.add(r * TILE_K).cast::<i32>().read_unaligned();
+                    let pair: __m512bh = std::mem::transmute(_mm512_set1_epi32(both));
+                    acc[0] = _mm512_dpbf16_ps(acc[0], pair, b0);
+                    acc[1] = _mm512_dpbf16_ps(acc[1], pair, b1);
+                }
             }
         }
     }
