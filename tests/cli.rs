@@ -334,30 +334,43 @@ fn bench_says_why_the_pytorch_reference_was_skipped() {
     );
 }
 
-#[test]
-fn impossible_remembered_speeds_are_ignored_with_a_note() {
-    let cache = temp_results("speed-cache");
-    std::fs::create_dir_all(&cache).unwrap();
+/// A speed cache entry of this host's CPU.
+fn speed_entry(shape: &str, params: u64, flops: f64, by: &str) -> serde_json::Value {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "unknown".to_owned());
-    // 1e-300 FLOP/s would print billions of days, 1e308 "about 0 s", both "measured here".
-    let entry = |flops: f64| {
-        serde_json::json!({
-            "host": host, "device": "cpu", "shape": "any", "params": 984_448,
-            "flops_per_s": flops, "measured_at": 1_700_000_000u64, "by": "sweep",
-        })
-    };
-    let json = serde_json::json!([entry(1e-300), entry(1e308)]);
-    std::fs::write(cache.join("speed.json"), json.to_string()).unwrap();
+    serde_json::json!({
+        "host": host, "device": "cpu", "shape": shape, "params": params,
+        "flops_per_s": flops, "measured_at": 1_700_000_000u64, "by": by,
+    })
+}
+
+/// `plan STUDY`'s standard output with a speed cache (in a directory named `name`)
+/// holding `entries`.
+fn plan_with_speeds(name: &str, entries: &[serde_json::Value], study: &str) -> String {
+    let cache = temp_results(name);
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::write(
+        cache.join("speed.json"),
+        serde_json::json!(entries).to_string(),
+    )
+    .unwrap();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_rankprobe"))
-        .args(["plan", "experiments/quickstart.ron"])
+        .args(["plan", study])
         .env("RANKPROBE_CACHE", &cache)
         .current_dir(common::root())
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
-    let text = stdout(&output);
+    std::fs::remove_dir_all(&cache).unwrap();
+    stdout(&output)
+}
+
+#[test]
+fn impossible_remembered_speeds_are_ignored_with_a_note() {
+    // 1e-300 FLOP/s would print billions of days, 1e308 "about 0 s", both "measured here".
+    let entries = [1e-300, 1e308].map(|flops| speed_entry("any", 984_448, flops, "sweep"));
+    let text = plan_with_speeds("speed-cache", &entries, "experiments/quickstart.ron");
     assert!(
         text.contains("2 speed(s) remembered in the cache lie outside"),
         "{text}"
@@ -366,7 +379,6 @@ fn impossible_remembered_speeds_are_ignored_with_a_note() {
         !text.contains("estimate:"),
         "no estimate from impossible speeds: {text}"
     );
-    std::fs::remove_dir_all(&cache).unwrap();
 }
 
 /// The seed study's shape was never measured: a small model's FLOP/s alone would say
@@ -374,30 +386,11 @@ fn impossible_remembered_speeds_are_ignored_with_a_note() {
 /// bounded by the small model and the remembered matmul peak, and says so.
 #[test]
 fn a_shape_never_measured_is_estimated_as_a_range_with_its_bounds() {
-    let cache = temp_results("speed-range");
-    std::fs::create_dir_all(&cache).unwrap();
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "unknown".to_owned());
-    let entry = |shape: &str, params: u64, flops: f64, by: &str| {
-        serde_json::json!({
-            "host": host, "device": "cpu", "shape": shape, "params": params,
-            "flops_per_s": flops, "measured_at": 1_700_000_000u64, "by": by,
-        })
-    };
-    let json = serde_json::json!([
-        entry("small", 984_448, 3e10, "sweep"),
-        entry("f32 matmul peak", 0, 4.3e11, "peak"),
-    ]);
-    std::fs::write(cache.join("speed.json"), json.to_string()).unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_rankprobe"))
-        .args(["plan", "experiments/qk_study.ron"])
-        .env("RANKPROBE_CACHE", &cache)
-        .current_dir(common::root())
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", stderr(&output));
-    let text = stdout(&output);
+    let entries = [
+        speed_entry("small", 984_448, 3e10, "sweep"),
+        speed_entry("f32 matmul peak", 0, 4.3e11, "peak"),
+    ];
+    let text = plan_with_speeds("speed-range", &entries, "experiments/qk_study.ron");
     let line = text
         .lines()
         .find(|l| l.starts_with("estimate:"))
@@ -410,7 +403,6 @@ fn a_shape_never_measured_is_estimated_as_a_range_with_its_bounds() {
     ] {
         assert!(line.contains(part), "{part:?} missing: {line}");
     }
-    std::fs::remove_dir_all(&cache).unwrap();
 }
 
 #[test]

@@ -115,13 +115,8 @@ pub fn matmul_bf16_new(
 /// A new row-major `left @ right` by a tiled kernel (as `multiply`).
 pub fn multiply_new(kernel: Kernel, left: &PackedLeft, right: &PackedRight) -> Vec<f32> {
     assert!(kernel != Kernel::Emulated && kernel.available());
-    assert!(
-        left.k == right.k && left.k > 0,
-        "inner dimensions {} and {}",
-        left.k,
-        right.k
-    );
-    let (m, n) = (left.m, right.n);
+    let ((m, k), (k2, n)) = (left.dims, right.dims);
+    assert!(k == k2 && k > 0, "inner dimensions {k} and {k2}");
     let mut dst: Vec<f32> = Vec::with_capacity(m * n);
     let out = Destination {
         ptr: dst.as_mut_ptr(),
@@ -177,44 +172,63 @@ thread_local! {
     };
 }
 
-/// A left operand [m x k] packed for the kernels (bf16, tiles of 16 rows x 32).
-pub struct PackedLeft {
+/// An operand packed for the kernels, as the left (`Left`) or right (`Right`) factor.
+pub struct Packed<Side> {
     data: Vec<u16>,
-    m: usize,
-    k: usize,
+    /// Rows and columns of the operand as multiplied: [m x k] left, [k x n] right.
+    dims: (usize, usize),
+    side: std::marker::PhantomData<Side>,
 }
 
-/// A right operand [k x n] packed for the kernels (bf16, pair-interleaved tiles of 16
-/// columns): a weight packed once serves many products.
-pub struct PackedRight {
-    data: Vec<u16>,
-    k: usize,
-    n: usize,
+/// The left factor: tiles of 16 rows x 32 inner values.
+pub struct Left;
+/// The right factor: pair-interleaved tiles of 16 columns (a weight packed once serves
+/// many products).
+pub struct Right;
+
+/// A left operand [m x k] packed for the kernels.
+pub type PackedLeft = Packed<Left>;
+/// A right operand [k x n] packed for the kernels.
+pub type PackedRight = Packed<Right>;
+
+/// How a side packs.
+pub trait Side {
+    const NAME: &'static str;
+    fn pack(dims: (usize, usize), x: &[f32], view: Strided, into: &mut Vec<u16>);
 }
 
-impl PackedLeft {
-    /// `a` [m x k] seen through `view`. Panics if the view does not fit `a`.
-    pub fn new(dims: (usize, usize), a: (&[f32], Strided)) -> Self {
-        Self::reusing(Vec::new(), dims, a)
-    }
-
-    fn reusing(mut data: Vec<u16>, (m, k): (usize, usize), (a, view): (&[f32], Strided)) -> Self {
-        view.check(m, k, a.len(), "bf16 matmul left operand");
-        pack_left((m, k), a, view, &mut data);
-        PackedLeft { data, m, k }
+impl Side for Left {
+    const NAME: &'static str = "bf16 matmul left operand";
+    fn pack(dims: (usize, usize), x: &[f32], view: Strided, into: &mut Vec<u16>) {
+        pack_left(dims, x, view, into);
     }
 }
 
-impl PackedRight {
-    /// `b` [k x n] seen through `view`. Panics if the view does not fit `b`.
-    pub fn new(dims: (usize, usize), b: (&[f32], Strided)) -> Self {
-        Self::reusing(Vec::new(), dims, b)
+impl Side for Right {
+    const NAME: &'static str = "bf16 matmul right operand";
+    fn pack(dims: (usize, usize), x: &[f32], view: Strided, into: &mut Vec<u16>) {
+        pack_right(dims, x, view, into);
+    }
+}
+
+impl<S: Side> Packed<S> {
+    /// `x` [rows x cols] seen through `view`. Panics if the view does not fit `x`.
+    pub fn new(dims: (usize, usize), x: (&[f32], Strided)) -> Self {
+        Self::reusing(Vec::new(), dims, x)
     }
 
-    fn reusing(mut data: Vec<u16>, (k, n): (usize, usize), (b, view): (&[f32], Strided)) -> Self {
-        view.check(k, n, b.len(), "bf16 matmul right operand");
-        pack_right((k, n), b, view, &mut data);
-        PackedRight { data, k, n }
+    fn reusing(
+        mut data: Vec<u16>,
+        (rows, cols): (usize, usize),
+        (x, view): (&[f32], Strided),
+    ) -> Self {
+        view.check(rows, cols, x.len(), S::NAME);
+        S::pack((rows, cols), x, view, &mut data);
+        Packed {
+            data,
+            dims: (rows, cols),
+            side: std::marker::PhantomData,
+        }
     }
 }
 
@@ -229,13 +243,8 @@ pub fn multiply(
     right: &PackedRight,
 ) {
     assert!(kernel != Kernel::Emulated && kernel.available());
-    assert!(
-        left.k == right.k && left.k > 0,
-        "inner dimensions {} and {}",
-        left.k,
-        right.k
-    );
-    let (m, n) = (left.m, right.n);
+    let ((m, k), (k2, n)) = (left.dims, right.dims);
+    assert!(k == k2 && k > 0, "inner dimensions {k} and {k2}");
     if m == 0 || n == 0 {
         return;
     }
@@ -257,7 +266,7 @@ pub fn multiply(
 /// (initialised unless every element is overwritten: `accumulate` false).
 unsafe fn tiled(kernel: Kernel, out: &Destination, left: &PackedLeft, right: &PackedRight) {
     let _tiles = crate::profile::span("bf16 products: tiles and write-back");
-    let ((m, k, n), d) = ((left.m, left.k, right.n), out.view);
+    let ((m, k), (_, n), d) = (left.dims, right.dims, out.view);
     let (left, right) = (&left.data, &right.data);
     let tiles = round_up(k, TILE_K) / TILE_K;
     let panel = tiles * TILE_LEN;

@@ -41,14 +41,7 @@ pub fn round_up(n: usize, to: usize) -> usize {
 /// The left operand [m x k] as panels of 16 rows, each a run of tiles along k; tile t of
 /// panel p holds rows 16p.. and inner indices 32t.., 32 values per row.
 pub fn pack_left((m, k): (usize, usize), a: &[f32], view: Strided, packed: &mut Vec<u16>) {
-    let tiles = round_up(k, TILE_K) / TILE_K;
-    let panels = round_up(m, BLOCK) / TILE_ROWS;
-    reuse(
-        packed,
-        panels * tiles * TILE_LEN,
-        m % BLOCK != 0 || k % TILE_K != 0,
-    );
-    each_panel(packed, tiles * TILE_LEN, |(p, panel)| {
+    each_panel(packed, (m, k), |(p, panel)| {
         let rows = TILE_ROWS.min(m.saturating_sub(p * TILE_ROWS));
         if view.row == 1 && rows > 0 {
             // Columns contiguous (a transposed operand): the panel's 16 rows of each
@@ -95,14 +88,7 @@ pub fn pack_left((m, k): (usize, usize), a: &[f32], view: Strided, packed: &mut 
 /// pair-interleaved ("VNNI") layout both kernels multiply: row j of tile t holds, for
 /// each of the 16 columns c, the values at inner indices 32t + 2j and 32t + 2j + 1.
 pub fn pack_right((k, n): (usize, usize), b: &[f32], view: Strided, packed: &mut Vec<u16>) {
-    let tiles = round_up(k, TILE_K) / TILE_K;
-    let panels = round_up(n, BLOCK) / TILE_COLS;
-    reuse(
-        packed,
-        panels * tiles * TILE_LEN,
-        n % BLOCK != 0 || k % TILE_K != 0,
-    );
-    each_panel(packed, tiles * TILE_LEN, |(q, panel)| {
+    each_panel(packed, (n, k), |(q, panel)| {
         let first = q * TILE_COLS;
         let cols = TILE_COLS.min(n.saturating_sub(first));
         if cols == 0 {
@@ -147,9 +133,17 @@ pub fn pack_right((k, n): (usize, usize), b: &[f32], view: Strided, packed: &mut
     });
 }
 
-/// `fill` on each panel of `len` values of `packed`, with its index: on all threads,
+/// `packed` sized for an operand of `outer` rows (left) or columns (right) and inner
+/// dimension `k`, then `fill` on each of its panels of 16, with its index: on all threads,
 /// or on this one inside `crate::matmul::one_per_thread`.
-fn each_panel(packed: &mut [u16], len: usize, fill: impl Fn((usize, &mut [u16])) + Sync + Send) {
+fn each_panel(
+    packed: &mut Vec<u16>,
+    (outer, k): (usize, usize),
+    fill: impl Fn((usize, &mut [u16])) + Sync + Send,
+) {
+    let len = round_up(k, TILE_K) / TILE_K * TILE_LEN;
+    let panels = round_up(outer, BLOCK) / TILE_ROWS;
+    reuse(packed, panels * len, outer % BLOCK != 0 || k % TILE_K != 0);
     if crate::matmul::may_use_threads() {
         packed.par_chunks_mut(len).enumerate().for_each(fill);
     } else {
