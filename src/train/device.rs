@@ -140,3 +140,22 @@ fn cuda_devices() -> Result<usize, String> {
             .to_owned(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::run_config::Precision;
+
+    #[test]
+    fn bf16_products_are_refused_on_cuda_only() {
+        let mut config = crate::spec::test_fixtures::tiny();
+        assert_eq!(precision_error(&config, Device::Cuda(0)), None);
+        config.model.precision = Precision::Bf16;
+        assert_eq!(precision_error(&config, Device::Cpu), None);
+        let why = precision_error(&config, Device::Cuda(1)).expect("refused");
+        assert!(
+            why.contains("model.precision: Bf16") && why.contains("cuda:1"),
+            "{why}"
+        );
+    }
+}
