@@ -50,8 +50,8 @@ impl Kernel {
         }
     }
 
-    /// The fastest available, unless `RANKPROBE_BF16_KERNEL` (`amx`, `avx512` or
-    /// `emulated`) names an available one: chosen once per process.
+    /// AMX where available, else the emulation, unless `RANKPROBE_BF16_KERNEL` (`amx`,
+    /// `avx512` or `emulated`) names an available one: chosen once per process.
     pub fn chosen() -> Kernel {
         static CHOSEN: OnceLock<Kernel> = OnceLock::new();
         *CHOSEN.get_or_init(|| {
@@ -62,12 +62,13 @@ impl Kernel {
                 "emulated" => Some(Kernel::Emulated),
                 _ => None,
             });
+            // Without AMX the f32 kernels on rounded operands beat our VDPBF16PS kernel
+            // (0.7-0.9 of f32 against 0.5, measured on AVX512-BF16 hardware:
+            // docs/speed.md), so it runs only when asked for.
             match named {
                 Some(kernel) if kernel.available() => kernel,
-                _ => Kernel::ALL
-                    .into_iter()
-                    .find(|k| k.available())
-                    .unwrap_or(Kernel::Emulated),
+                _ if Kernel::Amx.available() => Kernel::Amx,
+                _ => Kernel::Emulated,
             }
         })
     }
@@ -352,30 +353,58 @@ pub fn measured_flops(kernel: Kernel, (rows, k, n): (usize, usize, usize)) -> f6
     })
 }
 
-/// The operands rounded to bf16 values, multiplied in f32.
+/// The operands rounded to bf16 values, multiplied in f32 (on all threads, or on this one
+/// inside `crate::matmul::one_per_thread`).
 fn emulated(
     (m, k, n): (usize, usize, usize),
-    dst: (&mut [f32], Strided, bool),
+    (dst, d, accumulate): (&mut [f32], Strided, bool),
     (a, sa): (&[f32], Strided),
     (b, sb): (&[f32], Strided),
 ) {
-    let rounded = |rows: usize, cols: usize, x: &[f32], view: Strided| -> Vec<f32> {
-        let mut out = Vec::with_capacity(rows * cols);
-        for r in 0..rows {
-            for c in 0..cols {
-                let v = x[view.offset + r * view.row + c * view.col];
-                out.push(pack::from_bf16(pack::to_bf16(v)));
-            }
-        }
-        out
+    let (ra, sa) = rounded((m, k), a, sa);
+    let (rb, sb) = rounded((k, n), b, sb);
+    let (a, b) = ((&ra[..], sa), (&rb[..], sb));
+    if crate::matmul::may_use_threads() {
+        crate::matmul::matmul_threaded((m, k, n), (dst, d, accumulate), a, b);
+    } else {
+        crate::matmul::matmul((m, k, n), dst, d, accumulate, a.0, a.1, b.0, b.1, 1.0);
+    }
+}
+
+/// The [rows x cols] view of `x` rounded to bf16 values, in a new buffer: row-major, or
+/// column-major when the view's columns are contiguous (the products read either), so
+/// the rounding reads memory in order and vectorises; rows (columns) in parallel.
+fn rounded((rows, cols): (usize, usize), x: &[f32], view: Strided) -> (Vec<f32>, Strided) {
+    let by_columns = view.row == 1 && view.col != 1;
+    let (lines, len, line_stride, step) = match by_columns {
+        true => (cols, rows, view.col, view.row),
+        false => (rows, cols, view.row, view.col),
     };
-    let (a, b) = (rounded(m, k, a, sa), rounded(k, n, b, sb));
-    crate::matmul::matmul_threaded(
-        (m, k, n),
-        dst,
-        (&a, Strided::rows(0, k)),
-        (&b, Strided::rows(0, n)),
-    );
+    let mut out = vec![0.0f32; lines * len];
+    if len > 0 {
+        let fill = |(i, line): (usize, &mut [f32])| {
+            let start = view.offset + i * line_stride;
+            if step == 1 {
+                for (o, v) in line.iter_mut().zip(&x[start..start + len]) {
+                    *o = pack::from_bf16(pack::to_bf16(*v));
+                }
+            } else {
+                for (j, o) in line.iter_mut().enumerate() {
+                    *o = pack::from_bf16(pack::to_bf16(x[start + j * step]));
+                }
+            }
+        };
+        if crate::matmul::may_use_threads() {
+            out.par_chunks_mut(len).enumerate().for_each(fill);
+        } else {
+            out.chunks_mut(len).enumerate().for_each(fill);
+        }
+    }
+    let layout = match by_columns {
+        true => Strided::rows(0, rows).t(),
+        false => Strided::rows(0, cols),
+    };
+    (out, layout)
 }
 
 /// Where the blocks' sums go.
