@@ -1,0 +1,61 @@
+//! The emulation: operands rounded to bf16 values, multiplied by the f32 kernels.
+
+use rayon::prelude::*;
+
+use crate::matmul::Strided;
+
+use super::pack;
+
+/// The operands rounded to bf16 values, multiplied in f32 (on all threads, or on this one
+/// inside `crate::matmul::one_per_thread`).
+pub(super) fn emulated(
+    (m, k, n): (usize, usize, usize),
+    (dst, d, accumulate): (&mut [f32], Strided, bool),
+    (a, sa): (&[f32], Strided),
+    (b, sb): (&[f32], Strided),
+) {
+    let (ra, sa) = rounded((m, k), a, sa);
+    let (rb, sb) = rounded((k, n), b, sb);
+    let (a, b) = ((&ra[..], sa), (&rb[..], sb));
+    if crate::matmul::may_use_threads() {
+        crate::matmul::matmul_threaded((m, k, n), (dst, d, accumulate), a, b);
+    } else {
+        crate::matmul::matmul((m, k, n), dst, d, accumulate, a.0, a.1, b.0, b.1, 1.0);
+    }
+}
+
+/// The [rows x cols] view of `x` rounded to bf16 values, in a new buffer: row-major, or
+/// column-major when the view's columns are contiguous (the products read either), so
+/// the rounding reads memory in order and vectorises; rows (columns) in parallel.
+fn rounded((rows, cols): (usize, usize), x: &[f32], view: Strided) -> (Vec<f32>, Strided) {
+    let by_columns = view.row == 1 && view.col != 1;
+    let (lines, len, line_stride, step) = match by_columns {
+        true => (cols, rows, view.col, view.row),
+        false => (rows, cols, view.row, view.col),
+    };
+    let mut out = vec![0.0f32; lines * len];
+    if len > 0 {
+        let fill = |(i, line): (usize, &mut [f32])| {
+            let start = view.offset + i * line_stride;
+            if step == 1 {
+                for (o, v) in line.iter_mut().zip(&x[start..start + len]) {
+                    *o = pack::from_bf16(pack::to_bf16(*v));
+                }
+            } else {
+                for (j, o) in line.iter_mut().enumerate() {
+                    *o = pack::from_bf16(pack::to_bf16(x[start + j * step]));
+                }
+            }
+        };
+        if crate::matmul::may_use_threads() {
+            out.par_chunks_mut(len).enumerate().for_each(fill);
+        } else {
+            out.chunks_mut(len).enumerate().for_each(fill);
+        }
+    }
+    let layout = match by_columns {
+        true => Strided::rows(0, rows).t(),
+        false => Strided::rows(0, cols),
+    };
+    (out, layout)
+}
