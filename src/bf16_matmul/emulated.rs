@@ -7,16 +7,19 @@ use crate::matmul::Strided;
 use super::pack;
 
 /// The operands rounded to bf16 values, multiplied in f32 (on all threads, or on this one
-/// inside `crate::matmul::one_per_thread`).
+/// inside `crate::matmul::one_per_thread`). `b_rounded`: `b` already holds bf16 values
+/// (a weight rounded once for many products), so only `a` is rounded.
 pub(super) fn emulated(
     (m, k, n): (usize, usize, usize),
     (dst, d, accumulate): (&mut [f32], Strided, bool),
     (a, sa): (&[f32], Strided),
     (b, sb): (&[f32], Strided),
+    b_rounded: bool,
 ) {
     let (ra, sa) = rounded((m, k), a, sa);
-    let (rb, sb) = rounded((k, n), b, sb);
-    let (a, b) = ((&ra[..], sa), (&rb[..], sb));
+    let rb = (!b_rounded).then(|| rounded((k, n), b, sb));
+    let b = rb.as_ref().map_or((b, sb), |(rb, sb)| (&rb[..], *sb));
+    let a = (&ra[..], sa);
     if crate::matmul::may_use_threads() {
         crate::matmul::matmul_threaded((m, k, n), (dst, d, accumulate), a, b);
     } else {
@@ -27,7 +30,7 @@ pub(super) fn emulated(
 /// The [rows x cols] view of `x` rounded to bf16 values, in a new buffer: row-major, or
 /// column-major when the view's columns are contiguous (the products read either), so
 /// the rounding reads memory in order and vectorises; rows (columns) in parallel.
-fn rounded((rows, cols): (usize, usize), x: &[f32], view: Strided) -> (Vec<f32>, Strided) {
+pub fn rounded((rows, cols): (usize, usize), x: &[f32], view: Strided) -> (Vec<f32>, Strided) {
     let by_columns = view.row == 1 && view.col != 1;
     let (lines, len, line_stride, step) = match by_columns {
         true => (cols, rows, view.col, view.row),

@@ -16,6 +16,7 @@ use std::sync::OnceLock;
 use crate::matmul::Strided;
 
 use self::emulated::emulated;
+pub use self::emulated::rounded;
 pub use self::tiled::{
     multiply, multiply_new, Accumulator, Left, Packed, PackedLeft, PackedRight, Right, Side,
 };
@@ -137,7 +138,7 @@ pub fn matmul_bf16_with(
     sa.check(m, k, a.len(), "bf16 matmul left operand");
     sb.check(k, n, b.len(), "bf16 matmul right operand");
     if k == 0 || kernel == Kernel::Emulated {
-        return emulated((m, k, n), (dst, d, accumulate), (a, sa), (b, sb));
+        return emulated((m, k, n), (dst, d, accumulate), (a, sa), (b, sb), false);
     }
     let packing = crate::profile::span("bf16 products: packing");
     let (left, right) = PACKED.with(|p| std::mem::take(&mut *p.borrow_mut()));
@@ -153,6 +154,25 @@ thread_local! {
     static PACKED: std::cell::RefCell<(Vec<u16>, Vec<u16>)> = const {
         std::cell::RefCell::new((Vec::new(), Vec::new()))
     };
+}
+
+/// `matmul_bf16_with` where `b` already holds bf16 values (`rounded`): the emulation
+/// rounds only `a` (the tiled kernels pack both, as ever).
+pub fn matmul_bf16_rounded_right(
+    kernel: Kernel,
+    dims: (usize, usize, usize),
+    dst: (&mut [f32], Strided, bool),
+    a: (&[f32], Strided),
+    b: (&[f32], Strided),
+) {
+    let (m, k, n) = dims;
+    if kernel != Kernel::Emulated || m == 0 || n == 0 || k == 0 {
+        return matmul_bf16_with(kernel, dims, dst, a, b);
+    }
+    dst.1.check(m, n, dst.0.len(), "bf16 matmul destination");
+    a.1.check(m, k, a.0.len(), "bf16 matmul left operand");
+    b.1.check(k, n, b.0.len(), "bf16 matmul right operand");
+    emulated(dims, dst, a, b, true);
 }
 
 /// FLOP/s of a row-major [rows x k] x [k x n] product by `kernel` on every thread

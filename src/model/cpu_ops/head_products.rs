@@ -2,7 +2,9 @@
 //! (`crate::matmul`, on the calling thread), or bf16 operands (`bf16_matmul`) with the
 //! head packed once per step in the two layouts its products read, not once per block.
 
-use crate::bf16_matmul::{matmul_bf16_with, multiply, Kernel, PackedLeft, PackedRight};
+use crate::bf16_matmul::{
+    matmul_bf16_rounded_right, matmul_bf16_with, multiply, rounded, Kernel, PackedLeft, PackedRight,
+};
 use crate::matmul::{matmul, Strided};
 
 /// How the blocks' products are made.
@@ -17,6 +19,10 @@ pub enum HeadProducts<'a> {
         /// kernels only).
         packed: Option<(PackedRight, Option<PackedRight>)>,
     },
+    /// bf16 by the emulation: the head rounded to bf16 values once per step.
+    Rounded {
+        head: Vec<f32>,
+    },
 }
 
 impl<'a> HeadProducts<'a> {
@@ -26,6 +32,10 @@ impl<'a> HeadProducts<'a> {
             return HeadProducts::F32 { head };
         }
         let kernel = Kernel::chosen();
+        if kernel == Kernel::Emulated {
+            let (head, _) = rounded((vocab, width), head, Strided::rows(0, width));
+            return HeadProducts::Rounded { head };
+        }
         let packed = (kernel != Kernel::Emulated).then(|| {
             let transposed = PackedRight::new((width, vocab), (head, Strided::rows(0, width).t()));
             let rows =
@@ -47,17 +57,26 @@ impl<'a> HeadProducts<'a> {
         logits: &mut [f32],
     ) {
         let out = (logits, Strided::rows(0, vocab), false);
-        let head_t = |head: &&'a [f32]| (*head, Strided::rows(0, width).t());
+        let transposed = Strided::rows(0, width).t();
         match self {
-            HeadProducts::F32 { head } => f32_product((n, width, vocab), out, x, head_t(head)),
+            HeadProducts::F32 { head } => {
+                f32_product((n, width, vocab), out, x, (head, transposed))
+            }
             HeadProducts::Bf16 {
                 kernel,
                 packed: Some((transposed, _)),
                 ..
             } => multiply(*kernel, out, &PackedLeft::new((n, width), x), transposed),
             HeadProducts::Bf16 { head, kernel, .. } => {
-                matmul_bf16_with(*kernel, (n, width, vocab), out, x, head_t(head))
+                matmul_bf16_with(*kernel, (n, width, vocab), out, x, (head, transposed))
             }
+            HeadProducts::Rounded { head } => matmul_bf16_rounded_right(
+                Kernel::Emulated,
+                (n, width, vocab),
+                out,
+                x,
+                (head, transposed),
+            ),
         }
     }
 
@@ -89,6 +108,13 @@ impl<'a> HeadProducts<'a> {
                 d_logits,
                 (head, Strided::rows(0, width)),
             ),
+            HeadProducts::Rounded { head } => matmul_bf16_rounded_right(
+                Kernel::Emulated,
+                (n, vocab, width),
+                out,
+                d_logits,
+                (head, Strided::rows(0, width)),
+            ),
         }
     }
 
@@ -107,6 +133,9 @@ impl<'a> HeadProducts<'a> {
             HeadProducts::Bf16 { kernel, .. } => {
                 matmul_bf16_with(*kernel, (vocab, n, width), out, d_logits_t, x)
             }
+            HeadProducts::Rounded { .. } => {
+                matmul_bf16_with(Kernel::Emulated, (vocab, n, width), out, d_logits_t, x)
+            }
         }
     }
 }
@@ -119,4 +148,47 @@ fn f32_product(
     (b, sb): (&[f32], Strided),
 ) {
     matmul(dims, dst, d, accumulate, a, sa, b, sb, 1.0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The emulation's head, rounded once per step, gives the products the emulation gives
+    /// when it rounds the head at every product: the same bits.
+    #[test]
+    fn a_head_rounded_once_multiplies_as_one_rounded_each_time() {
+        let (rows, width, vocab) = (40, 48, 70);
+        let value = |i: usize, salt: usize| (((i * 7919 + salt) % 211) as f32 - 105.0) / 70.0;
+        let x: Vec<f32> = (0..rows * width).map(|i| value(i, 1)).collect();
+        let head: Vec<f32> = (0..vocab * width).map(|i| value(i, 2)).collect();
+        let d_logits: Vec<f32> = (0..rows * vocab).map(|i| value(i, 3)).collect();
+        let once = HeadProducts::Rounded {
+            head: rounded((vocab, width), &head, Strided::rows(0, width)).0,
+        };
+        let each_time = HeadProducts::Bf16 {
+            head: &head,
+            kernel: Kernel::Emulated,
+            packed: None,
+        };
+        let x_rows = (&x[..], Strided::rows(0, width));
+        let results = [once, each_time].map(|products| {
+            let mut logits = vec![0.0f32; rows * vocab];
+            products.logits((rows, width, vocab), x_rows, &mut logits);
+            let mut dx = vec![0.0f32; rows * width];
+            products.dx(
+                (rows, vocab, width),
+                &d_logits,
+                (&mut dx, Strided::rows(0, width)),
+            );
+            let mut d_head = vec![0.5f32; vocab * width];
+            products.d_head((vocab, rows, width), &d_logits, x_rows, &mut d_head);
+            (logits, dx, d_head)
+        });
+        assert_eq!(results[0], results[1]);
+        // And they are bf16 products, not f32 ones.
+        let mut f32_logits = vec![0.0f32; rows * vocab];
+        HeadProducts::F32 { head: &head }.logits((rows, width, vocab), x_rows, &mut f32_logits);
+        assert_ne!(results[0].0, f32_logits);
+    }
 }
