@@ -1,7 +1,8 @@
 //! Matrix products with bf16 operands and f32 accumulation, for `model.precision: Bf16`:
-//! operands are rounded to bf16 (nearest even) while they are packed, multiplied by the
-//! fastest kernel this CPU has (AMX tiles, else AVX512-BF16, else an exact f32 emulation),
-//! and the f32 sums written (or added) to an f32 destination. The views and semantics are
+//! operands are rounded to bf16 (nearest even) while they are packed for AMX tiles where
+//! the CPU and Linux allow them (`tiled`, `amx`), else rounded in f32 and multiplied by the
+//! f32 kernels (`emulated`: exact); an AVX512-BF16 kernel (`avx512`) runs when asked for.
+//! The f32 sums are written (or added) to an f32 destination; the views and semantics are
 //! those of `crate::matmul`.
 
 mod amx;
