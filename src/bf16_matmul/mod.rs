@@ -99,33 +99,47 @@ pub fn matmul_bf16_new(
     let kernel = Kernel::chosen();
     if k == 0 || m == 0 || n == 0 || kernel == Kernel::Emulated {
         let mut dst = vec![0.0f32; m * n];
-        matmul_bf16_with(
-            kernel,
-            (m, k, n),
-            (&mut dst, Strided::rows(0, n), false),
-            a,
-            b,
-        );
+        let out = (&mut dst[..], Strided::rows(0, n), false);
+        matmul_bf16_with(kernel, (m, k, n), out, a, b);
         return dst;
     }
-    let packing = crate::profile::span("bf16 products: packing");
-    let (left, right) = PACKED.with(|p| std::mem::take(&mut *p.borrow_mut()));
-    let left = PackedLeft::reusing(left, (m, k), a);
-    let right = PackedRight::reusing(right, (k, n), b);
-    drop(packing);
-    let dst = multiply_new(kernel, &left, &right);
-    PACKED.with(|p| *p.borrow_mut() = (left.data, right.data));
-    dst
+    with_packed((m, k, n), a, b, |left, right| {
+        multiply_new(kernel, left, right)
+    })
 }
 
 /// `matmul_bf16` by `kernel`. Panics if it is not available, or if a view does not fit
 /// its slice.
 pub fn matmul_bf16_with(
     kernel: Kernel,
+    dims: (usize, usize, usize),
+    dst: (&mut [f32], Strided, bool),
+    a: (&[f32], Strided),
+    b: (&[f32], Strided),
+) {
+    product(kernel, dims, dst, a, b, false);
+}
+
+/// `matmul_bf16_with` where `b` already holds bf16 values (`rounded`): the emulation
+/// rounds only `a` (the tiled kernels pack both, as ever).
+pub fn matmul_bf16_rounded_right(
+    kernel: Kernel,
+    dims: (usize, usize, usize),
+    dst: (&mut [f32], Strided, bool),
+    a: (&[f32], Strided),
+    b: (&[f32], Strided),
+) {
+    product(kernel, dims, dst, a, b, true);
+}
+
+/// `matmul_bf16_with`; `b_rounded`: `b` holds bf16 values already.
+fn product(
+    kernel: Kernel,
     (m, k, n): (usize, usize, usize),
     (dst, d, accumulate): (&mut [f32], Strided, bool),
     (a, sa): (&[f32], Strided),
     (b, sb): (&[f32], Strided),
+    b_rounded: bool,
 ) {
     assert!(
         kernel.available(),
@@ -139,15 +153,29 @@ pub fn matmul_bf16_with(
     sa.check(m, k, a.len(), "bf16 matmul left operand");
     sb.check(k, n, b.len(), "bf16 matmul right operand");
     if k == 0 || kernel == Kernel::Emulated {
-        return emulated((m, k, n), (dst, d, accumulate), (a, sa), (b, sb), false);
+        let dims = (m, k, n);
+        return emulated(dims, (dst, d, accumulate), (a, sa), (b, sb), b_rounded);
     }
+    with_packed((m, k, n), (a, sa), (b, sb), |left, right| {
+        multiply(kernel, (dst, d, accumulate), left, right)
+    });
+}
+
+/// `a` and `b` packed into this thread's reused buffers (`PACKED`), handed to `work`.
+fn with_packed<R>(
+    (m, k, n): (usize, usize, usize),
+    a: (&[f32], Strided),
+    b: (&[f32], Strided),
+    work: impl FnOnce(&PackedLeft, &PackedRight) -> R,
+) -> R {
     let packing = crate::profile::span("bf16 products: packing");
     let (left, right) = PACKED.with(|p| std::mem::take(&mut *p.borrow_mut()));
-    let left = PackedLeft::reusing(left, (m, k), (a, sa));
-    let right = PackedRight::reusing(right, (k, n), (b, sb));
+    let left = PackedLeft::reusing(left, (m, k), a);
+    let right = PackedRight::reusing(right, (k, n), b);
     drop(packing);
-    multiply(kernel, (dst, d, accumulate), &left, &right);
+    let result = work(&left, &right);
     PACKED.with(|p| *p.borrow_mut() = (left.data, right.data));
+    result
 }
 
 thread_local! {
@@ -155,25 +183,6 @@ thread_local! {
     static PACKED: std::cell::RefCell<(Vec<u16>, Vec<u16>)> = const {
         std::cell::RefCell::new((Vec::new(), Vec::new()))
     };
-}
-
-/// `matmul_bf16_with` where `b` already holds bf16 values (`rounded`): the emulation
-/// rounds only `a` (the tiled kernels pack both, as ever).
-pub fn matmul_bf16_rounded_right(
-    kernel: Kernel,
-    dims: (usize, usize, usize),
-    dst: (&mut [f32], Strided, bool),
-    a: (&[f32], Strided),
-    b: (&[f32], Strided),
-) {
-    let (m, k, n) = dims;
-    if kernel != Kernel::Emulated || m == 0 || n == 0 || k == 0 {
-        return matmul_bf16_with(kernel, dims, dst, a, b);
-    }
-    dst.1.check(m, n, dst.0.len(), "bf16 matmul destination");
-    a.1.check(m, k, a.0.len(), "bf16 matmul left operand");
-    b.1.check(k, n, b.0.len(), "bf16 matmul right operand");
-    emulated(dims, dst, a, b, true);
 }
 
 /// FLOP/s of a row-major [rows x k] x [k x n] product by `kernel` on every thread

@@ -78,9 +78,7 @@ pub fn multiply(
     left: &PackedLeft,
     right: &PackedRight,
 ) {
-    assert!(kernel != Kernel::Emulated && kernel.available());
-    let ((m, k), (k2, n)) = (left.dims, right.dims);
-    assert!(k == k2 && k > 0, "inner dimensions {k} and {k2}");
+    let (m, n) = result_dims(kernel, left, right);
     if m == 0 || n == 0 {
         return;
     }
@@ -93,6 +91,15 @@ pub fn multiply(
     };
     // SAFETY: the view lies inside `dst` (checked above), borrowed mutably for the call.
     unsafe { tiled(kernel, &out, left, right) };
+}
+
+/// The [m x n] of `left @ right`. Panics unless `kernel` is a tiled kernel available
+/// here and the inner dimensions agree and are not 0.
+fn result_dims(kernel: Kernel, left: &PackedLeft, right: &PackedRight) -> (usize, usize) {
+    assert!(kernel != Kernel::Emulated && kernel.available());
+    let ((m, k), (k2, n)) = (left.dims, right.dims);
+    assert!(k == k2 && k > 0, "inner dimensions {k} and {k2}");
+    (m, n)
 }
 
 /// The tasks of a product into `out`.
@@ -112,9 +119,7 @@ unsafe fn tiled(kernel: Kernel, out: &Destination, left: &PackedLeft, right: &Pa
     let task = |(tiles_here, acc): &mut (Option<amx::Tiles>, Vec<f32>), at: usize| {
         let (bi, run) = (at / runs_per_row, at % runs_per_row);
         let (j0, j1) = (run * COLUMN_RUN, ((run + 1) * COLUMN_RUN).min(col_blocks));
-        // Rows of the sums a cache line longer than the run, so the rows of a tile do
-        // not all fall in the same few cache sets.
-        let row = (j1 - j0) * BLOCK + 16;
+        let row = (j1 - j0) * BLOCK + ROW_PAD;
         acc.resize(BLOCK * row, 0.0);
         let a = two_panels(left, panel, bi);
         // The inner dimension in slabs: the left slab (16 KiB) stays in L1 while the
@@ -157,6 +162,9 @@ unsafe fn tiled(kernel: Kernel, out: &Destination, left: &PackedLeft, right: &Pa
 const COLUMN_RUN: usize = 16;
 /// Tiles of the inner dimension per slab (256 values).
 const INNER_RUN: usize = 8;
+/// A task's rows of sums are a cache line (16 f32) longer than its columns, so the rows
+/// of a tile do not all fall in the same few cache sets.
+const ROW_PAD: usize = 16;
 
 /// Where a kernel adds a 32 x 32 block's sums: the block's first row at the start of
 /// `acc`, rows `row` apart; `first`: the first slab, overwrite.
@@ -176,9 +184,7 @@ fn two_panels(packed: &[u16], len: usize, block: usize) -> [&[u16]; 2] {
 
 /// A new row-major `left @ right` by a tiled kernel (as `multiply`).
 pub fn multiply_new(kernel: Kernel, left: &PackedLeft, right: &PackedRight) -> Vec<f32> {
-    assert!(kernel != Kernel::Emulated && kernel.available());
-    let ((m, k), (k2, n)) = (left.dims, right.dims);
-    assert!(k == k2 && k > 0, "inner dimensions {k} and {k2}");
+    let (m, n) = result_dims(kernel, left, right);
     let mut dst: Vec<f32> = Vec::with_capacity(m * n);
     let out = Destination {
         ptr: dst.as_mut_ptr(),
@@ -203,7 +209,7 @@ struct Destination {
     accumulate: bool,
 }
 
-// SAFETY: threads write disjoint blocks only (see `write_block`).
+// SAFETY: threads write disjoint blocks only (see `write`).
 unsafe impl Sync for Destination {}
 
 impl Destination {
@@ -217,7 +223,7 @@ impl Destination {
         let (m, n) = self.dims;
         let v = self.view;
         let rows = BLOCK.min(m - row0);
-        let cols = (row - 16).min(n - col0);
+        let cols = (row - ROW_PAD).min(n - col0);
         for r in 0..rows {
             let sums = &sums[r * row..][..cols];
             let first = v.offset + (row0 + r) * v.row + col0 * v.col;

@@ -295,6 +295,8 @@ struct SpeedBounds {
     fastest: Option<f64>,
     /// The measured shapes that bound it, when it was never measured itself.
     stand_ins: Option<(Option<u64>, Option<u64>)>,
+    /// When the oldest of the measurements it rests on was made.
+    measured_at: u64,
 }
 
 /// Parameter counts closer than 2% (as a log ratio) count as the same size.
@@ -318,6 +320,7 @@ fn speed_bounds(shapes: &[Measured], peak: Option<f64>, run: &RunCost) -> Option
             slowest: exact.flops_per_s,
             fastest: Some(exact.flops_per_s),
             stand_ins: None,
+            measured_at: exact.measured_at,
         });
     }
     // A shape of nearly the same size (a norm's weights more or less) runs at its speed.
@@ -327,6 +330,7 @@ fn speed_bounds(shapes: &[Measured], peak: Option<f64>, run: &RunCost) -> Option
             slowest: near.flops_per_s,
             fastest: Some(near.flops_per_s),
             stand_ins: Some((Some(near.params), Some(near.params))),
+            measured_at: near.measured_at,
         });
     }
     let smaller = shapes
@@ -349,10 +353,12 @@ fn speed_bounds(shapes: &[Measured], peak: Option<f64>, run: &RunCost) -> Option
         Some(larger) => Some(larger.flops_per_s.max(slowest)),
         None => peak.map(|peak| peak.max(slowest)),
     };
+    let used = smaller.into_iter().chain(larger);
     Some(SpeedBounds {
         slowest,
         fastest,
         stand_ins: Some((smaller.map(|m| m.params), larger.map(|m| m.params))),
+        measured_at: used.map(|m| m.measured_at).min().unwrap_or(u64::MAX),
     })
 }
 
@@ -370,8 +376,10 @@ fn estimate_from(shapes: &[Measured], peak: Option<f64>, runs: &[RunCost]) -> Op
     let mut longest = Duration::ZERO;
     let mut shortest = Some(Duration::ZERO);
     let mut stand_in = StandIn::default();
+    let mut measured_at = u64::MAX;
     for run in runs {
         let bounds = speed_bounds(shapes, peak, run)?;
+        measured_at = measured_at.min(bounds.measured_at);
         let at = |flops_per_s| time_at(flops_per_s, std::slice::from_ref(run));
         longest = longest.saturating_add(at(bounds.slowest));
         shortest = shortest
@@ -387,7 +395,6 @@ fn estimate_from(shapes: &[Measured], peak: Option<f64>, runs: &[RunCost]) -> Op
             stand_in.peak_bound |= larger.is_none() && peak.is_some();
         }
     }
-    let measured_at = shapes.iter().map(|m| m.measured_at).min()?;
     Some(Remembered {
         longest,
         shortest,
@@ -691,6 +698,16 @@ mod tests {
             text.starts_with("at most") && text.contains("rankprobe bench"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_date_said_is_that_of_the_measurements_used() {
+        let mut old = measured("other bf16", 1_000_000, 3e10);
+        old.measured_at = 1_000_000_000;
+        let used = measured("small", 1_000_000, 3e10);
+        let run = shaped("small", 1_000_000, 1_000_000);
+        let r = estimate_from(&[old, used], None, &[run]).unwrap();
+        assert_eq!(r.measured_at, 1_700_000_000);
     }
 
     #[test]

@@ -12,12 +12,12 @@ pub enum HeadProducts<'a> {
     F32 {
         head: &'a [f32],
     },
-    Bf16 {
-        head: &'a [f32],
+    /// bf16 by a tiled kernel: head^T [width, vocab] and, when gradients are wanted,
+    /// head [vocab, width], packed once per step.
+    Tiled {
         kernel: Kernel,
-        /// head^T [width, vocab] and, for gradients, head [vocab, width], packed (tiled
-        /// kernels only).
-        packed: Option<(PackedRight, Option<PackedRight>)>,
+        transposed: PackedRight,
+        rows: Option<PackedRight>,
     },
     /// bf16 by the emulation: the head rounded to bf16 values once per step.
     Rounded {
@@ -26,26 +26,22 @@ pub enum HeadProducts<'a> {
 }
 
 impl<'a> HeadProducts<'a> {
-    /// For `head` [vocab, width]: bf16 products when `bf16` (packed now, on all threads).
+    /// For `head` [vocab, width]: bf16 products when `bf16` (packed or rounded now, on
+    /// all threads); `grads`: `dx` will be asked for.
     pub fn new(head: &'a [f32], (width, vocab): (usize, usize), bf16: bool, grads: bool) -> Self {
         if !bf16 {
             return HeadProducts::F32 { head };
         }
-        let kernel = Kernel::chosen();
-        if kernel == Kernel::Emulated {
-            let (head, _) = rounded((vocab, width), head, Strided::rows(0, width));
-            return HeadProducts::Rounded { head };
-        }
-        let packed = (kernel != Kernel::Emulated).then(|| {
-            let transposed = PackedRight::new((width, vocab), (head, Strided::rows(0, width).t()));
-            let rows =
-                grads.then(|| PackedRight::new((vocab, width), (head, Strided::rows(0, width))));
-            (transposed, rows)
-        });
-        HeadProducts::Bf16 {
-            head,
-            kernel,
-            packed,
+        let rows = Strided::rows(0, width);
+        match Kernel::chosen() {
+            Kernel::Emulated => HeadProducts::Rounded {
+                head: rounded((vocab, width), head, rows).0,
+            },
+            kernel => HeadProducts::Tiled {
+                kernel,
+                transposed: PackedRight::new((width, vocab), (head, rows.t())),
+                rows: grads.then(|| PackedRight::new((vocab, width), (head, rows))),
+            },
         }
     }
 
@@ -57,30 +53,21 @@ impl<'a> HeadProducts<'a> {
         logits: &mut [f32],
     ) {
         let out = (logits, Strided::rows(0, vocab), false);
-        let transposed = Strided::rows(0, width).t();
+        let dims = (n, width, vocab);
+        let head_t = Strided::rows(0, width).t();
         match self {
-            HeadProducts::F32 { head } => {
-                f32_product((n, width, vocab), out, x, (head, transposed))
-            }
-            HeadProducts::Bf16 {
-                kernel,
-                packed: Some((transposed, _)),
-                ..
+            HeadProducts::F32 { head } => f32_product(dims, out, x, (head, head_t)),
+            HeadProducts::Tiled {
+                kernel, transposed, ..
             } => multiply(*kernel, out, &PackedLeft::new((n, width), x), transposed),
-            HeadProducts::Bf16 { head, kernel, .. } => {
-                matmul_bf16_with(*kernel, (n, width, vocab), out, x, (head, transposed))
+            HeadProducts::Rounded { head } => {
+                matmul_bf16_rounded_right(Kernel::Emulated, dims, out, x, (head, head_t))
             }
-            HeadProducts::Rounded { head } => matmul_bf16_rounded_right(
-                Kernel::Emulated,
-                (n, width, vocab),
-                out,
-                x,
-                (head, transposed),
-            ),
         }
     }
 
-    /// The n rows of `dx` (a view, overwritten) = `d_logits` [n, vocab] @ head.
+    /// The n rows of `dx` (a view, overwritten) = `d_logits` [n, vocab] @ head. Panics
+    /// for bf16 products made without `grads`.
     pub fn dx(
         &self,
         (n, vocab, width): (usize, usize, usize),
@@ -88,33 +75,18 @@ impl<'a> HeadProducts<'a> {
         dx: (&mut [f32], Strided),
     ) {
         let out = (dx.0, dx.1, false);
+        let dims = (n, vocab, width);
         let d_logits = (d_logits, Strided::rows(0, vocab));
+        let head_rows = Strided::rows(0, width);
         match self {
-            HeadProducts::F32 { head } => f32_product(
-                (n, vocab, width),
-                out,
-                d_logits,
-                (head, Strided::rows(0, width)),
-            ),
-            HeadProducts::Bf16 {
-                kernel,
-                packed: Some((_, Some(rows))),
-                ..
-            } => multiply(*kernel, out, &PackedLeft::new((n, vocab), d_logits), rows),
-            HeadProducts::Bf16 { head, kernel, .. } => matmul_bf16_with(
-                *kernel,
-                (n, vocab, width),
-                out,
-                d_logits,
-                (head, Strided::rows(0, width)),
-            ),
-            HeadProducts::Rounded { head } => matmul_bf16_rounded_right(
-                Kernel::Emulated,
-                (n, vocab, width),
-                out,
-                d_logits,
-                (head, Strided::rows(0, width)),
-            ),
+            HeadProducts::F32 { head } => f32_product(dims, out, d_logits, (head, head_rows)),
+            HeadProducts::Tiled { kernel, rows, .. } => {
+                let rows = rows.as_ref().expect("the head packed for gradients");
+                multiply(*kernel, out, &PackedLeft::new((n, vocab), d_logits), rows)
+            }
+            HeadProducts::Rounded { head } => {
+                matmul_bf16_rounded_right(Kernel::Emulated, dims, out, d_logits, (head, head_rows))
+            }
         }
     }
 
@@ -127,14 +99,15 @@ impl<'a> HeadProducts<'a> {
         d_head: &mut [f32],
     ) {
         let out = (d_head, Strided::rows(0, width), true);
+        let dims = (vocab, n, width);
         let d_logits_t = (d_logits, Strided::rows(0, vocab).t());
         match self {
-            HeadProducts::F32 { .. } => f32_product((vocab, n, width), out, d_logits_t, x),
-            HeadProducts::Bf16 { kernel, .. } => {
-                matmul_bf16_with(*kernel, (vocab, n, width), out, d_logits_t, x)
+            HeadProducts::F32 { .. } => f32_product(dims, out, d_logits_t, x),
+            HeadProducts::Tiled { kernel, .. } => {
+                matmul_bf16_with(*kernel, dims, out, d_logits_t, x)
             }
             HeadProducts::Rounded { .. } => {
-                matmul_bf16_with(Kernel::Emulated, (vocab, n, width), out, d_logits_t, x)
+                matmul_bf16_with(Kernel::Emulated, dims, out, d_logits_t, x)
             }
         }
     }
@@ -166,25 +139,38 @@ mod tests {
         let once = HeadProducts::Rounded {
             head: rounded((vocab, width), &head, Strided::rows(0, width)).0,
         };
-        let each_time = HeadProducts::Bf16 {
-            head: &head,
-            kernel: Kernel::Emulated,
-            packed: None,
-        };
         let x_rows = (&x[..], Strided::rows(0, width));
-        let results = [once, each_time].map(|products| {
-            let mut logits = vec![0.0f32; rows * vocab];
-            products.logits((rows, width, vocab), x_rows, &mut logits);
-            let mut dx = vec![0.0f32; rows * width];
-            products.dx(
-                (rows, vocab, width),
-                &d_logits,
-                (&mut dx, Strided::rows(0, width)),
-            );
-            let mut d_head = vec![0.5f32; vocab * width];
-            products.d_head((vocab, rows, width), &d_logits, x_rows, &mut d_head);
-            (logits, dx, d_head)
-        });
+        let mut logits = vec![0.0f32; rows * vocab];
+        once.logits((rows, width, vocab), x_rows, &mut logits);
+        let mut dx = vec![0.0f32; rows * width];
+        let dx_rows = (&mut dx[..], Strided::rows(0, width));
+        once.dx((rows, vocab, width), &d_logits, dx_rows);
+        let mut d_head = vec![0.5f32; vocab * width];
+        once.d_head((vocab, rows, width), &d_logits, x_rows, &mut d_head);
+        // The emulation rounding the head (and everything else) at each product.
+        fn each_time(
+            (m, k, n): (usize, usize, usize),
+            a: (&[f32], Strided),
+            b: (&[f32], Strided),
+            (accumulate, start): (bool, f32),
+        ) -> Vec<f32> {
+            let mut out = vec![start; m * n];
+            let dst = (&mut out[..], Strided::rows(0, n), accumulate);
+            matmul_bf16_with(Kernel::Emulated, (m, k, n), dst, a, b);
+            out
+        }
+        let head_t = (&head[..], Strided::rows(0, width).t());
+        let d_logits_rows = (&d_logits[..], Strided::rows(0, vocab));
+        let d_logits_t = (&d_logits[..], Strided::rows(0, vocab).t());
+        let head_rows = (&head[..], Strided::rows(0, width));
+        let results = [
+            (logits, dx, d_head),
+            (
+                each_time((rows, width, vocab), x_rows, head_t, (false, 0.0)),
+                each_time((rows, vocab, width), d_logits_rows, head_rows, (false, 0.0)),
+                each_time((vocab, rows, width), d_logits_t, x_rows, (true, 0.5)),
+            ),
+        ];
         assert_eq!(results[0], results[1]);
         // And they are bf16 products, not f32 ones.
         let mut f32_logits = vec![0.0f32; rows * vocab];
