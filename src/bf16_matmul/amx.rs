@@ -86,20 +86,35 @@ impl Tiles {
     /// first when `first`) the product of left panels `a` (two of 16 rows) and right
     /// panels `b` (two of 16 columns) over `tiles` tiles of 32 inner values each.
     pub fn block(&self, a: [&[u16]; 2], b: [&[u16]; 2], tiles: usize, out: Accumulator) {
+        let Accumulator { acc, row, first } = out;
+        assert!(row >= 2 * TILE_COLS && acc.len() >= (2 * TILE_ROWS - 1) * row + 2 * TILE_COLS);
+        // SAFETY: the block lies inside `acc` (checked above), borrowed mutably.
+        unsafe { self.block_at(a, b, tiles, (acc.as_mut_ptr(), row, first)) }
+    }
+
+    /// `block` into the 32 x 32 block at `c`, rows `row` f32 apart.
+    ///
+    /// # Safety
+    /// The block's 32 rows of 32 f32 must be valid for reads and writes, and no other
+    /// thread may touch them during the call.
+    unsafe fn block_at(
+        &self,
+        a: [&[u16]; 2],
+        b: [&[u16]; 2],
+        tiles: usize,
+        (c, row, first): (*mut f32, usize, bool),
+    ) {
         assert!(tiles > 0);
         for panel in a.iter().chain(&b) {
             assert!(panel.len() >= tiles * TILE_LEN);
         }
-        let Accumulator { acc, row, first } = out;
-        assert!(row >= 2 * TILE_COLS && acc.len() >= (2 * TILE_ROWS - 1) * row + 2 * TILE_COLS);
         let stride = ROW_BYTES;
         let acc_stride = row * 4;
         let half_down = TILE_ROWS * acc_stride - TILE_COLS * 4;
-        let c = acc.as_mut_ptr();
         // SAFETY: the tiles are configured on this thread (`self`); every load reads
         // `tiles` tiles of 1 KiB from a panel checked above to hold them; the four
-        // accumulator tiles (16 rows of 64 bytes, `acc_stride` apart) lie inside `acc`
-        // (checked above).
+        // accumulator tiles (16 rows of 64 bytes, `acc_stride` apart) lie in the block
+        // the caller vouches for.
         unsafe {
             if first {
                 asm!(
@@ -124,22 +139,36 @@ impl Tiles {
                     options(nostack, readonly)
                 );
             }
+            // Each operand tile is loaded right after the last product that reads it
+            // (tile registers are not renamed: a load waits for its readers), so the
+            // next step's operands arrive while this step's last products run.
             asm!(
-                "2:",
                 "tileloadd tmm4, [{a0} + {s}*1]",
                 "tileloadd tmm6, [{b0} + {s}*1]",
-                "tdpbf16ps tmm0, tmm4, tmm6",
                 "tileloadd tmm7, [{b1} + {s}*1]",
-                "tdpbf16ps tmm1, tmm4, tmm7",
                 "tileloadd tmm5, [{a1} + {s}*1]",
-                "tdpbf16ps tmm2, tmm5, tmm6",
-                "tdpbf16ps tmm3, tmm5, tmm7",
+                "dec {n}",
+                "jz 3f",
+                "2:",
                 "add {a0}, 1024",
                 "add {a1}, 1024",
                 "add {b0}, 1024",
                 "add {b1}, 1024",
+                "tdpbf16ps tmm0, tmm4, tmm6",
+                "tdpbf16ps tmm1, tmm4, tmm7",
+                "tileloadd tmm4, [{a0} + {s}*1]",
+                "tdpbf16ps tmm2, tmm5, tmm6",
+                "tileloadd tmm6, [{b0} + {s}*1]",
+                "tdpbf16ps tmm3, tmm5, tmm7",
+                "tileloadd tmm5, [{a1} + {s}*1]",
+                "tileloadd tmm7, [{b1} + {s}*1]",
                 "dec {n}",
                 "jnz 2b",
+                "3:",
+                "tdpbf16ps tmm0, tmm4, tmm6",
+                "tdpbf16ps tmm1, tmm4, tmm7",
+                "tdpbf16ps tmm2, tmm5, tmm6",
+                "tdpbf16ps tmm3, tmm5, tmm7",
                 "tilestored [{c} + {cs}*1], tmm0",
                 "add {c}, 64",
                 "tilestored [{c} + {cs}*1], tmm1",

@@ -11,6 +11,7 @@ mod emulated;
 pub mod on_thread;
 pub mod pack;
 mod tiled;
+mod transpose;
 
 use std::sync::OnceLock;
 
@@ -19,7 +20,8 @@ use crate::matmul::Strided;
 use self::emulated::emulated;
 pub use self::emulated::rounded;
 pub use self::tiled::{
-    multiply, multiply_new, Accumulator, Left, Packed, PackedLeft, PackedRight, Right, Side,
+    multiply, multiply_masked, multiply_new, Accumulator, Left, Mask, Packed, PackedLeft,
+    PackedRight, Right, Side,
 };
 
 /// Which implementation multiplies.
@@ -158,6 +160,22 @@ fn product(
     }
     with_packed((m, k, n), (a, sa), (b, sb), |left, right| {
         multiply(kernel, (dst, d, accumulate), left, right)
+    });
+}
+
+/// `dst (+)= a @ b` by a tiled kernel, skipping the blocks `mask` names, its operands
+/// packed into this thread's reused buffers. Panics as `multiply_masked`, or if a view
+/// does not fit its slice.
+pub fn matmul_bf16_masked(
+    kernel: Kernel,
+    (m, k, n): (usize, usize, usize),
+    dst: (&mut [f32], Strided, bool),
+    a: (&[f32], Strided),
+    b: (&[f32], Strided),
+    mask: Mask,
+) {
+    with_packed((m, k, n), a, b, |left, right| {
+        multiply_masked(kernel, dst, (left, right), mask)
     });
 }
 

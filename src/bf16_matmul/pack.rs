@@ -6,6 +6,8 @@ use rayon::prelude::*;
 
 use crate::matmul::Strided;
 
+use super::transpose;
+
 /// Rows of a tile (and of a packed panel of the left operand).
 pub const TILE_ROWS: usize = 16;
 /// Columns of a tile of the result (and of a packed panel of the right operand).
@@ -40,15 +42,22 @@ pub fn round_up(n: usize, to: usize) -> usize {
 
 /// The left operand [m x k] as panels of 16 rows, each a run of tiles along k; tile t of
 /// panel p holds rows 16p.. and inner indices 32t.., 32 values per row.
-pub fn pack_left((m, k): (usize, usize), a: &[f32], view: Strided, packed: &mut Vec<u16>) {
+/// Returns where the packed panels begin in `packed` (see `each_panel`).
+pub fn pack_left((m, k): (usize, usize), a: &[f32], view: Strided, packed: &mut Vec<u16>) -> usize {
     each_panel(packed, (m, k), |(p, panel)| {
         let rows = TILE_ROWS.min(m.saturating_sub(p * TILE_ROWS));
         if view.row == 1 && rows > 0 {
             // Columns contiguous (a transposed operand): the panel's 16 rows of each
             // inner index are adjacent.
-            // Two inner indices at a time: each row's pair is one 4-byte store.
+            // Whole tiles by a transpose in registers, where the panel has 16 rows.
+            let whole = whole_tiles(rows, k);
+            for t in 0..whole {
+                let start = view.offset + t * TILE_K * view.col + p * TILE_ROWS;
+                transpose::left_tile(&a[start..], view.col, &mut panel[t * TILE_LEN..]);
+            }
+            // The rest two inner indices at a time: each row's pair is one 4-byte store.
             let mut pairs = [0u16; TILE_K];
-            for i in (0..k).step_by(2) {
+            for i in (whole * TILE_K..k).step_by(2) {
                 let start = view.offset + i * view.col + p * TILE_ROWS;
                 let even = &a[start..start + rows];
                 let odd = (i + 1 < k).then(|| &a[start + view.col..start + view.col + rows]);
@@ -81,13 +90,19 @@ pub fn pack_left((m, k): (usize, usize), a: &[f32], view: Strided, packed: &mut 
                 panel[(t * TILE_ROWS + r) * TILE_K + kk] = to_bf16(a[base + i * view.col]);
             }
         }
-    });
+    })
 }
 
 /// The right operand [k x n] as panels of 16 columns, each a run of tiles along k in the
 /// pair-interleaved ("VNNI") layout both kernels multiply: row j of tile t holds, for
 /// each of the 16 columns c, the values at inner indices 32t + 2j and 32t + 2j + 1.
-pub fn pack_right((k, n): (usize, usize), b: &[f32], view: Strided, packed: &mut Vec<u16>) {
+/// Returns where the packed panels begin in `packed` (see `each_panel`).
+pub fn pack_right(
+    (k, n): (usize, usize),
+    b: &[f32],
+    view: Strided,
+    packed: &mut Vec<u16>,
+) -> usize {
     each_panel(packed, (n, k), |(q, panel)| {
         let first = q * TILE_COLS;
         let cols = TILE_COLS.min(n.saturating_sub(first));
@@ -96,12 +111,20 @@ pub fn pack_right((k, n): (usize, usize), b: &[f32], view: Strided, packed: &mut
         }
         if view.row == 1 {
             // Each column contiguous along the inner dimension (the transpose of a
-            // row-major weight): one column's pairs into every tile row.
-            let mut column = vec![0u16; k];
+            // row-major weight). Whole tiles by a transpose in registers, where the panel
+            // has 16 columns.
+            let whole = whole_tiles(cols, k);
+            for t in 0..whole {
+                let start = view.offset + first * view.col + t * TILE_K;
+                transpose::right_tile(&b[start..], view.col, &mut panel[t * TILE_LEN..]);
+            }
+            // The rest one column at a time: its pairs into every tile row.
+            let done = whole * TILE_K;
+            let mut column = vec![0u16; k - done];
             for c in 0..cols {
-                let base = view.offset + (first + c) * view.col;
-                convert(&b[base..base + k], &mut column);
-                for (i, &v) in column.iter().enumerate() {
+                let base = view.offset + (first + c) * view.col + done;
+                convert(&b[base..base + k - done], &mut column);
+                for (i, &v) in (done..).zip(&column) {
                     let (t, kk) = (i / TILE_K, i % TILE_K);
                     panel[(t * TILE_ROWS + kk / 2) * TILE_K + 2 * c + kk % 2] = v;
                 }
@@ -130,24 +153,46 @@ pub fn pack_right((k, n): (usize, usize), b: &[f32], view: Strided, packed: &mut
                 panel[row + 2 * c] = to_bf16(b[base + (first + c) * view.col]);
             }
         }
-    });
+    })
 }
 
 /// `packed` sized for an operand of `outer` rows (left) or columns (right) and inner
 /// dimension `k`, then `fill` on each of its panels of 16, with its index: on all threads,
-/// or on this one inside `crate::matmul::one_per_thread`.
+/// or on this one inside `crate::matmul::one_per_thread`. The panels begin at the
+/// returned index, the first 64-byte boundary in `packed`: a tile load whose rows
+/// straddle cache lines measured 1.4x slower.
 fn each_panel(
     packed: &mut Vec<u16>,
     (outer, k): (usize, usize),
     fill: impl Fn((usize, &mut [u16])) + Sync + Send,
-) {
+) -> usize {
     let len = round_up(k, TILE_K) / TILE_K * TILE_LEN;
     let panels = round_up(outer, BLOCK) / TILE_ROWS;
-    reuse(packed, panels * len, outer % BLOCK != 0 || k % TILE_K != 0);
+    reuse(
+        packed,
+        panels * len + ALIGN - 1,
+        outer % BLOCK != 0 || k % TILE_K != 0,
+    );
+    let start = (packed.as_ptr() as usize).wrapping_neg() % (2 * ALIGN) / 2;
+    let panels = &mut packed[start..start + panels * len];
     if crate::matmul::may_use_threads() {
-        packed.par_chunks_mut(len).enumerate().for_each(fill);
+        panels.par_chunks_mut(len).enumerate().for_each(fill);
     } else {
-        packed.chunks_mut(len).enumerate().for_each(fill);
+        panels.chunks_mut(len).enumerate().for_each(fill);
+    }
+    start
+}
+
+/// bf16 values in 64 bytes (a cache line).
+const ALIGN: usize = 32;
+
+/// How many of a panel's tiles along `k` the register transposes pack: all whole ones
+/// when the panel is full (`width` 16) and the CPU has them, else none.
+fn whole_tiles(width: usize, k: usize) -> usize {
+    if width == TILE_ROWS && transpose::available() {
+        k / TILE_K
+    } else {
+        0
     }
 }
 
@@ -280,11 +325,16 @@ mod tests {
         // Small integers, exact in bf16.
         let a: Vec<f32> = (0..m * k).map(|i| (i % 199) as f32).collect();
         let mut left = vec![7u16; 3];
-        pack_left((m, k), &a, Strided::rows(0, k), &mut left);
+        let start = pack_left((m, k), &a, Strided::rows(0, k), &mut left);
+        assert_eq!(
+            left[start..].as_ptr() as usize % 64,
+            0,
+            "panels on a cache line"
+        );
         let tiles = 2;
-        assert_eq!(left.len(), 2 * tiles * TILE_LEN);
+        assert!(left.len() >= start + 2 * tiles * TILE_LEN);
         let at = |p: usize, t: usize, r: usize, kk: usize| {
-            from_bf16(left[((p * tiles + t) * TILE_ROWS + r) * TILE_K + kk])
+            from_bf16(left[start + ((p * tiles + t) * TILE_ROWS + r) * TILE_K + kk])
         };
         assert_eq!(at(1, 1, 1, 2), a[17 * k + 34]);
         assert_eq!(at(1, 1, 2, 2), 0.0, "row 18 is padding");
@@ -292,10 +342,10 @@ mod tests {
         // The right operand read through a transposed view.
         let b: Vec<f32> = (0..k * n).map(|i| (i % 241) as f32).collect();
         let mut right = vec![7u16; 100_000];
-        pack_right((k, n), &b, Strided::rows(0, k).t(), &mut right);
+        let start = pack_right((k, n), &b, Strided::rows(0, k).t(), &mut right);
         let bt = |i: usize, c: usize| b[c * k + i];
         let at = |q: usize, t: usize, j: usize, c: usize, odd: usize| {
-            from_bf16(right[((q * tiles + t) * TILE_ROWS + j) * TILE_K + 2 * c + odd])
+            from_bf16(right[start + ((q * tiles + t) * TILE_ROWS + j) * TILE_K + 2 * c + odd])
         };
         assert_eq!(at(1, 1, 1, 3, 0), bt(34, 19));
         assert_eq!(at(1, 1, 0, 3, 1), bt(33, 19));

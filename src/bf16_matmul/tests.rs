@@ -87,6 +87,8 @@ fn every_kernel_multiplies_rounded_operands_exactly_up_to_accumulation() {
     check_all((40, 70, 33), (true, false), true);
     check_all((64, 128, 96), (false, true), false);
     check_all((33, 512, 65), (true, true), true);
+    // Several slabs of the inner dimension and several tasks, added to what is there.
+    check_all((96, 600, 544), (true, false), true);
 }
 
 #[test]
@@ -178,4 +180,57 @@ fn views_with_distinct_elements_are_told_from_overlapping_ones() {
         col: 1
     }
     .elements_distinct(1, 4));
+}
+
+#[test]
+fn masked_products_skip_only_blocks_that_do_not_count() {
+    let kernels = [Kernel::Amx, Kernel::Avx512Bf16]
+        .into_iter()
+        .filter(|k| k.available());
+    let s = 100; // four blocks of 32, the last partial
+    let block = |i: usize| i / 32;
+    for kernel in kernels {
+        for mask in [
+            Mask::ResultAboveDiagonal,
+            Mask::LeftAboveDiagonal,
+            Mask::LeftBelowDiagonal,
+        ] {
+            // The left operand zero where the mask says it is.
+            let mut a = operand(s * s, 7);
+            for (at, x) in a.iter_mut().enumerate() {
+                let (row, inner) = (block(at / s), block(at % s));
+                let zero = match mask {
+                    Mask::LeftAboveDiagonal => inner > row,
+                    Mask::LeftBelowDiagonal => inner < row,
+                    _ => false,
+                };
+                if zero {
+                    *x = 0.0;
+                }
+            }
+            let b = operand(s * s, 8);
+            let view = Strided::rows(0, s);
+            let (want, size) = reference((s, s, s), (&a, view), (&b, view));
+            let start = operand(s * s, 9);
+            let mut got = start.clone();
+            let left = PackedLeft::new((s, s), (&a, view));
+            let right = PackedRight::new((s, s), (&b, view));
+            multiply_masked(kernel, (&mut got, view, true), (&left, &right), mask);
+            for i in 0..s * s {
+                let (row, col) = (block(i / s), block(i % s));
+                let base = f64::from(start[i]);
+                if mask == Mask::ResultAboveDiagonal && col > row {
+                    assert_eq!(got[i], start[i], "{mask:?}: masked entry {i} written");
+                    continue;
+                }
+                let bound = (s as f64 + 2.0) * f64::from(f32::EPSILON) * (size[i] + base.abs());
+                let error = (f64::from(got[i]) - base - want[i]).abs();
+                assert!(
+                    error <= bound,
+                    "{} {mask:?} entry {i}: error {error:e}",
+                    kernel.name()
+                );
+            }
+        }
+    }
 }

@@ -6,11 +6,16 @@ use rayon::prelude::*;
 use crate::matmul::Strided;
 
 use super::pack::{pack_left, pack_right, round_up, BLOCK, TILE_K, TILE_LEN};
+
+// A mask's blocks are the kernels' blocks along the inner dimension too.
+const _: () = assert!(BLOCK == TILE_K);
 use super::{amx, avx512, Kernel};
 
 /// An operand packed for the kernels, as the left (`Left`) or right (`Right`) factor.
 pub struct Packed<Side> {
     pub(super) data: Vec<u16>,
+    /// Where the panels begin in `data` (a cache-line boundary).
+    start: usize,
     /// Rows and columns of the operand as multiplied: [m x k] left, [k x n] right.
     dims: (usize, usize),
     side: std::marker::PhantomData<Side>,
@@ -30,20 +35,21 @@ pub type PackedRight = Packed<Right>;
 /// How a side packs.
 pub trait Side {
     const NAME: &'static str;
-    fn pack(dims: (usize, usize), x: &[f32], view: Strided, into: &mut Vec<u16>);
+    /// Packs into `into`; returns where the panels begin.
+    fn pack(dims: (usize, usize), x: &[f32], view: Strided, into: &mut Vec<u16>) -> usize;
 }
 
 impl Side for Left {
     const NAME: &'static str = "bf16 matmul left operand";
-    fn pack(dims: (usize, usize), x: &[f32], view: Strided, into: &mut Vec<u16>) {
-        pack_left(dims, x, view, into);
+    fn pack(dims: (usize, usize), x: &[f32], view: Strided, into: &mut Vec<u16>) -> usize {
+        pack_left(dims, x, view, into)
     }
 }
 
 impl Side for Right {
     const NAME: &'static str = "bf16 matmul right operand";
-    fn pack(dims: (usize, usize), x: &[f32], view: Strided, into: &mut Vec<u16>) {
-        pack_right(dims, x, view, into);
+    fn pack(dims: (usize, usize), x: &[f32], view: Strided, into: &mut Vec<u16>) -> usize {
+        pack_right(dims, x, view, into)
     }
 }
 
@@ -59,9 +65,10 @@ impl<S: Side> Packed<S> {
         (x, view): (&[f32], Strided),
     ) -> Self {
         view.check(rows, cols, x.len(), S::NAME);
-        S::pack((rows, cols), x, view, &mut data);
+        let start = S::pack((rows, cols), x, view, &mut data);
         Packed {
             data,
+            start,
             dims: (rows, cols),
             side: std::marker::PhantomData,
         }
@@ -74,9 +81,55 @@ impl<S: Side> Packed<S> {
 /// does not fit `dst`.
 pub fn multiply(
     kernel: Kernel,
-    (dst, d, accumulate): (&mut [f32], Strided, bool),
+    dst: (&mut [f32], Strided, bool),
     left: &PackedLeft,
     right: &PackedRight,
+) {
+    multiply_masked(kernel, dst, (left, right), Mask::None);
+}
+
+/// Which 32 x 32 blocks of a product a mask lets the kernels skip (causal attention's
+/// products: the masked triangle's scores are never read, its probabilities are zero).
+/// Blocks are counted in 32s along rows, columns and the inner dimension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mask {
+    /// Every block.
+    None,
+    /// Result blocks above the diagonal (column block > row block) are left unwritten.
+    ResultAboveDiagonal,
+    /// The left operand is zero above its diagonal: row block `i` sums inner blocks
+    /// `0..=i` only.
+    LeftAboveDiagonal,
+    /// The left operand is zero below its diagonal: row block `i` sums inner blocks from
+    /// `i` on only.
+    LeftBelowDiagonal,
+}
+
+impl Mask {
+    /// The column blocks of row block `bi` computed, of `cols` (a range's end).
+    fn column_end(self, bi: usize, cols: usize) -> usize {
+        match self {
+            Mask::ResultAboveDiagonal => cols.min(bi + 1),
+            _ => cols,
+        }
+    }
+
+    /// The inner tiles (32 values each, as the blocks) row block `bi` sums, of `tiles`.
+    fn inner(self, bi: usize, tiles: usize) -> std::ops::Range<usize> {
+        match self {
+            Mask::LeftAboveDiagonal => 0..tiles.min(bi + 1),
+            Mask::LeftBelowDiagonal => bi.min(tiles)..tiles,
+            _ => 0..tiles,
+        }
+    }
+}
+
+/// `multiply`, skipping the blocks `mask` names. Panics as `multiply`.
+pub fn multiply_masked(
+    kernel: Kernel,
+    (dst, d, accumulate): (&mut [f32], Strided, bool),
+    (left, right): (&PackedLeft, &PackedRight),
+    mask: Mask,
 ) {
     let (m, n) = result_dims(kernel, left, right);
     if m == 0 || n == 0 {
@@ -90,7 +143,7 @@ pub fn multiply(
         accumulate,
     };
     // SAFETY: the view lies inside `dst` (checked above), borrowed mutably for the call.
-    unsafe { tiled(kernel, &out, left, right) };
+    unsafe { tiled(kernel, &out, (left, right), mask) };
 }
 
 /// The [m x n] of `left @ right`. Panics unless `kernel` is a tiled kernel available
@@ -107,10 +160,15 @@ fn result_dims(kernel: Kernel, left: &PackedLeft, right: &PackedRight) -> (usize
 /// # Safety
 /// `out`'s view must lie inside an allocation the caller holds exclusively for the call
 /// (initialised unless every element is overwritten: `accumulate` false).
-unsafe fn tiled(kernel: Kernel, out: &Destination, left: &PackedLeft, right: &PackedRight) {
+unsafe fn tiled(
+    kernel: Kernel,
+    out: &Destination,
+    (left, right): (&PackedLeft, &PackedRight),
+    mask: Mask,
+) {
     let _tiles = crate::profile::span("bf16 products: tiles and write-back");
     let ((m, k), (_, n), d) = (left.dims, right.dims, out.view);
-    let (left, right) = (&left.data, &right.data);
+    let (left, right) = (&left.data[left.start..], &right.data[right.start..]);
     let tiles = round_up(k, TILE_K) / TILE_K;
     let panel = tiles * TILE_LEN;
     let (row_blocks, col_blocks) = (round_up(m, BLOCK) / BLOCK, round_up(n, BLOCK) / BLOCK);
@@ -119,20 +177,31 @@ unsafe fn tiled(kernel: Kernel, out: &Destination, left: &PackedLeft, right: &Pa
     let task = |(tiles_here, acc): &mut (Option<amx::Tiles>, Vec<f32>), at: usize| {
         let (bi, run) = (at / runs_per_row, at % runs_per_row);
         let (j0, j1) = (run * COLUMN_RUN, ((run + 1) * COLUMN_RUN).min(col_blocks));
+        let (j1, inner) = (mask.column_end(bi, j1), mask.inner(bi, tiles));
+        if j0 >= j1 {
+            return; // every block of the task is masked
+        }
         let row = (j1 - j0) * BLOCK + ROW_PAD;
-        acc.resize(BLOCK * row, 0.0);
+        // The sums from a cache-line boundary: tile loads and stores that straddle lines
+        // are slower.
+        acc.resize(BLOCK * row + 15, 0.0);
+        let start = (acc.as_ptr() as usize).wrapping_neg() % 64 / 4;
+        let acc = &mut acc[start..];
+        if inner.is_empty() {
+            acc.fill(0.0); // a mask left nothing to sum
+        }
         let a = two_panels(left, panel, bi);
         // The inner dimension in slabs: the left slab (16 KiB) stays in L1 while the
         // right ones pass.
-        for k0 in (0..tiles).step_by(INNER_RUN) {
-            let run_tiles = INNER_RUN.min(tiles - k0);
+        for k0 in inner.clone().step_by(INNER_RUN) {
+            let run_tiles = INNER_RUN.min(inner.end - k0);
             let a = a.map(|p| &p[k0 * TILE_LEN..]);
             for bj in j0..j1 {
                 let b = two_panels(right, panel, bj).map(|p| &p[k0 * TILE_LEN..]);
                 let sums = Accumulator {
                     acc: &mut acc[(bj - j0) * BLOCK..],
                     row,
-                    first: k0 == 0,
+                    first: k0 == inner.start,
                 };
                 match tiles_here {
                     Some(amx) => amx.block(a, b, run_tiles, sums),
@@ -195,7 +264,7 @@ pub fn multiply_new(kernel: Kernel, left: &PackedLeft, right: &PackedRight) -> V
     // SAFETY: `out` is a fresh allocation of m x n values, which `tiled` writes
     // every one of (not reading any: `accumulate` is false) before `set_len` exposes them.
     unsafe {
-        tiled(kernel, &out, left, right);
+        tiled(kernel, &out, (left, right), Mask::None);
         dst.set_len(m * n);
     }
     dst

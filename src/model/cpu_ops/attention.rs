@@ -11,6 +11,7 @@ use crate::matmul::{matmul, Strided};
 use crate::model::arch::AttentionShape;
 
 use super::vector;
+use crate::bf16_matmul::{matmul_bf16_masked, on_thread, Mask};
 
 /// Query rows per block: small blocks skip more of the masked triangle, large ones make
 /// better matrix products.
@@ -96,6 +97,8 @@ pub fn forward(shape: AttentionShape, q: &[f32], k: &[f32], v: &[f32]) -> Forwar
     let mut out = vec![0.0f32; shape.batch * seq * qw];
     let mut probs = vec![0.0f32; shape.probs_len()];
     let mut maxes = vec![f32::NEG_INFINITY; shape.batch * heads];
+    // The setting lives on the training thread; the batches run on the pool's threads.
+    let bf16 = on_thread::bf16_here();
     out.par_chunks_mut(seq * qw)
         .zip(probs.par_chunks_mut(heads * seq * seq))
         .zip(maxes.par_chunks_mut(heads))
@@ -106,6 +109,9 @@ pub fn forward(shape: AttentionShape, q: &[f32], k: &[f32], v: &[f32]) -> Forwar
                 rows_of(k, b, seq, kvw),
                 rows_of(v, b, seq, kvw),
             );
+            if bf16 {
+                return in_bf16(|| forward_bf16(shape, [q, k, v], (out, probs), maxes));
+            }
             for (h, head_max) in maxes.iter_mut().enumerate() {
                 let kv = h / shape.group();
                 let p0 = h * seq * seq;
@@ -151,6 +157,74 @@ pub fn forward(shape: AttentionShape, q: &[f32], k: &[f32], v: &[f32]) -> Forwar
     }
 }
 
+/// `work` on this pool thread with bf16 products, made on this thread alone.
+fn in_bf16<R>(work: impl FnOnce() -> R) -> R {
+    let _bf16 = on_thread::Bf16Products::set(true);
+    crate::matmul::one_per_thread(work)
+}
+
+/// One sequence's attention in bf16 products, each head's as whole-sequence products
+/// whose masked blocks the tiled kernels skip (`head_product`).
+fn forward_bf16(
+    shape: AttentionShape,
+    [q, k, v]: [&[f32]; 3],
+    (out, probs): (&mut [f32], &mut [f32]),
+    maxes: &mut [f32],
+) {
+    let AttentionShape {
+        seq, head_dim: hd, ..
+    } = shape;
+    let (qw, kvw, scale) = (shape.q_width(), shape.kv_width(), shape.scale());
+    for (h, head_max) in maxes.iter_mut().enumerate() {
+        let (kv, p0) = (h / shape.group(), h * seq * seq);
+        let (head, kv_head) = (Strided::rows(h * hd, qw), Strided::rows(kv * hd, kvw));
+        let scores = (&mut *probs, Strided::rows(p0, seq), false);
+        let mask = Mask::ResultAboveDiagonal;
+        head_product((seq, hd, seq), scores, (q, head), (k, kv_head.t()), mask);
+        for (i, row) in probs[p0..p0 + seq * seq].chunks_exact_mut(seq).enumerate() {
+            row[..=i].iter_mut().for_each(|s| *s *= scale);
+            *head_max = head_max.max(causal_softmax(row, i));
+        }
+        let p = (&*probs, Strided::rows(p0, seq));
+        let mask = Mask::LeftAboveDiagonal;
+        head_product(
+            (seq, seq, hd),
+            (&mut *out, head, false),
+            p,
+            (v, kv_head),
+            mask,
+        );
+    }
+}
+
+/// `dst (+)= a @ b` in bf16 on this thread; the tiled kernels skip the blocks `mask`
+/// names (the emulation multiplies them all: the masked parts hold zeros, or are not
+/// read).
+fn head_product(
+    dims: (usize, usize, usize),
+    dst: (&mut [f32], Strided, bool),
+    a: (&[f32], Strided),
+    b: (&[f32], Strided),
+    mask: Mask,
+) {
+    match on_thread::tiled_kernel_here() {
+        Some(kernel) => matmul_bf16_masked(kernel, dims, dst, a, b, mask),
+        None => on_thread::product(dims, dst, a, b),
+    }
+}
+
+/// Row `i` of the scores' gradient from the probabilities' gradient `d_row` (in place)
+/// and the probabilities `p_row`: the softmax's backward over the keys row `i` sees,
+/// zeros after them, times the scores' scale.
+fn softmax_backward_row(d_row: &mut [f32], p_row: &[f32], i: usize, scale: f32) {
+    let (seen, masked) = d_row.split_at_mut(i + 1);
+    let dot = vector::dot(seen, &p_row[..=i]);
+    for (ds, &p) in seen.iter_mut().zip(p_row) {
+        *ds = p * (*ds - dot) * scale;
+    }
+    masked.fill(0.0);
+}
+
 /// What the backward pass reads: the forward's inputs and probabilities.
 pub struct Saved<'a> {
     pub q: &'a [f32],
@@ -194,6 +268,7 @@ pub fn backward(
         dk.len() == saved.k.len() && dv.len() == saved.v.len(),
         "attention gradients: key-shaped buffers"
     );
+    let bf16 = on_thread::bf16_here();
     dq.par_chunks_mut(seq * qw)
         .zip(dk.par_chunks_mut(seq * kvw))
         .zip(dv.par_chunks_mut(seq * kvw))
@@ -206,6 +281,10 @@ pub fn backward(
             );
             let d_out = rows_of(d_out, b, seq, qw);
             let probs = &saved.probs[b * heads * seq * seq..(b + 1) * heads * seq * seq];
+            if bf16 {
+                let grads = (dq, dk, dv);
+                return in_bf16(|| backward_bf16(shape, (q, k, v, probs), d_out, grads));
+            }
             // Gradient of the scores of one row block against keys 0..r1.
             let mut d_scores = vec![0.0f32; BLOCK * seq];
             for h in 0..heads {
@@ -229,12 +308,7 @@ pub fn backward(
                     for i in r0..r1 {
                         let d_row = &mut d_scores[(i - r0) * seq..(i - r0) * seq + r1];
                         let p_row = &probs[p0 + i * seq..p0 + i * seq + r1];
-                        let (seen, masked) = d_row.split_at_mut(i + 1);
-                        let dot = vector::dot(seen, &p_row[..=i]);
-                        for (ds, &p) in seen.iter_mut().zip(p_row) {
-                            *ds = p * (*ds - dot) * scale;
-                        }
-                        masked.fill(0.0);
+                        softmax_backward_row(d_row, p_row, i, scale);
                     }
                     matmul(
                         (rows, r1, hd),
@@ -272,4 +346,55 @@ pub fn backward(
                 }
             }
         });
+}
+
+/// One sequence's attention gradients in bf16 products, each head's as whole-sequence
+/// products (as `forward_bf16`); the gradients of `q`, `k` and `v` added to `dq`, `dk`,
+/// `dv`.
+fn backward_bf16(
+    shape: AttentionShape,
+    (q, k, v, probs): (&[f32], &[f32], &[f32], &[f32]),
+    d_out: &[f32],
+    (dq, dk, dv): (&mut [f32], &mut [f32], &mut [f32]),
+) {
+    let AttentionShape {
+        seq, head_dim: hd, ..
+    } = shape;
+    let (qw, kvw, scale) = (shape.q_width(), shape.kv_width(), shape.scale());
+    let mut d_scores = vec![0.0f32; seq * seq];
+    let square = Strided::rows(0, seq);
+    let (lower, upper) = (Mask::LeftAboveDiagonal, Mask::LeftBelowDiagonal);
+    for h in 0..shape.heads {
+        let (kv, p0) = (h / shape.group(), h * seq * seq);
+        let (head, kv_head) = (Strided::rows(h * hd, qw), Strided::rows(kv * hd, kvw));
+        let d_probs = (&mut d_scores[..], square, false);
+        let mask = Mask::ResultAboveDiagonal;
+        head_product(
+            (seq, hd, seq),
+            d_probs,
+            (d_out, head),
+            (v, kv_head.t()),
+            mask,
+        );
+        for (i, d_row) in d_scores.chunks_exact_mut(seq).enumerate() {
+            softmax_backward_row(d_row, &probs[p0 + i * seq..][..seq], i, scale);
+        }
+        let (dims, ds) = ((seq, seq, hd), &d_scores[..]);
+        head_product(
+            dims,
+            (&mut *dq, head, true),
+            (ds, square),
+            (k, kv_head),
+            lower,
+        );
+        head_product(
+            dims,
+            (&mut *dk, kv_head, true),
+            (ds, square.t()),
+            (q, head),
+            upper,
+        );
+        let p = (probs, Strided::rows(p0, seq).t());
+        head_product(dims, (&mut *dv, kv_head, true), p, (d_out, head), upper);
+    }
 }

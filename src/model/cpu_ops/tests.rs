@@ -344,3 +344,61 @@ fn a_permuted_input_is_read_in_its_logical_order() {
     let reference = composed::linear(view, w).as_vec();
     assert_all_close(&fused, &reference, "linear of a permuted input");
 }
+
+#[test]
+fn bf16_attention_is_the_f32_attention_within_bf16_rounding() {
+    use crate::bf16_matmul::on_thread::Bf16Products;
+    use crate::model::cpu_ops::attention;
+    // Several blocks with a partial last one, grouped queries, a head as wide as the
+    // tiles' inner dimension and more.
+    let shape = AttentionShape {
+        batch: 2,
+        seq: 100,
+        heads: 4,
+        kv_heads: 2,
+        head_dim: 48,
+    };
+    let rows = shape.batch * shape.seq;
+    let values = |len: usize, seed: u32| -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i as u32).wrapping_mul(2_654_435_761) ^ seed) as f32 / u32::MAX as f32 - 0.5)
+            .collect()
+    };
+    let (qw, kvw) = (
+        shape.heads * shape.head_dim,
+        shape.kv_heads * shape.head_dim,
+    );
+    let (q, k, v) = (
+        values(rows * qw, 1),
+        values(rows * kvw, 2),
+        values(rows * kvw, 3),
+    );
+    let d_out = values(rows * qw, 4);
+    let run = |bf16: bool| {
+        let _precision = Bf16Products::set(bf16);
+        let f = attention::forward(shape, &q, &k, &v);
+        let saved = attention::Saved {
+            q: &q,
+            k: &k,
+            v: &v,
+            probs: &f.probs,
+        };
+        let (mut dq, mut dk, mut dv) = (vec![0.0; q.len()], vec![0.0; k.len()], vec![0.0; v.len()]);
+        attention::backward(shape, &saved, &d_out, &mut dq, &mut dk, &mut dv);
+        [f.out, f.max_logits, dq, dk, dv]
+    };
+    let (f32s, bf16s) = (run(false), run(true));
+    for (name, (a, b)) in ["output", "max logits", "dq", "dk", "dv"]
+        .iter()
+        .zip(bf16s.iter().zip(&f32s))
+    {
+        assert_ne!(a, b, "{name}: bf16 gave the f32 result bit for bit");
+        let scale = b.iter().fold(1e-3f32, |m, x| m.max(x.abs()));
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - y).abs() <= 2e-2 * scale,
+                "{name}[{i}]: bf16 {x} vs f32 {y} (scale {scale})"
+            );
+        }
+    }
+}
