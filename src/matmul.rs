@@ -21,6 +21,19 @@ impl Strided {
         }
     }
 
+    /// The same matrix from its element (r, c) on.
+    pub fn at(self, r: usize, c: usize) -> Self {
+        Strided {
+            offset: self.index(r, c),
+            ..self
+        }
+    }
+
+    /// Where element (r, c) lies.
+    pub fn index(&self, r: usize, c: usize) -> usize {
+        self.offset + r * self.row + c * self.col
+    }
+
     /// The transpose of this view.
     pub fn t(self) -> Self {
         Strided {

@@ -4,7 +4,8 @@ use rayon::prelude::*;
 
 use crate::matmul::Strided;
 
-use super::pack;
+use super::pack::{self, BLOCK};
+use super::Mask;
 
 /// The operands rounded to bf16 values, multiplied in f32 (on all threads, or on this one
 /// inside `crate::matmul::one_per_thread`). `b_rounded`: `b` already holds bf16 values
@@ -19,11 +20,55 @@ pub(super) fn emulated(
     let (ra, sa) = rounded((m, k), a, sa);
     let rb = (!b_rounded).then(|| rounded((k, n), b, sb));
     let b = rb.as_ref().map_or((b, sb), |(rb, sb)| (&rb[..], *sb));
-    let a = (&ra[..], sa);
+    multiply_f32((m, k, n), (dst, d, accumulate), (&ra[..], sa), b);
+}
+
+/// The f32 product, on all threads (one inside `crate::matmul::one_per_thread`).
+fn multiply_f32(
+    dims: (usize, usize, usize),
+    (dst, d, accumulate): (&mut [f32], Strided, bool),
+    (a, sa): (&[f32], Strided),
+    (b, sb): (&[f32], Strided),
+) {
     if crate::matmul::may_use_threads() {
-        crate::matmul::matmul_threaded((m, k, n), (dst, d, accumulate), a, b);
+        crate::matmul::matmul_threaded(dims, (dst, d, accumulate), (a, sa), (b, sb));
     } else {
-        crate::matmul::matmul((m, k, n), dst, d, accumulate, a.0, a.1, b.0, b.1, 1.0);
+        crate::matmul::matmul(dims, dst, d, accumulate, a, sa, b, sb, 1.0);
+    }
+}
+
+/// `emulated` (both operands rounded), skipping what `mask` skips in the tiled kernels:
+/// each block of 32 rows multiplies only the columns and inner values the mask leaves
+/// it, so causal attention keeps its savings without AMX too.
+pub(super) fn emulated_masked(
+    (m, k, n): (usize, usize, usize),
+    (dst, d, accumulate): (&mut [f32], Strided, bool),
+    (a, sa): (&[f32], Strided),
+    (b, sb): (&[f32], Strided),
+    mask: Mask,
+) {
+    if mask == Mask::None {
+        return emulated((m, k, n), (dst, d, accumulate), (a, sa), (b, sb), false);
+    }
+    let ((ra, sa), (rb, sb)) = (rounded((m, k), a, sa), rounded((k, n), b, sb));
+    let blocks = |len: usize| len.div_ceil(BLOCK);
+    for bi in 0..blocks(m) {
+        let rows = bi * BLOCK..((bi + 1) * BLOCK).min(m);
+        let cols = mask.column_end(bi, blocks(n)) * BLOCK;
+        let inner = mask.inner(bi, blocks(k));
+        let inner = inner.start * BLOCK..(inner.end * BLOCK).min(k);
+        let cols = cols.min(n);
+        let (a_at, b_at) = (sa.at(rows.start, inner.start), sb.at(inner.start, 0));
+        let dims = (rows.len(), inner.len(), cols);
+        let d_at = d.at(rows.start, 0);
+        if inner.is_empty() {
+            if !accumulate {
+                (rows.clone()).for_each(|r| (0..cols).for_each(|c| dst[d.index(r, c)] = 0.0));
+            }
+            continue;
+        }
+        let (a, b) = ((&ra[..], a_at), (&rb[..], b_at));
+        multiply_f32(dims, (&mut *dst, d_at, accumulate), a, b);
     }
 }
 

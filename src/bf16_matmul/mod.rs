@@ -17,11 +17,11 @@ use std::sync::OnceLock;
 
 use crate::matmul::Strided;
 
-use self::emulated::emulated;
 pub use self::emulated::rounded;
+use self::emulated::{emulated, emulated_masked};
 pub use self::tiled::{
-    multiply, multiply_masked, multiply_new, Accumulator, Left, Mask, Packed, PackedLeft,
-    PackedRight, Right, Side,
+    multiply, multiply_masked, multiply_new, multiply_new_then, Accumulator, Left, Mask, Packed,
+    PackedLeft, PackedRight, Right, Side, Then,
 };
 
 /// Which implementation multiplies.
@@ -94,20 +94,41 @@ pub fn matmul_bf16(
 
 /// A new [m x n] row-major `a @ b` with bf16-rounded operands.
 pub fn matmul_bf16_new(
+    dims: (usize, usize, usize),
+    a: (&[f32], Strided),
+    b: (&[f32], Strided),
+) -> Vec<f32> {
+    matmul_bf16_new_then(dims, a, b, &|_, _, _| {})
+}
+
+/// `matmul_bf16_new`, each run of the result's rows passed through `then` (as the tiled
+/// kernels write it, while in cache; after the product in the emulation).
+pub fn matmul_bf16_new_then(
     (m, k, n): (usize, usize, usize),
     a: (&[f32], Strided),
     b: (&[f32], Strided),
+    then: Then,
 ) -> Vec<f32> {
     let kernel = Kernel::chosen();
     if k == 0 || m == 0 || n == 0 || kernel == Kernel::Emulated {
         let mut dst = vec![0.0f32; m * n];
         let out = (&mut dst[..], Strided::rows(0, n), false);
         matmul_bf16_with(kernel, (m, k, n), out, a, b);
+        each_row(&mut dst, n, then);
         return dst;
     }
     with_packed((m, k, n), a, b, |left, right| {
-        multiply_new(kernel, left, right)
+        multiply_new_then(kernel, left, right, then)
     })
+}
+
+/// `then(row, 0, row's values)` on each row of a row-major matrix with rows of `n`.
+pub fn each_row(values: &mut [f32], n: usize, then: Then) {
+    use rayon::prelude::*;
+    if n > 0 {
+        let rows = values.par_chunks_mut(n).enumerate();
+        rows.for_each(|(r, row)| then(r, 0, row));
+    }
 }
 
 /// `matmul_bf16` by `kernel`. Panics if it is not available, or if a view does not fit
@@ -163,9 +184,9 @@ fn product(
     });
 }
 
-/// `dst (+)= a @ b` by a tiled kernel, skipping the blocks `mask` names, its operands
-/// packed into this thread's reused buffers. Panics as `multiply_masked`, or if a view
-/// does not fit its slice.
+/// `dst (+)= a @ b` with bf16-rounded operands by `kernel`, skipping the blocks `mask`
+/// names (a tiled kernel's operands packed into this thread's reused buffers). Panics as
+/// `multiply_masked`, or if a view does not fit its slice.
 pub fn matmul_bf16_masked(
     kernel: Kernel,
     (m, k, n): (usize, usize, usize),
@@ -174,6 +195,9 @@ pub fn matmul_bf16_masked(
     b: (&[f32], Strided),
     mask: Mask,
 ) {
+    if kernel == Kernel::Emulated || k == 0 {
+        return emulated_masked((m, k, n), dst, a, b, mask);
+    }
     with_packed((m, k, n), a, b, |left, right| {
         multiply_masked(kernel, dst, (left, right), mask)
     });

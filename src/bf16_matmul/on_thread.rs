@@ -7,7 +7,7 @@ use std::cell::Cell;
 
 use crate::matmul::{matmul_new, matmul_threaded, Strided};
 
-use super::{matmul_bf16, matmul_bf16_new, Kernel};
+use super::{each_row, matmul_bf16, matmul_bf16_new, matmul_bf16_new_then, Kernel, Then};
 
 thread_local! {
     static BF16: Cell<bool> = const { Cell::new(false) };
@@ -58,6 +58,22 @@ pub fn product(
     } else {
         matmul_threaded(dims, dst, a, b);
     }
+}
+
+/// `product_new`, each run of the result's rows passed through `then` (fused into the
+/// write-back of bf16 tiles; after the product otherwise).
+pub fn product_new_then(
+    dims: (usize, usize, usize),
+    a: (&[f32], Strided),
+    b: (&[f32], Strided),
+    then: Then,
+) -> Vec<f32> {
+    if bf16_here() {
+        return matmul_bf16_new_then(dims, a, b, then);
+    }
+    let mut values = matmul_new(dims, a, b);
+    each_row(&mut values, dims.2, then);
+    values
 }
 
 /// A new row-major `a @ b` on all threads, in this thread's precision.

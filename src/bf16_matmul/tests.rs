@@ -213,9 +213,8 @@ fn masked_products_skip_only_blocks_that_do_not_count() {
             let (want, size) = reference((s, s, s), (&a, view), (&b, view));
             let start = operand(s * s, 9);
             let mut got = start.clone();
-            let left = PackedLeft::new((s, s), (&a, view));
-            let right = PackedRight::new((s, s), (&b, view));
-            multiply_masked(kernel, (&mut got, view, true), (&left, &right), mask);
+            let dst = (&mut got[..], view, true);
+            matmul_bf16_masked(kernel, (s, s, s), dst, (&a, view), (&b, view), mask);
             for i in 0..s * s {
                 let (row, col) = (block(i / s), block(i % s));
                 let base = f64::from(start[i]);

@@ -107,7 +107,7 @@ pub enum Mask {
 
 impl Mask {
     /// The column blocks of row block `bi` computed, of `cols` (a range's end).
-    fn column_end(self, bi: usize, cols: usize) -> usize {
+    pub(super) fn column_end(self, bi: usize, cols: usize) -> usize {
         match self {
             Mask::ResultAboveDiagonal => cols.min(bi + 1),
             _ => cols,
@@ -115,7 +115,7 @@ impl Mask {
     }
 
     /// The inner tiles (32 values each, as the blocks) row block `bi` sums, of `tiles`.
-    fn inner(self, bi: usize, tiles: usize) -> std::ops::Range<usize> {
+    pub(super) fn inner(self, bi: usize, tiles: usize) -> std::ops::Range<usize> {
         match self {
             Mask::LeftAboveDiagonal => 0..tiles.min(bi + 1),
             Mask::LeftBelowDiagonal => bi.min(tiles)..tiles,
@@ -141,6 +141,7 @@ pub fn multiply_masked(
         view: d,
         dims: (m, n),
         accumulate,
+        then: &|_, _, _| {},
     };
     // SAFETY: the view lies inside `dst` (checked above), borrowed mutably for the call.
     unsafe { tiled(kernel, &out, (left, right), mask) };
@@ -162,7 +163,7 @@ fn result_dims(kernel: Kernel, left: &PackedLeft, right: &PackedRight) -> (usize
 /// (initialised unless every element is overwritten: `accumulate` false).
 unsafe fn tiled(
     kernel: Kernel,
-    out: &Destination,
+    out: &Destination<'_>,
     (left, right): (&PackedLeft, &PackedRight),
     mask: Mask,
 ) {
@@ -253,6 +254,20 @@ fn two_panels(packed: &[u16], len: usize, block: usize) -> [&[u16]; 2] {
 
 /// A new row-major `left @ right` by a tiled kernel (as `multiply`).
 pub fn multiply_new(kernel: Kernel, left: &PackedLeft, right: &PackedRight) -> Vec<f32> {
+    multiply_new_then(kernel, left, right, &|_, _, _| {})
+}
+
+/// Elementwise work on a product's values as they are written: `then(row, first
+/// column, values)` on each run of a row, while the values are still in cache.
+pub type Then<'a> = &'a (dyn Fn(usize, usize, &mut [f32]) + Sync);
+
+/// `multiply_new`, each run of the result's rows passed through `then` as written.
+pub fn multiply_new_then(
+    kernel: Kernel,
+    left: &PackedLeft,
+    right: &PackedRight,
+    then: Then,
+) -> Vec<f32> {
     let (m, n) = result_dims(kernel, left, right);
     let mut dst: Vec<f32> = Vec::with_capacity(m * n);
     let out = Destination {
@@ -260,6 +275,7 @@ pub fn multiply_new(kernel: Kernel, left: &PackedLeft, right: &PackedRight) -> V
         view: Strided::rows(0, n),
         dims: (m, n),
         accumulate: false,
+        then,
     };
     // SAFETY: `out` is a fresh allocation of m x n values, which `tiled` writes
     // every one of (not reading any: `accumulate` is false) before `set_len` exposes them.
@@ -271,30 +287,34 @@ pub fn multiply_new(kernel: Kernel, left: &PackedLeft, right: &PackedRight) -> V
 }
 
 /// Where the blocks' sums go.
-struct Destination {
+struct Destination<'a> {
     ptr: *mut f32,
     view: Strided,
     dims: (usize, usize),
     accumulate: bool,
+    /// On each run of a row's sums before they are written (or added).
+    then: Then<'a>,
 }
 
-// SAFETY: threads write disjoint blocks only (see `write`).
-unsafe impl Sync for Destination {}
+// SAFETY: threads write disjoint blocks only (see `write`); `then` is `Sync`.
+unsafe impl Sync for Destination<'_> {}
 
-impl Destination {
+impl Destination<'_> {
     /// Writes (or adds) the sums (rows `row` apart) of the result's rows from `row0` and
     /// columns from `col0`, as far as the result and the sums reach.
     ///
     /// # Safety
     /// The view must lie inside the destination allocation, and no other thread may
     /// touch these elements meanwhile.
-    unsafe fn write(&self, row0: usize, col0: usize, (sums, row): (&[f32], usize)) {
+    unsafe fn write(&self, row0: usize, col0: usize, (sums, row): (&mut [f32], usize)) {
         let (m, n) = self.dims;
         let v = self.view;
         let rows = BLOCK.min(m - row0);
         let cols = (row - ROW_PAD).min(n - col0);
         for r in 0..rows {
-            let sums = &sums[r * row..][..cols];
+            let sums = &mut sums[r * row..][..cols];
+            (self.then)(row0 + r, col0, sums);
+            let sums = &*sums;
             let first = v.offset + (row0 + r) * v.row + col0 * v.col;
             if v.col == 1 {
                 // SAFETY: the row's `cols` elements are inside the view, per the caller.

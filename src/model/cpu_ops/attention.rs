@@ -11,7 +11,7 @@ use crate::matmul::{matmul, Strided};
 use crate::model::arch::AttentionShape;
 
 use super::vector;
-use crate::bf16_matmul::{matmul_bf16_masked, on_thread, Mask};
+use crate::bf16_matmul::{matmul_bf16_masked, on_thread, Kernel, Mask};
 
 /// Query rows per block: small blocks skip more of the masked triangle, large ones make
 /// better matrix products.
@@ -197,9 +197,7 @@ fn forward_bf16(
     }
 }
 
-/// `dst (+)= a @ b` in bf16 on this thread; the tiled kernels skip the blocks `mask`
-/// names (the emulation multiplies them all: the masked parts hold zeros, or are not
-/// read).
+/// `dst (+)= a @ b` in bf16 on this thread, skipping the blocks `mask` names.
 fn head_product(
     dims: (usize, usize, usize),
     dst: (&mut [f32], Strided, bool),
@@ -207,10 +205,7 @@ fn head_product(
     b: (&[f32], Strided),
     mask: Mask,
 ) {
-    match on_thread::tiled_kernel_here() {
-        Some(kernel) => matmul_bf16_masked(kernel, dims, dst, a, b, mask),
-        None => on_thread::product(dims, dst, a, b),
-    }
+    matmul_bf16_masked(Kernel::chosen(), dims, dst, a, b, mask);
 }
 
 /// Row `i` of the scores' gradient from the probabilities' gradient `d_row` (in place)

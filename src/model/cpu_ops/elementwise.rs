@@ -7,25 +7,19 @@ const CHUNK: usize = 16_384;
 
 /// Replaces each pre-activation x with `relu(x)^2` (the block keeps only this: the
 /// activation's gradient is recovered from it, see `squared_relu_grad`).
-pub fn squared_relu_in_place(x: &mut [f32]) {
-    x.par_chunks_mut(CHUNK).for_each(|x| {
-        for x in x {
-            let r = x.max(0.0);
-            *x = r * r;
-        }
-    });
+pub fn squared_relu(x: &mut [f32]) {
+    for x in x {
+        let r = x.max(0.0);
+        *x = r * r;
+    }
 }
 
 /// Replaces `dy`, the gradient reaching `y = relu(x)^2`, with the gradient reaching x:
 /// `2 relu(x) dy = 2 sqrt(y) dy`.
 pub fn squared_relu_grad(y: &[f32], dy: &mut [f32]) {
-    dy.par_chunks_mut(CHUNK)
-        .zip(y.par_chunks(CHUNK))
-        .for_each(|(dy, y)| {
-            for (dy, &y) in dy.iter_mut().zip(y) {
-                *dy *= 2.0 * y.sqrt();
-            }
-        });
+    for (dy, &y) in dy.iter_mut().zip(y) {
+        *dy *= 2.0 * y.sqrt();
+    }
 }
 
 /// `dst += scale * src`.

@@ -2,8 +2,8 @@
 //! the products every projection and the feed-forward block share. Each product takes bf16 operands when the thread trains in `model.precision: Bf16`
 //! (`bf16_matmul::on_thread`).
 
-use crate::bf16_matmul::on_thread::{product, product_new, tiled_kernel_here};
-use crate::bf16_matmul::{multiply, multiply_new, PackedLeft, PackedRight};
+use crate::bf16_matmul::on_thread::{product, product_new, product_new_then, tiled_kernel_here};
+use crate::bf16_matmul::{multiply, multiply_new, PackedLeft, PackedRight, Then};
 use crate::matmul::Strided;
 
 /// A new [rows, outputs] `x @ w^T`.
@@ -12,6 +12,21 @@ pub fn forward((rows, inputs, outputs): (usize, usize, usize), x: &[f32], w: &[f
         (rows, inputs, outputs),
         (x, Strided::rows(0, inputs)),
         (w, Strided::rows(0, inputs).t()),
+    )
+}
+
+/// `forward`, each run of the output's rows passed through `then` as it is written.
+pub fn forward_then(
+    (rows, inputs, outputs): (usize, usize, usize),
+    x: &[f32],
+    w: &[f32],
+    then: Then,
+) -> Vec<f32> {
+    product_new_then(
+        (rows, inputs, outputs),
+        (x, Strided::rows(0, inputs)),
+        (w, Strided::rows(0, inputs).t()),
+        then,
     )
 }
 

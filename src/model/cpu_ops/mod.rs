@@ -25,7 +25,7 @@ use crate::profile;
 use super::arch::AttentionShape;
 use super::snapshot::host;
 use super::tape::ModelTape;
-use crate::bf16_matmul::on_thread::{bf16_here, product_new};
+use crate::bf16_matmul::on_thread::{bf16_here, product_new_then};
 use crate::matmul::Strided;
 
 /// Activations [rows, W] on the CPU.
@@ -143,8 +143,9 @@ pub fn squared_relu_mlp<const M: usize, const F: usize, T: ModelTape<Cpu>>(
     let up = up.expect("a weight was given");
     let (xs, ups, downs) = (host(&x), host(&up), host(&down));
     let rows = xs.len() / M;
-    let mut hidden = linear::forward((rows, M, F), &xs, &ups);
-    elementwise::squared_relu_in_place(&mut hidden);
+    // The activation applied as the product writes its values (still in cache).
+    let activation = |_: usize, _: usize, h: &mut [f32]| elementwise::squared_relu(h);
+    let hidden = linear::forward_then((rows, M, F), &xs, &ups, &activation);
     let y = linear::forward((rows, F, M), &hidden, &downs);
     let out = x.device().tensor_from_vec(y, (rows, Const::<M>));
     if T::OWNS_TAPE {
@@ -154,15 +155,19 @@ pub fn squared_relu_mlp<const M: usize, const F: usize, T: ModelTape<Cpu>>(
             let _span = profile::span("mlp backward");
             let (dy, [dx, d_up, d_down]) =
                 slots(grads, &*out_slot, [&*x_slot, &*up_slot, &*down_slot])?;
-            // Through the down projection: d hidden = dy @ down, d down += dy^T @ hidden.
-            let mut d_hidden = product_new(
+            // Through the down projection and the activation (applied as the product
+            // writes): d hidden = (dy @ down) * 2 sqrt(hidden); d down += dy^T @ hidden.
+            let through_activation = |row: usize, col: usize, d: &mut [f32]| {
+                elementwise::squared_relu_grad(&hidden[row * F + col..][..d.len()], d)
+            };
+            let d_hidden = product_new_then(
                 (rows, M, F),
                 (dy, Strided::rows(0, M)),
                 (&downs, Strided::rows(0, F)),
+                &through_activation,
             );
             linear::weight_grad((rows, F, M), dy, &hidden, d_down);
-            // Through the activation, in place; then the up projection.
-            elementwise::squared_relu_grad(&hidden, &mut d_hidden);
+            // Then the up projection.
             linear::backward((rows, M, F), &d_hidden, (&xs, dx), (&ups, d_up));
             Ok(())
         });
