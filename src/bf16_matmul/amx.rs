@@ -10,7 +10,7 @@ use std::arch::asm;
 use std::marker::PhantomData;
 use std::sync::OnceLock;
 
-use super::pack::{TILE_COLS, TILE_K, TILE_LEN, TILE_ROWS};
+use super::format::{TILE_COLS, TILE_K, TILE_LEN, TILE_ROWS};
 use super::Accumulator;
 
 /// Whether this CPU has AMX-BF16 and the kernel gave this process the tile state.

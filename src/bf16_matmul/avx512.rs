@@ -3,13 +3,12 @@
 
 use std::arch::x86_64::*;
 
-use super::pack::{TILE_K, TILE_LEN, TILE_ROWS};
+use super::format::{avx512_bf16, TILE_K, TILE_LEN, TILE_ROWS};
 use super::Accumulator;
 
 /// Whether this CPU runs `VDPBF16PS`.
 pub fn available() -> bool {
-    std::arch::is_x86_feature_detected!("avx512f")
-        && std::arch::is_x86_feature_detected!("avx512bf16")
+    avx512_bf16()
 }
 
 /// The same as `amx::Tiles::block`. Panics unless `available()`.

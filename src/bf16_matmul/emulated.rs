@@ -4,7 +4,7 @@ use rayon::prelude::*;
 
 use crate::matmul::Strided;
 
-use super::pack::{self, BLOCK};
+use super::format::{from_bf16, to_bf16, BLOCK};
 use super::Mask;
 
 /// The operands rounded to bf16 values, multiplied in f32 (on all threads, or on this one
@@ -87,11 +87,11 @@ pub fn rounded((rows, cols): (usize, usize), x: &[f32], view: Strided) -> (Vec<f
             let start = view.offset + i * line_stride;
             if step == 1 {
                 for (o, v) in line.iter_mut().zip(&x[start..start + len]) {
-                    *o = pack::from_bf16(pack::to_bf16(*v));
+                    *o = from_bf16(to_bf16(*v));
                 }
             } else {
                 for (j, o) in line.iter_mut().enumerate() {
-                    *o = pack::from_bf16(pack::to_bf16(x[start + j * step]));
+                    *o = from_bf16(to_bf16(x[start + j * step]));
                 }
             }
         };

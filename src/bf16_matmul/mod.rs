@@ -8,6 +8,7 @@
 mod amx;
 mod avx512;
 mod emulated;
+pub mod format;
 pub mod on_thread;
 pub mod pack;
 mod tiled;

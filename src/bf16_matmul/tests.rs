@@ -1,6 +1,6 @@
 use super::*;
 use crate::matmul::Strided;
-use pack::{from_bf16, to_bf16};
+use format::{from_bf16, to_bf16};
 
 /// Deterministic operands of mixed sign and magnitude, none of them exactly bf16.
 fn operand(len: usize, seed: u64) -> Vec<f32> {

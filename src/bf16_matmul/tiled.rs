@@ -5,7 +5,8 @@ use rayon::prelude::*;
 
 use crate::matmul::Strided;
 
-use super::pack::{pack_left, pack_right, round_up, BLOCK, TILE_K, TILE_LEN};
+use super::format::{round_up, BLOCK, TILE_K, TILE_LEN};
+use super::pack::{pack_left, pack_right};
 
 // A mask's blocks are the kernels' blocks along the inner dimension too.
 const _: () = assert!(BLOCK == TILE_K);

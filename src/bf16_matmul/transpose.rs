@@ -5,11 +5,11 @@
 
 use std::arch::x86_64::*;
 
-use super::pack::{TILE_K, TILE_LEN, TILE_ROWS};
+use super::format::{avx512_bf16, TILE_K, TILE_LEN, TILE_ROWS};
 
 /// Whether this CPU has what the tile transposes use (AVX512F/BW and AVX512-BF16).
 pub fn available() -> bool {
-    super::avx512::available() && std::arch::is_x86_feature_detected!("avx512bw")
+    avx512_bf16() && std::arch::is_x86_feature_detected!("avx512bw")
 }
 
 /// A tile of the right operand from 16 columns that each run along the inner dimension:
@@ -125,7 +125,7 @@ unsafe fn store_transposed(r: [__m512i; 16], tile: &mut [u16]) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::pack::{from_bf16, to_bf16};
+    use super::super::format::{from_bf16, to_bf16};
     use super::*;
 
     fn values(len: usize) -> Vec<f32> {

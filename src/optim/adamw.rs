@@ -8,7 +8,8 @@ use dfdx::prelude::*;
 use crate::profile;
 use crate::spec::run_config::AdamWConfig;
 
-use super::device::{Buffer, HostBuffers, OptimDevice};
+use super::device::OptimDevice;
+use super::host_buffers::{Buffer, HostBuffers};
 use super::state::{OptimizerState, RestoreError, Restoring};
 use super::trained::{self, Reads, TensorAction};
 use super::Optimizer;

@@ -6,7 +6,7 @@
 use dfdx::nn::tensor_collection::TensorCollection;
 use dfdx::prelude::*;
 
-use super::device::Buffer;
+use super::host_buffers::Buffer;
 use super::trained::{self, Reads, TensorAction};
 
 /// Applies updates with decoupled weight decay.

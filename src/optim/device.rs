@@ -1,38 +1,12 @@
-//! What an optimizer needs of a device beyond dfdx's `Device`: copying buffers to and
-//! from the host (for checkpoints) and the device's own Muon.
+//! What an optimizer needs of a device beyond dfdx's `Device`: its buffers on the host
+//! (`host_buffers`) and its own Muon.
 
 use dfdx::prelude::*;
 
 use crate::spec::run_config::MuonConfig;
 
+use super::host_buffers::HostBuffers;
 use super::MuonStep;
-
-/// A device's f32 buffer.
-pub type Buffer<D> = <D as Storage<f32>>::Vec;
-
-/// Copies device buffers to and from the host, for checkpoints.
-pub trait HostBuffers: Device<f32> {
-    fn download(&self, buf: &Buffer<Self>) -> Result<Vec<f32>, Self::Err>;
-    fn upload(&self, values: &[f32]) -> Result<Buffer<Self>, Self::Err>;
-
-    /// The sum of squares of `buf`, accumulated in f64 (gradient clipping's norm). By
-    /// default through the host: one copy of the buffer.
-    fn sum_squares(&self, buf: &Buffer<Self>) -> Result<f64, Self::Err> {
-        Ok(sum_squares(&self.download(buf)?))
-    }
-
-    /// Multiplies `buf` by `factor` (gradient clipping). By default through the host.
-    fn scale(&self, buf: &mut Buffer<Self>, factor: f32) -> Result<(), Self::Err> {
-        let mut values = self.download(buf)?;
-        values.iter_mut().for_each(|v| *v *= factor);
-        *buf = self.upload(&values)?;
-        Ok(())
-    }
-}
-
-fn sum_squares(values: &[f32]) -> f64 {
-    values.iter().map(|&v| f64::from(v) * f64::from(v)).sum()
-}
 
 /// A device every optimizer can run on.
 pub trait OptimDevice: HostBuffers + 'static {
@@ -42,45 +16,11 @@ pub trait OptimDevice: HostBuffers + 'static {
     fn muon(config: &MuonConfig) -> Self::Muon;
 }
 
-impl HostBuffers for Cpu {
-    fn download(&self, buf: &Buffer<Self>) -> Result<Vec<f32>, Self::Err> {
-        Ok(buf.to_vec())
-    }
-
-    fn upload(&self, values: &[f32]) -> Result<Buffer<Self>, Self::Err> {
-        let mut buf = <Self as Storage<f32>>::try_alloc_len(self, values.len())?;
-        buf.copy_from_slice(values);
-        Ok(buf)
-    }
-
-    fn sum_squares(&self, buf: &Buffer<Self>) -> Result<f64, Self::Err> {
-        Ok(sum_squares(buf))
-    }
-
-    fn scale(&self, buf: &mut Buffer<Self>, factor: f32) -> Result<(), Self::Err> {
-        buf.iter_mut().for_each(|v| *v *= factor);
-        Ok(())
-    }
-}
-
 impl OptimDevice for Cpu {
     type Muon = super::muon::Muon;
 
     fn muon(config: &MuonConfig) -> Self::Muon {
         super::muon::Muon::new(config)
-    }
-}
-
-#[cfg(feature = "cuda")]
-impl HostBuffers for Cuda {
-    fn download(&self, buf: &Buffer<Self>) -> Result<Vec<f32>, Self::Err> {
-        Ok(buf.device().dtoh_sync_copy(buf)?)
-    }
-
-    fn upload(&self, values: &[f32]) -> Result<Buffer<Self>, Self::Err> {
-        let mut buf = <Self as Storage<f32>>::try_alloc_len(self, values.len())?;
-        buf.device().htod_sync_copy_into(values, &mut *buf)?;
-        Ok(buf)
     }
 }
 

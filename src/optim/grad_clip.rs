@@ -6,7 +6,7 @@
 use dfdx::nn::tensor_collection::TensorCollection;
 use dfdx::prelude::*;
 
-use super::device::HostBuffers;
+use super::host_buffers::HostBuffers;
 use super::trained::{self, Reads, TensorAction};
 
 /// What PyTorch adds to the norm before dividing (keeps the factor finite at norm 0).

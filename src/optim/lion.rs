@@ -16,7 +16,8 @@ use dfdx::prelude::*;
 use crate::profile;
 use crate::spec::run_config::LionConfig;
 
-use super::device::{HostBuffers, OptimDevice};
+use super::device::OptimDevice;
+use super::host_buffers::HostBuffers;
 use super::state::{OptimizerState, RestoreError};
 use super::trained::{self, state_at, Reads, TensorAction};
 use super::Optimizer;

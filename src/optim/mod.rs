@@ -14,6 +14,7 @@ pub mod device;
 pub mod gemm_plan;
 pub mod grad_clip;
 pub mod groups;
+pub mod host_buffers;
 pub mod lion;
 pub mod muon;
 pub mod muon_adamw;

@@ -26,7 +26,7 @@ pub const CHECKPOINT_FILE: &str = "checkpoint.bin";
 /// (`execution.keep_final_state`): a checkpoint at the run's last step.
 pub const FINAL_STATE_FILE: &str = "final_state.bin";
 
-const MAGIC: &[u8; 16] = b"rankprobe-ckpt2\n";
+pub(super) const MAGIC: &[u8; 16] = b"rankprobe-ckpt2\n";
 
 /// Loop counters that continue across a resume.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -97,17 +97,18 @@ pub struct Checkpoint {
     pub optimizer: OptimizerState,
 }
 
+/// The current format's header (`checkpoint_decode` reads it back).
 #[derive(Serialize, Deserialize)]
-struct Header {
-    run_id: String,
-    step: u64,
-    counters: Counters,
+pub(super) struct Header {
+    pub(super) run_id: String,
+    pub(super) step: u64,
+    pub(super) counters: Counters,
     /// Lengths of the model's tensors, in order.
-    model: Vec<usize>,
+    pub(super) model: Vec<usize>,
     /// The optimizer's counters.
-    optimizer_counters: Vec<(String, i64)>,
+    pub(super) optimizer_counters: Vec<(String, i64)>,
     /// The optimizer's buffers: name and length, in order (after the model's tensors).
-    optimizer_buffers: Vec<(String, usize)>,
+    pub(super) optimizer_buffers: Vec<(String, usize)>,
 }
 
 /// What a checkpoint of a run must hold besides its optimizer's state, read off the
@@ -173,59 +174,6 @@ impl Checkpoint {
     fn tensors(&self) -> impl Iterator<Item = &[f32]> {
         let model = self.model.iter().map(Vec::as_slice);
         model.chain(self.optimizer.buffers.iter().map(|(_, v)| v.as_slice()))
-    }
-
-    /// A checkpoint of either format.
-    pub fn decode(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
-        if bytes.len() < MAGIC.len() + 8 + 32 {
-            return Err(corrupt(
-                "not a rankprobe checkpoint (bad magic or too short)",
-            ));
-        }
-        let (body, digest) = bytes.split_at(bytes.len() - 32);
-        let (magic, rest) = body.split_at(MAGIC.len());
-        let version_1 = magic == super::checkpoint_v1::MAGIC;
-        if magic != MAGIC && !version_1 {
-            return Err(corrupt(
-                "not a rankprobe checkpoint (bad magic or too short)",
-            ));
-        }
-        if Sha256::digest(body).as_slice() != digest {
-            return Err(corrupt("checksum mismatch (truncated or damaged file)"));
-        }
-        let header_len = u64::from_le_bytes(rest[..8].try_into().expect("8 bytes"));
-        let rest = &rest[8..];
-        let header_len = usize::try_from(header_len)
-            .ok()
-            .filter(|&len| len <= rest.len())
-            .ok_or_else(|| corrupt("header longer than the file"))?;
-        let (header, values) = rest.split_at(header_len);
-        let mut values = Values(values);
-        let checkpoint = if version_1 {
-            super::checkpoint_v1::decode(header, &mut values)?
-        } else {
-            let header: Header = serde_json::from_slice(header)
-                .map_err(|err| corrupt(format!("unreadable header: {err}")))?;
-            let model = values.tensors(&header.model)?;
-            let mut optimizer = OptimizerState {
-                counters: header.optimizer_counters,
-                buffers: Vec::with_capacity(header.optimizer_buffers.len()),
-            };
-            for (name, len) in header.optimizer_buffers {
-                optimizer.buffer(name, values.take(len)?);
-            }
-            Checkpoint {
-                run_id: header.run_id,
-                step: header.step,
-                counters: header.counters,
-                model,
-                optimizer,
-            }
-        };
-        if !values.0.is_empty() {
-            return Err(corrupt("trailing bytes after the last section"));
-        }
-        Ok(checkpoint)
     }
 
     /// Whether this checkpoint can continue a run of `layout`: its step, counters and
@@ -311,7 +259,7 @@ fn same_lengths(what: &str, found: &[Vec<f32>], expected: &[usize]) -> Result<()
 }
 
 /// The f32 payload, consumed front to back.
-pub(super) struct Values<'a>(&'a [u8]);
+pub(super) struct Values<'a>(pub(super) &'a [u8]);
 
 impl Values<'_> {
     pub(super) fn take(&mut self, len: usize) -> Result<Vec<f32>, CheckpointError> {

@@ -2,6 +2,7 @@
 //! `TrainObserver` (the store and the progress display live downstream).
 
 pub mod checkpoint;
+mod checkpoint_decode;
 mod checkpoint_v1;
 #[cfg(feature = "cuda")]
 pub mod cublas_math;

@@ -47,3 +47,11 @@ impl fmt::Display for TrainError {
 }
 
 impl std::error::Error for TrainError {}
+
+/// Why the initial weights at `path` cannot start a run.
+pub(super) fn init_error(path: &str, why: &str) -> TrainError {
+    TrainError::Run(format!(
+        "model.init_from `{path}` cannot start this run: {why}; give the weights of a run \
+         with the same model shape and vocabulary (runs/<name>/final.safetensors)"
+    ))
+}

@@ -9,7 +9,7 @@ use crate::spec::Device;
 
 use super::observer::TrainObserver;
 use super::options::TrainOptions;
-use super::outcome::{Outcome, TrainError};
+use super::outcome::{init_error, Outcome, TrainError};
 use super::run_loop::RunLoop;
 
 /// Whether this build can train `config` at all; checked for every run before a sweep
@@ -40,14 +40,6 @@ fn check_buildable(config: &RunConfig, vocab: usize) -> Result<(), TrainError> {
         )));
     }
     Ok(())
-}
-
-/// Why the initial weights at `path` cannot start a run.
-pub(super) fn init_error(path: &str, why: &str) -> TrainError {
-    TrainError::Run(format!(
-        "model.init_from `{path}` cannot start this run: {why}; give the weights of a run \
-         with the same model shape and vocabulary (runs/<name>/final.safetensors)"
-    ))
 }
 
 /// Trains one run on `dataset`, reporting to `observer`.

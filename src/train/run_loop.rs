@@ -173,7 +173,7 @@ impl<
         };
         if let Some(path) = &config.model.init_from {
             // Checked before the sweep too (`check_trainable`); read and checked as it is now.
-            let init_error = |why: String| super::run::init_error(path, &why);
+            let init_error = |why: String| super::outcome::init_error(path, &why);
             let tensors = read_for(path, &config.model, V).map_err(init_error)?;
             load_into(&mut run.model, &tensors).map_err(init_error)?;
         }
