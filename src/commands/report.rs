@@ -6,6 +6,7 @@ use std::path::Path;
 use crate::report::write::{write_report, WriteError, Written};
 use crate::report::ReportSettings;
 
+use crate::runner::notices::Printed;
 use crate::runner::preflight::upgrade_results;
 
 use super::Failure;
@@ -29,7 +30,7 @@ pub fn report(study_dir: &Path) -> Result<(), Failure> {
         .map(|loaded| ReportSettings::from_spec(&loaded.study.report))
         .unwrap_or_default();
     let plan = loaded.and_then(|loaded| crate::plan::build_plan(&loaded).ok());
-    upgrade_results(study_dir, plan.as_ref())?;
+    upgrade_results(study_dir, plan.as_ref(), &mut Printed)?;
     print!("{}", write_and_describe(study_dir, &settings)?);
     println!("(written to {})", study_dir.join("report").display());
     Ok(())

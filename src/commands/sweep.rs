@@ -7,11 +7,12 @@ use std::path::Path;
 pub use crate::runner::sweep::{Shard, SweepOptions};
 
 use crate::report::ReportSettings;
+use crate::runner::notices::Printed;
 
 use super::Failure;
 
 pub fn sweep(file: &Path, options: &SweepOptions) -> Result<(), Failure> {
-    let outcome = crate::runner::sweep::sweep(file, options)?;
+    let outcome = crate::runner::sweep::sweep(file, options, &mut Printed)?;
     println!("study {} in {}:", outcome.plan.study, outcome.dir.display());
     // Kept runs were each named as the sweep started ("keeping ...").
     if !outcome.kept.is_empty() {

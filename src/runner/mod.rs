@@ -5,6 +5,7 @@
 
 pub mod continuation;
 pub mod estimate;
+pub mod notices;
 pub mod one_run;
 pub mod preflight;
 pub mod progress;

@@ -13,6 +13,7 @@ use crate::spec::Device;
 use crate::store::{create_dir_below, write_atomic, RunPaths};
 use crate::train::run::check_trainable;
 
+use super::notices::{Notice, Notices};
 use super::Failure;
 
 /// The longest file name a system takes (Linux's NAME_MAX), and the longest path.
@@ -220,12 +221,16 @@ pub(super) fn prepare_datasets(
 }
 
 /// Moves runs an earlier version wrote into today's layout, keeping their results, and
-/// says so; `plan` (the study as it is now, if it still plans) names their conditions.
-pub fn upgrade_results(dir: &Path, plan: Option<&Plan>) -> Result<(), Failure> {
+/// says so in `notices`; `plan` (the study as it is now, if it still plans) names their conditions.
+pub fn upgrade_results(
+    dir: &Path,
+    plan: Option<&Plan>,
+    notices: &mut dyn Notices,
+) -> Result<(), Failure> {
     let moved =
         crate::store::layout_upgrade::upgrade_results(dir, plan).map_err(Failure::RunFailed)?;
-    for line in moved {
-        println!("results of an earlier version moved: {line}");
+    for what in moved {
+        notices.notice(Notice::ResultsMoved { what });
     }
     Ok(())
 }

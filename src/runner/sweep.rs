@@ -14,6 +14,7 @@ use crate::store::manifest::RunStatus;
 use crate::store::{study_dir, RunPaths, Table};
 
 use super::estimate::run_cost;
+use super::notices::{Notice, Notices};
 use super::one_run::{store_failure, train_one};
 use super::preflight::{
     check_tree, check_writable, data_key, prepare_datasets, prepare_results_dir, resolve_device,
@@ -74,14 +75,20 @@ impl std::str::FromStr for Shard {
 }
 
 /// Trains the selected runs of the study in `file` that are not finished yet, under
-/// `<results>/<study>/`; the caller reports the outcome.
-pub fn sweep(file: &Path, options: &SweepOptions) -> Result<SweepOutcome, Failure> {
+/// `<results>/<study>/`, saying what it keeps or redoes in `notices`; the caller reports
+/// the outcome.
+pub fn sweep(
+    file: &Path,
+    options: &SweepOptions,
+    notices: &mut dyn Notices,
+) -> Result<SweepOutcome, Failure> {
     let started = Instant::now();
     super::signals::install_interrupt_handler();
     let plan = load_plan(file)?;
     let device = resolve_device(options.device.unwrap_or(plan.execution.device))?;
     if plan.execution.tf32 && !crate::train::device::uses_tf32(true, device) {
-        println!("note: `execution.tf32` applies to CUDA only; on {device} products are f32");
+        let device = device.to_string();
+        notices.notice(Notice::Tf32Ignored { device });
     }
     let mut runs = select_runs(&plan, &options.only)?;
     if let Some(why) = runs
@@ -109,7 +116,7 @@ pub fn sweep(file: &Path, options: &SweepOptions) -> Result<SweepOutcome, Failur
     })?;
     check_writable(&dir)?;
     check_tree(&dir, &runs)?;
-    super::preflight::upgrade_results(&dir, Some(&plan))?;
+    super::preflight::upgrade_results(&dir, Some(&plan), notices)?;
     // Resume: a finished run (done or diverged) with the same run id is kept as it is.
     let mut kept: Vec<(PlannedRun, RunStatus)> = Vec::new();
     let mut to_train = Vec::new();
@@ -117,7 +124,8 @@ pub fn sweep(file: &Path, options: &SweepOptions) -> Result<SweepOutcome, Failur
         let status = match options.force {
             true => None,
             false => finished_status(&dir, &run).unwrap_or_else(|why| {
-                println!("{}: {why}; training it again", run.label);
+                let run = run.label.clone();
+                notices.notice(Notice::Retraining { run, why });
                 None
             }),
         };
@@ -128,10 +136,11 @@ pub fn sweep(file: &Path, options: &SweepOptions) -> Result<SweepOutcome, Failur
     }
     let runs = to_train;
     for (run, status) in &kept {
-        println!(
-            "keeping {} ({status}, run id {}; --force retrains it)",
-            run.label, run.id
-        );
+        notices.notice(Notice::Kept {
+            run: run.label.clone(),
+            status: status.to_string(),
+            run_id: run.id.clone(),
+        });
     }
     let datasets = prepare_datasets(&runs, options.allow_repeat)?;
     prepare_results_dir(&dir, &source)?;
