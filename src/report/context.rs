@@ -10,12 +10,28 @@ use super::settings::ReportSettings;
 /// probe, when the runs have them: (site, metric).
 pub(super) fn other_probes(runs: &[RunResults], site: &str) -> Vec<(String, String)> {
     use crate::spec::run_config::ProbeMetric;
-    let [.., entropy, max_logit, dead_heads, icl] = ProbeMetric::ALL;
+    // Each metric picked out of the list by its kind, not by its place in it.
+    let name_of = |kind: fn(&ProbeMetric) -> bool| {
+        let metric = ProbeMetric::ALL.into_iter().find(kind);
+        metric.expect("every metric is in ProbeMetric::ALL").name()
+    };
     let wanted = [
-        (crate::probe::ATTENTION_SITE, entropy.name()),
-        (crate::probe::ATTENTION_SITE, max_logit.name()),
-        (site, dead_heads.name()),
-        (crate::probe::OUTPUT_SITE, icl.name()),
+        (
+            crate::probe::ATTENTION_SITE,
+            ProbeMetric::AttentionEntropy.name(),
+        ),
+        (
+            crate::probe::ATTENTION_SITE,
+            ProbeMetric::MaxAttentionLogit.name(),
+        ),
+        (
+            site,
+            name_of(|m| matches!(m, ProbeMetric::DeadHeads { .. })),
+        ),
+        (
+            crate::probe::OUTPUT_SITE,
+            name_of(|m| matches!(m, ProbeMetric::IclScore { .. })),
+        ),
     ];
     wanted
         .iter()
