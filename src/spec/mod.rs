@@ -2,14 +2,25 @@
 //! field-path overrides. Everything downstream starts from a `LoadedStudy`.
 
 pub mod check;
+pub mod data_config;
 pub mod diagnostic;
 pub mod inputs;
 pub mod load;
+pub mod model_config;
+pub mod optimizer_config;
 pub mod patch;
+pub mod probe_config;
+mod problems;
 pub mod run_config;
+pub mod schedule_config;
 pub mod source;
 pub mod study;
 pub mod suggest;
+
+/// Serde: leave a `false` out, so that adding such a field keeps every run id.
+fn is_false(value: &bool) -> bool {
+    !*value
+}
 
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use load::{load_study, parse_study, LoadedStudy};
