@@ -12,7 +12,8 @@ pub mod torch;
 use crate::data::prepare_dataset;
 use crate::plan::cost::{param_count, training_flops_at};
 use crate::plan::PlannedRun;
-use crate::runner::estimate::{remember, remember_peak, speed_key, ShapeSpeed};
+use crate::runner::estimate::speed_key;
+use crate::runner::remembered::{remember, remember_peak, ShapeSpeed};
 use crate::spec::Device;
 use crate::train::{train_run, TrainOptions};
 

@@ -6,7 +6,8 @@ use crate::plan::cost::{param_count, steps_and_tokens, training_flops};
 use crate::plan::diff::differing_values;
 use crate::plan::Plan;
 use crate::runner::continuation::{offer, Offer};
-use crate::runner::estimate::{from_memory, run_cost};
+use crate::runner::estimate::run_cost;
+use crate::runner::speed_range::from_memory;
 use crate::spec::diagnostic::{one_line, printable};
 use crate::store::finished::recorded;
 use crate::store::study_dir;
@@ -58,9 +59,9 @@ pub fn continuations(plan: &Plan, study_dir: &Path) -> String {
 }
 
 /// How long the study's runs take on this machine, from speeds measured here before (by
-/// `sweep` or `bench`, see `runner::estimate`); `None` before any measurement.
+/// `sweep` or `bench`, see `runner::remembered`); `None` before any measurement.
 pub fn remembered_estimate(plan: &Plan) -> Option<String> {
-    let ignored = crate::runner::estimate::impossible_speeds();
+    let ignored = crate::runner::remembered::impossible_speeds();
     let estimate = remembered_estimate_only(plan);
     match (estimate, ignored) {
         (estimate, 0) => estimate,
@@ -68,8 +69,8 @@ pub fn remembered_estimate(plan: &Plan) -> Option<String> {
             let note = format!(
                 "note: {n} speed(s) remembered in the cache lie outside {:.0e}-{:.0e} FLOP/s and \
                  were ignored as impossible (a damaged or edited speed.json)",
-                crate::runner::estimate::SLOWEST_FLOPS,
-                crate::runner::estimate::FASTEST_FLOPS
+                crate::runner::remembered::SLOWEST_FLOPS,
+                crate::runner::remembered::FASTEST_FLOPS
             );
             Some(match estimate {
                 Some(estimate) => format!("{estimate}\n{note}"),

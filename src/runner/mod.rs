@@ -10,8 +10,10 @@ pub mod one_run;
 pub mod preflight;
 pub mod progress;
 pub mod recorder;
+pub mod remembered;
 pub mod signals;
 pub mod slurm_script;
+pub mod speed_range;
 pub mod sweep;
 pub mod sweep_outcome;
 

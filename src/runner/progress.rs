@@ -12,9 +12,10 @@ use crate::matmul::PEAK_SIDE;
 use crate::text_table::human_count;
 
 use super::estimate::{
-    from_memory, long_on_the_cpu, peak_known, remember, remember_peak, saturating_seconds, spoken,
-    Pace, RunCost, ShapeSpeed, LONG_ON_THE_CPU,
+    long_on_the_cpu, saturating_seconds, spoken, Pace, RunCost, LONG_ON_THE_CPU,
 };
+use super::remembered::{peak_known, remember, remember_peak, ShapeSpeed};
+use super::speed_range::from_memory;
 
 /// How often a plain log line is written without a terminal, by default.
 pub const LOG_EVERY: Duration = Duration::from_secs(60);
