@@ -86,35 +86,20 @@ impl Tiles {
     /// first when `first`) the product of left panels `a` (two of 16 rows) and right
     /// panels `b` (two of 16 columns) over `tiles` tiles of 32 inner values each.
     pub fn block(&self, a: [&[u16]; 2], b: [&[u16]; 2], tiles: usize, out: Accumulator) {
-        let Accumulator { acc, row, first } = out;
-        assert!(row >= 2 * TILE_COLS && acc.len() >= (2 * TILE_ROWS - 1) * row + 2 * TILE_COLS);
-        // SAFETY: the block lies inside `acc` (checked above), borrowed mutably.
-        unsafe { self.block_at(a, b, tiles, (acc.as_mut_ptr(), row, first)) }
-    }
-
-    /// `block` into the 32 x 32 block at `c`, rows `row` f32 apart.
-    ///
-    /// # Safety
-    /// The block's 32 rows of 32 f32 must be valid for reads and writes, and no other
-    /// thread may touch them during the call.
-    unsafe fn block_at(
-        &self,
-        a: [&[u16]; 2],
-        b: [&[u16]; 2],
-        tiles: usize,
-        (c, row, first): (*mut f32, usize, bool),
-    ) {
         assert!(tiles > 0);
         for panel in a.iter().chain(&b) {
             assert!(panel.len() >= tiles * TILE_LEN);
         }
+        let Accumulator { acc, row, first } = out;
+        assert!(row >= 2 * TILE_COLS && acc.len() >= (2 * TILE_ROWS - 1) * row + 2 * TILE_COLS);
+        let c = acc.as_mut_ptr();
         let stride = ROW_BYTES;
         let acc_stride = row * 4;
         let half_down = TILE_ROWS * acc_stride - TILE_COLS * 4;
         // SAFETY: the tiles are configured on this thread (`self`); every load reads
         // `tiles` tiles of 1 KiB from a panel checked above to hold them; the four
-        // accumulator tiles (16 rows of 64 bytes, `acc_stride` apart) lie in the block
-        // the caller vouches for.
+        // accumulator tiles (16 rows of 64 bytes, `acc_stride` apart) lie inside `acc`
+        // (checked above).
         unsafe {
             if first {
                 asm!(

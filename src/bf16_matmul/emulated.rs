@@ -37,7 +37,8 @@ fn multiply_f32(
     }
 }
 
-/// `emulated` (both operands rounded), skipping what `mask` skips in the tiled kernels:
+/// `emulated` (both operands rounded), skipping what `mask` skips in the tiled kernels
+/// (`Mask::None`: every block, as `emulated`):
 /// each block of 32 rows multiplies only the columns and inner values the mask leaves
 /// it, so causal attention keeps its savings without AMX too.
 pub(super) fn emulated_masked(
@@ -47,17 +48,13 @@ pub(super) fn emulated_masked(
     (b, sb): (&[f32], Strided),
     mask: Mask,
 ) {
-    if mask == Mask::None {
-        return emulated((m, k, n), (dst, d, accumulate), (a, sa), (b, sb), false);
-    }
     let ((ra, sa), (rb, sb)) = (rounded((m, k), a, sa), rounded((k, n), b, sb));
     let blocks = |len: usize| len.div_ceil(BLOCK);
     for bi in 0..blocks(m) {
         let rows = bi * BLOCK..((bi + 1) * BLOCK).min(m);
-        let cols = mask.column_end(bi, blocks(n)) * BLOCK;
+        let cols = (mask.column_end(bi, blocks(n)) * BLOCK).min(n);
         let inner = mask.inner(bi, blocks(k));
         let inner = inner.start * BLOCK..(inner.end * BLOCK).min(k);
-        let cols = cols.min(n);
         let (a_at, b_at) = (sa.at(rows.start, inner.start), sb.at(inner.start, 0));
         let dims = (rows.len(), inner.len(), cols);
         let d_at = d.at(rows.start, 0);

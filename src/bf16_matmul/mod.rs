@@ -141,7 +141,7 @@ pub fn matmul_bf16_with(
     a: (&[f32], Strided),
     b: (&[f32], Strided),
 ) {
-    product(kernel, dims, dst, a, b, false);
+    product(kernel, dims, dst, a, b, Operands::Plain);
 }
 
 /// `matmul_bf16_with` where `b` already holds bf16 values (`rounded`): the emulation
@@ -153,17 +153,40 @@ pub fn matmul_bf16_rounded_right(
     a: (&[f32], Strided),
     b: (&[f32], Strided),
 ) {
-    product(kernel, dims, dst, a, b, true);
+    product(kernel, dims, dst, a, b, Operands::RightRounded);
 }
 
-/// `matmul_bf16_with`; `b_rounded`: `b` holds bf16 values already.
+/// `dst (+)= a @ b` with bf16-rounded operands by `kernel`, skipping the blocks `mask`
+/// names. Panics as `matmul_bf16_with`.
+pub fn matmul_bf16_masked(
+    kernel: Kernel,
+    dims: (usize, usize, usize),
+    dst: (&mut [f32], Strided, bool),
+    a: (&[f32], Strided),
+    b: (&[f32], Strided),
+    mask: Mask,
+) {
+    product(kernel, dims, dst, a, b, Operands::Masked(mask));
+}
+
+/// What a product knows of its operands beyond their values.
+#[derive(Clone, Copy)]
+enum Operands {
+    Plain,
+    /// `b` holds bf16 values already (the emulation rounds only `a`).
+    RightRounded,
+    /// Zero (or never read) where the mask says.
+    Masked(Mask),
+}
+
+/// The products' one checked entry.
 fn product(
     kernel: Kernel,
     (m, k, n): (usize, usize, usize),
     (dst, d, accumulate): (&mut [f32], Strided, bool),
     (a, sa): (&[f32], Strided),
     (b, sb): (&[f32], Strided),
-    b_rounded: bool,
+    operands: Operands,
 ) {
     assert!(
         kernel.available(),
@@ -176,30 +199,19 @@ fn product(
     d.check(m, n, dst.len(), "bf16 matmul destination");
     sa.check(m, k, a.len(), "bf16 matmul left operand");
     sb.check(k, n, b.len(), "bf16 matmul right operand");
+    let (dims, dst) = ((m, k, n), (dst, d, accumulate));
     if k == 0 || kernel == Kernel::Emulated {
-        let dims = (m, k, n);
-        return emulated(dims, (dst, d, accumulate), (a, sa), (b, sb), b_rounded);
+        return match operands {
+            Operands::Plain => emulated(dims, dst, (a, sa), (b, sb), false),
+            Operands::RightRounded => emulated(dims, dst, (a, sa), (b, sb), true),
+            Operands::Masked(mask) => emulated_masked(dims, dst, (a, sa), (b, sb), mask),
+        };
     }
-    with_packed((m, k, n), (a, sa), (b, sb), |left, right| {
-        multiply(kernel, (dst, d, accumulate), left, right)
-    });
-}
-
-/// `dst (+)= a @ b` with bf16-rounded operands by `kernel`, skipping the blocks `mask`
-/// names (a tiled kernel's operands packed into this thread's reused buffers). Panics as
-/// `multiply_masked`, or if a view does not fit its slice.
-pub fn matmul_bf16_masked(
-    kernel: Kernel,
-    (m, k, n): (usize, usize, usize),
-    dst: (&mut [f32], Strided, bool),
-    a: (&[f32], Strided),
-    b: (&[f32], Strided),
-    mask: Mask,
-) {
-    if kernel == Kernel::Emulated || k == 0 {
-        return emulated_masked((m, k, n), dst, a, b, mask);
-    }
-    with_packed((m, k, n), a, b, |left, right| {
+    let mask = match operands {
+        Operands::Masked(mask) => mask,
+        _ => Mask::None,
+    };
+    with_packed(dims, (a, sa), (b, sb), |left, right| {
         multiply_masked(kernel, dst, (left, right), mask)
     });
 }

@@ -182,7 +182,7 @@ fn reuse(packed: &mut Vec<u16>, len: usize, padded: bool) {
 #[inline]
 fn interleave(even: &[f32], odd: Option<&[f32]>, out: &mut [u16; TILE_K]) {
     if let (16, Some(odd)) = (even.len(), odd) {
-        if avx512_bf16() && std::arch::is_x86_feature_detected!("avx512bw") {
+        if transpose::available() {
             // SAFETY: the features are present; 16 values each, 32 written.
             unsafe { interleave_avx512(even, odd, out) };
             return;
@@ -200,29 +200,13 @@ fn interleave(even: &[f32], odd: Option<&[f32]>, out: &mut [u16; TILE_K]) {
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
 unsafe fn interleave_avx512(even: &[f32], odd: &[f32], out: &mut [u16; TILE_K]) {
     use std::arch::x86_64::*;
-    // Lane j of the result takes lane j / 2 of `even` (16 + j / 2 of `odd`) for even
-    // (odd) j, from the two halves VCVTNE2PS2BF16 packs them into.
-    const ORDER: [u16; 32] = {
-        let mut order = [0u16; 32];
-        let mut j = 0;
-        while j < 32 {
-            order[j] = if j % 2 == 0 {
-                (j / 2) as u16
-            } else {
-                16 + (j / 2) as u16
-            };
-            j += 1;
-        }
-        order
-    };
     // SAFETY: 16 f32 read from each slice (their lengths are 16), 64 bytes written.
     unsafe {
-        let both = _mm512_cvtne2ps_pbh(
-            _mm512_loadu_ps(odd.as_ptr()),
+        let (even, odd) = (
             _mm512_loadu_ps(even.as_ptr()),
+            _mm512_loadu_ps(odd.as_ptr()),
         );
-        let order = _mm512_loadu_si512(ORDER.as_ptr().cast());
-        let pairs = _mm512_permutexvar_epi16(order, std::mem::transmute::<__m512bh, __m512i>(both));
+        let pairs = transpose::interleaved(even, odd);
         _mm512_storeu_si512(out.as_mut_ptr().cast(), pairs);
     }
 }

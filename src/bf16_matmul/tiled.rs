@@ -7,10 +7,10 @@ use crate::matmul::Strided;
 
 use super::format::{round_up, BLOCK, TILE_K, TILE_LEN};
 use super::pack::{pack_left, pack_right};
+use super::{amx, avx512, Kernel};
 
 // A mask's blocks are the kernels' blocks along the inner dimension too.
 const _: () = assert!(BLOCK == TILE_K);
-use super::{amx, avx512, Kernel};
 
 /// An operand packed for the kernels, as the left (`Left`) or right (`Right`) factor.
 pub struct Packed<Side> {

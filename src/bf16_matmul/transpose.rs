@@ -48,15 +48,11 @@ unsafe fn right_tile_avx512(src: &[f32], stride: usize, tile: &mut [u16]) {
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
 unsafe fn left_tile_avx512(src: &[f32], stride: usize, tile: &mut [u16]) {
     // Interleaving indices 2j and 2j + 1 puts row r's pair j in 4-byte lane r of line j.
-    let order = interleave_order();
     let lines: [__m512i; 16] = std::array::from_fn(|j| {
         let even = src[2 * j * stride..][..TILE_ROWS].as_ptr();
         let odd = src[(2 * j + 1) * stride..][..TILE_ROWS].as_ptr();
         // SAFETY: 16 values each, in bounds (the slices above).
-        unsafe {
-            let both = to_bf16_pairs(_mm512_loadu_ps(even), _mm512_loadu_ps(odd));
-            _mm512_permutexvar_epi16(order, both)
-        }
+        unsafe { interleaved(_mm512_loadu_ps(even), _mm512_loadu_ps(odd)) }
     });
     // SAFETY: as in `right_tile_avx512`.
     unsafe { store_transposed(lines, tile) }
@@ -69,12 +65,27 @@ unsafe fn to_bf16_pairs(low: __m512, high: __m512) -> __m512i {
     unsafe { std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(high, low)) }
 }
 
-/// The 16-bit lane order that makes lane 2c hold `low[c]` and lane 2c + 1 `high[c]`.
-#[target_feature(enable = "avx512f")]
-unsafe fn interleave_order() -> __m512i {
-    let order: [u16; 32] = std::array::from_fn(|j| (j / 2 + 16 * (j % 2)) as u16);
-    // SAFETY: 64 bytes read from a 64-byte array.
-    unsafe { _mm512_loadu_si512(order.as_ptr().cast()) }
+/// `even` and `odd` (16 values each) as bf16, interleaved: lane 2c from `even[c]`, lane
+/// 2c + 1 from `odd[c]` (a row pair of the pair-interleaved layout). Needs `available()`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+pub(super) unsafe fn interleaved(even: __m512, odd: __m512) -> __m512i {
+    // The 16-bit lane order that takes lane 2c from the low half (`even`) and lane
+    // 2c + 1 from the high half (`odd`) of what `to_bf16_pairs` packs.
+    const ORDER: [u16; 32] = {
+        let mut order = [0u16; 32];
+        let mut j = 0;
+        while j < 32 {
+            order[j] = (j / 2 + 16 * (j % 2)) as u16;
+            j += 1;
+        }
+        order
+    };
+    // SAFETY: 64 bytes read from a 64-byte array; the features are enabled here.
+    unsafe {
+        let order = _mm512_loadu_si512(ORDER.as_ptr().cast());
+        _mm512_permutexvar_epi16(order, to_bf16_pairs(even, odd))
+    }
 }
 
 /// Writes lane `j` of line `c` to row `j`, lane `c` (4-byte lanes): row j's 64 bytes at
